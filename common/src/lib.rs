@@ -1,0 +1,16 @@
+//! Plumbing shared by the three services, kept here so each service's own
+//! crate holds only its domain.
+//!
+//! - [`config`]: typed environment parsing with one clear error per variable.
+//! - [`telemetry`]: tracing set-up (human or JSON).
+//! - [`shutdown`]: the SIGTERM / Ctrl-C future every server waits on.
+//! - [`metadata`]: gRPC metadata keys that carry the client context.
+//! - [`internal_auth`]: the shared-secret check on internal gRPC calls.
+
+pub mod config;
+pub mod internal_auth;
+pub mod metadata;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
