@@ -1,0 +1,60 @@
+//! The one error type of auth-service and its one mapping to gRPC status.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{domain::FieldError, store::StoreError};
+
+/// The message every failed login gets, whatever the reason, so responses
+/// reveal nothing about which accounts exist.
+pub const BAD_CREDENTIALS: &str = "No active account found with the given credentials";
+
+/// Everything that can go wrong in a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Request fields broke a rule.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// A unique field is taken.
+    #[error("already exists")]
+    Conflict(Vec<FieldError>),
+    /// Login refused (any reason).
+    #[error("{BAD_CREDENTIALS}")]
+    BadCredentials,
+    /// A token that is malformed, expired, revoked or of the wrong type.
+    #[error("token is invalid or expired")]
+    InvalidToken,
+    /// The database failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Anything else unexpected.
+    #[error("internal: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+fn with_fields(code: Code, message: &str, fields: &[FieldError]) -> Status {
+    let mut details = ErrorDetails::new();
+    for f in fields {
+        details.add_bad_request_violation(f.field.clone(), f.message.clone());
+    }
+    Status::with_error_details(code, message, details)
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(fields) => with_fields(Code::InvalidArgument, "invalid request", &fields),
+            Error::Conflict(fields) => with_fields(Code::AlreadyExists, "already exists", &fields),
+            Error::BadCredentials => Status::unauthenticated(BAD_CREDENTIALS),
+            Error::InvalidToken => Status::unauthenticated("Token is invalid or expired"),
+            Error::Store(e) => {
+                tracing::error!(error = %e, "storage failure");
+                Status::unavailable("storage unavailable")
+            }
+            Error::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal failure");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

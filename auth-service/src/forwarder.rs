@@ -1,0 +1,125 @@
+//! Streams the attempt outbox to audit-service.
+//!
+//! One long-lived bidirectional `Ingest` stream; batches go out oldest
+//! first, one at a time, and their rows are deleted only after the ack says
+//! audit-service has committed them. Any failure drops the stream and
+//! reconnects with capped exponential backoff; unacknowledged rows are simply
+//! sent again (audit-service ignores duplicate event ids). So delivery is
+//! at-least-once on the wire and exactly-once in the log, and logins never
+//! wait for any of this.
+
+use std::{sync::Arc, time::Duration};
+
+use common::internal_auth::AttachToken;
+use prost::Message;
+use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::store::AuthStore;
+
+/// Most attempts per batch.
+const BATCH: i64 = 500;
+/// How long an ack may take before the stream is considered dead.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle re-check interval (rows written by other replicas do not notify us).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The forwarder task's state.
+pub struct Forwarder<S> {
+    store: S,
+    audit_url: String,
+    token: AttachToken,
+    signal: Arc<Notify>,
+}
+
+enum Exit {
+    /// Shutdown was asked for and the outbox is empty.
+    Drained,
+}
+
+impl<S: AuthStore> Forwarder<S> {
+    /// A forwarder from `store`'s outbox to audit-service at `audit_url`.
+    pub fn new(store: S, audit_url: String, token: AttachToken, signal: Arc<Notify>) -> Self {
+        Self {
+            store,
+            audit_url,
+            token,
+            signal,
+        }
+    }
+
+    /// Runs until `stop` turns true and the outbox is drained (or the
+    /// caller gives up waiting and drops this future).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.session(&mut stop, &mut backoff).await {
+                Ok(Exit::Drained) => return,
+                Err(e) => {
+                    let backlog = self.store.outbox_len().await.unwrap_or(-1);
+                    tracing::warn!(error = %e, backlog, retry_in_ms = backoff.as_millis() as u64, "audit stream down");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn session(&self, stop: &mut watch::Receiver<bool>, backoff: &mut Duration) -> anyhow::Result<Exit> {
+        let channel = Endpoint::from_shared(self.audit_url.clone())?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        let mut client = AuditServiceClient::with_interceptor(channel, self.token.clone());
+        let (tx, rx) = mpsc::channel(1);
+        let mut acks = client.ingest(ReceiverStream::new(rx)).await?.into_inner();
+        *backoff = Duration::from_millis(100);
+        tracing::info!(url = %self.audit_url, "audit stream open");
+        let mut batch_seq = 0u64;
+        loop {
+            let rows = self.store.outbox_oldest(BATCH).await?;
+            if rows.is_empty() {
+                if *stop.borrow() {
+                    return Ok(Exit::Drained);
+                }
+                tokio::select! {
+                    () = self.signal.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+            let attempts: Vec<Attempt> = rows
+                .iter()
+                .filter_map(|r| match Attempt::decode(r.payload.as_slice()) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        // Written by this service, so this means corruption:
+                        // say so loudly rather than block the stream forever.
+                        tracing::error!(seq = r.seq, error = %e, "undecodable outbox row dropped");
+                        None
+                    }
+                })
+                .collect();
+            batch_seq += 1;
+            tx.send(IngestBatch { batch_seq, attempts })
+                .await
+                .map_err(|_| anyhow::anyhow!("audit stream closed"))?;
+            let ack = tokio::time::timeout(ACK_TIMEOUT, acks.message())
+                .await
+                .map_err(|_| anyhow::anyhow!("no ack within {ACK_TIMEOUT:?}"))??
+                .ok_or_else(|| anyhow::anyhow!("audit stream ended"))?;
+            anyhow::ensure!(ack.batch_seq == batch_seq, "ack for batch {} while waiting for {batch_seq}", ack.batch_seq);
+            self.store.outbox_remove(&seqs).await?;
+            tracing::debug!(sent = seqs.len(), inserted = ack.inserted, "batch acknowledged");
+        }
+    }
+}

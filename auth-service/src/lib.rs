@@ -1,0 +1,138 @@
+//! auth-service: accounts, email verification, login and JWTs over gRPC.
+//!
+//! Layout: [`domain`] parses raw input; [`api`] implements `auth.v1`;
+//! [`store`] persists (SQLite or PostgreSQL); [`forwarder`] streams the
+//! login-attempt outbox to audit-service; [`tokens`] signs and verifies
+//! JWTs; [`hasher`] runs argon2id; [`mail`] sends verification codes.
+//! [`Application`] wires them and is what `main`, the all-in-one launcher
+//! and the tests all start.
+
+pub mod admin;
+pub mod api;
+pub mod attempt;
+pub mod config;
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod forwarder;
+pub mod hasher;
+pub mod mail;
+pub mod store;
+pub mod tokens;
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+
+use common::internal_auth::{AttachToken, RequireToken};
+use proto::auth::v1::auth_service_server::AuthServiceServer;
+use tokio::{net::TcpListener, sync::{Notify, watch}};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, server::Router};
+
+pub use config::Config;
+
+use crate::{
+    api::AuthApi,
+    forwarder::Forwarder,
+    hasher::PasswordHasher,
+    mail::Mailer,
+    store::{AuthStore, PgStore, SqliteStore},
+    tokens::TokenService,
+};
+
+/// How long shutdown waits for the outbox to drain to audit-service.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A built, bound, not yet serving auth-service.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    forwarder: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop_forwarder: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Connects and migrates the database, loads or creates the signing
+    /// keys, and binds the gRPC port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let url = config.database_url.expose().to_owned();
+        if url.starts_with("sqlite:") {
+            Self::assemble(config, SqliteStore::connect(&url).await?).await
+        } else {
+            Self::assemble(config, PgStore::connect(&url).await?).await
+        }
+    }
+
+    async fn assemble<S: AuthStore>(config: Config, store: S) -> anyhow::Result<Self> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let tokens = Arc::new(
+            TokenService::load(&store, config.issuer.clone(), config.access_ttl, config.refresh_ttl, now).await?,
+        );
+        let mailer = Mailer::new(config.smtp_url.as_ref().map(|s| s.expose()), config.mail_dir.clone())?;
+        let signal = Arc::new(Notify::new());
+        let api = AuthApi::new(
+            store.clone(),
+            PasswordHasher::new(config.hash_concurrency)?,
+            tokens,
+            mailer,
+            config.mail_from.parse()?,
+            signal.clone(),
+        );
+
+        let (stop_forwarder, stop_rx) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            store,
+            config.audit_grpc_url.clone(),
+            AttachToken::new(config.internal_token.as_ref())?,
+            signal,
+        );
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AuthServiceServer<AuthApi<S>>>().await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let router = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(AuthServiceServer::with_interceptor(api, RequireToken(config.internal_token.clone())));
+
+        let listener = TcpListener::bind(config.grpc_addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "auth-service listening");
+        Ok(Self {
+            listener,
+            router,
+            forwarder: Box::pin(forwarder.run(stop_rx)),
+            stop_forwarder,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // The listener was bound in `build`; a bound socket has an address.
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes
+    /// in-flight calls and drains the outbox (bounded by a timeout).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let forwarder = tokio::spawn(self.forwarder);
+        let served = self
+            .router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        let _ = self.stop_forwarder.send(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, forwarder).await.is_err() {
+            tracing::warn!("outbox not drained before shutdown; it will be sent on next start");
+        }
+        served?;
+        Ok(())
+    }
+}
+
+/// Builds and serves until SIGTERM / Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    Application::build(config).await?.run_until(common::shutdown::signal()).await
+}

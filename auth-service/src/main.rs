@@ -1,0 +1,63 @@
+//! auth-service binary: serves by default; operator subcommands otherwise.
+
+use std::io::Read;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Accounts, verification, login and JWTs over gRPC (auth.v1)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC API (the default).
+    Serve,
+    /// Create a verified administrator in the configured auth database.
+    CreateAdmin {
+        /// The admin's username.
+        #[arg(long)]
+        username: String,
+        /// The admin's email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    common::telemetry::init();
+    let cli = Cli::parse();
+    let config = match auth_service::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => auth_service::run(config).await,
+        Command::CreateAdmin { username, email, .. } => create_admin(&config, &username, &email).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn create_admin(config: &auth_service::Config, username: &str, email: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let user = auth_service::admin::create_admin(config, username, email, password).await?;
+    println!("created admin {} (id {})", user.username, user.id);
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Persistence behind one trait, so the service runs on SQLite (one machine)
+//! or PostgreSQL (replicas) unchanged.
+//!
+//! Both backends share one SQL text ([`sql`]): SQLite accepts PostgreSQL's
+//! `$N` placeholders, `RETURNING` and `ON CONFLICT`, so a second copy would
+//! only be a place for the two to drift. What does differ — connection set-up
+//! and DDL — lives in [`sqlite`], [`postgres`] and `migrations/<backend>/`.
+
+use std::future::Future;
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+/// A store on either backend's pool; the backend is a type parameter so
+/// every query is compiled for the driver it runs on.
+#[derive(Debug)]
+pub struct SqlStore<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+}
+
+// Manual: a derive would demand `DB: Clone`, which the driver markers are not.
+impl<DB: sqlx::Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// SQLite-backed store.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+/// PostgreSQL-backed store.
+pub type PgStore = SqlStore<sqlx::Postgres>;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique column already holds the value; names the request field.
+    #[error("duplicate {0}")]
+    Duplicate(&'static str),
+    /// The database failed or is unreachable.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A stored account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    /// Primary key; the JWT `user_id`.
+    pub id: i64,
+    /// As registered.
+    pub username: String,
+    /// As registered (domain lower-cased).
+    pub email: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// Verified and not disabled.
+    pub is_active: bool,
+    /// Administrator.
+    pub is_staff: bool,
+}
+
+/// An account to create.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    /// Display form.
+    pub username: &'a str,
+    /// Lower-cased, unique.
+    pub username_lower: &'a str,
+    /// Display form.
+    pub email: &'a str,
+    /// Lower-cased, unique.
+    pub email_lower: &'a str,
+    /// PHC string.
+    pub password_hash: &'a str,
+    /// Active immediately (admins made by the CLI), else after verification.
+    pub is_active: bool,
+    /// Administrator.
+    pub is_staff: bool,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A verification code as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredCode {
+    /// Salted SHA-256 of the code.
+    pub code_hash: Vec<u8>,
+    /// Per-code random salt.
+    pub salt: Vec<u8>,
+    /// Unix seconds; throttles re-sending.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Wrong tries so far.
+    pub tries: i32,
+}
+
+/// A refresh token to record.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// The token's `jti`.
+    pub jti: String,
+    /// Rotation family: all tokens descended from one login.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was live; it is now used and its successor is stored.
+    Rotated(User),
+    /// The token had been used before: its whole family is now revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// The owner is no longer active; the family is revoked.
+    Inactive,
+}
+
+/// One login attempt for the outbox (an encoded `audit.v1.Attempt`).
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// The attempt's UUIDv7.
+    pub event_id: String,
+    /// Protobuf encoding of the attempt.
+    pub payload: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// An outbox row read for forwarding.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// Insertion order.
+    pub seq: i64,
+    /// Protobuf encoding of the attempt.
+    pub payload: Vec<u8>,
+}
+
+/// A signing key as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    /// Key id (`kid`).
+    pub kid: String,
+    /// Ed25519 seed (32 bytes).
+    pub secret: Vec<u8>,
+    /// Unix seconds; the newest key signs.
+    pub created_at: i64,
+}
+
+/// The persistence auth-service needs. Every method is one short
+/// transaction; multi-step changes that must not half-happen are one method.
+pub trait AuthStore: Clone + Send + Sync + 'static {
+    /// Inserts an account; `Duplicate("username" | "email")` when taken.
+    fn create_user(&self, user: NewUser<'_>) -> impl Future<Output = Result<User, StoreError>> + Send;
+    /// The account whose username (preferred) or email matches `key` (lower-cased).
+    fn user_by_login(&self, key: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// The account with this lower-cased email.
+    fn user_by_email(&self, email_lower: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// The account with this id.
+    fn user_by_id(&self, id: i64) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// Replaces the account's code unless the current one was created after
+    /// `resend_cutoff`; returns whether the new code was stored.
+    fn put_code(
+        &self,
+        user_id: i64,
+        code: &StoredCode,
+        resend_cutoff: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The account's current code.
+    fn code(&self, user_id: i64) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
+    /// Counts one wrong try against the current code.
+    fn count_wrong_code(&self, user_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes the code with this digest and activates the account, atomically;
+    /// false when the code was already consumed.
+    fn activate_with_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Writes a login attempt to the outbox, and the issued refresh token on
+    /// success, in one transaction.
+    fn record_login(
+        &self,
+        attempt: &OutboxEntry,
+        refresh: Option<&NewRefreshToken>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Uses up refresh token `jti` and stores its successor `next` (whose
+    /// family and owner are taken from the used token).
+    fn rotate_refresh(
+        &self,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+    /// All signing keys, newest first.
+    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
+    /// Adds a signing key.
+    fn add_signing_key(&self, key: &SigningKeyRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The oldest `limit` outbox rows.
+    fn outbox_oldest(&self, limit: i64) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
+    /// Deletes exactly these outbox rows (acknowledged by audit-service).
+    fn outbox_remove(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Rows waiting in the outbox.
+    fn outbox_len(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// Maps a unique violation to the request field it concerns.
+fn unique_violation(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
+        return StoreError::Duplicate(if text.contains("email") { "email" } else { "username" });
+    }
+    StoreError::Database(e)
+}

@@ -1,0 +1,317 @@
+//! The SQL both backends run, written once and instantiated per driver.
+
+/// Implements [`super::AuthStore`] for `SqlStore<$db>`.
+macro_rules! impl_auth_store {
+    ($db:ty) => {
+        impl $crate::store::AuthStore for $crate::store::SqlStore<$db> {
+            async fn create_user(
+                &self,
+                u: $crate::store::NewUser<'_>,
+            ) -> Result<$crate::store::User, $crate::store::StoreError> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO users (username, username_lower, email, email_lower, password_hash, is_active, is_staff, created_at, verified_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $6 THEN $8 END)
+                     RETURNING id",
+                )
+                .bind(u.username)
+                .bind(u.username_lower)
+                .bind(u.email)
+                .bind(u.email_lower)
+                .bind(u.password_hash)
+                .bind(u.is_active)
+                .bind(u.is_staff)
+                .bind(u.now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::unique_violation)?;
+                Ok($crate::store::User {
+                    id,
+                    username: u.username.to_owned(),
+                    email: u.email.to_owned(),
+                    password_hash: u.password_hash.to_owned(),
+                    is_active: u.is_active,
+                    is_staff: u.is_staff,
+                })
+            }
+
+            async fn user_by_login(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
+                // A username may itself look like an email; an exact username
+                // match wins over another account's email.
+                Ok(sqlx::query_as(
+                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users
+                     WHERE username_lower = $1 OR email_lower = $1
+                     ORDER BY CASE WHEN username_lower = $1 THEN 0 ELSE 1 END
+                     LIMIT 1",
+                )
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn user_by_email(
+                &self,
+                email_lower: &str,
+            ) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE email_lower = $1",
+                )
+                .bind(email_lower)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn user_by_id(
+                &self,
+                id: i64,
+            ) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn put_code(
+                &self,
+                user_id: i64,
+                code: &$crate::store::StoredCode,
+                resend_cutoff: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                // The WHERE on the update makes the resend throttle atomic:
+                // two racing requests cannot both replace a fresh code.
+                let done = sqlx::query(
+                    "INSERT INTO verification_codes (user_id, code_hash, salt, created_at, expires_at, tries)
+                     VALUES ($1, $2, $3, $4, $5, 0)
+                     ON CONFLICT (user_id) DO UPDATE SET
+                        code_hash = excluded.code_hash, salt = excluded.salt,
+                        created_at = excluded.created_at, expires_at = excluded.expires_at, tries = 0
+                     WHERE verification_codes.created_at <= $6",
+                )
+                .bind(user_id)
+                .bind(&code.code_hash)
+                .bind(&code.salt)
+                .bind(code.created_at)
+                .bind(code.expires_at)
+                .bind(resend_cutoff)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn code(
+                &self,
+                user_id: i64,
+            ) -> Result<Option<$crate::store::StoredCode>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT code_hash, salt, created_at, expires_at, tries FROM verification_codes WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn count_wrong_code(&self, user_id: i64) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE verification_codes SET tries = tries + 1 WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn activate_with_code(
+                &self,
+                user_id: i64,
+                code_hash: &[u8],
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM verification_codes WHERE user_id = $1 AND code_hash = $2",
+                )
+                .bind(user_id)
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await?;
+                if deleted.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE users SET is_active = TRUE, verified_at = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn record_login(
+                &self,
+                attempt: &$crate::store::OutboxEntry,
+                refresh: Option<&$crate::store::NewRefreshToken>,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO attempt_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&attempt.event_id)
+                .bind(&attempt.payload)
+                .bind(attempt.created_at)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(r) = refresh {
+                    insert_refresh(&mut *tx, r).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rotate_refresh(
+                &self,
+                jti: &str,
+                now: i64,
+                next: &$crate::store::NewRefreshToken,
+            ) -> Result<$crate::store::Rotation, $crate::store::StoreError> {
+                use $crate::store::Rotation;
+                let mut tx = self.pool.begin().await?;
+                let used: Option<(String, i64)> = sqlx::query_as(
+                    "UPDATE refresh_tokens SET used_at = $2
+                     WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+                     RETURNING family_id, user_id",
+                )
+                .bind(jti)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((family_id, user_id)) = used else {
+                    let seen: Option<(String, Option<i64>)> = sqlx::query_as(
+                        "SELECT family_id, used_at FROM refresh_tokens WHERE jti = $1",
+                    )
+                    .bind(jti)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    return Ok(match seen {
+                        Some((family_id, Some(_))) => {
+                            revoke_family(&mut *tx, &family_id, now).await?;
+                            tx.commit().await?;
+                            Rotation::Reused
+                        }
+                        _ => Rotation::Invalid,
+                    });
+                };
+                let user: Option<$crate::store::User> = sqlx::query_as(
+                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let outcome = match user {
+                    Some(user) if user.is_active => {
+                        let next = $crate::store::NewRefreshToken {
+                            family_id,
+                            user_id,
+                            ..next.clone()
+                        };
+                        insert_refresh(&mut *tx, &next).await?;
+                        Rotation::Rotated(user)
+                    }
+                    _ => {
+                        revoke_family(&mut *tx, &family_id, now).await?;
+                        Rotation::Inactive
+                    }
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn signing_keys(
+                &self,
+            ) -> Result<Vec<$crate::store::SigningKeyRow>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn add_signing_key(
+                &self,
+                key: &$crate::store::SigningKeyRow,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
+                    .bind(&key.kid)
+                    .bind(&key.secret)
+                    .bind(key.created_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn outbox_oldest(
+                &self,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::OutboxRow>, $crate::store::StoreError> {
+                Ok(sqlx::query_as("SELECT seq, payload FROM attempt_outbox ORDER BY seq LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn outbox_remove(&self, seqs: &[i64]) -> Result<(), $crate::store::StoreError> {
+                // Exact ids, never a range: a row committed late with a lower
+                // sequence number must not be deleted unsent.
+                for chunk in seqs.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM attempt_outbox WHERE seq IN (");
+                    let mut list = qb.separated(", ");
+                    for seq in chunk {
+                        list.push_bind(*seq);
+                    }
+                    list.push_unseparated(")");
+                    qb.build().execute(&self.pool).await?;
+                }
+                Ok(())
+            }
+
+            async fn outbox_len(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM attempt_outbox")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+        }
+
+        async fn insert_refresh(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            r: &$crate::store::NewRefreshToken,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (jti, family_id, user_id, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&r.jti)
+            .bind(&r.family_id)
+            .bind(r.user_id)
+            .bind(r.issued_at)
+            .bind(r.expires_at)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn revoke_family(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            family_id: &str,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+                .bind(family_id)
+                .bind(now)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(super) use impl_auth_store;

@@ -1,0 +1,200 @@
+//! Ed25519 JWTs: signing keys persisted in the auth database, so restarts and
+//! replicas share them; the newest key signs and every key verifies.
+
+use std::collections::HashMap;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    error::Error,
+    store::{AuthStore, SigningKeyRow, User},
+};
+
+/// `token_type` of access tokens (simplejwt's value).
+pub const ACCESS: &str = "access";
+/// `token_type` of refresh tokens (simplejwt's value).
+pub const REFRESH: &str = "refresh";
+
+/// Claims, with simplejwt's names so existing clients keep decoding them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// `access` or `refresh`.
+    pub token_type: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issue time, Unix seconds.
+    pub iat: i64,
+    /// Unique token id.
+    pub jti: String,
+    /// The account.
+    pub user_id: i64,
+    /// The issuer (`JWT_ISSUER`).
+    pub iss: String,
+    /// Administrator.
+    pub is_staff: bool,
+    /// The account's username, for display.
+    pub username: String,
+}
+
+/// A public key in JWK form (RFC 8037).
+#[derive(Debug, Clone)]
+pub struct PublicJwk {
+    /// Key id.
+    pub kid: String,
+    /// Public key, base64url.
+    pub x: String,
+}
+
+/// The loaded keys plus token policy.
+pub struct TokenService {
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: Vec<PublicJwk>,
+    issuer: String,
+    access_ttl: i64,
+    refresh_ttl: i64,
+}
+
+/// A freshly issued pair.
+pub struct IssuedPair {
+    /// Access JWT.
+    pub access: String,
+    /// Refresh JWT.
+    pub refresh: String,
+    /// The refresh token's expiry, Unix seconds (to persist it).
+    pub refresh_exp: i64,
+}
+
+fn public_jwk(row: &SigningKeyRow) -> anyhow::Result<(SigningKey, PublicJwk)> {
+    let seed: [u8; 32] = row
+        .secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("signing key {} is not 32 bytes", row.kid))?;
+    let key = SigningKey::from_bytes(&seed);
+    let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+    Ok((key, PublicJwk { kid: row.kid.clone(), x }))
+}
+
+/// Makes a new random signing key; its id is derived from the public key.
+pub fn generate_key(now: i64) -> SigningKeyRow {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]);
+    SigningKeyRow {
+        kid,
+        secret: seed.to_vec(),
+        created_at: now,
+    }
+}
+
+impl TokenService {
+    /// Loads the keys, creating the first one on a fresh database.
+    pub async fn load<S: AuthStore>(
+        store: &S,
+        issuer: String,
+        access_ttl: std::time::Duration,
+        refresh_ttl: std::time::Duration,
+        now: i64,
+    ) -> anyhow::Result<Self> {
+        let mut rows = store.signing_keys().await?;
+        if rows.is_empty() {
+            store.add_signing_key(&generate_key(now)).await?;
+            // Re-read: a replica starting at the same moment may have added
+            // its own key; everyone then signs with the same newest one.
+            rows = store.signing_keys().await?;
+        }
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        let mut signer = None;
+        for row in &rows {
+            let (key, jwk) = public_jwk(row)?;
+            if signer.is_none() {
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
+                signer = Some((row.kid.clone(), EncodingKey::from_ed_der(der.as_bytes())));
+            }
+            verifying.insert(jwk.kid.clone(), DecodingKey::from_ed_components(&jwk.x)?);
+            jwks.push(jwk);
+        }
+        let (signing_kid, signing_key) =
+            signer.ok_or_else(|| anyhow::anyhow!("no signing key after creating one"))?;
+        Ok(Self {
+            signing_kid,
+            signing_key,
+            verifying,
+            jwks,
+            issuer,
+            access_ttl: i64::try_from(access_ttl.as_secs())?,
+            refresh_ttl: i64::try_from(refresh_ttl.as_secs())?,
+        })
+    }
+
+    /// Public keys for JWKS.
+    pub fn jwks(&self) -> &[PublicJwk] {
+        &self.jwks
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, Error> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.signing_key)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
+    }
+
+    /// Refresh token lifetime in seconds.
+    pub fn refresh_ttl(&self) -> i64 {
+        self.refresh_ttl
+    }
+
+    /// Issues an access + refresh pair for `user` at `now`; the refresh
+    /// token gets `refresh_jti`, which the caller has persisted or will.
+    pub fn issue(&self, user: &User, now: i64, refresh_jti: String) -> Result<IssuedPair, Error> {
+        let claims = |token_type: &str, ttl: i64, jti: String| Claims {
+            token_type: token_type.to_owned(),
+            exp: now + ttl,
+            iat: now,
+            jti,
+            user_id: user.id,
+            iss: self.issuer.clone(),
+            is_staff: user.is_staff,
+            username: user.username.clone(),
+        };
+        let access = claims(ACCESS, self.access_ttl, uuid::Uuid::new_v4().simple().to_string());
+        let refresh = claims(REFRESH, self.refresh_ttl, refresh_jti);
+        Ok(IssuedPair {
+            access: self.sign(&access)?,
+            refresh: self.sign(&refresh)?,
+            refresh_exp: refresh.exp,
+        })
+    }
+
+    /// Verifies signature (EdDSA only, known `kid`), issuer, expiry and
+    /// `token_type`; every failure is the same [`Error::InvalidToken`].
+    pub fn verify(&self, token: &str, token_type: &str) -> Result<Claims, Error> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.verifying.get(kid))
+            .ok_or(Error::InvalidToken)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|_| Error::InvalidToken)?;
+        if data.claims.token_type != token_type {
+            return Err(Error::InvalidToken);
+        }
+        Ok(data.claims)
+    }
+}
