@@ -1,0 +1,529 @@
+//! Access tokens, verified locally.
+//!
+//! auth-service signs EdDSA JWTs and publishes the public keys (`GetJwks`).
+//! The gateway keeps those keys in a [`KeyCache`] and checks tokens itself,
+//! so an admin request costs no round trip. A token naming a key we have not
+//! seen triggers a refetch (key rotation), but at most once per interval, so
+//! a stream of forged `kid`s cannot turn the gateway into a load generator
+//! against auth-service.
+//!
+//! The extractors: [`AuthUser`] (any valid access token) and [`AdminUser`]
+//! (one with `is_staff`). Their state needs an `Arc<TokenVerifier>`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::{header, request::Parts},
+};
+use futures::future::BoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use proto::auth::v1::{GetJwksRequest, Jwk};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::{context::RequestContext, error::ApiError, grpc::AuthClient};
+
+/// How long fetched keys are trusted before the next use refreshes them
+/// (so a key auth-service retired stops being accepted).
+const KEY_MAX_AGE: Duration = Duration::from_secs(300);
+/// The least time between two fetches of the key set.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_SECS: u64 = 5;
+/// Longest `kid` looked up; longer ones cannot be ours.
+const MAX_KID_LEN: usize = 128;
+
+/// Where the public keys come from. The real one asks auth-service; tests
+/// and tools can supply a fixed set.
+pub trait JwkSource: Send + Sync + 'static {
+    /// Fetches the current key set. `ctx` is the request that needed it, so
+    /// the call carries that request's id and client.
+    fn fetch<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+    ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>>;
+}
+
+/// Keys from auth-service's `GetJwks`.
+#[derive(Clone, Debug)]
+pub struct GrpcJwkSource(pub AuthClient);
+
+impl JwkSource for GrpcJwkSource {
+    fn fetch<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+    ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>> {
+        let mut client = self.0.clone();
+        Box::pin(async move {
+            let response = client.get_jwks(ctx.grpc_request(GetJwksRequest {})).await?;
+            Ok(response.into_inner().keys)
+        })
+    }
+}
+
+/// A fixed key set, for tests and for running without auth-service.
+#[derive(Clone, Debug, Default)]
+pub struct StaticJwks(pub Vec<Jwk>);
+
+impl JwkSource for StaticJwks {
+    fn fetch<'a>(
+        &'a self,
+        _: &'a RequestContext,
+    ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>> {
+        let keys = self.0.clone();
+        Box::pin(async move { Ok(keys) })
+    }
+}
+
+/// What the cache holds after a successful fetch.
+#[derive(Default)]
+struct KeySet {
+    /// The keys as published, for `/.well-known/jwks.json`.
+    published: Arc<Vec<Jwk>>,
+    /// The usable Ed25519 keys by `kid`.
+    by_kid: HashMap<String, DecodingKey>,
+    /// When they were fetched; `None` before the first success.
+    fetched_at: Option<Instant>,
+}
+
+/// Why the cache could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// No key set has ever been fetched and auth-service cannot be reached
+    /// (or the last attempt was too recent to retry).
+    #[error("no signing keys available")]
+    Unavailable,
+}
+
+/// auth-service's public keys, cached by `kid`.
+pub struct KeyCache {
+    source: Arc<dyn JwkSource>,
+    keys: RwLock<KeySet>,
+    /// Held while fetching so concurrent misses share one fetch; holds the
+    /// time of the last attempt, successful or not.
+    refresh: Mutex<Option<Instant>>,
+    min_interval: Duration,
+    max_age: Duration,
+}
+
+impl KeyCache {
+    /// A cache that fetches from `source` when first needed.
+    pub fn new(source: Arc<dyn JwkSource>) -> Self {
+        Self {
+            source,
+            keys: RwLock::new(KeySet::default()),
+            refresh: Mutex::new(None),
+            min_interval: MIN_REFRESH_INTERVAL,
+            max_age: KEY_MAX_AGE,
+        }
+    }
+
+    /// Overrides the least time between fetches (tests).
+    pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
+        self
+    }
+
+    /// The key with id `kid`: from the cache when present and fresh, else
+    /// after a refetch (at most one per interval). `Ok(None)` means the key
+    /// is unknown: the token is not ours.
+    pub async fn key(
+        &self,
+        kid: &str,
+        ctx: &RequestContext,
+    ) -> Result<Option<DecodingKey>, KeyError> {
+        if kid.len() > MAX_KID_LEN {
+            return Ok(None);
+        }
+        if let Some(key) = self.lookup(kid, true) {
+            return Ok(Some(key));
+        }
+        self.refresh(ctx).await;
+        match self.lookup(kid, false) {
+            Some(key) => Ok(Some(key)),
+            None if self.loaded() => Ok(None),
+            None => Err(KeyError::Unavailable),
+        }
+    }
+
+    /// The published key set (refreshed when stale; a stale set is served
+    /// when auth-service cannot be reached).
+    pub async fn published(&self, ctx: &RequestContext) -> Result<Arc<Vec<Jwk>>, KeyError> {
+        if !self.fresh() {
+            self.refresh(ctx).await;
+        }
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        match keys.fetched_at {
+            Some(_) => Ok(keys.published.clone()),
+            None => Err(KeyError::Unavailable),
+        }
+    }
+
+    fn lookup(&self, kid: &str, only_fresh: bool) -> Option<DecodingKey> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let fresh = keys
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.max_age);
+        if only_fresh && !fresh {
+            return None;
+        }
+        keys.by_kid.get(kid).cloned()
+    }
+
+    fn loaded(&self) -> bool {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.fetched_at.is_some()
+    }
+
+    fn fresh(&self) -> bool {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.fetched_at
+            .is_some_and(|at| at.elapsed() < self.max_age)
+    }
+
+    /// Fetches the key set unless the last attempt was within the interval.
+    /// Failures are logged and leave the old keys in place.
+    async fn refresh(&self, ctx: &RequestContext) {
+        let mut last = self.refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.min_interval) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match self.source.fetch(ctx).await {
+            Ok(jwks) => {
+                let by_kid: HashMap<_, _> = jwks
+                    .iter()
+                    .filter_map(|jwk| match usable_key(jwk) {
+                        Some(key) => Some((jwk.kid.clone(), key)),
+                        None => {
+                            tracing::warn!(kid = %jwk.kid, kty = %jwk.kty, crv = %jwk.crv, "ignoring a key that is not a usable Ed25519 key");
+                            None
+                        }
+                    })
+                    .collect();
+                tracing::debug!(keys = by_kid.len(), "signing keys refreshed");
+                let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+                *keys = KeySet {
+                    published: Arc::new(jwks),
+                    by_kid,
+                    fetched_at: Some(Instant::now()),
+                };
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "fetching signing keys failed");
+            }
+        }
+    }
+}
+
+/// An Ed25519 verification key from a JWK, or `None` for anything else.
+fn usable_key(jwk: &Jwk) -> Option<DecodingKey> {
+    let ok = jwk.kty == "OKP"
+        && jwk.crv == "Ed25519"
+        && (jwk.alg.is_empty() || jwk.alg == "EdDSA")
+        && (jwk.r#use.is_empty() || jwk.r#use == "sig")
+        && !jwk.kid.is_empty();
+    if !ok {
+        return None;
+    }
+    DecodingKey::from_ed_components(&jwk.x).ok()
+}
+
+/// The claims of an access token (simplejwt's names plus `iss`,
+/// `is_staff` and `username`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// `"access"` or `"refresh"`; only access tokens are accepted here.
+    pub token_type: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Issue time, seconds since the Unix epoch.
+    pub iat: i64,
+    /// The token's unique id.
+    pub jti: String,
+    /// The subject's account id.
+    pub user_id: i64,
+    /// Who issued it (checked against `JWT_ISSUER`).
+    pub iss: String,
+    /// Whether the subject is an administrator; absent means not.
+    #[serde(default)]
+    pub is_staff: bool,
+    /// The subject's username, for logs.
+    #[serde(default)]
+    pub username: String,
+}
+
+/// Checks access tokens against the cached keys.
+pub struct TokenVerifier {
+    keys: Arc<KeyCache>,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// A verifier accepting EdDSA tokens from `issuer` signed by a key in
+    /// `keys`.
+    pub fn new(keys: Arc<KeyCache>, issuer: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.validate_exp = true;
+        // Our tokens carry no audience; ignore one rather than reject it.
+        validation.validate_aud = false;
+        validation.leeway = LEEWAY_SECS;
+        Self { keys, validation }
+    }
+
+    /// The key cache, shared with `/.well-known/jwks.json`.
+    pub fn keys(&self) -> &Arc<KeyCache> {
+        &self.keys
+    }
+
+    /// The claims of `token` if it is a valid access token.
+    pub async fn verify(&self, token: &str, ctx: &RequestContext) -> Result<Claims, ApiError> {
+        // The header is read before the signature is checked, so nothing in
+        // it is trusted beyond choosing which of OUR keys to try.
+        let header = decode_header(token).map_err(|_| ApiError::TokenNotValid)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(ApiError::TokenNotValid);
+        }
+        let kid = header.kid.ok_or(ApiError::TokenNotValid)?;
+        let key = match self.keys.key(&kid, ctx).await {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                tracing::debug!(%kid, "token signed by an unknown key");
+                return Err(ApiError::TokenNotValid);
+            }
+            Err(KeyError::Unavailable) => return Err(ApiError::Unavailable),
+        };
+        let data = decode::<Claims>(token, &key, &self.validation).map_err(|e| {
+            tracing::debug!(reason = ?e.kind(), "token refused");
+            ApiError::TokenNotValid
+        })?;
+        if data.claims.token_type != "access" {
+            return Err(ApiError::TokenNotValid);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// A request with a valid access token (`Authorization: Bearer <token>`).
+#[derive(Clone, Debug)]
+pub struct AuthUser(pub Claims);
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    Arc<TokenVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ctx = RequestContext::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::NotAuthenticated);
+        };
+        let value = value.to_str().map_err(|_| ApiError::TokenNotValid)?;
+        let mut words = value.split_ascii_whitespace();
+        // Another scheme (Basic, ...) is not an attempt at a bearer token:
+        // simplejwt answered "not provided" for it too.
+        if !words
+            .next()
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(ApiError::NotAuthenticated);
+        }
+        let (Some(token), None) = (words.next(), words.next()) else {
+            return Err(ApiError::TokenNotValid);
+        };
+        let verifier = Arc::<TokenVerifier>::from_ref(state);
+        let claims = verifier.verify(token, &ctx).await?;
+        tracing::Span::current().record("user_id", claims.user_id);
+        Ok(Self(claims))
+    }
+}
+
+/// A request from an administrator (`is_staff`); others get 403.
+#[derive(Clone, Debug)]
+pub struct AdminUser(pub Claims);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    S: Send + Sync,
+    Arc<TokenVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AuthUser(claims) = AuthUser::from_request_parts(parts, state).await?;
+        if !claims.is_staff {
+            tracing::info!(user_id = claims.user_id, "non-admin refused");
+            return Err(ApiError::PermissionDenied);
+        }
+        Ok(Self(claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts fetches and serves whatever keys it holds (or fails).
+    struct Counting {
+        calls: AtomicUsize,
+        keys: std::sync::Mutex<Result<Vec<Jwk>, ()>>,
+    }
+
+    impl JwkSource for Counting {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a RequestContext,
+        ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let keys = self.keys.lock().unwrap().clone();
+            Box::pin(async move { keys.map_err(|()| tonic::Status::unavailable("down")) })
+        }
+    }
+
+    fn jwk(kid: &str) -> Jwk {
+        Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            // Any 32 bytes form a syntactically valid public key.
+            x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            kid: kid.into(),
+            alg: "EdDSA".into(),
+            r#use: "sig".into(),
+        }
+    }
+
+    fn source(keys: Result<Vec<Jwk>, ()>) -> Arc<Counting> {
+        Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            keys: std::sync::Mutex::new(keys),
+        })
+    }
+
+    #[tokio::test]
+    async fn known_keys_are_served_from_the_cache() {
+        let src = source(Ok(vec![jwk("k1")]));
+        let cache = KeyCache::new(src.clone());
+        let ctx = RequestContext::detached();
+        for _ in 0..5 {
+            assert!(cache.key("k1", &ctx).await.unwrap().is_some());
+        }
+        assert_eq!(src.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_refetch_at_most_once_per_interval() {
+        let src = source(Ok(vec![jwk("k1")]));
+        let cache = KeyCache::new(src.clone());
+        let ctx = RequestContext::detached();
+        for i in 0..20 {
+            assert!(
+                cache
+                    .key(&format!("forged-{i}"), &ctx)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(src.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_found_after_the_interval() {
+        let src = source(Ok(vec![jwk("k1")]));
+        let cache = KeyCache::new(src.clone()).with_min_refresh_interval(Duration::ZERO);
+        let ctx = RequestContext::detached();
+        assert!(cache.key("k2", &ctx).await.unwrap().is_none());
+        *src.keys.lock().unwrap() = Ok(vec![jwk("k1"), jwk("k2")]);
+        assert!(cache.key("k2", &ctx).await.unwrap().is_some());
+        assert_eq!(src.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn without_any_keys_a_failing_source_means_unavailable() {
+        let src = source(Err(()));
+        let cache = KeyCache::new(src.clone());
+        let ctx = RequestContext::detached();
+        assert!(matches!(
+            cache.key("k1", &ctx).await,
+            Err(KeyError::Unavailable)
+        ));
+        assert!(matches!(
+            cache.published(&ctx).await,
+            Err(KeyError::Unavailable)
+        ));
+        // The second miss was within the interval: no second fetch.
+        assert_eq!(src.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn keys_survive_a_failed_refresh() {
+        let src = source(Ok(vec![jwk("k1")]));
+        let cache = KeyCache::new(src.clone()).with_min_refresh_interval(Duration::ZERO);
+        let ctx = RequestContext::detached();
+        assert!(cache.key("k1", &ctx).await.unwrap().is_some());
+        *src.keys.lock().unwrap() = Err(());
+        assert!(cache.key("other", &ctx).await.unwrap().is_none());
+        assert!(cache.key("k1", &ctx).await.unwrap().is_some());
+        assert_eq!(cache.published(&ctx).await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_ed25519_signing_keys_are_usable() {
+        assert!(usable_key(&jwk("k")).is_some());
+        assert!(
+            usable_key(&Jwk {
+                kty: "RSA".into(),
+                ..jwk("k")
+            })
+            .is_none()
+        );
+        assert!(
+            usable_key(&Jwk {
+                crv: "X25519".into(),
+                ..jwk("k")
+            })
+            .is_none()
+        );
+        assert!(
+            usable_key(&Jwk {
+                alg: "HS256".into(),
+                ..jwk("k")
+            })
+            .is_none()
+        );
+        assert!(
+            usable_key(&Jwk {
+                r#use: "enc".into(),
+                ..jwk("k")
+            })
+            .is_none()
+        );
+        assert!(
+            usable_key(&Jwk {
+                x: "!!".into(),
+                ..jwk("k")
+            })
+            .is_none()
+        );
+        assert!(
+            usable_key(&Jwk {
+                kid: String::new(),
+                ..jwk("k")
+            })
+            .is_none()
+        );
+    }
+}

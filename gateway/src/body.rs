@@ -1,0 +1,507 @@
+//! Request bodies: the one extractor every POST handler uses.
+//!
+//! Clients of the old service send JSON, `curl -d` forms or multipart, so all
+//! three are read into the same field map, with DRF's messages for what goes
+//! wrong. The size limit is enforced here, inside the extractor, rather than
+//! by an outer layer: the login handler must see a too-large body so the
+//! attempt is still recorded.
+
+use std::collections::HashMap;
+
+use axum::{
+    body::Body,
+    extract::{FromRequest, Multipart, Request},
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+};
+use futures::StreamExt;
+
+use crate::error::{ApiError, BODY_LIMIT, FieldErrors};
+
+/// One submitted value, as far as a text field is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldValue {
+    /// A string, or a JSON number written out as a string.
+    Text(String),
+    /// JSON `null`.
+    Null,
+    /// Anything else (a JSON bool, list or object; an uploaded file).
+    Invalid,
+}
+
+/// The fields of a request body, by name. Unknown fields are kept but no
+/// handler asks for them, so they are ignored whatever their type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fields(HashMap<String, FieldValue>);
+
+/// Why a body could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// A Content-Type we do not parse (its text, possibly empty).
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+    /// More than [`BODY_LIMIT`] bytes.
+    #[error("body too large")]
+    TooLarge,
+    /// The body does not parse; the message is safe to show.
+    #[error("{0}")]
+    Parse(String),
+    /// JSON that is not an object (the JSON type's name).
+    #[error("expected an object, got {0}")]
+    NotAnObject(&'static str),
+    /// The connection failed while the body was being read.
+    #[error("body could not be read")]
+    Read,
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::UnsupportedMediaType(t) => ApiError::UnsupportedMediaType(t),
+            BodyError::TooLarge => ApiError::PayloadTooLarge,
+            BodyError::Parse(detail) => ApiError::BadRequest(detail),
+            BodyError::NotAnObject(kind) => {
+                let mut errors = FieldErrors::default();
+                errors.add(
+                    "non_field_errors",
+                    format!("Invalid data. Expected a dictionary, but got {kind}."),
+                );
+                ApiError::Validation(errors)
+            }
+            BodyError::Read => ApiError::BadRequest("Request body could not be read.".to_owned()),
+        }
+    }
+}
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Fields {
+    type Rejection = BodyError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        Fields::read(request).await
+    }
+}
+
+/// The body types we parse.
+enum Kind {
+    Json,
+    Form,
+    Multipart,
+}
+
+impl Fields {
+    /// Reads and parses `request`'s body.
+    pub async fn read(request: Request) -> Result<Self, BodyError> {
+        let (parts, body) = request.into_parts();
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let kind = match content_type.as_deref() {
+            None => None,
+            Some(ct) => {
+                Some(media_kind(ct).ok_or_else(|| BodyError::UnsupportedMediaType(ct.to_owned()))?)
+            }
+        };
+        let bytes = read_limited(&parts.headers, body).await?;
+        let Some(kind) = kind else {
+            // No Content-Type: an empty body is an empty form (what DRF did);
+            // anything else cannot be interpreted.
+            return if bytes.is_empty() {
+                Ok(Self::default())
+            } else {
+                Err(BodyError::UnsupportedMediaType(String::new()))
+            };
+        };
+        match kind {
+            Kind::Json => Self::from_json(&bytes),
+            Kind::Form => Ok(Self::from_form(&bytes)),
+            Kind::Multipart => {
+                let request = Request::from_parts(parts, Body::from(bytes));
+                Self::from_multipart(request).await
+            }
+        }
+    }
+
+    /// The value of `name`, if submitted.
+    pub fn get(&self, name: &str) -> Option<&FieldValue> {
+        self.0.get(name)
+    }
+
+    /// Starts checking fields, collecting every problem before answering.
+    pub fn reader(&self) -> FieldReader<'_> {
+        FieldReader {
+            fields: self,
+            errors: FieldErrors::default(),
+        }
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<Self, BodyError> {
+        // DRF treated an empty JSON body as no data at all.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| BodyError::Parse(format!("JSON parse error - {e}")))?;
+        let object = match value {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Array(_) => return Err(BodyError::NotAnObject("list")),
+            serde_json::Value::String(_) => return Err(BodyError::NotAnObject("str")),
+            serde_json::Value::Number(_) => return Err(BodyError::NotAnObject("number")),
+            serde_json::Value::Bool(_) => return Err(BodyError::NotAnObject("bool")),
+            serde_json::Value::Null => return Err(BodyError::NotAnObject("NoneType")),
+        };
+        let fields = object
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    serde_json::Value::String(s) => FieldValue::Text(s),
+                    serde_json::Value::Number(n) => FieldValue::Text(n.to_string()),
+                    serde_json::Value::Null => FieldValue::Null,
+                    _ => FieldValue::Invalid,
+                };
+                (name, value)
+            })
+            .collect();
+        Ok(Self(fields))
+    }
+
+    fn from_form(bytes: &[u8]) -> Self {
+        // A repeated name keeps its last value, as Django's QueryDict.get did.
+        Self(
+            form_urlencoded::parse(bytes)
+                .map(|(k, v)| (k.into_owned(), FieldValue::Text(v.into_owned())))
+                .collect(),
+        )
+    }
+
+    async fn from_multipart(request: Request) -> Result<Self, BodyError> {
+        let parse_error =
+            |detail: String| BodyError::Parse(format!("Multipart form parse error - {detail}"));
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| parse_error(e.body_text()))?;
+        let mut fields = HashMap::new();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| parse_error(e.body_text()))?
+        {
+            let Some(name) = field.name().map(str::to_owned) else {
+                continue;
+            };
+            let value = if field.file_name().is_some() {
+                FieldValue::Invalid
+            } else {
+                FieldValue::Text(field.text().await.map_err(|e| parse_error(e.body_text()))?)
+            };
+            fields.insert(name, value);
+        }
+        Ok(Self(fields))
+    }
+}
+
+/// Checks required and optional text fields, collecting DRF-style messages
+/// for every problem so the client learns them all at once.
+#[derive(Debug)]
+pub struct FieldReader<'a> {
+    fields: &'a Fields,
+    errors: FieldErrors,
+}
+
+impl FieldReader<'_> {
+    /// A required field that must not be blank (whitespace only counts as
+    /// blank). Returns an empty string when there is a problem.
+    pub fn required(&mut self, name: &str) -> String {
+        self.read(name, true, |v| v.trim().is_empty())
+            .unwrap_or_default()
+    }
+
+    /// A required password: like [`Self::required`], but only the empty
+    /// string is blank, since spaces are legitimate password characters.
+    pub fn required_password(&mut self, name: &str) -> String {
+        self.read(name, true, str::is_empty).unwrap_or_default()
+    }
+
+    /// An optional field: `None` when absent (or when it has a problem).
+    pub fn optional(&mut self, name: &str) -> Option<String> {
+        self.read(name, false, |_| false)
+    }
+
+    /// The names of the fields with problems, in order checked.
+    pub fn problem_fields(&self) -> Vec<String> {
+        self.errors.fields().map(str::to_owned).collect()
+    }
+
+    /// Whether any checked field had a problem.
+    pub fn has_problems(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// `Ok` when every checked field was fine, else the 400 naming them.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+
+    fn read(&mut self, name: &str, required: bool, blank: fn(&str) -> bool) -> Option<String> {
+        let problem = match self.fields.get(name) {
+            None if required => "This field is required.",
+            None => return None,
+            Some(FieldValue::Null) => "This field may not be null.",
+            Some(FieldValue::Invalid) => "Not a valid string.",
+            Some(FieldValue::Text(v)) if required && blank(v) => "This field may not be blank.",
+            Some(FieldValue::Text(v)) => return Some(v.clone()),
+        };
+        self.errors.add(name, problem);
+        None
+    }
+}
+
+/// Which parser a Content-Type selects, ignoring parameters and case.
+fn media_kind(content_type: &str) -> Option<Kind> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Some(Kind::Json),
+        "application/x-www-form-urlencoded" => Some(Kind::Form),
+        "multipart/form-data" => Some(Kind::Multipart),
+        _ => None,
+    }
+}
+
+/// The whole body, refusing more than [`BODY_LIMIT`] bytes without reading
+/// past the limit.
+async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Read)?;
+        if bytes.len() + chunk.len() > BODY_LIMIT {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(content_type: Option<&str>, body: &'static [u8]) -> Result<Fields, BodyError> {
+        let mut builder = Request::builder().method("POST").uri("/");
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        Fields::read(builder.body(Body::from(body)).unwrap()).await
+    }
+
+    fn text(fields: &Fields, name: &str) -> Option<String> {
+        match fields.get(name) {
+            Some(FieldValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn json_strings_and_numbers_become_text() {
+        let f = read(
+            Some("application/json"),
+            br#"{"email": "a@b.c", "code": 123456, "x": 1.5}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(text(&f, "email").as_deref(), Some("a@b.c"));
+        assert_eq!(text(&f, "code").as_deref(), Some("123456"));
+        assert_eq!(text(&f, "x").as_deref(), Some("1.5"));
+    }
+
+    #[tokio::test]
+    async fn json_other_types_are_marked() {
+        let f = read(
+            Some("application/json; charset=utf-8"),
+            br#"{"a": true, "b": [1], "c": {"d": 1}, "n": null}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.get("a"), Some(&FieldValue::Invalid));
+        assert_eq!(f.get("b"), Some(&FieldValue::Invalid));
+        assert_eq!(f.get("c"), Some(&FieldValue::Invalid));
+        assert_eq!(f.get("n"), Some(&FieldValue::Null));
+    }
+
+    #[tokio::test]
+    async fn json_that_is_not_an_object_is_refused() {
+        assert!(matches!(
+            read(Some("application/json"), b"[1,2]").await,
+            Err(BodyError::NotAnObject("list"))
+        ));
+        assert!(matches!(
+            read(Some("application/json"), b"\"x\"").await,
+            Err(BodyError::NotAnObject("str"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn broken_json_is_a_parse_error_with_a_short_reason() {
+        let Err(BodyError::Parse(detail)) = read(Some("application/json"), b"{\"a\":").await else {
+            panic!("expected a parse error");
+        };
+        assert!(detail.starts_with("JSON parse error - "), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
+        let deep: &'static [u8] = Box::leak(
+            format!("{{\"a\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000))
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        assert!(matches!(
+            read(Some("application/json"), deep).await,
+            Err(BodyError::Parse(_) | BodyError::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_empty_json_body_has_no_fields() {
+        assert_eq!(
+            read(Some("application/json"), b"").await.unwrap(),
+            Fields::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn forms_are_decoded_and_the_last_repeat_wins() {
+        let f = read(
+            Some("application/x-www-form-urlencoded"),
+            b"email=a%40b.c&name=x+y&name=z",
+        )
+        .await
+        .unwrap();
+        assert_eq!(text(&f, "email").as_deref(), Some("a@b.c"));
+        assert_eq!(text(&f, "name").as_deref(), Some("z"));
+    }
+
+    #[tokio::test]
+    async fn multipart_text_fields_are_read_and_files_are_not_text() {
+        let body: &'static [u8] = b"--XX\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na@b.c\r\n--XX\r\nContent-Disposition: form-data; name=\"password\"; filename=\"p.txt\"\r\nContent-Type: text/plain\r\n\r\nsecret\r\n--XX--\r\n";
+        let f = read(Some("multipart/form-data; boundary=XX"), body)
+            .await
+            .unwrap();
+        assert_eq!(text(&f, "email").as_deref(), Some("a@b.c"));
+        assert_eq!(f.get("password"), Some(&FieldValue::Invalid));
+    }
+
+    #[tokio::test]
+    async fn multipart_without_a_boundary_is_a_parse_error() {
+        let Err(BodyError::Parse(detail)) = read(Some("multipart/form-data"), b"x").await else {
+            panic!("expected a parse error");
+        };
+        assert!(
+            detail.starts_with("Multipart form parse error - "),
+            "{detail}"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_media_types_are_unsupported() {
+        let Err(BodyError::UnsupportedMediaType(t)) = read(Some("text/plain"), b"hi").await else {
+            panic!("expected 415");
+        };
+        assert_eq!(t, "text/plain");
+    }
+
+    #[tokio::test]
+    async fn no_content_type_and_no_body_is_an_empty_form() {
+        assert_eq!(read(None, b"").await.unwrap(), Fields::default());
+        assert!(matches!(
+            read(None, b"a=b").await,
+            Err(BodyError::UnsupportedMediaType(t)) if t.is_empty()
+        ));
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused() {
+        let big: &'static [u8] = Box::leak(vec![b'a'; BODY_LIMIT + 1].into_boxed_slice());
+        assert!(matches!(
+            read(Some("application/x-www-form-urlencoded"), big).await,
+            Err(BodyError::TooLarge)
+        ));
+        let exact: &'static [u8] = Box::leak(vec![b'a'; BODY_LIMIT].into_boxed_slice());
+        assert!(
+            read(Some("application/x-www-form-urlencoded"), exact)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, "1000000")
+            .body(Body::empty())
+            .unwrap();
+        assert!(matches!(
+            Fields::read(request).await,
+            Err(BodyError::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_reader_reports_every_problem_with_drf_messages() {
+        let f = read(
+            Some("application/json"),
+            br#"{"a": " ", "b": null, "c": false, "p": " "}"#,
+        )
+        .await
+        .unwrap();
+        let mut r = f.reader();
+        assert_eq!(r.required("a"), "");
+        r.required("b");
+        r.required("c");
+        r.required("missing");
+        // Spaces are a valid password.
+        assert_eq!(r.required_password("p"), " ");
+        assert_eq!(r.optional("absent"), None);
+        assert_eq!(r.problem_fields(), ["a", "b", "c", "missing"]);
+        let Err(ApiError::Validation(errors)) = r.finish() else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(
+            errors.messages("a").unwrap(),
+            ["This field may not be blank."]
+        );
+        assert_eq!(
+            errors.messages("b").unwrap(),
+            ["This field may not be null."]
+        );
+        assert_eq!(errors.messages("c").unwrap(), ["Not a valid string."]);
+        assert_eq!(
+            errors.messages("missing").unwrap(),
+            ["This field is required."]
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The gateway's configuration: one typed struct read from the environment
+//! once at start-up, so a bad value stops the process with one line naming
+//! the variable instead of failing later on a request.
+
+use std::net::SocketAddr;
+
+use axum::http::Uri;
+use common::config::{ConfigError, Secret};
+
+use crate::client_ip::TrustedProxies;
+
+/// Default location of auth-service.
+pub const DEFAULT_AUTH_GRPC_URL: &str = "http://127.0.0.1:50051";
+/// Default location of audit-service.
+pub const DEFAULT_AUDIT_GRPC_URL: &str = "http://127.0.0.1:50052";
+/// Default `iss` that access tokens must carry (auth-service's own default).
+pub const DEFAULT_JWT_ISSUER: &str = "auth-service";
+
+/// Everything the gateway needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the HTTP server listens (`GATEWAY_ADDR`); port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// auth-service's gRPC URL (`AUTH_GRPC_URL`), `http://host:port`.
+    pub auth_grpc_url: String,
+    /// audit-service's gRPC URL (`AUDIT_GRPC_URL`), `http://host:port`.
+    pub audit_grpc_url: String,
+    /// Shared secret presented on every internal gRPC call (`INTERNAL_TOKEN`);
+    /// `None` when the backends run without one (local development).
+    pub internal_token: Option<Secret>,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed
+    /// (`TRUSTED_PROXIES`); empty means the socket peer is always the client.
+    pub trusted_proxies: TrustedProxies,
+    /// The `iss` claim access tokens must carry (`JWT_ISSUER`).
+    pub jwt_issuer: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment. Unset or blank
+    /// variables take their defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(common::config::var)
+    }
+
+    /// Reads the configuration through `lookup` (name ⇒ value, `None` when
+    /// unset), so parsing is testable without touching the real environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let addr = match get("GATEWAY_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8585)),
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "GATEWAY_ADDR",
+                    &raw,
+                    "expected host:port such as 127.0.0.1:8585",
+                )
+            })?,
+        };
+        let auth_grpc_url = grpc_url(
+            "AUTH_GRPC_URL",
+            get("AUTH_GRPC_URL")
+                .as_deref()
+                .unwrap_or(DEFAULT_AUTH_GRPC_URL),
+        )?;
+        let audit_grpc_url = grpc_url(
+            "AUDIT_GRPC_URL",
+            get("AUDIT_GRPC_URL")
+                .as_deref()
+                .unwrap_or(DEFAULT_AUDIT_GRPC_URL),
+        )?;
+        let internal_token = get("INTERNAL_TOKEN").map(Secret::new);
+        // Refuse a token that cannot travel as a header now rather than on
+        // every call.
+        common::internal_auth::AttachToken::new(internal_token.as_ref())?;
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => TrustedProxies::default(),
+            Some(raw) => raw
+                .parse()
+                .map_err(|reason: String| ConfigError::new("TRUSTED_PROXIES", &raw, reason))?,
+        };
+        let jwt_issuer = get("JWT_ISSUER")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| DEFAULT_JWT_ISSUER.to_owned());
+
+        Ok(Self {
+            addr,
+            auth_grpc_url,
+            audit_grpc_url,
+            internal_token,
+            trusted_proxies,
+            jwt_issuer,
+        })
+    }
+
+    /// A configuration for tests: listens on `127.0.0.1:0` (a free port),
+    /// talks to the given backend URLs, no internal token, no trusted
+    /// proxies, the default issuer.
+    pub fn for_tests(auth_grpc_url: impl Into<String>, audit_grpc_url: impl Into<String>) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth_grpc_url: auth_grpc_url.into(),
+            audit_grpc_url: audit_grpc_url.into(),
+            internal_token: None,
+            trusted_proxies: TrustedProxies::default(),
+            jwt_issuer: DEFAULT_JWT_ISSUER.to_owned(),
+        }
+    }
+}
+
+/// Checks that `raw` is a plain-HTTP/2 gRPC URL. TLS is not compiled in
+/// (internal traffic is expected to be protected by the network or a mesh),
+/// so `https://` is refused here instead of failing on the first call.
+fn grpc_url(name: &str, raw: &str) -> Result<String, ConfigError> {
+    let raw = raw.trim();
+    let uri: Uri = raw.parse().map_err(|_| {
+        ConfigError::new(name, raw, "expected a URL such as http://127.0.0.1:50051")
+    })?;
+    if uri.scheme_str() != Some("http") {
+        return Err(ConfigError::new(
+            name,
+            raw,
+            "only http:// URLs are supported (TLS is not built in)",
+        ));
+    }
+    if uri.authority().is_none() {
+        return Err(ConfigError::new(name, raw, "the URL has no host"));
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8585");
+        assert_eq!(c.auth_grpc_url, "http://127.0.0.1:50051");
+        assert_eq!(c.audit_grpc_url, "http://127.0.0.1:50052");
+        assert!(c.internal_token.is_none());
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.jwt_issuer, "auth-service");
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = from(&[
+            ("GATEWAY_ADDR", "0.0.0.0:9000"),
+            ("AUTH_GRPC_URL", "http://auth:1"),
+            ("AUDIT_GRPC_URL", "http://audit:2"),
+            ("INTERNAL_TOKEN", "s3cret"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+            ("JWT_ISSUER", "me"),
+        ])
+        .unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.auth_grpc_url, "http://auth:1");
+        assert_eq!(c.audit_grpc_url, "http://audit:2");
+        assert_eq!(c.internal_token.unwrap().expose(), "s3cret");
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("192.168.1.1".parse().unwrap()));
+        assert_eq!(c.jwt_issuer, "me");
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let c = from(&[("GATEWAY_ADDR", "  "), ("TRUSTED_PROXIES", "")]).unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8585");
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (name, value) in [
+            ("GATEWAY_ADDR", "localhost"),
+            ("AUTH_GRPC_URL", "not a url"),
+            ("AUDIT_GRPC_URL", "https://audit:443"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("INTERNAL_TOKEN", "bad\ntoken"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_internal_token_never_shows_in_debug_output() {
+        let c = from(&[("INTERNAL_TOKEN", "hunter2")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_test_configuration_binds_a_free_loopback_port() {
+        let c = Config::for_tests("http://127.0.0.1:1", "http://127.0.0.1:2");
+        assert_eq!(c.addr.to_string(), "127.0.0.1:0");
+        assert_eq!(c.auth_grpc_url, "http://127.0.0.1:1");
+    }
+}

@@ -1,0 +1,162 @@
+//! The public REST gateway.
+//!
+//! It keeps the old Django service's paths and JSON shapes, owns no data,
+//! and turns each request into one gRPC call to auth-service or
+//! audit-service, carrying the client's request id, IP and User-Agent as
+//! metadata. Being stateless, it scales by adding replicas.
+//!
+//! Layout:
+//! - [`config`]: the environment, parsed once.
+//! - [`context`]: request id, client IP and User-Agent; the per-request span.
+//! - [`client_ip`]: trusted proxies and `X-Forwarded-For`.
+//! - [`body`]: the one body extractor (JSON, form, multipart).
+//! - [`auth`]: local verification of access tokens; the admin extractor.
+//! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
+//! - [`grpc`]: lazily connecting backend clients.
+//! - `routes`: the handlers.
+
+pub mod auth;
+pub mod body;
+pub mod client_ip;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod grpc;
+mod routes;
+
+use std::{any::Any, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{Router, extract::FromRef, middleware, response::IntoResponse, response::Response};
+use common::internal_auth::AttachToken;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use crate::config::Config;
+use crate::{
+    auth::{GrpcJwkSource, JwkSource, KeyCache, TokenVerifier},
+    client_ip::TrustedProxies,
+    error::ApiError,
+    grpc::{AuditClient, AuthClient},
+};
+
+/// What every handler can reach. Cloning is cheap (channels and `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    auth: AuthClient,
+    audit: AuditClient,
+    verifier: Arc<TokenVerifier>,
+    trusted: Arc<TrustedProxies>,
+}
+
+impl AppState {
+    /// Clients for the configured backends (connecting lazily, so this
+    /// succeeds while they are down) and a key cache fed by auth-service.
+    /// Must run inside a Tokio runtime.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let token = AttachToken::new(config.internal_token.as_ref())?;
+        let auth =
+            grpc::auth_client(&config.auth_grpc_url, token.clone()).context("AUTH_GRPC_URL")?;
+        let audit = grpc::audit_client(&config.audit_grpc_url, token).context("AUDIT_GRPC_URL")?;
+        let keys = Arc::new(KeyCache::new(Arc::new(GrpcJwkSource(auth.clone()))));
+        Ok(Self {
+            auth,
+            audit,
+            verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
+            trusted: Arc::new(config.trusted_proxies.clone()),
+        })
+    }
+
+    /// Replaces where signing keys come from (e.g. a fixed set in tests);
+    /// `issuer` is the `iss` tokens must carry.
+    pub fn with_jwk_source(mut self, source: Arc<dyn JwkSource>, issuer: &str) -> Self {
+        let keys = Arc::new(KeyCache::new(source));
+        self.verifier = Arc::new(TokenVerifier::new(keys, issuer));
+        self
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The complete HTTP service: routes, JSON 404/405, the request context
+/// (id, client, span) on every response, and panics turned into a JSON 500.
+/// Serve it with connection info (`into_make_service_with_connect_info`)
+/// so the client IP is known.
+pub fn router(state: AppState) -> Router {
+    let trusted = state.trusted.clone();
+    routes::routes()
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(trusted, context::layer))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+}
+
+/// A bound, not yet serving gateway. Binding happens in [`Self::build`], so
+/// a test can read the port before serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `config.addr` and prepares the service. Backends are not
+    /// contacted yet.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let state = AppState::new(&config)?;
+        Self::build_with_state(&config, state).await
+    }
+
+    /// Like [`Self::build`] with a prepared state (e.g. one using
+    /// [`AppState::with_jwk_source`]).
+    pub async fn build_with_state(config: &Config, state: AppState) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on GATEWAY_ADDR={}", config.addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            router: router(state),
+        })
+    }
+
+    /// The address actually bound (the real port when configured with 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets
+    /// in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr, "gateway listening");
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Builds and serves until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    Application::build(config)
+        .await?
+        .run_until(common::shutdown::signal())
+        .await
+}

@@ -1,0 +1,551 @@
+//! `GET /api/accounts/logs/login/attemps/` (the old spelling is the
+//! contract): the login-attempt log for administrators, newest first, one
+//! page at a time — the old service returned every row at once.
+
+use std::net::IpAddr;
+
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+    http::{HeaderMap, header, uri::Authority},
+};
+use proto::audit::v1::{AttemptRecord, ListAttemptsRequest};
+use serde::Serialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    AppState,
+    auth::AdminUser,
+    context::RequestContext,
+    error::{ApiError, FieldErrors, Rpc},
+    grpc::call,
+};
+
+/// The path, for building `next` links.
+pub const PATH: &str = "/api/accounts/logs/login/attemps/";
+/// Page size when the client names none.
+const DEFAULT_LIMIT: u32 = 50;
+/// Largest page audit-service serves.
+const MAX_LIMIT: u32 = 500;
+/// Longest filter value accepted; nothing legitimate comes close.
+const MAX_VALUE_LEN: usize = 1024;
+
+/// The query of one page request, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogsQuery {
+    /// Page size, 1..=500.
+    pub limit: u32,
+    /// Opaque position from a previous page.
+    pub cursor: Option<String>,
+    /// Only successes or only failures.
+    pub successful: Option<bool>,
+    /// Exact client IP.
+    pub ip: Option<IpAddr>,
+    /// Email, matched case-insensitively by audit-service.
+    pub email: Option<String>,
+    /// Attempts at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Attempts before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// The filters as the client wrote them, for the `next` link.
+    filters: Vec<(&'static str, String)>,
+}
+
+impl LogsQuery {
+    /// Validates a raw query string. Unknown parameters are ignored, empty
+    /// values count as absent, and a repeated parameter keeps its last
+    /// value. Every bad parameter is reported, DRF style.
+    pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
+        let mut raw: Vec<(&'static str, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let Some(name) = [
+                "limit",
+                "cursor",
+                "successful",
+                "ip",
+                "email",
+                "since",
+                "until",
+            ]
+            .into_iter()
+            .find(|known| *known == name) else {
+                continue;
+            };
+            raw.retain(|(n, _)| *n != name);
+            if !value.is_empty() {
+                raw.push((name, value.into_owned()));
+            }
+        }
+        let get = |name: &str| {
+            raw.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+
+        let mut errors = FieldErrors::default();
+        for (name, value) in &raw {
+            if value.len() > MAX_VALUE_LEN {
+                errors.add(
+                    *name,
+                    format!("Ensure this field has no more than {MAX_VALUE_LEN} characters."),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let limit = match get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
+                Ok(_) => {
+                    errors.add(
+                        "limit",
+                        format!("Ensure this value is between 1 and {MAX_LIMIT}."),
+                    );
+                    DEFAULT_LIMIT
+                }
+                Err(_) => {
+                    errors.add("limit", "A valid integer is required.");
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+        let successful = get("successful").and_then(|v| {
+            let parsed = parse_bool(v);
+            if parsed.is_none() {
+                errors.add("successful", "Must be a valid boolean.");
+            }
+            parsed
+        });
+        let ip = get("ip").and_then(|v| {
+            let parsed = v.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+            if parsed.is_none() {
+                errors.add("ip", "Enter a valid IPv4 or IPv6 address.");
+            }
+            parsed
+        });
+        let mut datetime = |name: &'static str| {
+            get(name).and_then(|v| {
+                // An unencoded `+01:00` arrives as ` 01:00`; no valid
+                // RFC 3339 value has a space there, so take it back.
+                let parsed = OffsetDateTime::parse(&v.trim().replace(' ', "+"), &Rfc3339).ok();
+                if parsed.is_none() {
+                    errors.add(
+                        name,
+                        "Datetime has wrong format. Use RFC 3339, e.g. 2024-01-31T12:00:00Z.",
+                    );
+                }
+                parsed
+            })
+        };
+        let since = datetime("since");
+        let until = datetime("until");
+        if let (Some(since), Some(until)) = (since, until)
+            && until <= since
+        {
+            errors.add("until", "Must be later than since.");
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let filters = raw
+            .iter()
+            .filter(|(name, _)| !matches!(*name, "limit" | "cursor"))
+            .cloned()
+            .collect();
+        Ok(Self {
+            limit,
+            cursor: get("cursor").map(str::to_owned),
+            successful,
+            ip,
+            email: get("email").map(str::to_owned),
+            since,
+            until,
+            filters,
+        })
+    }
+
+    /// The audit-service request for this page.
+    pub fn to_request(&self) -> ListAttemptsRequest {
+        ListAttemptsRequest {
+            limit: self.limit,
+            cursor: self.cursor.clone().unwrap_or_default(),
+            successful: self.successful,
+            ip: self.ip.map(|ip| ip.to_string()),
+            email: self.email.clone(),
+            since: self.since.map(timestamp),
+            until: self.until.map(timestamp),
+        }
+    }
+
+    /// The query string of the page after this one: same limit and filters,
+    /// the given cursor.
+    pub fn next_query(&self, cursor: &str) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("limit", &self.limit.to_string());
+        for (name, value) in &self.filters {
+            query.append_pair(name, value);
+        }
+        query.append_pair("cursor", cursor);
+        query.finish()
+    }
+}
+
+/// DRF's boolean spellings we accept: true/false/1/0, any case.
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        // Always 0..1e9, so it fits.
+        nanos: at.nanosecond() as i32,
+    }
+}
+
+/// One row as clients see it: the old fields first, then the new ones.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct AttemptItem {
+    /// Storage id.
+    pub id: i64,
+    /// The account's email when known, else what was submitted.
+    pub email: String,
+    /// Client IP; `null` when unknown.
+    pub ip: Option<String>,
+    /// When the attempt was decided, RFC 3339 UTC.
+    pub created_at: Option<String>,
+    /// Client User-Agent; `null` when none was sent.
+    pub user_agent: Option<String>,
+    /// Why it failed; `null` on success.
+    pub reject_reason: Option<String>,
+    /// Whether tokens were issued.
+    pub successful: bool,
+    /// Whether the suspicious-activity rule flagged it.
+    pub suspicious: bool,
+    /// The account's id, when the identifier matched one.
+    pub user: Option<i64>,
+    /// The attempt's idempotency key.
+    pub event_id: String,
+    /// The account's username when known.
+    pub username: Option<String>,
+    /// What the client submitted as username or email.
+    pub identifier: String,
+    /// The request id from the edge, for finding related log lines.
+    pub request_id: String,
+}
+
+impl From<AttemptRecord> for AttemptItem {
+    fn from(record: AttemptRecord) -> Self {
+        let attempt = record.attempt.unwrap_or_default();
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        Self {
+            id: record.id,
+            email: attempt.email,
+            ip: non_empty(attempt.ip),
+            created_at: attempt.occurred_at.and_then(rfc3339),
+            user_agent: attempt.user_agent,
+            reject_reason: non_empty(attempt.reject_reason),
+            successful: attempt.successful,
+            suspicious: record.suspicious,
+            user: attempt.user_id,
+            event_id: attempt.event_id,
+            username: attempt.username,
+            identifier: attempt.identifier,
+            request_id: attempt.request_id,
+        }
+    }
+}
+
+/// A protobuf timestamp as RFC 3339 in UTC (`...Z`), or `None` when out of
+/// range.
+fn rfc3339(ts: prost_types::Timestamp) -> Option<String> {
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
+
+/// One page of results.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    /// The attempts, newest first.
+    pub results: Vec<AttemptItem>,
+    /// Absolute URL of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// The handler.
+pub async fn list(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Page>, ApiError> {
+    let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
+    tracing::info!(admin = admin.user_id, "listing login attempts");
+    let reply = call(
+        Rpc::ListAttempts,
+        state
+            .audit
+            .clone()
+            .list_attempts(ctx.grpc_request(query.to_request())),
+    )
+    .await?;
+    let next = (!reply.next_cursor.is_empty()).then(|| {
+        let scheme = if ctx.https { "https" } else { "http" };
+        next_url(
+            scheme,
+            host(&headers),
+            &query.next_query(&reply.next_cursor),
+        )
+    });
+    Ok(Json(Page {
+        results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
+        next,
+    }))
+}
+
+/// The request's `Host`, when it is a plain `host[:port]` (no user info),
+/// so a forged header cannot turn `next` into something else.
+fn host(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: Authority = raw.parse().ok()?;
+    (!authority.as_str().contains('@')).then(|| authority.as_str().to_owned())
+}
+
+/// `scheme://host/path?query`, or a relative link when the host is unknown.
+fn next_url(scheme: &str, host: Option<String>, query: &str) -> String {
+    match host {
+        Some(host) => format!("{scheme}://{host}{PATH}?{query}"),
+        None => format!("{PATH}?{query}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use proto::audit::v1::Attempt;
+
+    use super::*;
+
+    fn parse(q: &str) -> Result<LogsQuery, FieldErrors> {
+        LogsQuery::parse(Some(q))
+    }
+
+    fn error_fields(q: &str) -> Vec<String> {
+        parse(q).unwrap_err().fields().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn no_query_means_the_first_page_of_50_unfiltered() {
+        let q = LogsQuery::parse(None).unwrap();
+        assert_eq!(q.limit, 50);
+        assert_eq!(
+            q.to_request(),
+            ListAttemptsRequest {
+                limit: 50,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn every_filter_is_passed_on() {
+        let q = parse(
+            "limit=10&cursor=abc&successful=FALSE&ip=::ffff:10.0.0.1&email=A%40b.c\
+             &since=2024-01-01T00:00:00Z&until=2024-02-01T00:00:00.5%2B01:00",
+        )
+        .unwrap();
+        let r = q.to_request();
+        assert_eq!(r.limit, 10);
+        assert_eq!(r.cursor, "abc");
+        assert_eq!(r.successful, Some(false));
+        assert_eq!(r.ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(r.email.as_deref(), Some("A@b.c"));
+        assert_eq!(r.since.unwrap().seconds, 1_704_067_200);
+        let until = r.until.unwrap();
+        assert_eq!(until.seconds, 1_706_742_000);
+        assert_eq!(until.nanos, 500_000_000);
+    }
+
+    #[test]
+    fn booleans_accept_drf_spellings() {
+        for (raw, want) in [
+            ("true", true),
+            ("True", true),
+            ("1", true),
+            ("false", false),
+            ("FALSE", false),
+            ("0", false),
+        ] {
+            assert_eq!(
+                parse(&format!("successful={raw}")).unwrap().successful,
+                Some(want)
+            );
+        }
+        assert_eq!(error_fields("successful=yes"), ["successful"]);
+    }
+
+    #[test]
+    fn limits_outside_1_to_500_are_refused() {
+        assert_eq!(parse("limit=1").unwrap().limit, 1);
+        assert_eq!(parse("limit=500").unwrap().limit, 500);
+        for bad in ["0", "501", "-1", "abc", "1.5", "99999999999999999999"] {
+            let errors = parse(&format!("limit={bad}")).unwrap_err();
+            assert_eq!(errors.fields().collect::<Vec<_>>(), ["limit"], "{bad}");
+        }
+        assert_eq!(
+            parse("limit=0").unwrap_err().messages("limit").unwrap(),
+            ["Ensure this value is between 1 and 500."]
+        );
+        assert_eq!(
+            parse("limit=x").unwrap_err().messages("limit").unwrap(),
+            ["A valid integer is required."]
+        );
+    }
+
+    #[test]
+    fn bad_ips_and_datetimes_are_refused_naming_the_parameter() {
+        assert_eq!(error_fields("ip=1.2.3"), ["ip"]);
+        assert_eq!(error_fields("ip=1.2.3.4/8"), ["ip"]);
+        assert_eq!(error_fields("since=yesterday"), ["since"]);
+        assert_eq!(error_fields("until=2024-01-01"), ["until"]);
+        assert_eq!(error_fields("since=2024-01-01T00:00:00"), ["since"]);
+    }
+
+    #[test]
+    fn an_unencoded_plus_in_an_offset_is_understood() {
+        let q = parse("since=2024-01-01T01:00:00+01:00").unwrap();
+        assert_eq!(q.to_request().since.unwrap().seconds, 1_704_067_200);
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        assert_eq!(
+            error_fields("limit=0&successful=maybe&ip=x&since=x&until=x"),
+            ["limit", "successful", "ip", "since", "until"]
+        );
+    }
+
+    #[test]
+    fn until_must_come_after_since() {
+        assert_eq!(
+            error_fields("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z"),
+            ["until"]
+        );
+    }
+
+    #[test]
+    fn empty_and_unknown_parameters_are_ignored() {
+        let q = parse("ip=&successful=&foo=bar&limit=").unwrap();
+        assert_eq!(q.limit, 50);
+        assert_eq!(q.ip, None);
+        assert_eq!(q.successful, None);
+    }
+
+    #[test]
+    fn a_repeated_parameter_keeps_its_last_value() {
+        assert_eq!(parse("limit=5&limit=7").unwrap().limit, 7);
+    }
+
+    #[test]
+    fn absurdly_long_values_are_refused() {
+        let long = "a".repeat(2000);
+        assert_eq!(error_fields(&format!("email={long}")), ["email"]);
+    }
+
+    #[test]
+    fn the_next_query_keeps_limit_and_filters_and_adds_the_cursor() {
+        let q = parse("email=a%2Bb%40c.d&cursor=old&successful=true&junk=1").unwrap();
+        assert_eq!(
+            q.next_query("n/x=1"),
+            "limit=50&email=a%2Bb%40c.d&successful=true&cursor=n%2Fx%3D1"
+        );
+    }
+
+    #[test]
+    fn next_links_are_absolute_when_the_host_is_sane() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("api.example.com:8585"),
+        );
+        assert_eq!(
+            next_url("https", host(&headers), "limit=5&cursor=c"),
+            "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
+        );
+        for bad in ["evil.com/path", "user@evil.com", "a b"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(bad).unwrap());
+            assert_eq!(host(&headers), None, "{bad}");
+        }
+        assert_eq!(
+            next_url("http", None, "cursor=c"),
+            "/api/accounts/logs/login/attemps/?cursor=c"
+        );
+    }
+
+    #[test]
+    fn records_map_to_the_old_item_shape() {
+        let record = AttemptRecord {
+            id: 7,
+            suspicious: true,
+            attempt: Some(Attempt {
+                event_id: "e1".into(),
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: 1_704_067_200,
+                    nanos: 123_000_000,
+                }),
+                identifier: "alice".into(),
+                user_id: Some(3),
+                username: Some("alice".into()),
+                email: "alice@example.com".into(),
+                successful: false,
+                reject_reason: "bad_password".into(),
+                ip: "198.51.100.7".into(),
+                user_agent: None,
+                request_id: "r1".into(),
+            }),
+        };
+        let item = serde_json::to_value(AttemptItem::from(record)).unwrap();
+        assert_eq!(
+            item,
+            serde_json::json!({
+                "id": 7, "email": "alice@example.com", "ip": "198.51.100.7",
+                "created_at": "2024-01-01T00:00:00.123Z", "user_agent": null,
+                "reject_reason": "bad_password", "successful": false, "suspicious": true,
+                "user": 3, "event_id": "e1", "username": "alice", "identifier": "alice",
+                "request_id": "r1",
+            })
+        );
+    }
+
+    #[test]
+    fn successes_have_no_reject_reason_and_unknowns_are_null() {
+        let record = AttemptRecord {
+            id: 1,
+            suspicious: false,
+            attempt: Some(Attempt {
+                successful: true,
+                user_agent: Some("curl/8".into()),
+                ..Default::default()
+            }),
+        };
+        let item = AttemptItem::from(record);
+        assert_eq!(item.reject_reason, None);
+        assert_eq!(item.ip, None);
+        assert_eq!(item.user, None);
+        assert_eq!(item.created_at, None);
+        assert_eq!(item.user_agent.as_deref(), Some("curl/8"));
+    }
+}

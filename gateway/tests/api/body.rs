@@ -1,0 +1,242 @@
+//! Body extraction, seen through registration (and verification for
+//! numeric codes): what reaches auth-service and what the client hears.
+
+use serde_json::json;
+
+use crate::helpers::{multipart, parts, spawn_app};
+
+const REGISTER: &str = "/api/accounts/register/";
+
+#[tokio::test]
+async fn a_json_registration_reaches_auth_service_and_answers_201() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(
+            REGISTER,
+            &json!({"username": "alice", "email": "alice@example.com", "password": "pw-123456"}),
+        )
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        body,
+        json!({"username": "alice", "email": "alice@example.com"})
+    );
+    let (request, _) = app.auth.register.only_call();
+    assert_eq!(request.username, "alice");
+    assert_eq!(request.email, "alice@example.com");
+    assert_eq!(request.password, "pw-123456");
+    assert_eq!(request.password2, None);
+}
+
+#[tokio::test]
+async fn a_curl_style_form_is_accepted() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_raw(
+            REGISTER,
+            Some("application/x-www-form-urlencoded"),
+            "username=bob&email=bob%40example.com&password=p%26w+x&password2=p%26w+x",
+        )
+        .await;
+
+    assert_eq!(response.status(), 201);
+    let (request, _) = app.auth.register.only_call();
+    assert_eq!(request.email, "bob@example.com");
+    assert_eq!(request.password, "p&w x");
+    assert_eq!(request.password2.as_deref(), Some("p&w x"));
+}
+
+#[tokio::test]
+async fn a_multipart_form_is_accepted() {
+    let app = spawn_app().await;
+    let (content_type, body) = multipart(&[
+        ("username", "carol"),
+        ("email", "carol@example.com"),
+        ("password", "pw-123456"),
+    ]);
+
+    let response = app.post_raw(REGISTER, Some(&content_type), body).await;
+
+    assert_eq!(response.status(), 201);
+    assert_eq!(app.auth.register.only_call().0.username, "carol");
+}
+
+#[tokio::test]
+async fn a_numeric_code_is_passed_on_as_a_string() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(
+            "/api/accounts/verification/code/verify/",
+            &json!({"email": "a@b.c", "code": 123456}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.auth.verify.only_call().0.code, "123456");
+}
+
+#[tokio::test]
+async fn fields_of_the_wrong_type_are_refused_without_calling_auth() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(
+            REGISTER,
+            &json!({"username": ["alice"], "email": true, "password": null}),
+        )
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({
+            "username": ["Not a valid string."],
+            "email": ["Not a valid string."],
+            "password": ["This field may not be null."],
+        })
+    );
+    assert!(app.auth.register.calls().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored_whatever_their_type() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(
+            REGISTER,
+            &json!({"username": "d", "email": "d@e.f", "password": "pw-123456",
+                    "extra": {"nested": [1, 2]}, "is_staff": true}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn missing_and_blank_fields_are_all_reported() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(REGISTER, &json!({"username": "  ", "password": ""}))
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({
+            "username": ["This field may not be blank."],
+            "email": ["This field is required."],
+            "password": ["This field may not be blank."],
+        })
+    );
+}
+
+#[tokio::test]
+async fn unparsable_json_is_a_400_with_a_short_reason() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_raw(REGISTER, Some("application/json"), "{\"username\": ")
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("JSON parse error - "), "{detail}");
+    assert!(app.auth.register.calls().is_empty());
+}
+
+#[tokio::test]
+async fn json_that_is_not_an_object_is_a_400() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_raw(REGISTER, Some("application/json"), "[1, 2]")
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
+    );
+}
+
+#[tokio::test]
+async fn other_media_types_are_415() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_raw(REGISTER, Some("text/plain; charset=utf-8"), "username=x")
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 415);
+    assert_eq!(
+        body,
+        json!({"detail": "Unsupported media type \"text/plain; charset=utf-8\" in request."})
+    );
+}
+
+#[tokio::test]
+async fn a_body_without_a_content_type_is_415() {
+    let app = spawn_app().await;
+
+    let response = app.post_raw(REGISTER, None, "username=x").await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 415);
+    assert_eq!(
+        body,
+        json!({"detail": "Unsupported media type \"\" in request."})
+    );
+}
+
+#[tokio::test]
+async fn no_content_type_and_no_body_is_an_empty_form() {
+    let app = spawn_app().await;
+
+    let response = app.post_raw(REGISTER, None, "").await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["username"], json!(["This field is required."]));
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_413() {
+    let app = spawn_app().await;
+    let big = format!("{{\"username\": \"{}\"}}", "a".repeat(70_000));
+
+    let response = app.post_raw(REGISTER, Some("application/json"), big).await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        body,
+        json!({"detail": "Request body too large (limit 65536 bytes)."})
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413_too() {
+    let app = spawn_app().await;
+    // A stream has no Content-Length, so the limit must hold while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b'a'; 8192])).collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+
+    let response = app
+        .post_raw(REGISTER, Some("application/x-www-form-urlencoded"), body)
+        .await;
+
+    assert_eq!(response.status(), 413);
+}

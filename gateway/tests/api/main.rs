@@ -1,0 +1,14 @@
+//! The gateway through its real HTTP server, in front of fake gRPC
+//! backends. One test binary keeps link time down.
+
+// Test code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod body;
+mod client_context;
+mod helpers;
+mod jwt;
+mod login;
+mod logs;
+mod routing;
