@@ -16,11 +16,19 @@ fn describe(errors: &[FieldError]) -> String {
 }
 
 /// Creates a verified administrator (`is_staff`) with the usual password policy.
-pub async fn create_admin(config: &Config, username: &str, email: &str, password: &str) -> anyhow::Result<User> {
+pub async fn create_admin(
+    config: &Config,
+    username: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<User> {
     let username = Username::parse(username).map_err(|e| anyhow::anyhow!(describe(&[e])))?;
     let email = EmailAddress::parse("email", email).map_err(|e| anyhow::anyhow!(describe(&[e])))?;
-    let password = Password::parse_new(password, Some(&username), Some(&email)).map_err(|e| anyhow::anyhow!(describe(&e)))?;
-    let hash = PasswordHasher::new(1)?.hash(password.expose().to_owned()).await?;
+    let password = Password::parse_new(password, Some(&username), Some(&email))
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let hash = PasswordHasher::new(1)?
+        .hash(password.expose().to_owned())
+        .await?;
     let user = NewUser {
         username: username.as_str(),
         username_lower: &username.lookup_key(),

@@ -65,7 +65,13 @@ impl<S: AuthStore> AuthApi<S> {
         outcome: Result<(), RejectReason>,
         refresh: Option<&NewRefreshToken>,
     ) -> Result<(), Error> {
-        let entry = outbox_entry(ctx, identifier, user, outcome, time::OffsetDateTime::now_utc());
+        let entry = outbox_entry(
+            ctx,
+            identifier,
+            user,
+            outcome,
+            time::OffsetDateTime::now_utc(),
+        );
         self.store.record_login(&entry, refresh).await?;
         self.outbox_signal.notify_one();
         tracing::info!(
@@ -78,7 +84,11 @@ impl<S: AuthStore> AuthApi<S> {
         Ok(())
     }
 
-    async fn login_inner(&self, ctx: &ClientContext, req: pb::LoginRequest) -> Result<pb::TokenPair, Error> {
+    async fn login_inner(
+        &self,
+        ctx: &ClientContext,
+        req: pb::LoginRequest,
+    ) -> Result<pb::TokenPair, Error> {
         let identifier = req.username.trim();
         let mut problems: Vec<FieldError> = req
             .malformed_fields
@@ -94,8 +104,14 @@ impl<S: AuthStore> AuthApi<S> {
             }
         }
         if !problems.is_empty() {
-            self.record(ctx, identifier, None, Err(RejectReason::MalformedRequest), None)
-                .await?;
+            self.record(
+                ctx,
+                identifier,
+                None,
+                Err(RejectReason::MalformedRequest),
+                None,
+            )
+            .await?;
             return Err(Error::Invalid(problems));
         }
 
@@ -111,7 +127,8 @@ impl<S: AuthStore> AuthApi<S> {
             Some(_) => Ok(()),
         };
         let (Some(user), Ok(())) = (&user, outcome) else {
-            self.record(ctx, identifier, user.as_ref(), outcome, None).await?;
+            self.record(ctx, identifier, user.as_ref(), outcome, None)
+                .await?;
             return Err(Error::BadCredentials);
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -124,24 +141,40 @@ impl<S: AuthStore> AuthApi<S> {
             issued_at: now,
             expires_at: pair.refresh_exp,
         };
-        self.record(ctx, identifier, Some(user), Ok(()), Some(&refresh)).await?;
+        self.record(ctx, identifier, Some(user), Ok(()), Some(&refresh))
+            .await?;
         Ok(pb::TokenPair {
             access: pair.access,
             refresh: pair.refresh,
         })
     }
 
-    async fn register_inner(&self, req: pb::RegisterRequest) -> Result<pb::RegisterResponse, Error> {
+    async fn register_inner(
+        &self,
+        req: pb::RegisterRequest,
+    ) -> Result<pb::RegisterResponse, Error> {
         let mut errors = Vec::new();
-        let username = Username::parse(&req.username).map_err(|e| errors.push(e)).ok();
-        let email = EmailAddress::parse("email", &req.email).map_err(|e| errors.push(e)).ok();
+        let username = Username::parse(&req.username)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let email = EmailAddress::parse("email", &req.email)
+            .map_err(|e| errors.push(e))
+            .ok();
         let password = Password::parse_new(&req.password, username.as_ref(), email.as_ref())
             .map_err(|e| errors.extend(e))
             .ok();
-        if req.password2.as_deref().is_some_and(|p2| p2 != req.password) {
-            errors.push(FieldError::new("password2", "Password fields didn't match."));
+        if req
+            .password2
+            .as_deref()
+            .is_some_and(|p2| p2 != req.password)
+        {
+            errors.push(FieldError::new(
+                "password2",
+                "Password fields didn't match.",
+            ));
         }
-        let (Some(username), Some(email), Some(password), true) = (username, email, password, errors.is_empty())
+        let (Some(username), Some(email), Some(password), true) =
+            (username, email, password, errors.is_empty())
         else {
             return Err(Error::Invalid(errors));
         };
@@ -167,8 +200,12 @@ impl<S: AuthStore> AuthApi<S> {
         })
     }
 
-    async fn request_code_inner(&self, req: pb::RequestVerificationCodeRequest) -> Result<(), Error> {
-        let email = EmailAddress::parse("email", &req.email).map_err(|e| Error::Invalid(vec![e]))?;
+    async fn request_code_inner(
+        &self,
+        req: pb::RequestVerificationCodeRequest,
+    ) -> Result<(), Error> {
+        let email =
+            EmailAddress::parse("email", &req.email).map_err(|e| Error::Invalid(vec![e]))?;
         // Same answer, and nearly the same work, whether or not the account
         // exists: the mail is sent in the background either way.
         let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
@@ -188,26 +225,45 @@ impl<S: AuthStore> AuthApi<S> {
             expires_at: now + CODE_TTL_SECS,
             tries: 0,
         };
-        if !self.store.put_code(user.id, &stored, now - CODE_RESEND_SECS).await? {
-            tracing::info!(user_id = user.id, "verification code not re-sent: last one is under 60 s old");
+        if !self
+            .store
+            .put_code(user.id, &stored, now - CODE_RESEND_SECS)
+            .await?
+        {
+            tracing::info!(
+                user_id = user.id,
+                "verification code not re-sent: last one is under 60 s old"
+            );
             return Ok(());
         }
-        let (mailer, from, to) = (self.mailer.clone(), self.mail_from.clone(), user.email.clone());
+        let (mailer, from, to) = (
+            self.mailer.clone(),
+            self.mail_from.clone(),
+            user.email.clone(),
+        );
         let body = format!(
             "Hello {},\n\nYour verification code is: {}\n\nIt expires in 10 minutes. If you did not ask for it, ignore this email.\n",
             user.username,
             code.expose()
         );
         tokio::spawn(async move {
-            match mailer.send(&from, &to, "Your verification code", body).await {
+            match mailer
+                .send(&from, &to, "Your verification code", body)
+                .await
+            {
                 Ok(()) => tracing::info!(user_id = user.id, "verification code sent"),
-                Err(e) => tracing::error!(user_id = user.id, error = %e, "verification email failed"),
+                Err(e) => {
+                    tracing::error!(user_id = user.id, error = %e, "verification email failed")
+                }
             }
         });
         Ok(())
     }
 
-    async fn verify_code_inner(&self, req: pb::VerifyCodeRequest) -> Result<pb::VerifyOutcome, Error> {
+    async fn verify_code_inner(
+        &self,
+        req: pb::VerifyCodeRequest,
+    ) -> Result<pb::VerifyOutcome, Error> {
         use pb::VerifyOutcome as O;
         let mut missing = Vec::new();
         if req.email.trim().is_empty() {
@@ -231,7 +287,8 @@ impl<S: AuthStore> AuthApi<S> {
         if stored.tries >= CODE_MAX_TRIES {
             return Ok(O::TooManyAttempts);
         }
-        let matches = VerificationCode::parse(&req.code).is_some_and(|c| c.matches(&stored.salt, &stored.code_hash));
+        let matches = VerificationCode::parse(&req.code)
+            .is_some_and(|c| c.matches(&stored.salt, &stored.code_hash));
         if !matches {
             self.store.count_wrong_code(user.id).await?;
             return Ok(O::CodeWrong);
@@ -240,7 +297,11 @@ impl<S: AuthStore> AuthApi<S> {
         if now >= stored.expires_at {
             return Ok(O::CodeExpired);
         }
-        if self.store.activate_with_code(user.id, &stored.code_hash, now).await? {
+        if self
+            .store
+            .activate_with_code(user.id, &stored.code_hash, now)
+            .await?
+        {
             tracing::info!(user_id = user.id, "account activated");
             Ok(O::Activated)
         } else {
@@ -271,14 +332,20 @@ impl<S: AuthStore> AuthApi<S> {
                 })
             }
             Rotation::Reused => {
-                tracing::warn!(user_id = claims.user_id, "refresh token reused: family revoked");
+                tracing::warn!(
+                    user_id = claims.user_id,
+                    "refresh token reused: family revoked"
+                );
                 Err(Error::InvalidToken)
             }
             Rotation::Inactive | Rotation::Invalid => Err(Error::InvalidToken),
         }
     }
 
-    async fn introspect_inner(&self, req: pb::IntrospectTokenRequest) -> Result<pb::IntrospectTokenResponse, Error> {
+    async fn introspect_inner(
+        &self,
+        req: pb::IntrospectTokenRequest,
+    ) -> Result<pb::IntrospectTokenResponse, Error> {
         let Ok(claims) = self.tokens.verify(req.token.trim(), ACCESS) else {
             return Ok(pb::IntrospectTokenResponse::default());
         };
@@ -313,7 +380,10 @@ fn conflict(e: StoreError) -> Error {
 #[tonic::async_trait]
 impl<S: AuthStore> AuthService for AuthApi<S> {
     #[tracing::instrument(skip_all)]
-    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         Ok(Response::new(self.register_inner(req.into_inner()).await?))
     }
 
@@ -327,7 +397,10 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn verify_code(&self, req: Request<pb::VerifyCodeRequest>) -> Result<Response<pb::VerifyCodeResponse>, Status> {
+    async fn verify_code(
+        &self,
+        req: Request<pb::VerifyCodeRequest>,
+    ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
         let outcome = self.verify_code_inner(req.into_inner()).await?;
         Ok(Response::new(pb::VerifyCodeResponse {
             outcome: outcome.into(),
@@ -335,14 +408,22 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
     }
 
     #[tracing::instrument(skip_all, fields(request_id))]
-    async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::TokenPair>, Status> {
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::TokenPair>, Status> {
         let ctx = ClientContext::from_metadata(req.metadata());
         tracing::Span::current().record("request_id", ctx.request_id.as_str());
-        Ok(Response::new(self.login_inner(&ctx, req.into_inner()).await?))
+        Ok(Response::new(
+            self.login_inner(&ctx, req.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn refresh(&self, req: Request<pb::RefreshRequest>) -> Result<Response<pb::TokenPair>, Status> {
+    async fn refresh(
+        &self,
+        req: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::TokenPair>, Status> {
         Ok(Response::new(self.refresh_inner(req.into_inner()).await?))
     }
 
@@ -351,10 +432,15 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         &self,
         req: Request<pb::IntrospectTokenRequest>,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
-        Ok(Response::new(self.introspect_inner(req.into_inner()).await?))
+        Ok(Response::new(
+            self.introspect_inner(req.into_inner()).await?,
+        ))
     }
 
-    async fn get_jwks(&self, _req: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+    async fn get_jwks(
+        &self,
+        _req: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
         let keys = self
             .tokens
             .jwks()

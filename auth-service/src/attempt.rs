@@ -3,7 +3,10 @@
 use prost::Message;
 use proto::audit::v1::Attempt;
 
-use crate::{context::ClientContext, store::{OutboxEntry, User}};
+use crate::{
+    context::ClientContext,
+    store::{OutboxEntry, User},
+};
 
 /// Why a login failed, as stored in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,8 +45,7 @@ impl Config {
                 .unwrap_or_else(|| "http://127.0.0.1:50052".into()),
             smtp_url: var("SMTP_URL").map(Secret::new),
             mail_dir: var("MAIL_DIR").map_or_else(|| PathBuf::from("data/mail"), PathBuf::from),
-            mail_from: var("MAIL_FROM")
-                .unwrap_or_else(|| "Accounts <no-reply@example.com>".into()),
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| "Accounts <no-reply@example.com>".into()),
             access_ttl: duration_or("JWT_ACCESS_TTL", Duration::from_secs(300))?,
             refresh_ttl: duration_or("JWT_REFRESH_TTL", Duration::from_secs(86_400))?,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-service".into()),
@@ -77,7 +76,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let url = self.database_url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return Err(ConfigError::new(
                 "AUTH_DATABASE_URL",
                 url.split(':').next().unwrap_or(""),
@@ -85,10 +87,18 @@ impl Config {
             ));
         }
         if self.hash_concurrency == 0 {
-            return Err(ConfigError::new("AUTH_HASH_CONCURRENCY", "0", "must be at least 1"));
+            return Err(ConfigError::new(
+                "AUTH_HASH_CONCURRENCY",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ConfigError::new("MAIL_FROM", &self.mail_from, "not a valid mailbox"));
+            return Err(ConfigError::new(
+                "MAIL_FROM",
+                &self.mail_from,
+                "not a valid mailbox",
+            ));
         }
         Ok(())
     }

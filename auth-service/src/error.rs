@@ -43,7 +43,9 @@ fn with_fields(code: Code, message: &str, fields: &[FieldError]) -> Status {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(fields) => with_fields(Code::InvalidArgument, "invalid request", &fields),
+            Error::Invalid(fields) => {
+                with_fields(Code::InvalidArgument, "invalid request", &fields)
+            }
             Error::Conflict(fields) => with_fields(Code::AlreadyExists, "already exists", &fields),
             Error::BadCredentials => Status::unauthenticated(BAD_CREDENTIALS),
             Error::InvalidToken => Status::unauthenticated("Token is invalid or expired"),

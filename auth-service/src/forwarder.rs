@@ -71,7 +71,11 @@ impl<S: AuthStore> Forwarder<S> {
         }
     }
 
-    async fn session(&self, stop: &mut watch::Receiver<bool>, backoff: &mut Duration) -> anyhow::Result<Exit> {
+    async fn session(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut Duration,
+    ) -> anyhow::Result<Exit> {
         let channel = Endpoint::from_shared(self.audit_url.clone())?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
@@ -110,16 +114,27 @@ impl<S: AuthStore> Forwarder<S> {
                 })
                 .collect();
             batch_seq += 1;
-            tx.send(IngestBatch { batch_seq, attempts })
-                .await
-                .map_err(|_| anyhow::anyhow!("audit stream closed"))?;
+            tx.send(IngestBatch {
+                batch_seq,
+                attempts,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("audit stream closed"))?;
             let ack = tokio::time::timeout(ACK_TIMEOUT, acks.message())
                 .await
                 .map_err(|_| anyhow::anyhow!("no ack within {ACK_TIMEOUT:?}"))??
                 .ok_or_else(|| anyhow::anyhow!("audit stream ended"))?;
-            anyhow::ensure!(ack.batch_seq == batch_seq, "ack for batch {} while waiting for {batch_seq}", ack.batch_seq);
+            anyhow::ensure!(
+                ack.batch_seq == batch_seq,
+                "ack for batch {} while waiting for {batch_seq}",
+                ack.batch_seq
+            );
             self.store.outbox_remove(&seqs).await?;
-            tracing::debug!(sent = seqs.len(), inserted = ack.inserted, "batch acknowledged");
+            tracing::debug!(
+                sent = seqs.len(),
+                inserted = ack.inserted,
+                "batch acknowledged"
+            );
         }
     }
 }

@@ -73,7 +73,11 @@ mod tests {
         let h = PasswordHasher::new(1).unwrap();
         let phc = h.hash("correct horse".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(h.verify("correct horse".into(), Some(phc.clone())).await.unwrap());
+        assert!(
+            h.verify("correct horse".into(), Some(phc.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!h.verify("wrong horse".into(), Some(phc)).await.unwrap());
     }
 

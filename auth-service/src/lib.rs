@@ -24,7 +24,10 @@ use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use common::internal_auth::{AttachToken, RequireToken};
 use proto::auth::v1::auth_service_server::AuthServiceServer;
-use tokio::{net::TcpListener, sync::{Notify, watch}};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, server::Router};
 
@@ -65,9 +68,19 @@ impl Application {
     async fn assemble<S: AuthStore>(config: Config, store: S) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let tokens = Arc::new(
-            TokenService::load(&store, config.issuer.clone(), config.access_ttl, config.refresh_ttl, now).await?,
+            TokenService::load(
+                &store,
+                config.issuer.clone(),
+                config.access_ttl,
+                config.refresh_ttl,
+                now,
+            )
+            .await?,
         );
-        let mailer = Mailer::new(config.smtp_url.as_ref().map(|s| s.expose()), config.mail_dir.clone())?;
+        let mailer = Mailer::new(
+            config.smtp_url.as_ref().map(|s| s.expose()),
+            config.mail_dir.clone(),
+        )?;
         let signal = Arc::new(Notify::new());
         let api = AuthApi::new(
             store.clone(),
@@ -97,7 +110,10 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
-            .add_service(AuthServiceServer::with_interceptor(api, RequireToken(config.internal_token.clone())));
+            .add_service(AuthServiceServer::with_interceptor(
+                api,
+                RequireToken(config.internal_token.clone()),
+            ));
 
         let listener = TcpListener::bind(config.grpc_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "auth-service listening");
@@ -112,19 +128,27 @@ impl Application {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         // The listener was bound in `build`; a bound socket has an address.
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, finishes
     /// in-flight calls and drains the outbox (bounded by a timeout).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let forwarder = tokio::spawn(self.forwarder);
         let served = self
             .router
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await;
         let _ = self.stop_forwarder.send(true);
-        if tokio::time::timeout(DRAIN_TIMEOUT, forwarder).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, forwarder)
+            .await
+            .is_err()
+        {
             tracing::warn!("outbox not drained before shutdown; it will be sent on next start");
         }
         served?;
@@ -134,5 +158,8 @@ impl Application {
 
 /// Builds and serves until SIGTERM / Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Application::build(config).await?.run_until(common::shutdown::signal()).await
+    Application::build(config)
+        .await?
+        .run_until(common::shutdown::signal())
+        .await
 }

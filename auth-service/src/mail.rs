@@ -36,7 +36,13 @@ impl Mailer {
     }
 
     /// Sends one plain-text message.
-    pub async fn send(&self, from: &Mailbox, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
+    pub async fn send(
+        &self,
+        from: &Mailbox,
+        to: &str,
+        subject: &str,
+        body: String,
+    ) -> anyhow::Result<()> {
         let message = Message::builder()
             .from(from.clone())
             .to(to.parse()?)

@@ -5,7 +5,10 @@ use std::io::Read;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "Accounts, verification, login and JWTs over gRPC (auth.v1)")]
+#[command(
+    version,
+    about = "Accounts, verification, login and JWTs over gRPC (auth.v1)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -42,7 +45,9 @@ async fn main() -> std::process::ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => auth_service::run(config).await,
-        Command::CreateAdmin { username, email, .. } => create_admin(&config, &username, &email).await,
+        Command::CreateAdmin {
+            username, email, ..
+        } => create_admin(&config, &username, &email).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -53,7 +58,11 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn create_admin(config: &auth_service::Config, username: &str, email: &str) -> anyhow::Result<()> {
+async fn create_admin(
+    config: &auth_service::Config,
+    username: &str,
+    email: &str,
+) -> anyhow::Result<()> {
     let mut password = String::new();
     std::io::stdin().read_to_string(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);

@@ -79,7 +79,13 @@ fn public_jwk(row: &SigningKeyRow) -> anyhow::Result<(SigningKey, PublicJwk)> {
         .map_err(|_| anyhow::anyhow!("signing key {} is not 32 bytes", row.kid))?;
     let key = SigningKey::from_bytes(&seed);
     let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
-    Ok((key, PublicJwk { kid: row.kid.clone(), x }))
+    Ok((
+        key,
+        PublicJwk {
+            kid: row.kid.clone(),
+            x,
+        },
+    ))
 }
 
 /// Makes a new random signing key; its id is derived from the public key.
@@ -168,7 +174,11 @@ impl TokenService {
             is_staff: user.is_staff,
             username: user.username.clone(),
         };
-        let access = claims(ACCESS, self.access_ttl, uuid::Uuid::new_v4().simple().to_string());
+        let access = claims(
+            ACCESS,
+            self.access_ttl,
+            uuid::Uuid::new_v4().simple().to_string(),
+        );
         let refresh = claims(REFRESH, self.refresh_ttl, refresh_jti);
         Ok(IssuedPair {
             access: self.sign(&access)?,

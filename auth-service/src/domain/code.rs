@@ -71,7 +71,11 @@ mod tests {
     fn different_code_or_salt_does_not_match() {
         let c = VerificationCode::parse("123456").unwrap();
         let d = c.digest(b"s1");
-        assert!(!VerificationCode::parse("123457").unwrap().matches(b"s1", &d));
+        assert!(
+            !VerificationCode::parse("123457")
+                .unwrap()
+                .matches(b"s1", &d)
+        );
         assert!(!c.matches(b"s2", &d));
     }
 }

@@ -38,7 +38,10 @@ impl Password {
             ));
         }
         if raw.chars().all(|c| c.is_ascii_digit()) {
-            errors.push(FieldError::new("password", "This password is entirely numeric."));
+            errors.push(FieldError::new(
+                "password",
+                "This password is entirely numeric.",
+            ));
         }
         let lowered = raw.to_lowercase();
         if username.is_some_and(|u| lowered == u.lookup_key()) {
@@ -91,7 +94,14 @@ mod tests {
         assert!(Password::parse_new("1234567890", None, None).is_err());
         assert!(Password::parse_new(&"x".repeat(1025), None, None).is_err());
         assert!(Password::parse_new(&"x".repeat(1024), None, None).is_ok());
-        assert!(Password::parse_new("ALICEalice", Some(&Username::parse("aliceALICE").unwrap()), None).is_err());
+        assert!(
+            Password::parse_new(
+                "ALICEalice",
+                Some(&Username::parse("aliceALICE").unwrap()),
+                None
+            )
+            .is_err()
+        );
         assert!(Password::parse_new("alice.smith@example.com", None, Some(&email())).is_err());
         assert!(Password::parse_new("alice.smith", None, Some(&email())).is_err());
     }

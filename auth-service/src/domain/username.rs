@@ -51,13 +51,19 @@ mod tests {
 
     #[test]
     fn accepts_django_characters_and_trims() {
-        assert_eq!(Username::parse(" a.b+c-d_e@f ").unwrap().as_str(), "a.b+c-d_e@f");
+        assert_eq!(
+            Username::parse(" a.b+c-d_e@f ").unwrap().as_str(),
+            "a.b+c-d_e@f"
+        );
         assert_eq!(Username::parse("Zoë").unwrap().lookup_key(), "zoë");
     }
 
     #[test]
     fn rejects_empty_long_and_odd_characters() {
-        assert_eq!(Username::parse("  ").unwrap_err().message, "This field is required.");
+        assert_eq!(
+            Username::parse("  ").unwrap_err().message,
+            "This field is required."
+        );
         assert!(Username::parse(&"a".repeat(151)).is_err());
         assert!(Username::parse(&"a".repeat(150)).is_ok());
         assert!(Username::parse("a b").is_err());

@@ -163,11 +163,20 @@ pub struct SigningKeyRow {
 /// transaction; multi-step changes that must not half-happen are one method.
 pub trait AuthStore: Clone + Send + Sync + 'static {
     /// Inserts an account; `Duplicate("username" | "email")` when taken.
-    fn create_user(&self, user: NewUser<'_>) -> impl Future<Output = Result<User, StoreError>> + Send;
+    fn create_user(
+        &self,
+        user: NewUser<'_>,
+    ) -> impl Future<Output = Result<User, StoreError>> + Send;
     /// The account whose username (preferred) or email matches `key` (lower-cased).
-    fn user_by_login(&self, key: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    fn user_by_login(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
     /// The account with this lower-cased email.
-    fn user_by_email(&self, email_lower: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    fn user_by_email(
+        &self,
+        email_lower: &str,
+    ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
     /// The account with this id.
     fn user_by_id(&self, id: i64) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
     /// Replaces the account's code unless the current one was created after
@@ -179,9 +188,13 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         resend_cutoff: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The account's current code.
-    fn code(&self, user_id: i64) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
+    fn code(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
     /// Counts one wrong try against the current code.
-    fn count_wrong_code(&self, user_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn count_wrong_code(&self, user_id: i64)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes the code with this digest and activates the account, atomically;
     /// false when the code was already consumed.
     fn activate_with_code(
@@ -208,9 +221,15 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     /// All signing keys, newest first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.
-    fn add_signing_key(&self, key: &SigningKeyRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn add_signing_key(
+        &self,
+        key: &SigningKeyRow,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The oldest `limit` outbox rows.
-    fn outbox_oldest(&self, limit: i64) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
+    fn outbox_oldest(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
     /// Deletes exactly these outbox rows (acknowledged by audit-service).
     fn outbox_remove(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Rows waiting in the outbox.
@@ -223,7 +242,11 @@ fn unique_violation(e: sqlx::Error) -> StoreError {
         && db.is_unique_violation()
     {
         let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
-        return StoreError::Duplicate(if text.contains("email") { "email" } else { "username" });
+        return StoreError::Duplicate(if text.contains("email") {
+            "email"
+        } else {
+            "username"
+        });
     }
     StoreError::Database(e)
 }

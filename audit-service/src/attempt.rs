@@ -1,0 +1,362 @@
+//! Domain types of the log and their conversion from and to the wire.
+//!
+//! Raw protobuf messages enter the core only through the `TryFrom`/parse
+//! functions here, so the stores can trust every value they are given.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use prost_types::Timestamp;
+use proto::audit::v1 as pb;
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Longest stored User-Agent; real ones stay far below, and the cap keeps a
+/// hostile client from bloating the log.
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+/// Longest stored identifier or email: an email address can be 254 octets,
+/// and the identifier is whatever the client typed, so a little headroom.
+pub const MAX_EMAIL_CHARS: usize = 320;
+/// Longest stored username (Django's limit, which the old accounts keep).
+pub const MAX_USERNAME_CHARS: usize = 150;
+/// Longest stored IP text (an IPv6 address with a zone fits easily).
+pub const MAX_IP_CHARS: usize = 64;
+/// Longest stored reject reason (the known values are short words).
+pub const MAX_REASON_CHARS: usize = 64;
+/// Longest stored request id.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Microseconds since the Unix epoch (UTC): the stored time, identical on
+/// every backend so ordering and cursors behave the same everywhere.
+pub type Micros = i64;
+
+/// Earliest accepted time, 0001-01-01T00:00:00Z, so every stored time can be
+/// written as RFC 3339 by readers.
+const MIN_SECONDS: i64 = -62_135_596_800;
+/// Latest accepted time, 9999-12-31T23:59:59Z.
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+/// An attempt as validated for storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttempt {
+    /// Canonical (lowercase, hyphenated) UUID, so the same id sent in another
+    /// spelling is still recognised as a duplicate.
+    pub event_id: String,
+    /// When the attempt was decided.
+    pub occurred_at: Micros,
+    /// What the client submitted as username or email.
+    pub identifier: String,
+    /// The account's id when known; deliberately not a foreign key.
+    pub user_id: Option<i64>,
+    /// The account's username when known.
+    pub username: Option<String>,
+    /// The account's email, else the identifier.
+    pub email: String,
+    /// `email` folded for case-insensitive filtering and counting.
+    pub email_lower: String,
+    /// Whether tokens were issued.
+    pub successful: bool,
+    /// Failure reason, empty on success.
+    pub reject_reason: String,
+    /// Client IP as text (may be empty when unknown).
+    pub ip: String,
+    /// Client User-Agent; `None` when the client sent none.
+    pub user_agent: Option<String>,
+    /// Request id carried from the edge.
+    pub request_id: String,
+}
+
+/// An attempt as stored, with what the log added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttempt {
+    /// Storage id, increasing with insertion.
+    pub id: i64,
+    /// Whether the suspicious-activity rule flagged it at ingest.
+    pub suspicious: bool,
+    /// The attempt itself.
+    pub attempt: NewAttempt,
+}
+
+/// Which attempts a listing returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only successes (`true`) or only failures (`false`).
+    pub successful: Option<bool>,
+    /// Exact client IP.
+    pub ip: Option<String>,
+    /// Email, already folded like [`NewAttempt::email_lower`].
+    pub email_lower: Option<String>,
+    /// `occurred_at >= since`.
+    pub since: Option<Micros>,
+    /// `occurred_at < until`.
+    pub until: Option<Micros>,
+}
+
+/// Position after the last row of a page, in listing order. Opaque to
+/// clients: they only hand back what `encode` produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// `occurred_at` of the last row returned.
+    pub occurred_at: Micros,
+    /// `id` of the last row returned, breaking ties between equal times.
+    pub id: i64,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Newest first.
+    pub attempts: Vec<StoredAttempt>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Page size when the request leaves it at 0.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size, keeping one response (and one query) bounded.
+pub const MAX_LIMIT: u32 = 500;
+
+/// The page size a request asks for, with 0 meaning the default.
+pub fn parse_limit(limit: u32) -> Result<u32, Error> {
+    match limit {
+        0 => Ok(DEFAULT_LIMIT),
+        1..=MAX_LIMIT => Ok(limit),
+        _ => Err(Error::invalid("limit", "must be between 1 and 500")),
+    }
+}
+
+impl Cursor {
+    /// Base64url of `occurred_at:id`: opaque enough that clients do not build
+    /// their own, plain enough to debug.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.occurred_at, self.id))
+    }
+
+    /// Reads a cursor produced by [`Cursor::encode`].
+    pub fn decode(raw: &str) -> Result<Self, Error> {
+        let invalid = || Error::invalid("cursor", "is not a cursor returned by this service");
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+        let (at, id) = text.split_once(':').ok_or_else(invalid)?;
+        Ok(Self {
+            occurred_at: at.parse().map_err(|_| invalid())?,
+            id: id.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// Converts a protobuf time to stored microseconds, refusing times that
+/// cannot be written as RFC 3339 and sub-second parts out of range.
+pub fn timestamp_to_micros(ts: &Timestamp) -> Option<Micros> {
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos)
+    {
+        return None;
+    }
+    ts.seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(ts.nanos / 1_000))
+}
+
+/// Converts stored microseconds back to a protobuf time.
+pub fn micros_to_timestamp(micros: Micros) -> Timestamp {
+    Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        // rem_euclid is in 0..1_000_000, so the product fits an i32.
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+/// Folds an email the same way at ingest and in filters.
+pub fn fold_email(email: &str) -> String {
+    email.to_lowercase()
+}
+
+/// Makes producer text storable instead of rejecting it, so no attempt is
+/// ever lost to formatting: NUL (which PostgreSQL text refuses) is dropped,
+/// and overlong text is cut at a character boundary.
+fn clean(text: String, max_chars: usize) -> String {
+    if !text.contains('\0') && text.len() <= max_chars {
+        return text;
+    }
+    text.chars()
+        .filter(|&c| c != '\0')
+        .take(max_chars)
+        .collect()
+}
+
+impl NewAttempt {
+    /// Validates one attempt of a batch; `index` names it in the error so the
+    /// producer can find the bad row.
+    pub fn parse(index: usize, raw: pb::Attempt) -> Result<Self, Error> {
+        let field = |name: &str| format!("attempts[{index}].{name}");
+        let event_id = Uuid::parse_str(&raw.event_id)
+            .map_err(|_| Error::invalid(field("event_id"), "must be a UUID"))?
+            .hyphenated()
+            .to_string();
+        let occurred_at = raw
+            .occurred_at
+            .as_ref()
+            .ok_or_else(|| Error::invalid(field("occurred_at"), "is required"))
+            .and_then(|ts| {
+                timestamp_to_micros(ts).ok_or_else(|| {
+                    Error::invalid(
+                        field("occurred_at"),
+                        "must be a valid time between years 1 and 9999",
+                    )
+                })
+            })?;
+        let email = clean(raw.email, MAX_EMAIL_CHARS);
+        Ok(Self {
+            event_id,
+            occurred_at,
+            identifier: clean(raw.identifier, MAX_EMAIL_CHARS),
+            user_id: raw.user_id,
+            username: raw.username.map(|u| clean(u, MAX_USERNAME_CHARS)),
+            email_lower: fold_email(&email),
+            email,
+            successful: raw.successful,
+            reject_reason: clean(raw.reject_reason, MAX_REASON_CHARS),
+            ip: clean(raw.ip, MAX_IP_CHARS),
+            user_agent: raw.user_agent.map(|ua| clean(ua, MAX_USER_AGENT_CHARS)),
+            request_id: clean(raw.request_id, MAX_REQUEST_ID_CHARS),
+        })
+    }
+
+    /// Validates a whole batch before anything is written, so a bad batch
+    /// leaves no partial trace.
+    pub fn parse_batch(raw: Vec<pb::Attempt>) -> Result<Vec<Self>, Error> {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, a)| Self::parse(i, a))
+            .collect()
+    }
+}
+
+impl From<NewAttempt> for pb::Attempt {
+    fn from(a: NewAttempt) -> Self {
+        Self {
+            event_id: a.event_id,
+            occurred_at: Some(micros_to_timestamp(a.occurred_at)),
+            identifier: a.identifier,
+            user_id: a.user_id,
+            username: a.username,
+            email: a.email,
+            successful: a.successful,
+            reject_reason: a.reject_reason,
+            ip: a.ip,
+            user_agent: a.user_agent,
+            request_id: a.request_id,
+        }
+    }
+}
+
+impl From<StoredAttempt> for pb::AttemptRecord {
+    fn from(s: StoredAttempt) -> Self {
+        Self {
+            id: s.id,
+            suspicious: s.suspicious,
+            attempt: Some(s.attempt.into()),
+        }
+    }
+}
+
+impl Filter {
+    /// The filters of a listing request.
+    pub fn parse(req: &pb::ListAttemptsRequest) -> Result<Self, Error> {
+        let time = |name: &str, ts: Option<&Timestamp>| {
+            ts.map(|ts| {
+                timestamp_to_micros(ts).ok_or_else(|| {
+                    Error::invalid(name, "must be a valid time between years 1 and 9999")
+                })
+            })
+            .transpose()
+        };
+        Ok(Self {
+            successful: req.successful,
+            ip: req.ip.clone(),
+            email_lower: req.email.as_deref().map(fold_email),
+            since: time("since", req.since.as_ref())?,
+            until: time("until", req.until.as_ref())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_attempt() -> pb::Attempt {
+        pb::Attempt {
+            event_id: "0190F8A2-7C3B-7D4E-8F00-123456789ABC".into(),
+            occurred_at: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_456_789,
+            }),
+            email: "Alice@Example.COM".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn event_ids_are_stored_in_canonical_form() {
+        let a = NewAttempt::parse(0, raw_attempt()).unwrap();
+        assert_eq!(a.event_id, "0190f8a2-7c3b-7d4e-8f00-123456789abc");
+        assert_eq!(a.email, "Alice@Example.COM");
+        assert_eq!(a.email_lower, "alice@example.com");
+        assert_eq!(a.occurred_at, 1_700_000_000_123_456);
+    }
+
+    #[test]
+    fn a_bad_event_id_names_the_row_and_field() {
+        let mut raw = raw_attempt();
+        raw.event_id = "nope".into();
+        let err = NewAttempt::parse_batch(vec![raw_attempt(), raw]).unwrap_err();
+        assert!(err.to_string().contains("attempts[1].event_id"), "{err}");
+    }
+
+    #[test]
+    fn long_text_is_truncated_on_a_char_boundary_and_nul_dropped() {
+        let mut raw = raw_attempt();
+        raw.user_agent = Some("é".repeat(600));
+        raw.ip = "1.2.3.4\0".into();
+        let a = NewAttempt::parse(0, raw).unwrap();
+        assert_eq!(a.user_agent.unwrap().chars().count(), MAX_USER_AGENT_CHARS);
+        assert_eq!(a.ip, "1.2.3.4");
+    }
+
+    #[test]
+    fn timestamps_round_trip_including_before_1970() {
+        for micros in [0, 1, -1, 1_700_000_000_123_456, -86_400_000_001] {
+            let ts = micros_to_timestamp(micros);
+            assert_eq!(timestamp_to_micros(&ts), Some(micros));
+        }
+        let bad = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        assert_eq!(timestamp_to_micros(&bad), None);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = Cursor {
+            occurred_at: -5,
+            id: 42,
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        // Not base64, base64 of "abc", of "1:x", and empty.
+        for bad in ["!!!", "YWJj", "MTp4", ""] {
+            let err = Cursor::decode(bad).unwrap_err();
+            assert!(err.to_string().contains("cursor"), "{err}");
+        }
+    }
+
+    #[test]
+    fn limits_default_and_are_bounded() {
+        assert_eq!(parse_limit(0).unwrap(), 50);
+        assert_eq!(parse_limit(500).unwrap(), 500);
+        assert_eq!(
+            parse_limit(501).unwrap_err().to_string(),
+            "limit must be between 1 and 500"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The service's configuration, read once from the environment at start-up.
+
+use std::{fmt, net::SocketAddr};
+
+use common::config::{ConfigError, Secret, parse_or, var};
+
+use crate::store::Backend;
+
+/// Variable holding the listen address.
+const GRPC_ADDR: &str = "AUDIT_GRPC_ADDR";
+/// Variable holding the log database URL.
+const DATABASE_URL: &str = "AUDIT_DATABASE_URL";
+/// Variable holding the shared secret internal callers present.
+const INTERNAL_TOKEN: &str = "INTERNAL_TOKEN";
+/// Variable holding the suspicious-activity threshold.
+const SUSPICIOUS_THRESHOLD: &str = "AUDIT_SUSPICIOUS_THRESHOLD";
+
+/// Everything audit-service needs to start.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the gRPC server listens (`AUDIT_GRPC_ADDR`, default
+    /// `127.0.0.1:50052`); port 0 picks a free port, as tests do.
+    pub grpc_addr: SocketAddr,
+    /// The log database (`AUDIT_DATABASE_URL`, default
+    /// `sqlite://data/audit.db`); the scheme picks the backend. May hold a
+    /// password, so `Debug` redacts it.
+    pub database_url: String,
+    /// Shared secret internal callers must present (`INTERNAL_TOKEN`); `None`
+    /// lets every call through, which suits local development only.
+    pub internal_token: Option<Secret>,
+    /// How many failed attempts from one IP or one email within an hour make
+    /// the latest of them suspicious (`AUDIT_SUSPICIOUS_THRESHOLD`, default
+    /// 10, at least 1).
+    pub suspicious_threshold: u32,
+}
+
+impl Config {
+    /// Default listen address, next to auth-service's 50051.
+    pub const DEFAULT_GRPC_ADDR: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
+    /// Default database: an embedded SQLite file, so one machine needs no server.
+    pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/audit.db";
+    /// Default threshold for the suspicious-activity rule.
+    pub const DEFAULT_SUSPICIOUS_THRESHOLD: u32 = 10;
+
+    /// Reads and validates the environment, so a bad value stops start-up
+    /// with one line naming the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let grpc_addr = parse_or(GRPC_ADDR, Self::DEFAULT_GRPC_ADDR)?;
+        let database_url = parse_database_url(
+            var(DATABASE_URL).unwrap_or_else(|| Self::DEFAULT_DATABASE_URL.to_owned()),
+        )?;
+        let internal_token = var(INTERNAL_TOKEN).map(Secret::new);
+        let suspicious_threshold = parse_threshold(parse_or(
+            SUSPICIOUS_THRESHOLD,
+            Self::DEFAULT_SUSPICIOUS_THRESHOLD,
+        )?)?;
+        Ok(Self {
+            grpc_addr,
+            database_url,
+            internal_token,
+            suspicious_threshold,
+        })
+    }
+
+    /// A configuration for tests: any free loopback port, the given
+    /// database, no token and the default threshold.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            internal_token: None,
+            suspicious_threshold: Self::DEFAULT_SUSPICIOUS_THRESHOLD,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("internal_token", &self.internal_token)
+            .field("suspicious_threshold", &self.suspicious_threshold)
+            .finish()
+    }
+}
+
+/// Accepts only URLs whose scheme names a backend this build supports.
+pub(crate) fn parse_database_url(raw: String) -> Result<String, ConfigError> {
+    match Backend::from_url(&raw) {
+        Some(_) => Ok(raw),
+        None => Err(ConfigError::new(
+            DATABASE_URL,
+            &redact_url(&raw),
+            "expected a sqlite:, postgres: or postgresql: URL",
+        )),
+    }
+}
+
+/// A threshold of 0 would flag nothing or everything depending on how one
+/// reads it, so it is refused rather than guessed.
+pub(crate) fn parse_threshold(n: u32) -> Result<u32, ConfigError> {
+    if n == 0 {
+        Err(ConfigError::new(
+            SUSPICIOUS_THRESHOLD,
+            "0",
+            "must be at least 1",
+        ))
+    } else {
+        Ok(n)
+    }
+}
+
+/// The URL with any password replaced by `***`, safe for logs and errors.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_schemes_are_accepted() {
+        for url in [
+            "sqlite://data/audit.db",
+            "sqlite::memory:",
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+        ] {
+            assert_eq!(parse_database_url(url.to_owned()).unwrap(), url);
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_refused_naming_the_variable_without_the_password() {
+        let err = parse_database_url("mongodb://user:hunter2@h/db".to_owned()).unwrap_err();
+        assert_eq!(err.name, "AUDIT_DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_threshold_is_refused() {
+        assert_eq!(
+            parse_threshold(0).unwrap_err().name,
+            "AUDIT_SUSPICIOUS_THRESHOLD"
+        );
+        assert_eq!(parse_threshold(3).unwrap(), 3);
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/audit?sslmode=require"),
+            "postgres://app:***@db:5432/audit?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/audit"),
+            "postgres://app@db/audit"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/audit.db"),
+            "sqlite://data/audit.db"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_token_and_the_database_password() {
+        let mut config = Config::for_tests("postgres://app:s3cret@db/audit");
+        config.internal_token = Some(Secret::new("t0ken"));
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! audit-service: the only owner of the login-attempt log.
+//!
+//! Producers (auth-service's outbox forwarder) stream batches of attempts in
+//! over `audit.v1.AuditService/Ingest`; each batch is committed in one
+//! transaction before it is acked, and duplicates by `event_id` are skipped,
+//! so at-least-once delivery yields exactly-once storage. Readers page
+//! through the log newest first with `ListAttempts`.
+//!
+//! Layout:
+//! - [`config`]: the environment-derived [`Config`].
+//! - `attempt`: domain types and their conversion from and to protobuf.
+//! - `store`: the database, one module per backend (SQLite, PostgreSQL).
+//! - `service`: the gRPC handlers.
+//! - `error`: the one error enum and its mapping to gRPC status.
+//!
+//! [`Application`] is what `main`, the all-in-one launcher and the tests
+//! start, so all three run the same code.
+
+mod attempt;
+pub mod config;
+mod error;
+mod service;
+mod store;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use common::{config::Secret, internal_auth::RequireToken};
+use proto::audit::v1::audit_service_server::{AuditServiceServer, SERVICE_NAME};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+pub use config::Config;
+
+use crate::{
+    service::AuditApi,
+    store::{Store, SuspicionRule},
+};
+
+/// How long shutdown waits for in-flight calls before closing connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A built, bound, not yet serving audit-service.
+///
+/// Building and serving are separate so callers learn the bound address
+/// (port 0 in tests) before the server runs.
+#[derive(Debug)]
+pub struct Application {
+    /// The bound listener, handed to the server in [`Application::run_until`].
+    listener: TcpListener,
+    /// The listener's address, with the real port when 0 was asked for.
+    local_addr: SocketAddr,
+    /// The migrated log database.
+    store: Store,
+    /// The secret internal callers must present, if any.
+    internal_token: Option<Secret>,
+}
+
+impl Application {
+    /// Opens and migrates the database (creating a SQLite file and its
+    /// directory if missing) and binds the listen address.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let threshold = config::parse_threshold(config.suspicious_threshold)?;
+        let database_url = config::parse_database_url(config.database_url)?;
+        let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on AUDIT_GRPC_ADDR={}", config.grpc_addr))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(backend = ?store.backend(), "log database ready");
+        Ok(Self {
+            listener,
+            local_addr,
+            store,
+            internal_token: config.internal_token,
+        })
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then ends open ingest streams, lets
+    /// in-flight calls finish (for at most a few seconds) and closes the
+    /// database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        // grpcurl 1.8 speaks only v1alpha.
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let audit = AuditServiceServer::with_interceptor(
+            AuditApi::new(self.store.clone(), stop_rx.clone()),
+            RequireToken(self.internal_token),
+        );
+
+        let mut server_stop = stop_rx;
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(audit)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            });
+        tokio::pin!(server);
+        tracing::info!(addr = %self.local_addr, "audit-service serving");
+
+        tokio::select! {
+            result = &mut server => {
+                self.store.close().await;
+                return result.context("gRPC server failed");
+            }
+            () = shutdown => {}
+        }
+
+        tracing::info!("draining connections");
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        stop_tx.send_replace(true);
+        let result = match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+            Ok(result) => result.context("gRPC server failed"),
+            Err(_) => {
+                // Whatever is still open (a health watch, a reflection
+                // stream) is abandoned; it ends with the process.
+                tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still open after the drain timeout; not waiting for them");
+                Ok(())
+            }
+        };
+        self.store.close().await;
+        tracing::info!("audit-service stopped");
+        result
+    }
+}
+
+/// Builds the service and serves until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    Application::build(config)
+        .await?
+        .run_until(common::shutdown::signal())
+        .await
+}

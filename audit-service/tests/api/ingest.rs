@@ -1,0 +1,202 @@
+//! Ingest: acks, idempotency, validation, failure handling.
+
+use proto::audit::v1::{Attempt, ListAttemptsRequest};
+use tonic::Code;
+
+use crate::helpers::{TestApp, TestDb, at, batch, event_ids, failure, success};
+
+async fn each_batch_is_acked_in_order_with_its_inserted_count(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+
+    let outcome = app
+        .ingest(vec![
+            batch(
+                7,
+                vec![
+                    failure("10.0.0.1", "a@x.io", 1),
+                    success("10.0.0.1", "a@x.io", 2),
+                ],
+            ),
+            batch(
+                8,
+                vec![
+                    failure("10.0.0.2", "b@x.io", 3),
+                    failure("10.0.0.2", "b@x.io", 4),
+                    failure("10.0.0.2", "b@x.io", 5),
+                ],
+            ),
+            batch(9, vec![]),
+        ])
+        .await;
+
+    assert!(outcome.error.is_none(), "{outcome:?}");
+    assert_eq!(outcome.acks, vec![(7, 2), (8, 3), (9, 0)]);
+    assert_eq!(app.list_all(ListAttemptsRequest::default()).await.len(), 5);
+}
+
+async fn resending_a_batch_inserts_nothing_and_each_event_is_listed_once(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let attempts = vec![
+        failure("10.0.0.1", "a@x.io", 1),
+        failure("10.0.0.1", "a@x.io", 2),
+        success("10.0.0.1", "a@x.io", 3),
+    ];
+    app.ingest_ok(attempts.clone()).await;
+
+    // As a producer would after a reconnect: same batch, new stream.
+    let resent = app.ingest(vec![batch(1, attempts.clone())]).await;
+
+    assert!(resent.error.is_none(), "{resent:?}");
+    assert_eq!(resent.acks, vec![(1, 0)]);
+    let mut listed = event_ids(&app.list_all(ListAttemptsRequest::default()).await);
+    listed.sort();
+    let mut sent: Vec<String> = attempts.into_iter().map(|a| a.event_id).collect();
+    sent.sort();
+    assert_eq!(listed, sent);
+}
+
+async fn a_duplicate_within_one_batch_is_stored_once(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let a = failure("10.0.0.1", "a@x.io", 1);
+    // The same UUID in upper case is the same event.
+    let shouted = Attempt {
+        event_id: a.event_id.to_uppercase(),
+        ..a.clone()
+    };
+
+    let outcome = app
+        .ingest(vec![batch(1, vec![a.clone(), a, shouted])])
+        .await;
+
+    assert_eq!(outcome.acks, vec![(1, 1)]);
+    assert_eq!(app.list_all(ListAttemptsRequest::default()).await.len(), 1);
+}
+
+async fn an_invalid_event_id_ends_the_stream_and_stores_nothing_of_its_batch(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let good = failure("10.0.0.1", "a@x.io", 1);
+    let bad = Attempt {
+        event_id: "not-a-uuid".to_owned(),
+        ..failure("10.0.0.1", "a@x.io", 2)
+    };
+
+    let outcome = app
+        .ingest(vec![
+            batch(1, vec![good.clone()]),
+            batch(2, vec![failure("10.0.0.9", "z@x.io", 3), bad]),
+            batch(3, vec![failure("10.0.0.1", "a@x.io", 4)]),
+        ])
+        .await;
+
+    assert_eq!(outcome.acks, vec![(1, 1)]);
+    let status = outcome.error.unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("attempts[1].event_id"),
+        "{status:?}"
+    );
+    let listed = app.list_all(ListAttemptsRequest::default()).await;
+    assert_eq!(event_ids(&listed), vec![good.event_id]);
+}
+
+async fn an_attempt_without_a_time_is_refused(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let timeless = Attempt {
+        occurred_at: None,
+        ..failure("10.0.0.1", "a@x.io", 1)
+    };
+
+    let outcome = app.ingest(vec![batch(1, vec![timeless])]).await;
+
+    assert!(outcome.acks.is_empty());
+    let status = outcome.error.unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("attempts[0].occurred_at"),
+        "{status:?}"
+    );
+}
+
+async fn every_field_round_trips_and_absent_optionals_stay_absent(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let full = Attempt {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: crate::helpers::T0,
+            nanos: 123_456_000,
+        }),
+        identifier: "Alice".to_owned(),
+        user_id: Some(42),
+        username: Some("alice".to_owned()),
+        email: "Alice@Example.com".to_owned(),
+        successful: true,
+        reject_reason: String::new(),
+        ip: "2001:db8::1".to_owned(),
+        user_agent: Some("Mozilla/5.0 ünïcode".to_owned()),
+        request_id: "req-1".to_owned(),
+    };
+    let bare = Attempt {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: Some(at(-10)),
+        identifier: String::new(),
+        user_id: None,
+        username: None,
+        email: String::new(),
+        successful: false,
+        reject_reason: "malformed_request".to_owned(),
+        ip: String::new(),
+        user_agent: None,
+        request_id: String::new(),
+    };
+
+    app.ingest_ok(vec![full.clone(), bare.clone()]).await;
+
+    let listed = app.list_all(ListAttemptsRequest::default()).await;
+    let stored: Vec<Attempt> = listed.into_iter().map(|r| r.attempt.unwrap()).collect();
+    assert_eq!(stored, vec![full, bare]);
+}
+
+async fn overlong_text_is_truncated_rather_than_rejected(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let long = Attempt {
+        user_agent: Some("u".repeat(5_000)),
+        email: format!("{}@x.io", "e".repeat(1_000)),
+        identifier: "i".repeat(1_000),
+        ..failure("10.0.0.1", "", 1)
+    };
+
+    app.ingest_ok(vec![long]).await;
+
+    let listed = app.list_all(ListAttemptsRequest::default()).await;
+    let stored = listed[0].attempt.as_ref().unwrap();
+    assert_eq!(stored.user_agent.as_ref().unwrap().len(), 512);
+    assert_eq!(stored.email.len(), 320);
+    assert_eq!(stored.identifier.len(), 320);
+}
+
+async fn a_database_failure_ends_the_stream_unavailable_without_an_ack(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    app.ingest_ok(vec![failure("10.0.0.1", "a@x.io", 1)]).await;
+    app.db().execute("DROP TABLE login_attempts").await;
+
+    let outcome = app
+        .ingest(vec![batch(2, vec![failure("10.0.0.1", "a@x.io", 2)])])
+        .await;
+
+    assert!(outcome.acks.is_empty(), "{outcome:?}");
+    let status = outcome.error.unwrap();
+    assert_eq!(status.code(), Code::Unavailable);
+    // Internal details stay in the server log.
+    assert!(!status.message().contains("login_attempts"), "{status:?}");
+}
+
+on_every_backend!(
+    each_batch_is_acked_in_order_with_its_inserted_count,
+    resending_a_batch_inserts_nothing_and_each_event_is_listed_once,
+    a_duplicate_within_one_batch_is_stored_once,
+    an_invalid_event_id_ends_the_stream_and_stores_nothing_of_its_batch,
+    an_attempt_without_a_time_is_refused,
+    every_field_round_trips_and_absent_optionals_stay_absent,
+    overlong_text_is_truncated_rather_than_rejected,
+    a_database_failure_ends_the_stream_unavailable_without_an_ack,
+);

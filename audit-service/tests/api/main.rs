@@ -1,0 +1,41 @@
+//! End-to-end tests: the real `Application` on loopback, the generated
+//! client, real databases. Every case runs on each backend: SQLite in a temp
+//! dir always, PostgreSQL when `TEST_POSTGRES_URL` is set (CI sets it).
+//! One test binary keeps the build fast.
+
+// clippy.toml allows these inside #[test] functions only; the helpers and
+// case bodies here are test code too, where a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Generates `sqlite::<case>` and `postgres::<case>` tests for each backend-
+/// agnostic case `async fn <case>(db: TestDb)` of the calling module.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(crate::helpers::TestDb::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = crate::helpers::TestDb::postgres().await else {
+                        return;
+                    };
+                    super::$case(db).await;
+                }
+            )*
+        }
+    };
+}
+
+mod helpers;
+mod ingest;
+mod lifecycle;
+mod list;
+mod security;
+mod suspicious;
