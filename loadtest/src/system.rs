@@ -1,0 +1,136 @@
+//! The three real service binaries as child processes.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::process::{Child, Command};
+
+use crate::{Args, Backend};
+
+/// A started system.
+pub struct System {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// audit-service gRPC URL.
+    pub audit_url: String,
+    /// Folder the services write data and mail into.
+    pub dir: tempfile::TempDir,
+    children: Vec<(&'static str, Child)>,
+    env: Vec<(String, String)>,
+    bin_dir: std::path::PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn fresh_postgres(server: &str) -> anyhow::Result<String> {
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let status = Command::new("psql")
+        .arg(server)
+        .arg("-qc")
+        .arg(format!("CREATE DATABASE {name}"))
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "cannot create database on {server}");
+    let root = server.rsplit_once('/').map_or(server, |(r, _)| r);
+    Ok(format!("{root}/{name}"))
+}
+
+async fn wait_for(addr: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("nothing listening on {addr} after 10 s")
+}
+
+impl System {
+    /// Starts audit-service, auth-service and the gateway, in that order.
+    pub async fn start(args: &Args) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (auth_db, audit_db) = match args.backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("auth.db").display()),
+                format!("sqlite://{}", dir.path().join("audit.db").display()),
+            ),
+            Backend::Postgres => (fresh_postgres(&args.postgres_url).await?, fresh_postgres(&args.postgres_url).await?),
+        };
+        let (gw, auth, audit) = (free_port()?, free_port()?, free_port()?);
+        let env: Vec<(String, String)> = [
+            ("GATEWAY_ADDR", format!("127.0.0.1:{gw}")),
+            ("AUTH_GRPC_ADDR", format!("127.0.0.1:{auth}")),
+            ("AUDIT_GRPC_ADDR", format!("127.0.0.1:{audit}")),
+            ("AUTH_GRPC_URL", format!("http://127.0.0.1:{auth}")),
+            ("AUDIT_GRPC_URL", format!("http://127.0.0.1:{audit}")),
+            ("AUTH_DATABASE_URL", auth_db),
+            ("AUDIT_DATABASE_URL", audit_db),
+            ("MAIL_DIR", dir.path().join("mail").display().to_string()),
+            ("RUST_LOG", "warn".to_owned()),
+            // The bench measures throughput, not the abuse defences: lift
+            // the limits that would otherwise (correctly) throttle one IP.
+            ("AUTH_LIMITS_DISABLED", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut system = Self {
+            base: format!("http://127.0.0.1:{gw}"),
+            audit_url: format!("http://127.0.0.1:{audit}"),
+            dir,
+            children: Vec::new(),
+            env,
+            bin_dir: args.bin_dir.clone(),
+        };
+        for (name, port) in [("audit-service", audit), ("auth-service", auth), ("gateway", gw)] {
+            let child = system.command(name).stdout(Stdio::null()).kill_on_drop(true).spawn()?;
+            system.children.push((name, child));
+            wait_for(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        }
+        Ok(system)
+    }
+
+    /// A command for one of the binaries with the system's environment.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(bin));
+        cmd.current_dir(self.dir.path()).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Peak resident set size of each service (VmHWM), as a table cell.
+    pub fn peak_rss(&self) -> String {
+        self.children
+            .iter()
+            .map(|(name, child)| {
+                let kib = child.id().and_then(|pid| vm_hwm_kib(&format!("/proc/{pid}/status")));
+                match kib {
+                    Some(k) => format!("{name} {:.1} MiB", k as f64 / 1024.0),
+                    None => format!("{name} ?"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Stops the services with SIGTERM (graceful), gateway first.
+    pub async fn stop(mut self) {
+        while let Some((_, mut child)) = self.children.pop() {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+        }
+    }
+}
+
+fn vm_hwm_kib(path: impl AsRef<Path>) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
