@@ -3,7 +3,10 @@
 //! Raw protobuf messages enter the core only through the `TryFrom`/parse
 //! functions here, so the stores can trust every value they are given.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ipnet::IpNet;
 use prost_types::Timestamp;
 use proto::audit::v1 as pb;
 use uuid::Uuid;
@@ -76,19 +79,92 @@ pub struct StoredAttempt {
     pub attempt: NewAttempt,
 }
 
-/// Which attempts a listing returns; `None` fields do not filter.
+/// Which attempts a listing or a tail returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Only successes (`true`) or only failures (`false`).
     pub successful: Option<bool>,
-    /// Exact client IP.
-    pub ip: Option<String>,
+    /// Client IP or CIDR, as a range of [`ip_key`]s.
+    pub ip: Option<IpRange>,
     /// Email, already folded like [`NewAttempt::email_lower`].
     pub email_lower: Option<String>,
     /// `occurred_at >= since`.
     pub since: Option<Micros>,
     /// `occurred_at < until`.
     pub until: Option<Micros>,
+    /// Exact identifier.
+    pub identifier: Option<String>,
+    /// The account's id.
+    pub user_id: Option<i64>,
+    /// One of [`REASONS`].
+    pub reason: Option<String>,
+    /// Only flagged (`true`) or only unflagged (`false`) attempts.
+    pub suspicious: Option<bool>,
+}
+
+/// An inclusive range of [`ip_key`]s: one address, or a CIDR block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpRange {
+    /// Key of the first address.
+    pub lo: String,
+    /// Key of the last address (equal to `lo` for one address).
+    pub hi: String,
+}
+
+/// The failure reasons producers send; a filter naming anything else is
+/// refused rather than silently matching nothing.
+pub const REASONS: [&str; 6] = [
+    "unknown_user",
+    "bad_password",
+    "inactive",
+    "malformed_request",
+    "locked_out",
+    "rate_limited",
+];
+
+/// The stored, indexable form of an IP: 32 hex digits of its IPv6 form
+/// (IPv4 as `::ffff:a.b.c.d`), so every spelling of one address has one key
+/// and a CIDR block is a contiguous range. `""` when `ip` is no address.
+pub fn ip_key(ip: &str) -> String {
+    ip.trim()
+        .parse::<IpAddr>()
+        .map(|addr| hex_key(to_v6(addr)))
+        .unwrap_or_default()
+}
+
+fn to_v6(addr: IpAddr) -> Ipv6Addr {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+fn hex_key(addr: Ipv6Addr) -> String {
+    format!("{:032x}", u128::from(addr))
+}
+
+impl IpRange {
+    /// An address (`10.0.0.1`, `::1`) or a CIDR block (`10.0.0.0/8`).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if let Ok(addr) = raw.parse::<IpAddr>() {
+            let key = hex_key(to_v6(addr));
+            return Some(Self {
+                lo: key.clone(),
+                hi: key,
+            });
+        }
+        let net: IpNet = raw.parse().ok()?;
+        Some(Self {
+            lo: hex_key(to_v6(net.network())),
+            hi: hex_key(to_v6(net.broadcast())),
+        })
+    }
+
+    /// Whether `key` (an [`ip_key`]) falls in the range.
+    pub fn contains(&self, key: &str) -> bool {
+        !key.is_empty() && self.lo.as_str() <= key && key <= self.hi.as_str()
+    }
 }
 
 /// Position after the last row of a page, in listing order. Opaque to
@@ -259,9 +335,64 @@ impl From<StoredAttempt> for pb::AttemptRecord {
     }
 }
 
+/// The filter fields shared by `ListAttemptsRequest` and `TailRequest`.
+pub struct FilterFields<'a> {
+    /// See `ListAttemptsRequest.successful`.
+    pub successful: Option<bool>,
+    /// See `ListAttemptsRequest.ip`.
+    pub ip: Option<&'a str>,
+    /// See `ListAttemptsRequest.email`.
+    pub email: Option<&'a str>,
+    /// See `ListAttemptsRequest.since`.
+    pub since: Option<&'a Timestamp>,
+    /// See `ListAttemptsRequest.until`.
+    pub until: Option<&'a Timestamp>,
+    /// See `ListAttemptsRequest.identifier`.
+    pub identifier: Option<&'a str>,
+    /// See `ListAttemptsRequest.user_id`.
+    pub user_id: Option<i64>,
+    /// See `ListAttemptsRequest.reason`.
+    pub reason: Option<&'a str>,
+    /// See `ListAttemptsRequest.suspicious`.
+    pub suspicious: Option<bool>,
+}
+
+impl<'a> From<&'a pb::ListAttemptsRequest> for FilterFields<'a> {
+    fn from(r: &'a pb::ListAttemptsRequest) -> Self {
+        Self {
+            successful: r.successful,
+            ip: r.ip.as_deref(),
+            email: r.email.as_deref(),
+            since: r.since.as_ref(),
+            until: r.until.as_ref(),
+            identifier: r.identifier.as_deref(),
+            user_id: r.user_id,
+            reason: r.reason.as_deref(),
+            suspicious: r.suspicious,
+        }
+    }
+}
+
+impl<'a> From<&'a pb::TailRequest> for FilterFields<'a> {
+    fn from(r: &'a pb::TailRequest) -> Self {
+        Self {
+            successful: r.successful,
+            ip: r.ip.as_deref(),
+            email: r.email.as_deref(),
+            since: r.since.as_ref(),
+            until: r.until.as_ref(),
+            identifier: r.identifier.as_deref(),
+            user_id: r.user_id,
+            reason: r.reason.as_deref(),
+            suspicious: r.suspicious,
+        }
+    }
+}
+
 impl Filter {
-    /// The filters of a listing request.
-    pub fn parse(req: &pb::ListAttemptsRequest) -> Result<Self, Error> {
+    /// The filters of a listing or tail request.
+    pub fn parse<'a>(req: impl Into<FilterFields<'a>>) -> Result<Self, Error> {
+        let req = req.into();
         let time = |name: &str, ts: Option<&Timestamp>| {
             ts.map(|ts| {
                 timestamp_to_micros(ts).ok_or_else(|| {
@@ -270,13 +401,51 @@ impl Filter {
             })
             .transpose()
         };
+        let ip = req
+            .ip
+            .map(|raw| {
+                IpRange::parse(raw)
+                    .ok_or_else(|| Error::invalid("ip", "must be an IP address or a CIDR block"))
+            })
+            .transpose()?;
+        let reason = req
+            .reason
+            .map(|r| {
+                REASONS
+                    .contains(&r)
+                    .then(|| r.to_owned())
+                    .ok_or_else(|| Error::invalid("reason", "must be one of the known reasons"))
+            })
+            .transpose()?;
         Ok(Self {
             successful: req.successful,
-            ip: req.ip.clone(),
-            email_lower: req.email.as_deref().map(fold_email),
-            since: time("since", req.since.as_ref())?,
-            until: time("until", req.until.as_ref())?,
+            ip,
+            email_lower: req.email.map(fold_email),
+            since: time("since", req.since)?,
+            until: time("until", req.until)?,
+            identifier: req.identifier.map(str::to_owned),
+            user_id: req.user_id,
+            reason,
+            suspicious: req.suspicious,
         })
+    }
+
+    /// Whether a stored attempt passes the filter: the tail's in-memory
+    /// equivalent of the listing's `WHERE` clause.
+    pub fn matches(&self, s: &StoredAttempt) -> bool {
+        let a = &s.attempt;
+        self.successful.is_none_or(|v| a.successful == v)
+            && self.ip.as_ref().is_none_or(|r| r.contains(&ip_key(&a.ip)))
+            && self
+                .email_lower
+                .as_ref()
+                .is_none_or(|e| *e == a.email_lower)
+            && self.since.is_none_or(|t| a.occurred_at >= t)
+            && self.until.is_none_or(|t| a.occurred_at < t)
+            && self.identifier.as_ref().is_none_or(|i| *i == a.identifier)
+            && self.user_id.is_none_or(|u| a.user_id == Some(u))
+            && self.reason.as_ref().is_none_or(|r| *r == a.reject_reason)
+            && self.suspicious.is_none_or(|v| s.suspicious == v)
     }
 }
 
@@ -348,6 +517,45 @@ mod tests {
             let err = Cursor::decode(bad).unwrap_err();
             assert!(err.to_string().contains("cursor"), "{err}");
         }
+    }
+
+    #[test]
+    fn ip_keys_unify_spellings_and_cidrs_are_ranges() {
+        assert_eq!(ip_key("10.0.0.1"), ip_key("::ffff:10.0.0.1"));
+        assert_eq!(ip_key("10.0.0.1"), "00000000000000000000ffff0a000001");
+        assert_eq!(ip_key("garbage"), "");
+        let net = IpRange::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(&ip_key("10.255.255.255")));
+        assert!(!net.contains(&ip_key("11.0.0.0")));
+        assert!(!net.contains(""));
+        let v6 = IpRange::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(&ip_key("2001:db8:ffff::1")));
+        assert!(!v6.contains(&ip_key("2001:db9::")));
+        assert!(IpRange::parse("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn bad_filters_name_the_field() {
+        let req = pb::ListAttemptsRequest {
+            reason: Some("bored".into()),
+            ..Default::default()
+        };
+        assert!(
+            Filter::parse(&req)
+                .unwrap_err()
+                .to_string()
+                .starts_with("reason")
+        );
+        let req = pb::ListAttemptsRequest {
+            ip: Some("1.2.3".into()),
+            ..Default::default()
+        };
+        assert!(
+            Filter::parse(&req)
+                .unwrap_err()
+                .to_string()
+                .starts_with("ip")
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ const DATABASE_URL: &str = "AUDIT_DATABASE_URL";
 const INTERNAL_TOKEN: &str = "INTERNAL_TOKEN";
 /// Variable holding the suspicious-activity threshold.
 const SUSPICIOUS_THRESHOLD: &str = "AUDIT_SUSPICIOUS_THRESHOLD";
+/// Variable holding how many days attempts are kept.
+const RETENTION_DAYS: &str = "AUDIT_RETENTION_DAYS";
 
 /// Everything audit-service needs to start.
 #[derive(Clone)]
@@ -32,6 +34,12 @@ pub struct Config {
     /// the latest of them suspicious (`AUDIT_SUSPICIOUS_THRESHOLD`, default
     /// 10, at least 1).
     pub suspicious_threshold: u32,
+    /// Attempts older than this many days are deleted by a background task
+    /// (`AUDIT_RETENTION_DAYS`, default 90; 0 keeps everything).
+    pub retention_days: u32,
+    /// How often the retention task looks for old attempts; a test knob,
+    /// not read from the environment.
+    pub retention_interval: std::time::Duration,
 }
 
 impl Config {
@@ -42,6 +50,11 @@ impl Config {
     pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/audit.db";
     /// Default threshold for the suspicious-activity rule.
     pub const DEFAULT_SUSPICIOUS_THRESHOLD: u32 = 10;
+    /// Default retention: about a quarter.
+    pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+    /// How often the retention task runs in production.
+    pub const DEFAULT_RETENTION_INTERVAL: std::time::Duration =
+        std::time::Duration::from_secs(3600);
 
     /// Reads and validates the environment, so a bad value stops start-up
     /// with one line naming the variable.
@@ -55,22 +68,28 @@ impl Config {
             SUSPICIOUS_THRESHOLD,
             Self::DEFAULT_SUSPICIOUS_THRESHOLD,
         )?)?;
+        let retention_days = parse_or(RETENTION_DAYS, Self::DEFAULT_RETENTION_DAYS)?;
         Ok(Self {
             grpc_addr,
             database_url,
             internal_token,
             suspicious_threshold,
+            retention_days,
+            retention_interval: Self::DEFAULT_RETENTION_INTERVAL,
         })
     }
 
     /// A configuration for tests: any free loopback port, the given
-    /// database, no token and the default threshold.
+    /// database, no token, the default threshold and no retention (tests
+    /// use fixed times long past).
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.into(),
             internal_token: None,
             suspicious_threshold: Self::DEFAULT_SUSPICIOUS_THRESHOLD,
+            retention_days: 0,
+            retention_interval: Self::DEFAULT_RETENTION_INTERVAL,
         }
     }
 }
@@ -82,6 +101,8 @@ impl fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("internal_token", &self.internal_token)
             .field("suspicious_threshold", &self.suspicious_threshold)
+            .field("retention_days", &self.retention_days)
+            .field("retention_interval", &self.retention_interval)
             .finish()
     }
 }
@@ -93,7 +114,7 @@ pub(crate) fn parse_database_url(raw: String) -> Result<String, ConfigError> {
         None => Err(ConfigError::new(
             DATABASE_URL,
             &redact_url(&raw),
-            "expected a sqlite:, postgres: or postgresql: URL",
+            "expected a sqlite:, postgres:, postgresql: or mysql: URL",
         )),
     }
 }
@@ -139,6 +160,7 @@ mod tests {
             "sqlite::memory:",
             "postgres://u@h/db",
             "postgresql://u@h/db",
+            "mysql://root@127.0.0.1:3306/test",
         ] {
             assert_eq!(parse_database_url(url.to_owned()).unwrap(), url);
         }

@@ -19,6 +19,7 @@
 mod attempt;
 pub mod config;
 mod error;
+mod retention;
 mod service;
 mod store;
 
@@ -28,13 +29,14 @@ use anyhow::Context as _;
 use common::{config::Secret, internal_auth::RequireToken};
 use proto::audit::v1::audit_service_server::{AuditServiceServer, SERVICE_NAME};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tonic_health::ServingStatus;
 
 pub use config::Config;
+pub use service::TailHub;
 
 use crate::{
-    service::AuditApi,
+    service::{AuditApi, TAIL_CAPACITY},
     store::{Store, SuspicionRule},
 };
 
@@ -55,6 +57,12 @@ pub struct Application {
     store: Store,
     /// The secret internal callers must present, if any.
     internal_token: Option<Secret>,
+    /// Fan-out of committed attempts to live tails.
+    hub: TailHub,
+    /// Days attempts are kept (0: forever).
+    retention_days: u32,
+    /// How often the retention task runs.
+    retention_interval: Duration,
 }
 
 impl Application {
@@ -74,12 +82,20 @@ impl Application {
             local_addr,
             store,
             internal_token: config.internal_token,
+            hub: TailHub::new(TAIL_CAPACITY),
+            retention_days: config.retention_days,
+            retention_interval: config.retention_interval,
         })
     }
 
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The live-tail fan-out, to watch its subscriber count.
+    pub fn tail_hub(&self) -> TailHub {
+        self.hub.clone()
     }
 
     /// Serves until `shutdown` resolves, then ends open ingest streams, lets
@@ -104,17 +120,33 @@ impl Application {
         // grpcurl 1.8 speaks only v1alpha.
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let audit = AuditServiceServer::with_interceptor(
-            AuditApi::new(self.store.clone(), stop_rx.clone()),
+            AuditApi::new(self.store.clone(), self.hub.clone(), stop_rx.clone()),
             RequireToken(self.internal_token),
         );
 
+        let retention = (self.retention_days > 0).then(|| {
+            tokio::spawn(retention::run(
+                self.store.clone(),
+                self.retention_days,
+                self.retention_interval,
+                stop_rx.clone(),
+            ))
+        });
+        // No Nagle: a page of 100 rows spans several segments, and Nagle
+        // plus the client's delayed ACK would add 40 ms to every listing.
+        let incoming = TcpListenerStream::new(self.listener).map(|conn| {
+            if let Ok(conn) = &conn {
+                let _ = conn.set_nodelay(true);
+            }
+            conn
+        });
         let mut server_stop = stop_rx;
         let server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(audit)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             });
         tokio::pin!(server);
@@ -122,6 +154,10 @@ impl Application {
 
         tokio::select! {
             result = &mut server => {
+                stop_tx.send_replace(true);
+                if let Some(task) = retention {
+                    let _ = task.await;
+                }
                 self.store.close().await;
                 return result.context("gRPC server failed");
             }
@@ -142,6 +178,9 @@ impl Application {
                 Ok(())
             }
         };
+        if let Some(task) = retention {
+            let _ = task.await;
+        }
         self.store.close().await;
         tracing::info!("audit-service stopped");
         result

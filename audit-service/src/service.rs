@@ -1,16 +1,18 @@
 //! The `audit.v1.AuditService` gRPC handlers.
 
+use std::sync::Arc;
+
 use proto::audit::v1::{
-    IngestAck, IngestBatch, ListAttemptsRequest, ListAttemptsResponse,
+    IngestAck, IngestBatch, ListAttemptsRequest, ListAttemptsResponse, TailEvent, TailRequest,
     audit_service_server::AuditService,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
-    attempt::{Cursor, Filter, NewAttempt, parse_limit},
+    attempt::{Cursor, Filter, NewAttempt, StoredAttempt, parse_limit},
     error::Error,
     store::Store,
 };
@@ -18,20 +20,64 @@ use crate::{
 /// Acks buffered ahead of a slow reader; the producer waits for acks
 /// anyway, so a small buffer suffices.
 const ACK_BUFFER: usize = 16;
+/// Tail events buffered per subscriber ahead of its connection.
+const TAIL_BUFFER: usize = 64;
+/// Committed attempts the tail fan-out holds for its slowest subscriber;
+/// past that, the subscriber gets a skip notice instead of more memory.
+pub(crate) const TAIL_CAPACITY: usize = 4096;
+
+/// The fan-out of committed attempts to live tails.
+#[derive(Debug, Clone)]
+pub struct TailHub {
+    /// Fed after each committed ingest batch.
+    sender: broadcast::Sender<Arc<StoredAttempt>>,
+}
+
+impl TailHub {
+    /// A hub holding at most `capacity` attempts for a slow subscriber.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity).0,
+        }
+    }
+
+    /// How many tails are open right now; lets tests (and operators) see
+    /// that a client that went away released its subscription.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
+    /// Announces committed attempts; nobody listening is fine.
+    fn publish(&self, attempts: Vec<StoredAttempt>) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        for a in attempts {
+            let _ = self.sender.send(Arc::new(a));
+        }
+    }
+}
 
 /// Handles the RPCs over the shared store.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditApi {
     /// The log database.
     store: Store,
+    /// Where committed attempts go for live tails.
+    hub: TailHub,
     /// Turns `true` when the server starts shutting down, so long-lived
-    /// ingest streams end and graceful shutdown does not wait on them.
+    /// ingest and tail streams end and graceful shutdown does not wait on
+    /// them.
     stopping: watch::Receiver<bool>,
 }
 
 impl AuditApi {
-    pub(crate) fn new(store: Store, stopping: watch::Receiver<bool>) -> Self {
-        Self { store, stopping }
+    pub(crate) fn new(store: Store, hub: TailHub, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            store,
+            hub,
+            stopping,
+        }
     }
 }
 
@@ -45,6 +91,21 @@ fn request_id<T>(req: &Request<T>) -> String {
 #[tonic::async_trait]
 impl AuditService for AuditApi {
     type IngestStream = ReceiverStream<Result<IngestAck, Status>>;
+    type TailStream = ReceiverStream<Result<TailEvent, Status>>;
+
+    async fn tail(
+        &self,
+        request: Request<TailRequest>,
+    ) -> Result<Response<Self::TailStream>, Status> {
+        let span = tracing::info_span!("tail", request_id = %request_id(&request));
+        let filter = Filter::parse(request.get_ref())?;
+        // Subscribe before answering, so nothing committed after the client
+        // sees the response headers is missed.
+        let updates = self.hub.sender.subscribe();
+        let (tx, rx) = mpsc::channel(TAIL_BUFFER);
+        tokio::spawn(tail_stream(filter, updates, tx, self.stopping.clone()).instrument(span));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
 
     async fn ingest(
         &self,
@@ -58,7 +119,14 @@ impl AuditService for AuditApi {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(ACK_BUFFER);
         tokio::spawn(
-            ingest_stream(self.store.clone(), inbound, tx, self.stopping.clone()).instrument(span),
+            ingest_stream(
+                self.store.clone(),
+                self.hub.clone(),
+                inbound,
+                tx,
+                self.stopping.clone(),
+            )
+            .instrument(span),
         );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -101,6 +169,7 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 /// batch, so the producer resends it and nothing is lost.
 async fn ingest_stream(
     store: Store,
+    hub: TailHub,
     mut inbound: Streaming<IngestBatch>,
     acks: mpsc::Sender<Result<IngestAck, Status>>,
     stopping: watch::Receiver<bool>,
@@ -130,7 +199,7 @@ async fn ingest_stream(
                 break;
             }
         };
-        let reply = ingest_batch(&store, batch).await;
+        let reply = ingest_batch(&store, &hub, batch).await;
         let failed = reply.is_err();
         if acks.send(reply.map_err(Status::from)).await.is_err() || failed {
             break;
@@ -139,9 +208,16 @@ async fn ingest_stream(
 }
 
 /// Validates and commits one batch, returning its ack.
-async fn ingest_batch(store: &Store, batch: IngestBatch) -> Result<IngestAck, Error> {
+async fn ingest_batch(
+    store: &Store,
+    hub: &TailHub,
+    batch: IngestBatch,
+) -> Result<IngestAck, Error> {
     let attempts = NewAttempt::parse_batch(batch.attempts)?;
-    let inserted = store.insert_batch(&attempts).await?;
+    let stored = store.insert_batch(&attempts).await?;
+    // Only the count fits a u32 ack; a batch is far smaller than that.
+    let inserted = u32::try_from(stored.len()).unwrap_or(u32::MAX);
+    hub.publish(stored);
     tracing::debug!(
         batch_seq = batch.batch_seq,
         received = attempts.len(),
@@ -152,4 +228,40 @@ async fn ingest_batch(store: &Store, batch: IngestBatch) -> Result<IngestAck, Er
         batch_seq: batch.batch_seq,
         inserted,
     })
+}
+
+/// Serves one tail: forwards matching attempts until the client goes away
+/// (then the subscription is dropped at once, not at the next attempt),
+/// the server stops, or the hub closes.
+async fn tail_stream(
+    filter: Filter,
+    mut updates: broadcast::Receiver<Arc<StoredAttempt>>,
+    events: mpsc::Sender<Result<TailEvent, Status>>,
+    stopping: watch::Receiver<bool>,
+) {
+    let stop = stopped(stopping);
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            () = events.closed() => break,
+            update = updates.recv() => match update {
+                Ok(attempt) if filter.matches(&attempt) => TailEvent {
+                    attempt: Some(StoredAttempt::clone(&attempt).into()),
+                    skipped: 0,
+                },
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "tail subscriber fell behind");
+                    TailEvent { attempt: None, skipped }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        if events.send(Ok(event)).await.is_err() {
+            break;
+        }
+    }
+    tracing::debug!("tail closed");
 }

@@ -15,8 +15,11 @@ use crate::{
     error::Error,
     hasher::PasswordHasher,
     mail::Mailer,
-    store::{AuthStore, NewRefreshToken, NewUser, Rotation, StoreError, StoredCode, User},
-    tokens::{ACCESS, REFRESH, TokenService},
+    store::{
+        AuthStore, LoginCount, NewRefreshToken, NewUser, Rotation, StoreError, StoredCode, User,
+    },
+    throttle::{BruteForcePolicy, Limit, LoginKeys, RateLimits, wait},
+    tokens::{ACCESS, Claims, REFRESH, TokenService},
 };
 
 /// A verification code's lifetime.
@@ -35,6 +38,10 @@ pub struct AuthApi<S> {
     mail_from: Mailbox,
     /// Wakes the outbox forwarder when an attempt is written.
     outbox_signal: Arc<Notify>,
+    /// Login brute-force thresholds.
+    brute_force: BruteForcePolicy,
+    /// Per-IP and per-family limits.
+    limits: RateLimits,
 }
 
 impl<S: AuthStore> AuthApi<S> {
@@ -54,7 +61,76 @@ impl<S: AuthStore> AuthApi<S> {
             mailer,
             mail_from,
             outbox_signal,
+            brute_force: BruteForcePolicy::default(),
+            limits: RateLimits::default(),
         }
+    }
+
+    /// Replaces the default thresholds.
+    pub fn with_limits(mut self, brute_force: BruteForcePolicy, limits: RateLimits) -> Self {
+        self.brute_force = brute_force;
+        self.limits = limits;
+        self
+    }
+
+    /// Counts one `action` from the caller's IP; refuses past `limit`.
+    /// Callers without an IP (internal gRPC clients that are not the
+    /// gateway) are not limited: they hold INTERNAL_TOKEN.
+    async fn rate_limit(
+        &self,
+        action: &str,
+        limit: Limit,
+        ctx: &ClientContext,
+    ) -> Result<(), Error> {
+        if ctx.ip.is_empty() {
+            return Ok(());
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (hits, start) = self
+            .store
+            .rate_hit(&format!("rl:{action}:{}", ctx.ip), now, limit.window)
+            .await?;
+        match limit.retry_after(hits, start, now) {
+            Some(retry_after) => {
+                tracing::warn!(action, ip = %ctx.ip, "rate limit reached");
+                Err(Error::Throttled { retry_after })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Verifies `token`, re-reading the signing keys first when it names
+    /// a key this replica has not loaded (added by `rotate-keys`).
+    async fn verify_token(&self, token: &str, token_type: &str) -> Result<Claims, Error> {
+        if self.tokens.should_reload_for(token) {
+            self.tokens.reload(&self.store).await?;
+        }
+        self.tokens.verify(token, token_type)
+    }
+
+    /// Tells the owner, once per lock, that their account is locked.
+    fn notify_lock(&self, user: &User) {
+        let (mailer, from, to, id) = (
+            self.mailer.clone(),
+            self.mail_from.clone(),
+            user.email.clone(),
+            user.id,
+        );
+        let body = format!(
+            "Hello {},\n\nYour account was temporarily locked after many failed sign-in attempts. \
+             It unlocks by itself after a short wait. If these attempts were not you, \
+             consider changing your password.\n",
+            user.username
+        );
+        tokio::spawn(async move {
+            match mailer
+                .send(&from, &to, "Your account was temporarily locked", body)
+                .await
+            {
+                Ok(()) => tracing::info!(user_id = id, "lock notification sent"),
+                Err(e) => tracing::error!(user_id = id, error = %e, "lock notification failed"),
+            }
+        });
     }
 
     async fn record(
@@ -64,15 +140,14 @@ impl<S: AuthStore> AuthApi<S> {
         user: Option<&User>,
         outcome: Result<(), RejectReason>,
         refresh: Option<&NewRefreshToken>,
-    ) -> Result<(), Error> {
-        let entry = outbox_entry(
-            ctx,
-            identifier,
-            user,
-            outcome,
-            time::OffsetDateTime::now_utc(),
-        );
-        self.store.record_login(&entry, refresh).await?;
+        count: LoginCount<'_>,
+    ) -> Result<bool, Error> {
+        let now = time::OffsetDateTime::now_utc();
+        let entry = outbox_entry(ctx, identifier, user, outcome, now);
+        let lock_started = self
+            .store
+            .record_login(&entry, refresh, count, now.unix_timestamp())
+            .await?;
         self.outbox_signal.notify_one();
         tracing::info!(
             event_id = %entry.event_id,
@@ -81,7 +156,7 @@ impl<S: AuthStore> AuthApi<S> {
             user_id = user.map(|u| u.id),
             "login attempt"
         );
-        Ok(())
+        Ok(lock_started)
     }
 
     async fn login_inner(
@@ -110,15 +185,49 @@ impl<S: AuthStore> AuthApi<S> {
                 None,
                 Err(RejectReason::MalformedRequest),
                 None,
+                LoginCount::Nothing,
             )
             .await?;
             return Err(Error::Invalid(problems));
         }
 
         let user = self.store.user_by_login(&identifier.to_lowercase()).await?;
+        let keys = LoginKeys::new(user.as_ref().map(|u| u.id), identifier, &ctx.ip);
+
+        // Decided before, and without, looking at the password: a refused
+        // attempt says nothing about whether the password was right.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let blocks = self
+            .store
+            .throttle_blocks([&keys.pair, &keys.account, &keys.ip], now)
+            .await?;
+        if let Some(until) = blocks.iter().map(|(_, until)| *until).max() {
+            let reason = if blocks.iter().any(|(k, _)| *k == keys.account) {
+                RejectReason::LockedOut
+            } else {
+                RejectReason::RateLimited
+            };
+            self.record(
+                ctx,
+                identifier,
+                user.as_ref(),
+                Err(reason),
+                None,
+                LoginCount::Nothing,
+            )
+            .await?;
+            return Err(Error::Throttled {
+                retry_after: wait(until, now),
+            });
+        }
+
+        let password = req.password;
         let matched = self
             .hasher
-            .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .verify(
+                password.clone(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
             .await?;
         let outcome = match &user {
             None => Err(RejectReason::UnknownUser),
@@ -127,10 +236,36 @@ impl<S: AuthStore> AuthApi<S> {
             Some(_) => Ok(()),
         };
         let (Some(user), Ok(())) = (&user, outcome) else {
-            self.record(ctx, identifier, user.as_ref(), outcome, None)
+            // Inactive counts too: otherwise the lock arriving one attempt
+            // late would tell a guesser that one password was right.
+            let lock_started = self
+                .record(
+                    ctx,
+                    identifier,
+                    user.as_ref(),
+                    outcome,
+                    None,
+                    LoginCount::Failure(&keys, &self.brute_force),
+                )
                 .await?;
+            if lock_started {
+                tracing::warn!(user_id = user.as_ref().map(|u| u.id), "account locked");
+                if let Some(user) = &user {
+                    self.notify_lock(user);
+                }
+            }
             return Err(Error::BadCredentials);
         };
+        if crate::hasher::needs_rehash(&user.password_hash) {
+            // The one moment we hold the plain password of a known-good
+            // login: upgrade a hash made with older, weaker parameters.
+            let upgraded = self.hasher.hash(password).await?;
+            self.store.set_password_hash(user.id, &upgraded).await?;
+            tracing::info!(
+                user_id = user.id,
+                "password hash upgraded to current parameters"
+            );
+        }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let jti = new_id();
         let pair = self.tokens.issue(user, now, jti.clone())?;
@@ -141,8 +276,15 @@ impl<S: AuthStore> AuthApi<S> {
             issued_at: now,
             expires_at: pair.refresh_exp,
         };
-        self.record(ctx, identifier, Some(user), Ok(()), Some(&refresh))
-            .await?;
+        self.record(
+            ctx,
+            identifier,
+            Some(user),
+            Ok(()),
+            Some(&refresh),
+            LoginCount::Success(&keys),
+        )
+        .await?;
         Ok(pb::TokenPair {
             access: pair.access,
             refresh: pair.refresh,
@@ -151,8 +293,11 @@ impl<S: AuthStore> AuthApi<S> {
 
     async fn register_inner(
         &self,
+        ctx: &ClientContext,
         req: pb::RegisterRequest,
     ) -> Result<pb::RegisterResponse, Error> {
+        self.rate_limit("register", self.limits.register, ctx)
+            .await?;
         let mut errors = Vec::new();
         let username = Username::parse(&req.username)
             .map_err(|e| errors.push(e))
@@ -202,8 +347,11 @@ impl<S: AuthStore> AuthApi<S> {
 
     async fn request_code_inner(
         &self,
+        ctx: &ClientContext,
         req: pb::RequestVerificationCodeRequest,
     ) -> Result<(), Error> {
+        self.rate_limit("code", self.limits.code_request, ctx)
+            .await?;
         let email =
             EmailAddress::parse("email", &req.email).map_err(|e| Error::Invalid(vec![e]))?;
         // Same answer, and nearly the same work, whether or not the account
@@ -262,8 +410,11 @@ impl<S: AuthStore> AuthApi<S> {
 
     async fn verify_code_inner(
         &self,
+        ctx: &ClientContext,
         req: pb::VerifyCodeRequest,
     ) -> Result<pb::VerifyOutcome, Error> {
+        self.rate_limit("verify", self.limits.code_verify, ctx)
+            .await?;
         use pb::VerifyOutcome as O;
         let mut missing = Vec::new();
         if req.email.trim().is_empty() {
@@ -313,7 +464,7 @@ impl<S: AuthStore> AuthApi<S> {
         if req.refresh.trim().is_empty() {
             return Err(Error::Invalid(vec![FieldError::required("refresh")]));
         }
-        let claims = self.tokens.verify(req.refresh.trim(), REFRESH)?;
+        let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let jti = new_id();
         let next = NewRefreshToken {
@@ -323,7 +474,11 @@ impl<S: AuthStore> AuthApi<S> {
             issued_at: now,
             expires_at: now + self.tokens.refresh_ttl(),
         };
-        match self.store.rotate_refresh(&claims.jti, now, &next).await? {
+        match self
+            .store
+            .rotate_refresh(&claims.jti, now, &next, self.limits.refresh_family)
+            .await?
+        {
             Rotation::Rotated(user) => {
                 let pair = self.tokens.issue(&user, now, jti)?;
                 Ok(pb::TokenPair {
@@ -338,15 +493,56 @@ impl<S: AuthStore> AuthApi<S> {
                 );
                 Err(Error::InvalidToken)
             }
+            Rotation::Throttled(retry_after) => {
+                tracing::warn!(
+                    user_id = claims.user_id,
+                    "refresh family over its rate limit"
+                );
+                Err(Error::Throttled { retry_after })
+            }
             Rotation::Inactive | Rotation::Invalid => Err(Error::InvalidToken),
         }
+    }
+
+    async fn logout_inner(&self, req: pb::LogoutRequest) -> Result<(), Error> {
+        if req.refresh.trim().is_empty() {
+            return Err(Error::Invalid(vec![FieldError::required("refresh")]));
+        }
+        let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if !self.store.logout_family(&claims.jti, now).await? {
+            return Err(Error::InvalidToken);
+        }
+        tracing::info!(user_id = claims.user_id, "session logged out");
+        Ok(())
+    }
+
+    async fn logout_all_inner(
+        &self,
+        req: pb::LogoutAllRequest,
+    ) -> Result<pb::LogoutAllResponse, Error> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let user_id = if !req.refresh.trim().is_empty() {
+            let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
+            self.store
+                .live_refresh_owner(&claims.jti, now)
+                .await?
+                .ok_or(Error::InvalidToken)?
+        } else if !req.access.trim().is_empty() {
+            self.verify_token(req.access.trim(), ACCESS).await?.user_id
+        } else {
+            return Err(Error::Invalid(vec![FieldError::required("refresh")]));
+        };
+        let revoked_sessions = self.store.logout_user(user_id, now).await?;
+        tracing::info!(user_id, revoked_sessions, "all sessions logged out");
+        Ok(pb::LogoutAllResponse { revoked_sessions })
     }
 
     async fn introspect_inner(
         &self,
         req: pb::IntrospectTokenRequest,
     ) -> Result<pb::IntrospectTokenResponse, Error> {
-        let Ok(claims) = self.tokens.verify(req.token.trim(), ACCESS) else {
+        let Ok(claims) = self.verify_token(req.token.trim(), ACCESS).await else {
             return Ok(pb::IntrospectTokenResponse::default());
         };
         match self.store.user_by_id(claims.user_id).await? {
@@ -384,7 +580,10 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        Ok(Response::new(self.register_inner(req.into_inner()).await?))
+        let ctx = ClientContext::from_metadata(req.metadata());
+        Ok(Response::new(
+            self.register_inner(&ctx, req.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
@@ -392,7 +591,8 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         &self,
         req: Request<pb::RequestVerificationCodeRequest>,
     ) -> Result<Response<pb::RequestVerificationCodeResponse>, Status> {
-        self.request_code_inner(req.into_inner()).await?;
+        let ctx = ClientContext::from_metadata(req.metadata());
+        self.request_code_inner(&ctx, req.into_inner()).await?;
         Ok(Response::new(pb::RequestVerificationCodeResponse {}))
     }
 
@@ -401,7 +601,8 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         &self,
         req: Request<pb::VerifyCodeRequest>,
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
-        let outcome = self.verify_code_inner(req.into_inner()).await?;
+        let ctx = ClientContext::from_metadata(req.metadata());
+        let outcome = self.verify_code_inner(&ctx, req.into_inner()).await?;
         Ok(Response::new(pb::VerifyCodeResponse {
             outcome: outcome.into(),
         }))
@@ -428,6 +629,25 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn logout(
+        &self,
+        req: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        self.logout_inner(req.into_inner()).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn logout_all(
+        &self,
+        req: Request<pb::LogoutAllRequest>,
+    ) -> Result<Response<pb::LogoutAllResponse>, Status> {
+        Ok(Response::new(
+            self.logout_all_inner(req.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn introspect_token(
         &self,
         req: Request<pb::IntrospectTokenRequest>,
@@ -441,6 +661,11 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         &self,
         _req: Request<pb::GetJwksRequest>,
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        // Fresh from the database: the gateway asks when it meets a kid it
+        // does not know, which is exactly when a key was just rotated in.
+        if let Err(e) = self.tokens.reload(&self.store).await {
+            tracing::warn!(error = %e, "signing keys not reloaded; serving the loaded ones");
+        }
         let keys = self
             .tokens
             .jwks()

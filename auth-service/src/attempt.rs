@@ -19,6 +19,10 @@ pub enum RejectReason {
     Inactive,
     /// The request could not be read or lacked a field.
     MalformedRequest,
+    /// The account is locked after too many failures (from any IP).
+    LockedOut,
+    /// This IP, or this account from this IP, is throttled.
+    RateLimited,
 }
 
 impl RejectReason {
@@ -29,6 +33,8 @@ impl RejectReason {
             Self::BadPassword => "bad_password",
             Self::Inactive => "inactive",
             Self::MalformedRequest => "malformed_request",
+            Self::LockedOut => "locked_out",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

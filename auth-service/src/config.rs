@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use common::config::{ConfigError, Secret, duration_or, parse_or, var};
+use common::config::{ConfigError, Secret, duration_or, parse_duration, parse_or, var};
+
+use crate::throttle::{BruteForcePolicy, Limit, RateLimits, secs};
 
 /// Everything auth-service needs to start. Names are in `env.sample`.
 #[derive(Debug, Clone)]
@@ -30,6 +32,87 @@ pub struct Config {
     /// `AUTH_HASH_CONCURRENCY`: most argon2 computations at once (each
     /// holds 19 MiB), so a login flood queues instead of exhausting memory.
     pub hash_concurrency: usize,
+    /// `AUTH_BF_*`: login brute-force thresholds.
+    pub brute_force: BruteForcePolicy,
+    /// `AUTH_RATE_*`: per-IP limits on register and verification codes,
+    /// and the per-family refresh limit.
+    pub rate_limits: RateLimits,
+    /// `AUTH_KEY_RELOAD_INTERVAL`: how often signing keys are re-read, so
+    /// a key added by `rotate-keys` is used without a restart.
+    pub key_reload_interval: Duration,
+    /// `AUTH_GRPC_TLS_CERT` / `_KEY` / `_CLIENT_CA`: serve gRPC over TLS,
+    /// optionally requiring client certificates; `None`: plain HTTP/2.
+    pub tls: Option<common::tls::ServerTls>,
+}
+
+fn secs_or(name: &str, default: i64) -> Result<i64, ConfigError> {
+    let fallback = Duration::from_secs(u64::try_from(default).unwrap_or(1));
+    Ok(secs(duration_or(name, fallback)?))
+}
+
+fn limit_or(name: &str, default: Limit) -> Result<Limit, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => Limit::parse(&raw)
+            .ok_or_else(|| ConfigError::new(name, &raw, "expected COUNT/DURATION like 20/1h")),
+    }
+}
+
+fn positive_or(name: &str, default: i64) -> Result<i64, ConfigError> {
+    let n: i64 = parse_or(name, default)?;
+    if n < 1 {
+        return Err(ConfigError::new(name, &n.to_string(), "must be at least 1"));
+    }
+    Ok(n)
+}
+
+impl BruteForcePolicy {
+    /// The defaults, overridden by any `AUTH_BF_*` variable that is set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let tiers = match var("AUTH_BF_ACCOUNT_LOCK_TIERS") {
+            None => d.account_lock_tiers.clone(),
+            Some(raw) => raw
+                .split(',')
+                .map(|t| parse_duration(t).map(secs))
+                .collect::<Option<Vec<_>>>()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "AUTH_BF_ACCOUNT_LOCK_TIERS",
+                        &raw,
+                        "expected durations like 5m,15m,1h",
+                    )
+                })?,
+        };
+        Ok(Self {
+            pair_free_failures: positive_or("AUTH_BF_PAIR_FREE_FAILURES", d.pair_free_failures)?,
+            pair_base_delay: secs_or("AUTH_BF_PAIR_BASE_DELAY", d.pair_base_delay)?,
+            pair_max_delay: secs_or("AUTH_BF_PAIR_MAX_DELAY", d.pair_max_delay)?,
+            account_lock_failures: positive_or(
+                "AUTH_BF_ACCOUNT_LOCK_FAILURES",
+                d.account_lock_failures,
+            )?,
+            account_lock_tiers: tiers,
+            failure_reset: secs_or("AUTH_BF_FAILURE_RESET", d.failure_reset)?,
+            ip_failures: positive_or("AUTH_BF_IP_FAILURES", d.ip_failures)?,
+            ip_window: secs_or("AUTH_BF_IP_WINDOW", d.ip_window)?,
+            ip_block: secs_or("AUTH_BF_IP_BLOCK", d.ip_block)?,
+        })
+    }
+}
+
+impl RateLimits {
+    /// The defaults, overridden by any `AUTH_RATE_*` variable that is set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            register: limit_or("AUTH_RATE_REGISTER", d.register)?,
+            code_request: limit_or("AUTH_RATE_CODE_REQUEST", d.code_request)?,
+            code_verify: limit_or("AUTH_RATE_CODE_VERIFY", d.code_verify)?,
+            refresh_family: limit_or("AUTH_RATE_REFRESH_FAMILY", d.refresh_family)?,
+        })
+    }
 }
 
 impl Config {
@@ -51,6 +134,10 @@ impl Config {
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-service".into()),
             internal_token: var("INTERNAL_TOKEN").map(Secret::new),
             hash_concurrency: parse_or("AUTH_HASH_CONCURRENCY", cpus)?,
+            brute_force: BruteForcePolicy::from_env()?,
+            rate_limits: RateLimits::from_env()?,
+            key_reload_interval: duration_or("AUTH_KEY_RELOAD_INTERVAL", Duration::from_secs(60))?,
+            tls: common::tls::ServerTls::from_env("AUTH_GRPC")?,
         };
         config.validate()?;
         Ok(config)
@@ -71,6 +158,10 @@ impl Config {
             issuer: "auth-service".into(),
             internal_token: None,
             hash_concurrency: 2,
+            brute_force: BruteForcePolicy::default(),
+            rate_limits: RateLimits::default(),
+            key_reload_interval: Duration::from_secs(60),
+            tls: None,
         }
     }
 

@@ -24,6 +24,12 @@ pub enum Error {
     /// A token that is malformed, expired, revoked or of the wrong type.
     #[error("token is invalid or expired")]
     InvalidToken,
+    /// Too many attempts: refused without looking at the credentials.
+    #[error("throttled for {retry_after}s")]
+    Throttled {
+        /// Seconds to wait, sent as `retry-after` metadata.
+        retry_after: u64,
+    },
     /// The database failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -49,6 +55,13 @@ impl From<Error> for Status {
             Error::Conflict(fields) => with_fields(Code::AlreadyExists, "already exists", &fields),
             Error::BadCredentials => Status::unauthenticated(BAD_CREDENTIALS),
             Error::InvalidToken => Status::unauthenticated("Token is invalid or expired"),
+            Error::Throttled { retry_after } => {
+                let mut status = Status::resource_exhausted("too many attempts, retry later");
+                status
+                    .metadata_mut()
+                    .insert("retry-after", retry_after.into());
+                status
+            }
             Error::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Status::unavailable("storage unavailable")

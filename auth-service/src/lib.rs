@@ -18,6 +18,7 @@ pub mod forwarder;
 pub mod hasher;
 pub mod mail;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
@@ -50,6 +51,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     forwarder: Pin<Box<dyn Future<Output = ()> + Send>>,
+    upkeep: Pin<Box<dyn Future<Output = ()> + Send>>,
     stop_forwarder: watch::Sender<bool>,
 }
 
@@ -85,13 +87,20 @@ impl Application {
         let api = AuthApi::new(
             store.clone(),
             PasswordHasher::new(config.hash_concurrency)?,
-            tokens,
+            tokens.clone(),
             mailer,
             config.mail_from.parse()?,
             signal.clone(),
-        );
+        )
+        .with_limits(config.brute_force.clone(), config.rate_limits);
 
         let (stop_forwarder, stop_rx) = watch::channel(false);
+        let upkeep = Box::pin(upkeep(
+            store.clone(),
+            tokens.clone(),
+            config.key_reload_interval,
+            stop_rx.clone(),
+        ));
         let forwarder = Forwarder::new(
             store,
             config.audit_grpc_url.clone(),
@@ -106,7 +115,11 @@ impl Application {
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let router = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = &config.tls {
+            server = server.tls_config(tls.load("AUTH_GRPC")?)?;
+        }
+        let router = server
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
@@ -121,6 +134,7 @@ impl Application {
             listener,
             router,
             forwarder: Box::pin(forwarder.run(stop_rx)),
+            upkeep,
             stop_forwarder,
         })
     }
@@ -140,6 +154,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let forwarder = tokio::spawn(self.forwarder);
+        let upkeep = tokio::spawn(self.upkeep);
         let served = self
             .router
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
@@ -151,8 +166,43 @@ impl Application {
         {
             tracing::warn!("outbox not drained before shutdown; it will be sent on next start");
         }
+        let _ = upkeep.await;
         served?;
         Ok(())
+    }
+}
+
+/// Oldest throttle window worth keeping (longer than any default window).
+const THROTTLE_RETENTION_SECS: i64 = 2 * 86_400;
+
+/// Periodic chores: re-reads the signing keys (so `rotate-keys` takes
+/// effect without a restart) and forgets stale throttle counters.
+async fn upkeep<S: AuthStore>(
+    store: S,
+    tokens: Arc<TokenService>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = tokens.reload(&store).await {
+            tracing::warn!(error = %e, "signing keys not reloaded");
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match store
+            .throttle_prune(now - THROTTLE_RETENTION_SECS, now)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::debug!(removed = n, "stale throttle counters pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "throttle prune failed"),
+        }
     }
 }
 

@@ -30,6 +30,14 @@ enum Command {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Lift a brute-force lock on an account (all IPs) before it expires.
+    Unlock {
+        /// The account's username or email.
+        #[arg(long)]
+        username: String,
+    },
+    /// Add a new signing key; it signs from now on, older keys keep verifying.
+    RotateKeys,
 }
 
 #[tokio::main]
@@ -48,6 +56,12 @@ async fn main() -> std::process::ExitCode {
         Command::CreateAdmin {
             username, email, ..
         } => create_admin(&config, &username, &email).await,
+        Command::Unlock { username } => auth_service::admin::unlock(&config, &username)
+            .await
+            .map(|n| println!("unlocked {username} ({n} counters cleared)")),
+        Command::RotateKeys => auth_service::admin::rotate_keys(&config)
+            .await
+            .map(|kid| println!("added signing key {kid}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

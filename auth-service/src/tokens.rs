@@ -1,7 +1,10 @@
 //! Ed25519 JWTs: signing keys persisted in the auth database, so restarts and
 //! replicas share them; the newest key signs and every key verifies.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
@@ -50,12 +53,24 @@ pub struct PublicJwk {
     pub x: String,
 }
 
-/// The loaded keys plus token policy.
-pub struct TokenService {
+/// One loaded generation of keys: the newest signs, all verify.
+struct Keys {
     signing_kid: String,
     signing_key: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
     jwks: Vec<PublicJwk>,
+}
+
+/// Least time between two reloads caused by tokens with unknown `kid`s, so
+/// a flood of forged kids cannot turn into a flood of database reads.
+const MIN_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The loaded keys plus token policy. Keys are swapped whole on reload
+/// (periodically, and when a token names a key not loaded yet), so a key
+/// added by `auth-service rotate-keys` signs without a restart.
+pub struct TokenService {
+    keys: RwLock<Arc<Keys>>,
+    last_reload: Mutex<std::time::Instant>,
     issuer: String,
     access_ttl: i64,
     refresh_ttl: i64,
@@ -101,6 +116,31 @@ pub fn generate_key(now: i64) -> SigningKeyRow {
     }
 }
 
+fn build_keys(rows: &[SigningKeyRow]) -> anyhow::Result<Keys> {
+    let mut verifying = HashMap::new();
+    let mut jwks = Vec::new();
+    let mut signer = None;
+    for row in rows {
+        let (key, jwk) = public_jwk(row)?;
+        if signer.is_none() {
+            let der = key
+                .to_pkcs8_der()
+                .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
+            signer = Some((row.kid.clone(), EncodingKey::from_ed_der(der.as_bytes())));
+        }
+        verifying.insert(jwk.kid.clone(), DecodingKey::from_ed_components(&jwk.x)?);
+        jwks.push(jwk);
+    }
+    let (signing_kid, signing_key) =
+        signer.ok_or_else(|| anyhow::anyhow!("no signing key in the database"))?;
+    Ok(Keys {
+        signing_kid,
+        signing_key,
+        verifying,
+        jwks,
+    })
+}
+
 impl TokenService {
     /// Loads the keys, creating the first one on a fresh database.
     pub async fn load<S: AuthStore>(
@@ -117,42 +157,69 @@ impl TokenService {
             // its own key; everyone then signs with the same newest one.
             rows = store.signing_keys().await?;
         }
-        let mut verifying = HashMap::new();
-        let mut jwks = Vec::new();
-        let mut signer = None;
-        for row in &rows {
-            let (key, jwk) = public_jwk(row)?;
-            if signer.is_none() {
-                let der = key
-                    .to_pkcs8_der()
-                    .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
-                signer = Some((row.kid.clone(), EncodingKey::from_ed_der(der.as_bytes())));
-            }
-            verifying.insert(jwk.kid.clone(), DecodingKey::from_ed_components(&jwk.x)?);
-            jwks.push(jwk);
-        }
-        let (signing_kid, signing_key) =
-            signer.ok_or_else(|| anyhow::anyhow!("no signing key after creating one"))?;
         Ok(Self {
-            signing_kid,
-            signing_key,
-            verifying,
-            jwks,
+            keys: RwLock::new(Arc::new(build_keys(&rows)?)),
+            last_reload: Mutex::new(std::time::Instant::now()),
             issuer,
             access_ttl: i64::try_from(access_ttl.as_secs())?,
             refresh_ttl: i64::try_from(refresh_ttl.as_secs())?,
         })
     }
 
+    fn current(&self) -> Arc<Keys> {
+        // A poisoned lock still holds a complete `Arc` (it is swapped whole).
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Re-reads the keys from the store and swaps them in.
+    pub async fn reload<S: AuthStore>(&self, store: &S) -> anyhow::Result<()> {
+        let rows = store.signing_keys().await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys = Arc::new(build_keys(&rows)?);
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Whether `token` names a `kid` not loaded here and a reload is due
+    /// (not more often than every [`MIN_RELOAD_INTERVAL`]).
+    pub fn should_reload_for(&self, token: &str) -> bool {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return false;
+        };
+        let Some(kid) = header.kid else {
+            return false;
+        };
+        !self.current().verifying.contains_key(&kid)
+            && self
+                .last_reload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .elapsed()
+                >= MIN_RELOAD_INTERVAL
+    }
+
     /// Public keys for JWKS.
-    pub fn jwks(&self) -> &[PublicJwk] {
-        &self.jwks
+    pub fn jwks(&self) -> Vec<PublicJwk> {
+        self.current().jwks.clone()
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, Error> {
+        let keys = self.current();
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.signing_kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signing_key)
+        header.kid = Some(keys.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &keys.signing_key)
             .map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
     }
 
@@ -191,10 +258,11 @@ impl TokenService {
     /// `token_type`; every failure is the same [`Error::InvalidToken`].
     pub fn verify(&self, token: &str, token_type: &str) -> Result<Claims, Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
+        let keys = self.current();
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.verifying.get(kid))
+            .and_then(|kid| keys.verifying.get(kid))
             .ok_or(Error::InvalidToken)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.issuer]);

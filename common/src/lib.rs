@@ -6,6 +6,7 @@
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future every server waits on.
 //! - [`metadata`]: gRPC metadata keys that carry the client context.
 //! - [`internal_auth`]: the shared-secret check on internal gRPC calls.
+//! - [`tls`]: optional TLS (and client certificates) for internal gRPC.
 
 pub mod config;
 pub mod internal_auth;
@@ -14,3 +15,4 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;

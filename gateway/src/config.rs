@@ -21,9 +21,9 @@ pub const DEFAULT_JWT_ISSUER: &str = "auth-service";
 pub struct Config {
     /// Where the HTTP server listens (`GATEWAY_ADDR`); port 0 picks a free port.
     pub addr: SocketAddr,
-    /// auth-service's gRPC URL (`AUTH_GRPC_URL`), `http://host:port`.
+    /// auth-service's gRPC URL (`AUTH_GRPC_URL`), `http(s)://host:port`.
     pub auth_grpc_url: String,
-    /// audit-service's gRPC URL (`AUDIT_GRPC_URL`), `http://host:port`.
+    /// audit-service's gRPC URL (`AUDIT_GRPC_URL`), `http(s)://host:port`.
     pub audit_grpc_url: String,
     /// Shared secret presented on every internal gRPC call (`INTERNAL_TOKEN`);
     /// `None` when the backends run without one (local development).
@@ -33,6 +33,9 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// The `iss` claim access tokens must carry (`JWT_ISSUER`).
     pub jwt_issuer: String,
+    /// TLS for `https://` backend URLs: `INTERNAL_TLS_CA`, and the client
+    /// certificate `INTERNAL_TLS_CLIENT_CERT` / `_KEY` when backends require one.
+    pub internal_tls: common::tls::ClientTls,
 }
 
 impl Config {
@@ -79,6 +82,42 @@ impl Config {
                 .parse()
                 .map_err(|reason: String| ConfigError::new("TRUSTED_PROXIES", &raw, reason))?,
         };
+        let internal_tls = common::tls::ClientTls {
+            ca: get("INTERNAL_TLS_CA").map(Into::into),
+            identity: match (
+                get("INTERNAL_TLS_CLIENT_CERT"),
+                get("INTERNAL_TLS_CLIENT_KEY"),
+            ) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((c.into(), k.into())),
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        "INTERNAL_TLS_CLIENT_KEY",
+                        "",
+                        "required with INTERNAL_TLS_CLIENT_CERT",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "INTERNAL_TLS_CLIENT_CERT",
+                        "",
+                        "required with INTERNAL_TLS_CLIENT_KEY",
+                    ));
+                }
+            },
+        };
+        for (name, url) in [
+            ("AUTH_GRPC_URL", &auth_grpc_url),
+            ("AUDIT_GRPC_URL", &audit_grpc_url),
+        ] {
+            if url.starts_with("https:") && internal_tls.ca.is_none() {
+                return Err(ConfigError::new(
+                    name,
+                    url,
+                    "https:// needs INTERNAL_TLS_CA (the CA that signed the service's certificate)",
+                ));
+            }
+        }
         let jwt_issuer = get("JWT_ISSUER")
             .map(|v| v.trim().to_owned())
             .unwrap_or_else(|| DEFAULT_JWT_ISSUER.to_owned());
@@ -90,6 +129,7 @@ impl Config {
             internal_token,
             trusted_proxies,
             jwt_issuer,
+            internal_tls,
         })
     }
 
@@ -104,23 +144,24 @@ impl Config {
             internal_token: None,
             trusted_proxies: TrustedProxies::default(),
             jwt_issuer: DEFAULT_JWT_ISSUER.to_owned(),
+            internal_tls: common::tls::ClientTls::default(),
         }
     }
 }
 
-/// Checks that `raw` is a plain-HTTP/2 gRPC URL. TLS is not compiled in
-/// (internal traffic is expected to be protected by the network or a mesh),
-/// so `https://` is refused here instead of failing on the first call.
+/// Checks that `raw` is an `http://` or `https://` gRPC URL with a host.
+/// (`https://` also needs `INTERNAL_TLS_CA`, checked by the caller: no
+/// public root store is built in.)
 fn grpc_url(name: &str, raw: &str) -> Result<String, ConfigError> {
     let raw = raw.trim();
     let uri: Uri = raw.parse().map_err(|_| {
         ConfigError::new(name, raw, "expected a URL such as http://127.0.0.1:50051")
     })?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(ConfigError::new(
             name,
             raw,
-            "only http:// URLs are supported (TLS is not built in)",
+            "expected an http:// or https:// URL",
         ));
     }
     if uri.authority().is_none() {
@@ -179,6 +220,16 @@ mod tests {
         let c = from(&[("GATEWAY_ADDR", "  "), ("TRUSTED_PROXIES", "")]).unwrap();
         assert_eq!(c.addr.to_string(), "127.0.0.1:8585");
         assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn https_backends_need_the_internal_ca() {
+        let url = [("AUTH_GRPC_URL", "https://auth:50051")];
+        assert_eq!(from(&url).unwrap_err().name, "AUTH_GRPC_URL");
+        let c = from(&[url[0], ("INTERNAL_TLS_CA", "/etc/ca.pem")]).unwrap();
+        assert_eq!(c.auth_grpc_url, "https://auth:50051");
+        let half = from(&[("INTERNAL_TLS_CLIENT_CERT", "/etc/client.pem")]).unwrap_err();
+        assert_eq!(half.name, "INTERNAL_TLS_CLIENT_KEY");
     }
 
     #[test]

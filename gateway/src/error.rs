@@ -83,6 +83,10 @@ pub enum Rpc {
     Login,
     /// `auth.v1.AuthService/Refresh`.
     Refresh,
+    /// `auth.v1.AuthService/Logout`.
+    Logout,
+    /// `auth.v1.AuthService/LogoutAll`.
+    LogoutAll,
     /// `audit.v1.AuditService/ListAttempts`.
     ListAttempts,
 }
@@ -185,7 +189,9 @@ impl ApiError {
                 _ => Self::BadRequest(status.message().to_owned()),
             },
             Code::Unauthenticated if rpc == Rpc::Login => Self::NoActiveAccount,
-            Code::Unauthenticated if rpc == Rpc::Refresh => Self::RefreshTokenNotValid,
+            Code::Unauthenticated if matches!(rpc, Rpc::Refresh | Rpc::Logout | Rpc::LogoutAll) => {
+                Self::RefreshTokenNotValid
+            }
             Code::ResourceExhausted => Self::Throttled {
                 retry_after: common::metadata::get(status.metadata(), "retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())

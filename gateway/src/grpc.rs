@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use common::internal_auth::AttachToken;
+use common::{internal_auth::AttachToken, tls::ClientTls};
 use proto::{
     audit::v1::audit_service_client::AuditServiceClient,
     auth::v1::auth_service_client::AuthServiceClient,
@@ -28,26 +28,35 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// queue behind others, so this is generous.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A lazily connecting channel to `url`.
-pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+/// A lazily connecting channel to `url`; `https://` URLs use `tls`.
+pub fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid gRPC URL {url:?}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
+    if url.starts_with("https:") {
+        endpoint = endpoint.tls_config(tls.load()?)?;
+    }
     Ok(endpoint.connect_lazy())
 }
 
 /// An auth-service client for `url`.
-pub fn auth_client(url: &str, token: AttachToken) -> anyhow::Result<AuthClient> {
-    Ok(AuthServiceClient::with_interceptor(channel(url)?, token))
+pub fn auth_client(url: &str, token: AttachToken, tls: &ClientTls) -> anyhow::Result<AuthClient> {
+    Ok(AuthServiceClient::with_interceptor(
+        channel(url, tls)?,
+        token,
+    ))
 }
 
 /// An audit-service client for `url`.
-pub fn audit_client(url: &str, token: AttachToken) -> anyhow::Result<AuditClient> {
-    Ok(AuditServiceClient::with_interceptor(channel(url)?, token))
+pub fn audit_client(url: &str, token: AttachToken, tls: &ClientTls) -> anyhow::Result<AuditClient> {
+    Ok(AuditServiceClient::with_interceptor(
+        channel(url, tls)?,
+        token,
+    ))
 }
 
 /// The reply of a gRPC call, or its failure translated for the client.

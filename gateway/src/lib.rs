@@ -55,9 +55,10 @@ impl AppState {
     /// Must run inside a Tokio runtime.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let token = AttachToken::new(config.internal_token.as_ref())?;
-        let auth =
-            grpc::auth_client(&config.auth_grpc_url, token.clone()).context("AUTH_GRPC_URL")?;
-        let audit = grpc::audit_client(&config.audit_grpc_url, token).context("AUDIT_GRPC_URL")?;
+        let auth = grpc::auth_client(&config.auth_grpc_url, token.clone(), &config.internal_tls)
+            .context("AUTH_GRPC_URL")?;
+        let audit = grpc::audit_client(&config.audit_grpc_url, token, &config.internal_tls)
+            .context("AUDIT_GRPC_URL")?;
         let keys = Arc::new(KeyCache::new(Arc::new(GrpcJwkSource(auth.clone()))));
         Ok(Self {
             auth,

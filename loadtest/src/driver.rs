@@ -36,7 +36,13 @@ pub type Sent = Result<u16, reqwest::Error>;
 
 /// Runs `workers` loops of `request(worker_index)` for `duration`; a request
 /// counts as an error unless its status is in `ok`.
-pub async fn run<F, Fut>(name: &str, workers: usize, duration: Duration, ok: &'static [u16], request: F) -> Outcome
+pub async fn run<F, Fut>(
+    name: &str,
+    workers: usize,
+    duration: Duration,
+    ok: &'static [u16],
+    request: F,
+) -> Outcome
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Sent> + Send,
@@ -96,7 +102,8 @@ where
 
 fn new_histogram() -> Histogram<u64> {
     // Auto-resizing, 3 significant digits: cannot fail for sigfig 3.
-    let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
+    let mut h =
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
     h.auto(true);
     h
 }

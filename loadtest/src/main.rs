@@ -69,7 +69,10 @@ async fn main() -> anyhow::Result<()> {
     let rss = system.peak_rss();
     system.stop().await;
     let report = report?;
-    println!("\n## {:?} backend, {} s per scenario\n", args.backend, args.seconds);
+    println!(
+        "\n## {:?} backend, {} s per scenario\n",
+        args.backend, args.seconds
+    );
     println!("{report}");
     println!("Peak RSS: {rss}");
     Ok(())

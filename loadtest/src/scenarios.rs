@@ -32,9 +32,16 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "| scenario | requests | req/s | p50 ms | p99 ms | max ms | errors (5xx) |")?;
+        writeln!(
+            f,
+            "| scenario | requests | req/s | p50 ms | p99 ms | max ms | errors (5xx) |"
+        )?;
         writeln!(f, "|---|---:|---:|---:|---:|---:|---:|")?;
-        writeln!(f, "| argon2id calibration (raw hashes, all cores) | | {:.1} | | | | |", self.argon2_per_second)?;
+        writeln!(
+            f,
+            "| argon2id calibration (raw hashes, all cores) | | {:.1} | | | | |",
+            self.argon2_per_second
+        )?;
         for o in &self.outcomes {
             writeln!(
                 f,
@@ -42,14 +49,22 @@ impl std::fmt::Display for Report {
                 o.name, o.requests, o.rate, o.p50_ms, o.p99_ms, o.max_ms, o.errors, o.server_errors
             )?;
         }
-        if let Some(login) = self.outcomes.iter().find(|o| o.name.starts_with("login (success")) {
+        if let Some(login) = self
+            .outcomes
+            .iter()
+            .find(|o| o.name.starts_with("login (success"))
+        {
             writeln!(
                 f,
                 "\nLogin throughput / raw argon2 = {:.2}",
                 login.rate / self.argon2_per_second
             )?;
         }
-        writeln!(f, "Log seeded with {} rows over the Ingest stream at {:.0} rows/s", self.seeded, self.seed_rate)?;
+        writeln!(
+            f,
+            "Log seeded with {} rows over the Ingest stream at {:.0} rows/s",
+            self.seeded, self.seed_rate
+        )?;
         write!(f, "Flood: {}", self.flood)
     }
 }
@@ -57,7 +72,14 @@ impl std::fmt::Display for Report {
 async fn create_user(system: &System) -> anyhow::Result<()> {
     let mut child = system
         .command("auth-service")
-        .args(["create-admin", "--username", USER, "--email", "bench@example.com", "--password-stdin"])
+        .args([
+            "create-admin",
+            "--username",
+            USER,
+            "--email",
+            "bench@example.com",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
@@ -77,7 +99,12 @@ async fn login(http: &reqwest::Client, base: &str) -> anyhow::Result<(String, St
         .error_for_status()?
         .json()
         .await?;
-    let get = |k: &str| body[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k} in {body}"));
+    let get = |k: &str| {
+        body[k]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no {k} in {body}"))
+    };
     Ok((get("access")?, get("refresh")?))
 }
 
@@ -86,8 +113,13 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
     let mut client = AuditServiceClient::connect(audit_url.to_owned()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let start = Instant::now();
-    let mut acks = client.ingest(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let mut acks = client
+        .ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     let batches = rows.div_ceil(1000);
     let sender = tokio::spawn(async move {
         for b in 0..batches {
@@ -96,26 +128,42 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
                     let n = b * 1000 + i;
                     Attempt {
                         event_id: uuid::Uuid::now_v7().to_string(),
-                        occurred_at: Some(prost_types::Timestamp { seconds: now - 86_400 + (n % 86_000) as i64, nanos: 0 }),
+                        occurred_at: Some(prost_types::Timestamp {
+                            seconds: now - 86_400 + (n % 86_000) as i64,
+                            nanos: 0,
+                        }),
                         identifier: format!("user{}", n % 5000),
                         user_id: Some((n % 5000) as i64),
                         username: Some(format!("user{}", n % 5000)),
                         email: format!("user{}@example.com", n % 5000),
                         successful: n % 3 != 0,
-                        reject_reason: if n % 3 == 0 { "bad_password".into() } else { String::new() },
+                        reject_reason: if n % 3 == 0 {
+                            "bad_password".into()
+                        } else {
+                            String::new()
+                        },
                         ip: format!("10.{}.{}.{}", n % 7, n % 251, n % 13),
                         user_agent: Some("loadtest".into()),
                         request_id: String::new(),
                     }
                 })
                 .collect();
-            if tx.send(IngestBatch { batch_seq: b + 1, attempts }).await.is_err() {
+            if tx
+                .send(IngestBatch {
+                    batch_seq: b + 1,
+                    attempts,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
         }
     });
     for _ in 0..batches {
-        acks.message().await?.ok_or_else(|| anyhow::anyhow!("ingest stream ended early"))?;
+        acks.message()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("ingest stream ended early"))?;
     }
     sender.await?;
     Ok(rows as f64 / start.elapsed().as_secs_f64())
@@ -154,39 +202,69 @@ async fn flood(http: &reqwest::Client, base: &str, n: usize) -> String {
 
 /// Runs every scenario in order on one started system.
 pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow::Result<Report> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(120)).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(120))
+        .build()?;
     let base = system.base.clone();
     create_user(system).await?;
     let (admin_access, _) = login(&http, &base).await?;
 
     eprintln!("calibrating argon2id…");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let argon2_per_second = tokio::task::spawn_blocking(move || calibrate::argon2_per_second(cores, Duration::from_secs(5))).await??;
+    let argon2_per_second = tokio::task::spawn_blocking(move || {
+        calibrate::argon2_per_second(cores, Duration::from_secs(5))
+    })
+    .await??;
 
     let mut outcomes = Vec::new();
     eprintln!("login (success)…");
     let (h, b) = (http.clone(), base.clone());
     outcomes.push(
-        driver::run(&format!("login (success), {} workers", args.login_concurrency), args.login_concurrency, duration, &[200], move |_| {
-            let (h, b) = (h.clone(), b.clone());
-            async move { h.post(format!("{b}{LOGIN}")).form(&[("username", USER), ("password", PASSWORD)]).send().await.map(|r| r.status().as_u16()) }
-        })
+        driver::run(
+            &format!("login (success), {} workers", args.login_concurrency),
+            args.login_concurrency,
+            duration,
+            &[200],
+            move |_| {
+                let (h, b) = (h.clone(), b.clone());
+                async move {
+                    h.post(format!("{b}{LOGIN}"))
+                        .form(&[("username", USER), ("password", PASSWORD)])
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                }
+            },
+        )
         .await,
     );
 
+    eprintln!("  RSS now: {}", system.current_rss());
     eprintln!("login (unknown user)…");
     let (h, b) = (http.clone(), base.clone());
     outcomes.push(
-        driver::run(&format!("login (unknown user), {} workers", args.login_concurrency), args.login_concurrency, duration, &[401], move |w| {
-            let (h, b) = (h.clone(), b.clone());
-            async move {
-                let user = format!("ghost{w}");
-                h.post(format!("{b}{LOGIN}")).form(&[("username", user.as_str()), ("password", PASSWORD)]).send().await.map(|r| r.status().as_u16())
-            }
-        })
+        driver::run(
+            &format!("login (unknown user), {} workers", args.login_concurrency),
+            args.login_concurrency,
+            duration,
+            &[401],
+            move |w| {
+                let (h, b) = (h.clone(), b.clone());
+                async move {
+                    let user = format!("ghost{w}");
+                    h.post(format!("{b}{LOGIN}"))
+                        .form(&[("username", user.as_str()), ("password", PASSWORD)])
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                }
+            },
+        )
         .await,
     );
 
+    eprintln!("  RSS now: {}", system.current_rss());
     eprintln!("refresh…");
     let mut tokens = Vec::new();
     for _ in 0..args.concurrency {
@@ -195,45 +273,68 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
     let tokens = Arc::new(tokens);
     let (h, b) = (http.clone(), base.clone());
     outcomes.push(
-        driver::run(&format!("refresh (rotation persisted), {} workers", args.concurrency), args.concurrency, duration, &[200], move |w| {
-            let (h, b, tokens) = (h.clone(), b.clone(), tokens.clone());
-            async move {
-                let mut token = tokens[w].lock().await;
-                let resp = h.post(format!("{b}{REFRESH}")).form(&[("refresh", token.as_str())]).send().await?;
-                let status = resp.status().as_u16();
-                if status == 200
-                    && let Ok(body) = resp.json::<serde_json::Value>().await
-                    && let Some(next) = body["refresh"].as_str()
-                {
-                    *token = next.to_owned();
-                }
-                Ok(status)
-            }
-        })
-        .await,
-    );
-
-    eprintln!("seeding {} log rows…", args.log_rows);
-    let seed_rate = seed_log(&system.audit_url, args.log_rows).await?;
-    eprintln!("admin log page…");
-    let (h, b) = (http.clone(), base.clone());
-    let token = Arc::new(admin_access);
-    outcomes.push(
         driver::run(
-            &format!("admin log page (limit=100, {} rows), {} workers", args.log_rows, args.concurrency),
+            &format!("refresh (rotation persisted), {} workers", args.concurrency),
             args.concurrency,
             duration,
             &[200],
-            move |_| {
-                let (h, b, token) = (h.clone(), b.clone(), token.clone());
-                async move { h.get(format!("{b}{LOGS}?limit=100")).bearer_auth(token.as_str()).send().await.map(|r| r.status().as_u16()) }
+            move |w| {
+                let (h, b, tokens) = (h.clone(), b.clone(), tokens.clone());
+                async move {
+                    let mut token = tokens[w].lock().await;
+                    let resp = h
+                        .post(format!("{b}{REFRESH}"))
+                        .form(&[("refresh", token.as_str())])
+                        .send()
+                        .await?;
+                    let status = resp.status().as_u16();
+                    if status == 200
+                        && let Ok(body) = resp.json::<serde_json::Value>().await
+                        && let Some(next) = body["refresh"].as_str()
+                    {
+                        *token = next.to_owned();
+                    }
+                    Ok(status)
+                }
             },
         )
         .await,
     );
 
+    eprintln!("  RSS now: {}", system.current_rss());
+    eprintln!("seeding {} log rows…", args.log_rows);
+    let seed_rate = seed_log(&system.audit_url, args.log_rows).await?;
+    eprintln!("  RSS now: {}", system.current_rss());
+    eprintln!("admin log page…");
+    let (h, b) = (http.clone(), base.clone());
+    let token = Arc::new(admin_access);
+    outcomes.push(
+        driver::run(
+            &format!(
+                "admin log page (limit=100, {} rows), {} workers",
+                args.log_rows, args.concurrency
+            ),
+            args.concurrency,
+            duration,
+            &[200],
+            move |_| {
+                let (h, b, token) = (h.clone(), b.clone(), token.clone());
+                async move {
+                    h.get(format!("{b}{LOGS}?limit=100"))
+                        .bearer_auth(token.as_str())
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                }
+            },
+        )
+        .await,
+    );
+
+    eprintln!("  RSS now: {}", system.current_rss());
     eprintln!("flood of {} logins…", args.flood);
     let flood = flood(&http, &base, args.flood).await;
+    eprintln!("  RSS now: {}", system.current_rss());
     Ok(Report {
         argon2_per_second,
         outcomes,

@@ -60,7 +60,10 @@ impl System {
                 format!("sqlite://{}", dir.path().join("auth.db").display()),
                 format!("sqlite://{}", dir.path().join("audit.db").display()),
             ),
-            Backend::Postgres => (fresh_postgres(&args.postgres_url).await?, fresh_postgres(&args.postgres_url).await?),
+            Backend::Postgres => (
+                fresh_postgres(&args.postgres_url).await?,
+                fresh_postgres(&args.postgres_url).await?,
+            ),
         };
         let (gw, auth, audit) = (free_port()?, free_port()?, free_port()?);
         let env: Vec<(String, String)> = [
@@ -88,8 +91,16 @@ impl System {
             env,
             bin_dir: args.bin_dir.clone(),
         };
-        for (name, port) in [("audit-service", audit), ("auth-service", auth), ("gateway", gw)] {
-            let child = system.command(name).stdout(Stdio::null()).kill_on_drop(true).spawn()?;
+        for (name, port) in [
+            ("audit-service", audit),
+            ("auth-service", auth),
+            ("gateway", gw),
+        ] {
+            let child = system
+                .command(name)
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
             system.children.push((name, child));
             wait_for(SocketAddr::from(([127, 0, 0, 1], port))).await?;
         }
@@ -99,7 +110,8 @@ impl System {
     /// A command for one of the binaries with the system's environment.
     pub fn command(&self, bin: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(bin));
-        cmd.current_dir(self.dir.path()).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.current_dir(self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -108,7 +120,9 @@ impl System {
         self.children
             .iter()
             .map(|(name, child)| {
-                let kib = child.id().and_then(|pid| vm_hwm_kib(&format!("/proc/{pid}/status")));
+                let kib = child
+                    .id()
+                    .and_then(|pid| vm_hwm_kib(format!("/proc/{pid}/status")));
                 match kib {
                     Some(k) => format!("{name} {:.1} MiB", k as f64 / 1024.0),
                     None => format!("{name} ?"),
@@ -118,11 +132,29 @@ impl System {
             .join(", ")
     }
 
+    /// Current resident set size of each service (VmRSS), for progress lines.
+    pub fn current_rss(&self) -> String {
+        self.children
+            .iter()
+            .map(|(name, child)| {
+                let kib = child
+                    .id()
+                    .and_then(|pid| proc_status_kib(format!("/proc/{pid}/status"), "VmRSS:"));
+                format!("{name} {:.1} MiB", kib.unwrap_or(0) as f64 / 1024.0)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Stops the services with SIGTERM (graceful), gateway first.
     pub async fn stop(mut self) {
         while let Some((_, mut child)) = self.children.pop() {
             if let Some(pid) = child.id() {
-                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()
+                    .await;
             }
             let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
         }
@@ -130,7 +162,11 @@ impl System {
 }
 
 fn vm_hwm_kib(path: impl AsRef<Path>) -> Option<u64> {
+    proc_status_kib(path, "VmHWM:")
+}
+
+fn proc_status_kib(path: impl AsRef<Path>, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

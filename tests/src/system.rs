@@ -61,6 +61,7 @@ pub struct TestSystem {
     pub auth_url: String,
     audit_config: audit_service::Config,
     audit_addr: SocketAddr,
+    audit_hub: audit_service::TailHub,
     audit: Option<Running>,
     auth: Option<Running>,
     gateway: Running,
@@ -87,6 +88,15 @@ impl TestSystem {
     /// Starts everything; `None` only when `backend` is PostgreSQL and
     /// `TEST_POSTGRES_URL` is unset (CI always sets it).
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_, _| {}).await
+    }
+
+    /// Like [`TestSystem::start`], after `configure` has adjusted the
+    /// auth-service and gateway configurations (thresholds, tokens, proxies).
+    pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut auth_service::Config, &mut gateway::Config),
+    ) -> Option<Self> {
         common::telemetry::init();
         let dir = tempfile::tempdir().unwrap();
         let (auth_db, audit_db) = database_urls(backend, dir.path()).await?;
@@ -97,18 +107,20 @@ impl TestSystem {
             .await
             .unwrap();
         let audit_addr = audit_app.local_addr();
+        let audit_hub = audit_app.tail_hub();
         let audit = Running::spawn(|rx| audit_app.run_until(until(rx)));
         let audit_url = format!("http://{audit_addr}");
 
         let mut auth_config =
             auth_service::Config::for_tests(&auth_db, &audit_url, dir.path().join("mail"));
         auth_config.smtp_url = Some(common::config::Secret::new(smtp.url.clone()));
+        // The gateway's auth URL is only known once auth-service is bound.
+        let mut gateway_config = gateway::Config::for_tests("", &audit_url);
+        configure(&mut auth_config, &mut gateway_config);
         let (auth, auth_url) = Self::spawn_auth(&auth_config).await;
+        gateway_config.auth_grpc_url = auth_url.clone();
 
-        let gateway_app =
-            gateway::Application::build(gateway::Config::for_tests(&auth_url, &audit_url))
-                .await
-                .unwrap();
+        let gateway_app = gateway::Application::build(gateway_config).await.unwrap();
         let base = format!("http://{}", gateway_app.local_addr());
         let gateway = Running::spawn(|rx| gateway_app.run_until(until(rx)));
 
@@ -123,6 +135,7 @@ impl TestSystem {
             auth_url,
             audit_config,
             audit_addr,
+            audit_hub,
             audit: Some(audit),
             auth: Some(auth),
             gateway,
@@ -134,7 +147,12 @@ impl TestSystem {
         let app = auth_service::Application::build(config.clone())
             .await
             .unwrap();
-        let url = format!("http://{}", app.local_addr());
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}", app.local_addr());
         (Running::spawn(|rx| app.run_until(until(rx))), url)
     }
 
@@ -152,6 +170,7 @@ impl TestSystem {
         let mut config = self.audit_config.clone();
         config.grpc_addr = self.audit_addr;
         let app = audit_service::Application::build(config).await.unwrap();
+        self.audit_hub = app.tail_hub();
         self.audit = Some(Running::spawn(|rx| app.run_until(until(rx))));
     }
 
@@ -163,7 +182,7 @@ impl TestSystem {
             .stop()
             .await;
         let mut config = self.auth_config.clone();
-        config.grpc_addr = self.auth_url.trim_start_matches("http://").parse().unwrap();
+        config.grpc_addr = self.auth_url.rsplit("://").next().unwrap().parse().unwrap();
         let (auth, _) = Self::spawn_auth(&config).await;
         self.auth = Some(auth);
     }
@@ -272,6 +291,16 @@ impl TestSystem {
             .await;
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// audit-service's gRPC URL.
+    pub fn audit_url(&self) -> String {
+        format!("http://{}", self.audit_addr)
+    }
+
+    /// How many live tails audit-service is serving right now.
+    pub fn audit_tail_subscribers(&self) -> usize {
+        self.audit_hub.subscribers()
     }
 
     /// Every attempt in the audit log, read through audit.v1 ListAttempts.

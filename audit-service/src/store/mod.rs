@@ -2,9 +2,9 @@
 //!
 //! [`Store`] is an enum rather than a trait object: the set of backends is
 //! closed and small, dispatch stays a plain `match`, and each backend keeps
-//! its own SQL dialect and migrations. MySQL/MariaDB slots in as a third
-//! module and variant.
+//! its own SQL dialect and migrations.
 
+mod mysql;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +14,8 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::attempt::{Cursor, Filter, Micros, NewAttempt, Page, StoredAttempt};
 
+pub(crate) use crate::attempt::ip_key;
+
 /// Which database engine a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -21,6 +23,8 @@ pub enum Backend {
     Sqlite,
     /// PostgreSQL server (`postgres:` or `postgresql:`).
     Postgres,
+    /// MySQL or MariaDB server (`mysql:`).
+    Mysql,
 }
 
 impl Backend {
@@ -30,6 +34,7 @@ impl Backend {
         match scheme.as_str() {
             "sqlite" => Some(Self::Sqlite),
             "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" => Some(Self::Mysql),
             _ => None,
         }
     }
@@ -75,7 +80,13 @@ pub enum Store {
     Sqlite(sqlite::SqliteStore),
     /// PostgreSQL backend.
     Postgres(postgres::PgStore),
+    /// MySQL/MariaDB backend.
+    Mysql(mysql::MySqlStore),
 }
+
+/// Rows a background pass (IP-key backfill) touches per statement, so no
+/// statement holds locks for long.
+const BACKFILL_BATCH: i64 = 1000;
 
 /// How long a request waits for a pooled connection before failing, so an
 /// unreachable database surfaces as `unavailable` instead of a hang.
@@ -92,8 +103,9 @@ impl Store {
             Some(Backend::Postgres) => {
                 Ok(Self::Postgres(postgres::PgStore::connect(url, rule).await?))
             }
+            Some(Backend::Mysql) => Ok(Self::Mysql(mysql::MySqlStore::connect(url, rule).await?)),
             None => anyhow::bail!(
-                "AUDIT_DATABASE_URL: unsupported scheme (expected sqlite:, postgres: or postgresql:)"
+                "AUDIT_DATABASE_URL: unsupported scheme (expected sqlite:, postgres:, postgresql: or mysql:)"
             ),
         }
     }
@@ -103,19 +115,35 @@ impl Store {
         match self {
             Self::Sqlite(_) => Backend::Sqlite,
             Self::Postgres(_) => Backend::Postgres,
+            Self::Mysql(_) => Backend::Mysql,
         }
     }
 
     /// Stores a batch in one transaction, committed before returning, and
-    /// returns how many attempts were new (duplicates by `event_id`, within
-    /// the batch or from earlier, are skipped).
-    pub async fn insert_batch(&self, attempts: &[NewAttempt]) -> Result<u32, sqlx::Error> {
+    /// returns the attempts that were new, as stored (duplicates by
+    /// `event_id`, within the batch or from earlier, are skipped).
+    pub async fn insert_batch(
+        &self,
+        attempts: &[NewAttempt],
+    ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
         if attempts.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         match self {
             Self::Sqlite(s) => s.insert_batch(attempts).await,
             Self::Postgres(s) => s.insert_batch(attempts).await,
+            Self::Mysql(s) => s.insert_batch(attempts).await,
+        }
+    }
+
+    /// Deletes at most `batch` attempts that occurred before `cutoff`, in
+    /// one short statement, and returns how many went.
+    pub async fn delete_before(&self, cutoff: Micros, batch: u32) -> Result<u64, sqlx::Error> {
+        let batch = i64::from(batch);
+        match self {
+            Self::Sqlite(s) => s.delete_before(cutoff, batch).await,
+            Self::Postgres(s) => s.delete_before(cutoff, batch).await,
+            Self::Mysql(s) => s.delete_before(cutoff, batch).await,
         }
     }
 
@@ -130,6 +158,7 @@ impl Store {
         let rows = match self {
             Self::Sqlite(s) => s.list(filter, limit + 1, cursor).await?,
             Self::Postgres(s) => s.list(filter, limit + 1, cursor).await?,
+            Self::Mysql(s) => s.list(filter, limit + 1, cursor).await?,
         };
         Ok(page_from_rows(rows, limit))
     }
@@ -139,6 +168,7 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.close().await,
             Self::Postgres(s) => s.close().await,
+            Self::Mysql(s) => s.close().await,
         }
     }
 }
@@ -160,12 +190,27 @@ fn page_from_rows(rows: Vec<AttemptRow>, limit: u32) -> Page {
     Page { attempts, next }
 }
 
+/// How a backend compares the keyset position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyset {
+    /// `(occurred_at, id) < (?, ?)`: SQLite and PostgreSQL seek on it.
+    RowValue,
+    /// The same spelled out, which MySQL/MariaDB turn into an index range
+    /// (they do not for row values).
+    Expanded,
+}
+
 /// Appends the listing's filters, keyset position, order and limit to a
 /// query that ends in a `WHERE` clause. Shared by every backend: values are
-/// only ever bound, and the row-value comparison on `(occurred_at, id)` lets
-/// each engine seek in the composite indexes instead of scanning.
-fn push_listing<DB>(qb: &mut QueryBuilder<DB>, filter: &Filter, cursor: Option<Cursor>, fetch: u32)
-where
+/// only ever bound, and every filter column leads an `(x, occurred_at, id)`
+/// index, so each engine seeks instead of scanning.
+fn push_listing<DB>(
+    qb: &mut QueryBuilder<DB>,
+    filter: &Filter,
+    cursor: Option<Cursor>,
+    fetch: u32,
+    keyset: Keyset,
+) where
     DB: Database,
     for<'t> bool: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
@@ -175,10 +220,29 @@ where
         qb.push(" AND successful = ").push_bind(successful);
     }
     if let Some(ip) = &filter.ip {
-        qb.push(" AND ip = ").push_bind(ip.clone());
+        if ip.lo == ip.hi {
+            qb.push(" AND ip_key = ").push_bind(ip.lo.clone());
+        } else {
+            qb.push(" AND ip_key BETWEEN ")
+                .push_bind(ip.lo.clone())
+                .push(" AND ")
+                .push_bind(ip.hi.clone());
+        }
     }
     if let Some(email) = &filter.email_lower {
         qb.push(" AND email_lower = ").push_bind(email.clone());
+    }
+    if let Some(identifier) = &filter.identifier {
+        qb.push(" AND identifier = ").push_bind(identifier.clone());
+    }
+    if let Some(user_id) = filter.user_id {
+        qb.push(" AND user_id = ").push_bind(user_id);
+    }
+    if let Some(reason) = &filter.reason {
+        qb.push(" AND reject_reason = ").push_bind(reason.clone());
+    }
+    if let Some(suspicious) = filter.suspicious {
+        qb.push(" AND suspicious = ").push_bind(suspicious);
     }
     if let Some(since) = filter.since {
         qb.push(" AND occurred_at >= ").push_bind(since);
@@ -187,11 +251,24 @@ where
         qb.push(" AND occurred_at < ").push_bind(until);
     }
     if let Some(c) = cursor {
-        qb.push(" AND (occurred_at, id) < (")
-            .push_bind(c.occurred_at)
-            .push(", ")
-            .push_bind(c.id)
-            .push(")");
+        match keyset {
+            Keyset::RowValue => {
+                qb.push(" AND (occurred_at, id) < (")
+                    .push_bind(c.occurred_at)
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+            Keyset::Expanded => {
+                qb.push(" AND occurred_at <= ")
+                    .push_bind(c.occurred_at)
+                    .push(" AND (occurred_at < ")
+                    .push_bind(c.occurred_at)
+                    .push(" OR id < ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+        }
     }
     qb.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
         .push_bind(i64::from(fetch));
@@ -252,7 +329,8 @@ mod tests {
             Backend::from_url("PostgreSQL://h/d"),
             Some(Backend::Postgres)
         );
-        assert_eq!(Backend::from_url("mysql://h/d"), None);
+        assert_eq!(Backend::from_url("mysql://h/d"), Some(Backend::Mysql));
+        assert_eq!(Backend::from_url("mongodb://h/d"), None);
         assert_eq!(Backend::from_url("data/audit.db"), None);
     }
 

@@ -9,17 +9,24 @@ use sqlx::{
     },
 };
 
-use super::{ACQUIRE_TIMEOUT, AttemptRow, SuspicionRule, push_listing};
-use crate::attempt::{Cursor, Filter, NewAttempt};
+use super::{
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Keyset, SuspicionRule, ip_key, push_listing,
+};
+use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const INSERT: &str = "INSERT INTO login_attempts \
     (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
-     successful, reject_reason, ip, user_agent, request_id, suspicious) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON CONFLICT (event_id) DO NOTHING";
+     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT (event_id) DO NOTHING RETURNING id";
+
+const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
+    (SELECT id FROM login_attempts WHERE occurred_at < ? LIMIT ?)";
+const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
+const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
 
 // Counting stops at the threshold (LIMIT), so a flood from one IP costs no
 // more than the rule needs.
@@ -77,18 +84,26 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot migrate the SQLite log database")?;
-        Ok(Self { pool, rule })
+        let store = Self { pool, rule };
+        store
+            .backfill_ip_keys()
+            .await
+            .context("cannot fill in IP keys of the SQLite log database")?;
+        Ok(store)
     }
 
-    pub(super) async fn insert_batch(&self, attempts: &[NewAttempt]) -> Result<u32, sqlx::Error> {
+    pub(super) async fn insert_batch(
+        &self,
+        attempts: &[NewAttempt],
+    ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
         // IMMEDIATE takes the write lock up front: this transaction reads (the
         // suspicious counts) before it writes, and a deferred one upgrading
         // from reader to writer fails with SQLITE_BUSY despite busy_timeout.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut inserted = 0u32;
+        let mut inserted = Vec::new();
         for a in attempts {
             let suspicious = is_suspicious(&mut tx, self.rule, a).await?;
-            let done = sqlx::query(INSERT)
+            let id: Option<i64> = sqlx::query_scalar(INSERT)
                 .bind(&a.event_id)
                 .bind(a.occurred_at)
                 .bind(&a.identifier)
@@ -102,9 +117,16 @@ impl SqliteStore {
                 .bind(&a.user_agent)
                 .bind(&a.request_id)
                 .bind(suspicious)
-                .execute(&mut *tx)
+                .bind(ip_key(&a.ip))
+                .fetch_optional(&mut *tx)
                 .await?;
-            inserted = inserted.saturating_add(u32::from(done.rows_affected() > 0));
+            if let Some(id) = id {
+                inserted.push(StoredAttempt {
+                    id,
+                    suspicious,
+                    attempt: a.clone(),
+                });
+            }
         }
         tx.commit().await?;
         Ok(inserted)
@@ -117,10 +139,42 @@ impl SqliteStore {
         cursor: Option<Cursor>,
     ) -> Result<Vec<AttemptRow>, sqlx::Error> {
         let mut qb = QueryBuilder::<Sqlite>::new(SELECT);
-        push_listing(&mut qb, filter, cursor, fetch);
+        push_listing(&mut qb, filter, cursor, fetch, Keyset::RowValue);
         qb.build_query_as::<AttemptRow>()
             .fetch_all(&self.pool)
             .await
+    }
+
+    pub(super) async fn delete_before(&self, cutoff: i64, batch: i64) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(DELETE_BEFORE)
+            .bind(cutoff)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Computes `ip_key` for rows stored before it existed, a bounded batch
+    /// per transaction; a no-op query once done.
+    async fn backfill_ip_keys(&self) -> Result<(), sqlx::Error> {
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(MISSING_IP_KEYS)
+                .bind(BACKFILL_BATCH)
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.pool.begin().await?;
+            for (id, ip) in rows {
+                sqlx::query(SET_IP_KEY)
+                    .bind(ip_key(&ip))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
     }
 
     pub(super) async fn close(&self) {

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use audit_service::{Application, Config};
+use audit_service::{Application, Config, TailHub};
 use common::{config::Secret, internal_auth::AttachToken};
 use prost_types::Timestamp;
 use proto::audit::v1::{
@@ -98,10 +98,23 @@ impl TestDb {
         })
     }
 
+    /// A fresh MySQL/MariaDB database, or `None` when `TEST_MYSQL_URL` is
+    /// unset.
+    pub async fn mysql() -> Option<Self> {
+        let server = common::testing::server_url("TEST_MYSQL_URL")?;
+        Some(Self {
+            url: common::testing::fresh_mysql(&server).await,
+            _dir: None,
+        })
+    }
+
     /// Runs SQL behind the service's back, to break things on purpose.
     pub async fn execute(&self, sql: &'static str) {
         if self.url.starts_with("sqlite:") {
             let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            conn.execute(sql).await.unwrap();
+        } else if self.url.starts_with("mysql:") {
+            let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
             conn.execute(sql).await.unwrap();
         } else {
             let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
@@ -127,6 +140,8 @@ pub struct TestApp {
     db: Option<TestDb>,
     /// The token it requires, if any.
     token: Option<String>,
+    /// Its live-tail fan-out, to watch subscriptions come and go.
+    pub hub: TailHub,
     /// Fires the shutdown future.
     stop: Option<oneshot::Sender<()>>,
     /// The serving task.
@@ -149,6 +164,7 @@ impl TestApp {
             .map(|t| t.expose().to_owned());
         let app = Application::build(config).await.unwrap();
         let addr = app.local_addr();
+        let hub = app.tail_hub();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -157,6 +173,7 @@ impl TestApp {
             addr,
             db: Some(db),
             token,
+            hub,
             stop: Some(stop),
             server: Some(server),
         }

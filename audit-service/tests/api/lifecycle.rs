@@ -66,7 +66,7 @@ on_every_backend!(
 
 #[tokio::test]
 async fn an_unsupported_database_scheme_is_refused_naming_the_variable() {
-    let err = Application::build(Config::for_tests("mysql://root@127.0.0.1/test"))
+    let err = Application::build(Config::for_tests("mongodb://root@127.0.0.1/test"))
         .await
         .unwrap_err();
 

@@ -1,4 +1,56 @@
+use std::{collections::HashSet, sync::LazyLock};
+
 use super::{EmailAddress, FieldError, Username};
+
+/// The 10,000 most common passwords, most common first, one per line
+/// (lower-case). Source: the `passwords` frequency list of zxcvbn 4.5.0
+/// (PyPI package `zxcvbn`, MIT licence, © Dropbox, Inc. and contributors),
+/// first 10,000 entries.
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../data/common-passwords.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+});
+
+/// Whether `password` is on the common list (compared lower-cased, so
+/// `Password1` counts as `password1`).
+pub fn is_common(password: &str) -> bool {
+    COMMON_PASSWORDS.contains(password.to_lowercase().as_str())
+}
+
+/// Levenshtein distance over characters (both inputs are short: a
+/// password of at most 1024 bytes against a name).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Whether the (lower-cased) password is too close to `name`: within two
+/// edits of it, or little more than it (forwards or backwards) — fewer
+/// than 4 characters remain once every occurrence is removed. Names under
+/// 3 characters are too short to judge.
+fn too_similar(lowered: &str, name: &str) -> bool {
+    if name.chars().count() < 3 {
+        return false;
+    }
+    let reversed: String = name.chars().rev().collect();
+    let rest = lowered.replace(name, "").replace(&reversed, "");
+    edit_distance(lowered, name) <= 2 || rest.chars().count() < 4
+}
 
 /// A password that passed the policy. The text never reaches `Debug` output.
 pub struct Password(String);
@@ -43,8 +95,11 @@ impl Password {
                 "This password is entirely numeric.",
             ));
         }
+        if is_common(raw) {
+            errors.push(FieldError::new("password", "This password is too common."));
+        }
         let lowered = raw.to_lowercase();
-        if username.is_some_and(|u| lowered == u.lookup_key()) {
+        if username.is_some_and(|u| too_similar(&lowered, &u.lookup_key())) {
             errors.push(FieldError::new(
                 "password",
                 "The password is too similar to the username.",
@@ -52,7 +107,11 @@ impl Password {
         }
         if email.is_some_and(|e| {
             let key = e.lookup_key();
-            lowered == key || key.split('@').next() == Some(lowered.as_str())
+            too_similar(&lowered, &key)
+                || key
+                    .split('@')
+                    .next()
+                    .is_some_and(|local| too_similar(&lowered, local))
         }) {
             errors.push(FieldError::new(
                 "password",
@@ -75,6 +134,41 @@ impl Password {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_common_list_has_ten_thousand_entries_and_catches_favourites() {
+        assert_eq!(COMMON_PASSWORDS.len(), 10_000);
+        assert!(is_common("Password1") || is_common("password"));
+        assert!(is_common("qwertyuiop"));
+        assert!(!is_common("correct-horse-battery-9"));
+        assert!(Password::parse_new("qwertyuiop", None, None).is_err());
+    }
+
+    #[test]
+    fn passwords_close_to_the_username_or_email_are_refused() {
+        let u = Username::parse("alice").unwrap();
+        let e = EmailAddress::parse("email", "bob.smith@example.com").unwrap();
+        for bad in [
+            "alice123",
+            "Alice!!",
+            "ecila-99",
+            "alicee1",
+            "bob.smith1",
+            "bob.smith@example.co",
+        ] {
+            assert!(
+                Password::parse_new(bad, Some(&u), Some(&e)).is_err(),
+                "{bad}"
+            );
+        }
+        for good in ["alice-pass-1", "tiger-lamp-42"] {
+            assert!(
+                Password::parse_new(good, Some(&u), Some(&e)).is_ok(),
+                "{good}"
+            );
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 
     fn user() -> Username {
         Username::parse("alice").unwrap()
@@ -108,8 +202,9 @@ mod tests {
 
     #[test]
     fn reports_every_broken_rule() {
+        // Too short, entirely numeric, and on the common list.
         let errs = Password::parse_new("1234", None, None).unwrap_err();
-        assert_eq!(errs.len(), 2);
+        assert_eq!(errs.len(), 3);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 use std::future::Future;
 
+use crate::throttle::{BruteForcePolicy, Limit, LoginKeys};
+
 mod postgres;
 mod sql;
 mod sqlite;
@@ -126,6 +128,20 @@ pub enum Rotation {
     Invalid,
     /// The owner is no longer active; the family is revoked.
     Inactive,
+    /// The family refreshed more than its limit allows; nothing changed.
+    /// Seconds to wait.
+    Throttled(u64),
+}
+
+/// How a login attempt changes the brute-force counters.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginCount<'a> {
+    /// Not counted (malformed, or refused before the password was looked at).
+    Nothing,
+    /// A failed password check: count it under all three keys.
+    Failure(&'a LoginKeys, &'a BruteForcePolicy),
+    /// A success: the account's and this pair's counts start over.
+    Success(&'a LoginKeys),
 }
 
 /// One login attempt for the outbox (an encoded `audit.v1.Attempt`).
@@ -177,6 +193,12 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         &self,
         email_lower: &str,
     ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// Replaces the account's password hash (an upgrade to current params).
+    fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The account with this id.
     fn user_by_id(&self, id: i64) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
     /// Replaces the account's code unless the current one was created after
@@ -203,21 +225,69 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         code_hash: &[u8],
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Writes a login attempt to the outbox, and the issued refresh token on
-    /// success, in one transaction.
+    /// Writes a login attempt to the outbox, the issued refresh token on
+    /// success, and the brute-force counters, in one transaction. Returns
+    /// whether this attempt started an account lock (to notify the owner once).
     fn record_login(
         &self,
         attempt: &OutboxEntry,
         refresh: Option<&NewRefreshToken>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        count: LoginCount<'_>,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The keys among `keys` blocked after `now`, with their `blocked_until`.
+    fn throttle_blocks(
+        &self,
+        keys: [&str; 3],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+    /// Counts one event under `key` in a fixed window of `window` seconds;
+    /// returns the count so far and when the window began.
+    fn rate_hit(
+        &self,
+        key: &str,
+        now: i64,
+        window: i64,
+    ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
+    /// Clears the account's lock and counters (all IPs); returns rows removed.
+    fn unlock_account(&self, user_id: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Forgets counters whose window began before `before` and that block
+    /// nothing any more.
+    fn throttle_prune(
+        &self,
+        before: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Uses up refresh token `jti` and stores its successor `next` (whose
-    /// family and owner are taken from the used token).
+    /// family and owner are taken from the used token), unless the family
+    /// refreshed more than `family_limit` allows.
     fn rotate_refresh(
         &self,
         jti: &str,
         now: i64,
         next: &NewRefreshToken,
+        family_limit: Limit,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+    /// Revokes the family of live refresh token `jti`; false when the token
+    /// is unknown, expired, used or revoked (a used one also revokes its
+    /// family, as reuse does).
+    fn logout_family(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The owner of live (unused, unrevoked, unexpired) refresh token `jti`.
+    fn live_refresh_owner(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Revokes every refresh token of the user; returns how many families.
+    fn logout_user(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// All signing keys, newest first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.

@@ -63,6 +63,19 @@ macro_rules! impl_auth_store {
                 .await?)
             }
 
+            async fn set_password_hash(
+                &self,
+                user_id: i64,
+                password_hash: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(password_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn user_by_id(
                 &self,
                 id: i64,
@@ -152,8 +165,14 @@ macro_rules! impl_auth_store {
                 &self,
                 attempt: &$crate::store::OutboxEntry,
                 refresh: Option<&$crate::store::NewRefreshToken>,
-            ) -> Result<(), $crate::store::StoreError> {
+                count: $crate::store::LoginCount<'_>,
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::LoginCount;
                 let mut tx = self.pool.begin().await?;
+                // The outbox write goes first: on SQLite a transaction that
+                // starts by writing takes the lock at once instead of failing
+                // to upgrade a read lock under contention.
                 sqlx::query(
                     "INSERT INTO attempt_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
                 )
@@ -165,8 +184,84 @@ macro_rules! impl_auth_store {
                 if let Some(r) = refresh {
                     insert_refresh(&mut *tx, r).await?;
                 }
+                let mut lock_started = false;
+                match count {
+                    LoginCount::Nothing => {}
+                    LoginCount::Success(keys) => {
+                        sqlx::query("DELETE FROM throttle WHERE key = $1 OR key = $2")
+                            .bind(&keys.pair)
+                            .bind(&keys.account)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    LoginCount::Failure(keys, policy) => {
+                        let pair = count_hit(&mut *tx, &keys.pair, now, policy.failure_reset).await?;
+                        apply(&mut *tx, &keys.pair, policy.pair(pair, now)).await?;
+                        let account =
+                            count_hit(&mut *tx, &keys.account, now, policy.failure_reset).await?;
+                        let account = policy.account(account, now);
+                        apply(&mut *tx, &keys.account, account).await?;
+                        lock_started = account.started;
+                        let ip = count_hit(&mut *tx, &keys.ip, now, policy.ip_window).await?;
+                        apply(&mut *tx, &keys.ip, policy.ip(ip, now)).await?;
+                    }
+                }
                 tx.commit().await?;
-                Ok(())
+                Ok(lock_started)
+            }
+
+            async fn throttle_blocks(
+                &self,
+                keys: [&str; 3],
+                now: i64,
+            ) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT key, blocked_until FROM throttle
+                     WHERE key IN ($1, $2, $3) AND blocked_until > $4",
+                )
+                .bind(keys[0])
+                .bind(keys[1])
+                .bind(keys[2])
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn rate_hit(
+                &self,
+                key: &str,
+                now: i64,
+                window: i64,
+            ) -> Result<(i64, i64), $crate::store::StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                let c = count_hit(&mut *conn, key, now, window).await?;
+                let start: i64 = sqlx::query_scalar("SELECT window_start FROM throttle WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok((c.hits, start))
+            }
+
+            async fn unlock_account(&self, user_id: i64) -> Result<u64, $crate::store::StoreError> {
+                let done = sqlx::query("DELETE FROM throttle WHERE key = $1 OR key LIKE $2")
+                    .bind($crate::throttle::account_key(user_id))
+                    .bind(format!("{}%", $crate::throttle::pair_prefix(user_id)))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn throttle_prune(
+                &self,
+                before: i64,
+                now: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let done = sqlx::query("DELETE FROM throttle WHERE window_start < $1 AND blocked_until <= $2")
+                    .bind(before)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn rotate_refresh(
@@ -174,6 +269,7 @@ macro_rules! impl_auth_store {
                 jti: &str,
                 now: i64,
                 next: &$crate::store::NewRefreshToken,
+                family_limit: $crate::throttle::Limit,
             ) -> Result<$crate::store::Rotation, $crate::store::StoreError> {
                 use $crate::store::Rotation;
                 let mut tx = self.pool.begin().await?;
@@ -202,6 +298,17 @@ macro_rules! impl_auth_store {
                         _ => Rotation::Invalid,
                     });
                 };
+                let rate_key = format!("rf:{family_id}");
+                let hits = count_hit(&mut *tx, &rate_key, now, family_limit.window).await?;
+                let start: i64 = sqlx::query_scalar("SELECT window_start FROM throttle WHERE key = $1")
+                    .bind(&rate_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if let Some(wait) = family_limit.retry_after(hits.hits, start, now) {
+                    // Roll back: the token stays usable once the window passes.
+                    tx.rollback().await?;
+                    return Ok(Rotation::Throttled(wait));
+                }
                 let user: Option<$crate::store::User> = sqlx::query_as(
                     "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE id = $1",
                 )
@@ -225,6 +332,71 @@ macro_rules! impl_auth_store {
                 };
                 tx.commit().await?;
                 Ok(outcome)
+            }
+
+            async fn logout_family(
+                &self,
+                jti: &str,
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let live = sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $2
+                     WHERE revoked_at IS NULL AND family_id = (
+                        SELECT family_id FROM refresh_tokens
+                        WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2)",
+                )
+                .bind(jti)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                if live.rows_affected() > 0 {
+                    return Ok(true);
+                }
+                // Logging out with an already used token is reuse: the
+                // family goes as on refresh, and the caller is told no.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $2
+                     WHERE revoked_at IS NULL AND family_id = (
+                        SELECT family_id FROM refresh_tokens WHERE jti = $1 AND used_at IS NOT NULL)",
+                )
+                .bind(jti)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(false)
+            }
+
+            async fn live_refresh_owner(
+                &self,
+                jti: &str,
+                now: i64,
+            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT user_id FROM refresh_tokens
+                     WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+                )
+                .bind(jti)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn logout_user(
+                &self,
+                user_id: i64,
+                now: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let families: Vec<String> = sqlx::query_scalar(
+                    "UPDATE refresh_tokens SET revoked_at = $2
+                     WHERE user_id = $1 AND revoked_at IS NULL
+                     RETURNING family_id",
+                )
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                let distinct: std::collections::HashSet<String> = families.into_iter().collect();
+                Ok(u64::try_from(distinct.len()).unwrap_or(u64::MAX))
             }
 
             async fn signing_keys(
@@ -296,6 +468,52 @@ macro_rules! impl_auth_store {
             .bind(r.expires_at)
             .execute(conn)
             .await?;
+            Ok(())
+        }
+
+        /// Counts one event under `key` in a fixed window of `window` seconds
+        /// that starts over once it has passed (locks and tiers with it,
+        /// unless a block is still running).
+        async fn count_hit(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            key: &str,
+            now: i64,
+            window: i64,
+        ) -> Result<$crate::throttle::Counter, sqlx::Error> {
+            let (hits, blocked_until, strikes): (i64, i64, i64) = sqlx::query_as(
+                "INSERT INTO throttle (key, hits, window_start) VALUES ($1, 1, $2)
+                 ON CONFLICT (key) DO UPDATE SET
+                    hits = CASE WHEN throttle.window_start <= $3 THEN 1 ELSE throttle.hits + 1 END,
+                    strikes = CASE WHEN throttle.window_start <= $3 AND throttle.blocked_until <= $2
+                                   THEN 0 ELSE throttle.strikes END,
+                    window_start = CASE WHEN throttle.window_start <= $3 THEN $2 ELSE throttle.window_start END
+                 RETURNING hits, blocked_until, strikes",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(now - window)
+            .fetch_one(conn)
+            .await?;
+            Ok($crate::throttle::Counter {
+                hits,
+                blocked_until,
+                strikes,
+            })
+        }
+
+        /// Writes back what the policy decided for one counter.
+        async fn apply(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            key: &str,
+            u: $crate::throttle::Update,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query("UPDATE throttle SET hits = $2, blocked_until = $3, strikes = $4 WHERE key = $1")
+                .bind(key)
+                .bind(u.hits)
+                .bind(u.blocked_until)
+                .bind(u.strikes)
+                .execute(conn)
+                .await?;
             Ok(())
         }
 

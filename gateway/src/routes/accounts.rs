@@ -2,10 +2,11 @@
 //! the body with [`Fields`], calls auth-service once and answers in the old
 //! service's shape.
 
+use axum::http::{HeaderMap, header};
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use proto::auth::v1::{
-    LoginRequest, RefreshRequest, RegisterRequest, RequestVerificationCodeRequest,
-    VerifyCodeRequest, VerifyOutcome,
+    LoginRequest, LogoutAllRequest, LogoutRequest, RefreshRequest, RegisterRequest,
+    RequestVerificationCodeRequest, VerifyCodeRequest, VerifyOutcome,
 };
 use serde::Serialize;
 
@@ -254,4 +255,73 @@ pub async fn refresh(
         access: pair.access,
         refresh: pair.refresh,
     }))
+}
+
+/// `POST /api/accounts/logout/`: ends the session of the presented refresh
+/// token (its whole rotation family). 200 `{"status": "success"}`; a
+/// revoked, used or otherwise invalid token gets 401 `token_not_valid`.
+pub async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    fields: Fields,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut form = fields.reader();
+    let refresh = form.required("refresh");
+    form.finish()?;
+
+    call(
+        Rpc::Logout,
+        state
+            .auth
+            .clone()
+            .logout(ctx.grpc_request(LogoutRequest { refresh })),
+    )
+    .await?;
+    Ok(Outcome::success(None))
+}
+
+/// `POST /api/accounts/logout/all/`: ends every session of the user.
+///
+/// The user is identified by `Authorization: Bearer <access>` when that
+/// header is present (the body is then ignored), else by a live `refresh`
+/// token in the body: a client that lost its access token can still sign
+/// out everywhere. Access tokens already issued expire on their own
+/// (`JWT_ACCESS_TTL`). 200 `{"status": "success", "revoked_sessions": n}`.
+pub async fn logout_all(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Result<Fields, BodyError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let request = match bearer {
+        Some(access) if !access.is_empty() => LogoutAllRequest {
+            refresh: String::new(),
+            access,
+        },
+        Some(_) => return Err(ApiError::TokenNotValid),
+        None => {
+            let fields = body?;
+            let mut form = fields.reader();
+            let refresh = form.required("refresh");
+            form.finish()?;
+            LogoutAllRequest {
+                refresh,
+                access: String::new(),
+            }
+        }
+    };
+    let reply = call(
+        Rpc::LogoutAll,
+        state.auth.clone().logout_all(ctx.grpc_request(request)),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "status": "success",
+        "revoked_sessions": reply.revoked_sessions,
+    })))
 }

@@ -8,11 +8,14 @@ use axum::{
     Json,
     extract::{RawQuery, State},
     http::{HeaderMap, header, uri::Authority},
+    response::{IntoResponse, Response},
 };
-use proto::audit::v1::{AttemptRecord, ListAttemptsRequest};
+use ipnet::IpNet;
+use proto::audit::v1::{AttemptRecord, ListAttemptsRequest, TailRequest};
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+use super::export::{self, Format};
 use crate::{
     AppState,
     auth::AdminUser,
@@ -29,6 +32,31 @@ const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 /// Longest filter value accepted; nothing legitimate comes close.
 const MAX_VALUE_LEN: usize = 1024;
+/// The failure reasons audit-service knows; anything else is a typo the
+/// client should hear about, not an empty result.
+pub const REASONS: [&str; 6] = [
+    "unknown_user",
+    "bad_password",
+    "inactive",
+    "malformed_request",
+    "locked_out",
+    "rate_limited",
+];
+/// Parameters this endpoint reads; others are ignored.
+const PARAMS: [&str; 12] = [
+    "limit",
+    "cursor",
+    "successful",
+    "ip",
+    "email",
+    "since",
+    "until",
+    "identifier",
+    "user_id",
+    "reason",
+    "suspicious",
+    "format",
+];
 
 /// The query of one page request, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,14 +67,24 @@ pub struct LogsQuery {
     pub cursor: Option<String>,
     /// Only successes or only failures.
     pub successful: Option<bool>,
-    /// Exact client IP.
-    pub ip: Option<IpAddr>,
+    /// Client IP, or a CIDR block, in canonical form.
+    pub ip: Option<String>,
     /// Email, matched case-insensitively by audit-service.
     pub email: Option<String>,
+    /// What the client submitted as username or email, exact.
+    pub identifier: Option<String>,
+    /// The account's id.
+    pub user_id: Option<i64>,
+    /// One of [`REASONS`].
+    pub reason: Option<String>,
+    /// Only flagged or only unflagged attempts.
+    pub suspicious: Option<bool>,
     /// Attempts at or after this instant.
     pub since: Option<OffsetDateTime>,
     /// Attempts before this instant.
     pub until: Option<OffsetDateTime>,
+    /// `?format=`: an export instead of a JSON page.
+    pub format: Option<Format>,
     /// The filters as the client wrote them, for the `next` link.
     filters: Vec<(&'static str, String)>,
 }
@@ -58,17 +96,7 @@ impl LogsQuery {
     pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
         let mut raw: Vec<(&'static str, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let Some(name) = [
-                "limit",
-                "cursor",
-                "successful",
-                "ip",
-                "email",
-                "since",
-                "until",
-            ]
-            .into_iter()
-            .find(|known| *known == name) else {
+            let Some(name) = PARAMS.into_iter().find(|known| *known == name) else {
                 continue;
             };
             raw.retain(|(n, _)| *n != name);
@@ -112,17 +140,59 @@ impl LogsQuery {
                 }
             },
         };
-        let successful = get("successful").and_then(|v| {
-            let parsed = parse_bool(v);
+        let mut boolean = |name: &'static str| {
+            get(name).and_then(|v| {
+                let parsed = parse_bool(v);
+                if parsed.is_none() {
+                    errors.add(name, "Must be a valid boolean.");
+                }
+                parsed
+            })
+        };
+        let successful = boolean("successful");
+        let suspicious = boolean("suspicious");
+        let ip = get("ip").and_then(|v| {
+            let parsed = parse_ip_or_cidr(v);
             if parsed.is_none() {
-                errors.add("successful", "Must be a valid boolean.");
+                errors.add(
+                    "ip",
+                    "Enter a valid IPv4 or IPv6 address or CIDR block (e.g. 10.0.0.0/8).",
+                );
             }
             parsed
         });
-        let ip = get("ip").and_then(|v| {
-            let parsed = v.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        let user_id = get("user_id").and_then(|v| {
+            let parsed = v.trim().parse::<i64>().ok();
             if parsed.is_none() {
-                errors.add("ip", "Enter a valid IPv4 or IPv6 address.");
+                errors.add("user_id", "A valid integer is required.");
+            }
+            parsed
+        });
+        let reason = get("reason").and_then(|v| {
+            let v = v.trim();
+            if REASONS.contains(&v) {
+                Some(v.to_owned())
+            } else {
+                errors.add(
+                    "reason",
+                    format!(
+                        "\"{v}\" is not a valid choice. Choose one of: {}.",
+                        REASONS.join(", ")
+                    ),
+                );
+                None
+            }
+        });
+        let format = get("format").and_then(|v| {
+            if v.trim().eq_ignore_ascii_case("json") {
+                return None;
+            }
+            let parsed = Format::parse(v);
+            if parsed.is_none() {
+                errors.add(
+                    "format",
+                    format!("\"{v}\" is not a valid choice. Choose one of: json, csv, ndjson."),
+                );
             }
             parsed
         });
@@ -153,7 +223,7 @@ impl LogsQuery {
 
         let filters = raw
             .iter()
-            .filter(|(name, _)| !matches!(*name, "limit" | "cursor"))
+            .filter(|(name, _)| !matches!(*name, "limit" | "cursor" | "format"))
             .cloned()
             .collect();
         Ok(Self {
@@ -162,8 +232,13 @@ impl LogsQuery {
             successful,
             ip,
             email: get("email").map(str::to_owned),
+            identifier: get("identifier").map(str::to_owned),
+            user_id,
+            reason,
+            suspicious,
             since,
             until,
+            format,
             filters,
         })
     }
@@ -174,10 +249,29 @@ impl LogsQuery {
             limit: self.limit,
             cursor: self.cursor.clone().unwrap_or_default(),
             successful: self.successful,
-            ip: self.ip.map(|ip| ip.to_string()),
+            ip: self.ip.clone(),
             email: self.email.clone(),
             since: self.since.map(timestamp),
             until: self.until.map(timestamp),
+            identifier: self.identifier.clone(),
+            user_id: self.user_id,
+            reason: self.reason.clone(),
+            suspicious: self.suspicious,
+        }
+    }
+
+    /// The audit-service tail request with this query's filters.
+    pub fn to_tail_request(&self) -> TailRequest {
+        TailRequest {
+            successful: self.successful,
+            ip: self.ip.clone(),
+            email: self.email.clone(),
+            since: self.since.map(timestamp),
+            until: self.until.map(timestamp),
+            identifier: self.identifier.clone(),
+            user_id: self.user_id,
+            reason: self.reason.clone(),
+            suspicious: self.suspicious,
         }
     }
 
@@ -192,6 +286,16 @@ impl LogsQuery {
         query.append_pair("cursor", cursor);
         query.finish()
     }
+}
+
+/// An address (IPv4-mapped IPv6 folded to IPv4) or a CIDR block, in
+/// canonical text.
+fn parse_ip_or_cidr(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if let Ok(ip) = raw.parse::<IpAddr>() {
+        return Some(ip.to_canonical().to_string());
+    }
+    raw.parse::<IpNet>().ok().map(|net| net.trunc().to_string())
 }
 
 /// DRF's boolean spellings we accept: true/false/1/0, any case.
@@ -290,8 +394,12 @@ pub async fn list(
     ctx: RequestContext,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
+    if let Some(format) = query.format {
+        tracing::info!(admin = admin.user_id, ?format, "exporting login attempts");
+        return export::export(&state, ctx, query, format).await;
+    }
     tracing::info!(admin = admin.user_id, "listing login attempts");
     let reply = call(
         Rpc::ListAttempts,
@@ -312,7 +420,8 @@ pub async fn list(
     Ok(Json(Page {
         results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
         next,
-    }))
+    })
+    .into_response())
 }
 
 /// The request's `Host`, when it is a plain `host[:port]` (no user info),
@@ -417,10 +526,26 @@ mod tests {
     #[test]
     fn bad_ips_and_datetimes_are_refused_naming_the_parameter() {
         assert_eq!(error_fields("ip=1.2.3"), ["ip"]);
-        assert_eq!(error_fields("ip=1.2.3.4/8"), ["ip"]);
+        assert_eq!(error_fields("ip=1.2.3.4/33"), ["ip"]);
+        assert_eq!(error_fields("reason=bored"), ["reason"]);
+        assert_eq!(error_fields("user_id=abc"), ["user_id"]);
+        assert_eq!(error_fields("suspicious=perhaps"), ["suspicious"]);
         assert_eq!(error_fields("since=yesterday"), ["since"]);
         assert_eq!(error_fields("until=2024-01-01"), ["until"]);
         assert_eq!(error_fields("since=2024-01-01T00:00:00"), ["since"]);
+    }
+
+    #[test]
+    fn the_new_filters_are_passed_on() {
+        let r =
+            parse("ip=10.1.2.3/8&identifier=Al%20ice&user_id=42&reason=locked_out&suspicious=1")
+                .unwrap()
+                .to_request();
+        assert_eq!(r.ip.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(r.identifier.as_deref(), Some("Al ice"));
+        assert_eq!(r.user_id, Some(42));
+        assert_eq!(r.reason.as_deref(), Some("locked_out"));
+        assert_eq!(r.suspicious, Some(true));
     }
 
     #[test]

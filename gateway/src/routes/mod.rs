@@ -2,6 +2,7 @@
 //! everything else.
 
 pub mod accounts;
+pub mod export;
 pub mod logs;
 
 use axum::{
@@ -30,7 +31,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/accounts/login/", post(accounts::login))
         .route("/api/accounts/login/refresh/", post(accounts::refresh))
+        .route("/api/accounts/logout/", post(accounts::logout))
+        .route("/api/accounts/logout/all/", post(accounts::logout_all))
         .route(logs::PATH, get(logs::list))
+        .route(export::STREAM_PATH, get(export::stream))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(health))
         // Must come after the routes: it applies to those already added.

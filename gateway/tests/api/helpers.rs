@@ -167,6 +167,20 @@ impl AuthService for FakeAuth {
         Err(Status::unimplemented("the gateway verifies locally"))
     }
 
+    async fn logout(
+        &self,
+        _: Request<proto::auth::v1::LogoutRequest>,
+    ) -> Result<Response<proto::auth::v1::LogoutResponse>, Status> {
+        Err(Status::unimplemented("covered by the system tests"))
+    }
+
+    async fn logout_all(
+        &self,
+        _: Request<proto::auth::v1::LogoutAllRequest>,
+    ) -> Result<Response<proto::auth::v1::LogoutAllResponse>, Status> {
+        Err(Status::unimplemented("covered by the system tests"))
+    }
+
     async fn get_jwks(
         &self,
         request: Request<GetJwksRequest>,
@@ -198,6 +212,17 @@ impl AuditService for FakeAudit {
         request: Request<ListAttemptsRequest>,
     ) -> Result<Response<ListAttemptsResponse>, Status> {
         self.list.handle(request)
+    }
+
+    type TailStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<proto::audit::v1::TailEvent, Status>> + Send>,
+    >;
+
+    async fn tail(
+        &self,
+        _: Request<proto::audit::v1::TailRequest>,
+    ) -> Result<Response<Self::TailStream>, Status> {
+        Err(Status::unimplemented("the live tail is tested end to end"))
     }
 }
 

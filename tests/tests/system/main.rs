@@ -22,7 +22,9 @@ macro_rules! on_every_backend {
     };
 }
 
+mod abuse;
 mod accounts;
+mod export;
 mod login;
 mod logs;
 mod resilience;

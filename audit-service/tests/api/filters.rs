@@ -1,0 +1,130 @@
+//! ListAttempts filters added for operators: IP or CIDR, identifier, user
+//! id, reason, suspicious flag.
+
+use proto::audit::v1::ListAttemptsRequest;
+use tonic::Code;
+
+use crate::helpers::{TestApp, TestDb, event_ids, failure, success};
+
+async fn an_ip_filter_matches_a_cidr_block_and_any_spelling(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let a = failure("10.1.2.3", "a@x.io", 1);
+    let b = failure("::ffff:10.9.9.9", "a@x.io", 2);
+    let outside = failure("11.0.0.1", "a@x.io", 3);
+    let v6 = failure("2001:db8::5", "a@x.io", 4);
+    let unknown = failure("", "a@x.io", 5);
+    app.ingest_ok(vec![a.clone(), b.clone(), outside, v6.clone(), unknown])
+        .await;
+
+    let list = |ip: &str| {
+        app.list_all(ListAttemptsRequest {
+            ip: Some(ip.to_owned()),
+            ..Default::default()
+        })
+    };
+
+    assert_eq!(
+        event_ids(&list("10.0.0.0/8").await),
+        vec![b.event_id.clone(), a.event_id.clone()]
+    );
+    assert_eq!(event_ids(&list("::ffff:10.1.2.3").await), vec![a.event_id]);
+    assert_eq!(event_ids(&list("10.9.9.9").await), vec![b.event_id]);
+    assert_eq!(event_ids(&list("2001:db8::/32").await), vec![v6.event_id]);
+    assert!(list("192.168.0.0/16").await.is_empty());
+}
+
+async fn identifier_user_reason_and_flag_filters_select_their_rows(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.suspicious_threshold = 1).await;
+    let bad_password = failure("10.0.0.1", "a@x.io", 1);
+    let unknown_user = proto::audit::v1::Attempt {
+        reject_reason: "unknown_user".to_owned(),
+        identifier: "ghost".to_owned(),
+        ..failure("10.0.0.2", "ghost", 2)
+    };
+    let ok = success("10.0.0.3", "b@x.io", 3);
+    app.ingest_ok(vec![bad_password.clone(), unknown_user.clone(), ok.clone()])
+        .await;
+
+    let by_identifier = app
+        .list_all(ListAttemptsRequest {
+            identifier: Some("ghost".to_owned()),
+            ..Default::default()
+        })
+        .await;
+    let by_user = app
+        .list_all(ListAttemptsRequest {
+            user_id: Some(7),
+            ..Default::default()
+        })
+        .await;
+    let by_reason = app
+        .list_all(ListAttemptsRequest {
+            reason: Some("bad_password".to_owned()),
+            ..Default::default()
+        })
+        .await;
+    // With a threshold of 1 every failure is flagged and no success is.
+    let flagged = app
+        .list_all(ListAttemptsRequest {
+            suspicious: Some(true),
+            ..Default::default()
+        })
+        .await;
+    let unflagged = app
+        .list_all(ListAttemptsRequest {
+            suspicious: Some(false),
+            ..Default::default()
+        })
+        .await;
+
+    assert_eq!(
+        event_ids(&by_identifier),
+        vec![unknown_user.event_id.clone()]
+    );
+    assert_eq!(event_ids(&by_user), vec![ok.event_id.clone()]);
+    assert_eq!(event_ids(&by_reason), vec![bad_password.event_id.clone()]);
+    assert_eq!(
+        event_ids(&flagged),
+        vec![unknown_user.event_id, bad_password.event_id]
+    );
+    assert_eq!(event_ids(&unflagged), vec![ok.event_id]);
+}
+
+async fn bad_filters_are_refused_naming_the_field(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let cases = [
+        (
+            ListAttemptsRequest {
+                ip: Some("10.0.0.0/33".to_owned()),
+                ..Default::default()
+            },
+            "ip",
+        ),
+        (
+            ListAttemptsRequest {
+                ip: Some("not-an-ip".to_owned()),
+                ..Default::default()
+            },
+            "ip",
+        ),
+        (
+            ListAttemptsRequest {
+                reason: Some("bored".to_owned()),
+                ..Default::default()
+            },
+            "reason",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = app.list(request).await.unwrap_err();
+
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+}
+
+on_every_backend!(
+    an_ip_filter_matches_a_cidr_block_and_any_spelling,
+    identifier_user_reason_and_flag_filters_select_their_rows,
+    bad_filters_are_refused_naming_the_field,
+);

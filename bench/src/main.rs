@@ -1,0 +1,237 @@
+//! audit-service benchmark: ingest throughput and filtered-page latency on
+//! each backend, through the real gRPC API on loopback.
+//!
+//! ```text
+//! BENCH_ROWS=200000 TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
+//!   TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test \
+//!   cargo run --release -p audit-bench
+//! ```
+//!
+//! Each backend gets a fresh database; rows go in as batches of 500 on one
+//! `Ingest` stream (what auth-service's forwarder does), then `ListAttempts`
+//! pages of 100 are timed for a few filters. Backends whose URL variable is
+//! unset are skipped.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use audit_service::{Application, Config};
+use prost_types::Timestamp;
+use proto::audit::v1::{
+    Attempt, IngestBatch, ListAttemptsRequest, audit_service_client::AuditServiceClient,
+};
+
+/// Attempts per ingest batch.
+const BATCH: usize = 500;
+/// Timed calls per query.
+const QUERY_RUNS: usize = 50;
+const REASONS: [&str; 3] = ["bad_password", "unknown_user", "locked_out"];
+
+/// Deterministic pseudo-random numbers (xorshift), so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Row `i` of `rows`: times spread over the 30 days before `now`, IPs from
+/// 10,000 addresses in 10.0.0.0/16 and 10.1.0.0/16, 50,000 identifiers,
+/// one in ten a success.
+fn attempt(rng: &mut Rng, i: u64, rows: u64, now: i64) -> Attempt {
+    let span = 30 * 86_400;
+    let at =
+        now - span + i64::try_from(i * u64::try_from(span).unwrap_or(1) / rows.max(1)).unwrap_or(0);
+    let ip_n = rng.below(10_000);
+    let ip = format!("10.{}.{}.{}", ip_n % 2, (ip_n / 256) % 256, ip_n % 256);
+    let who = format!("user{}@example.com", rng.below(50_000));
+    let successful = rng.below(10) == 0;
+    let reason = if successful {
+        String::new()
+    } else {
+        REASONS[usize::try_from(rng.below(3)).unwrap_or(0)].to_owned()
+    };
+    Attempt {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: Some(Timestamp {
+            seconds: at,
+            nanos: 0,
+        }),
+        identifier: who.clone(),
+        user_id: successful.then_some(i64::try_from(i % 50_000).unwrap_or(0)),
+        username: None,
+        email: who,
+        successful,
+        reject_reason: reason,
+        ip,
+        user_agent: Some("bench/1.0".to_owned()),
+        request_id: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+struct Result {
+    backend: &'static str,
+    rows: u64,
+    ingest: Duration,
+    queries: Vec<(&'static str, Duration, Duration)>,
+}
+
+async fn bench(backend: &'static str, url: String, rows: u64) -> anyhow::Result<Result> {
+    let mut config = Config::for_tests(url);
+    // Realistic rule, and nothing deleted mid-run.
+    config.retention_days = 0;
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let mut client = AuditServiceClient::connect(format!("http://{addr}")).await?;
+
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    )?;
+    let batches = rows.div_ceil(BATCH as u64);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // Batches are generated as the stream is polled, so the client holds
+    // only what is in flight.
+    let outgoing = tokio_stream::iter((0..batches).map(move |b| {
+        let start = b * BATCH as u64;
+        let end = (start + BATCH as u64).min(rows);
+        IngestBatch {
+            batch_seq: b,
+            attempts: (start..end)
+                .map(|i| attempt(&mut rng, i, rows, now))
+                .collect(),
+        }
+    }));
+    let started = Instant::now();
+    let mut acks = client.ingest(outgoing).await?.into_inner();
+    let mut acked = 0u64;
+    while let Some(ack) = acks.message().await? {
+        acked += u64::from(ack.inserted);
+    }
+    let ingest = started.elapsed();
+    anyhow::ensure!(acked == rows, "{backend}: {acked} of {rows} rows acked");
+
+    let queries: [(&'static str, ListAttemptsRequest); 5] = [
+        ("newest 100, no filter", ListAttemptsRequest::default()),
+        (
+            "ip = one address",
+            ListAttemptsRequest {
+                ip: Some("10.0.1.7".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "ip in 10.1.0.0/16",
+            ListAttemptsRequest {
+                ip: Some("10.1.0.0/16".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "reason = locked_out",
+            ListAttemptsRequest {
+                reason: Some("locked_out".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "email + last 7 days",
+            ListAttemptsRequest {
+                email: Some("user42@example.com".to_owned()),
+                since: Some(Timestamp {
+                    seconds: now - 7 * 86_400,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut timings = Vec::new();
+    for (name, mut request) in queries {
+        request.limit = 100;
+        let mut samples = Vec::with_capacity(QUERY_RUNS);
+        for _ in 0..QUERY_RUNS {
+            let t = Instant::now();
+            client.list_attempts(request.clone()).await?;
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        let median = samples[QUERY_RUNS / 2];
+        let p95 = samples[QUERY_RUNS * 95 / 100];
+        timings.push((name, median, p95));
+    }
+    server.abort();
+    Ok(Result {
+        backend,
+        rows,
+        ingest,
+        queries: timings,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rows: u64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .map(|v| v.parse().context("BENCH_ROWS must be a number"))
+        .transpose()?
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    let mut targets: Vec<(&'static str, String)> = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("bench.db").display()),
+    )];
+    if let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") {
+        targets.push(("postgres", common::testing::fresh_postgres(&server).await));
+    }
+    if let Some(server) = common::testing::server_url("TEST_MYSQL_URL") {
+        targets.push(("mysql", common::testing::fresh_mysql(&server).await));
+    }
+
+    let mut results = Vec::new();
+    for (backend, url) in targets {
+        eprintln!("{backend}: ingesting {rows} rows ...");
+        results.push(bench(backend, url, rows).await?);
+    }
+
+    println!(
+        "\n{:<9} {:>9} {:>10} {:>12}",
+        "backend", "rows", "ingest s", "attempts/s"
+    );
+    for r in &results {
+        let secs = r.ingest.as_secs_f64();
+        println!(
+            "{:<9} {:>9} {:>10.1} {:>12.0}",
+            r.backend,
+            r.rows,
+            secs,
+            r.rows as f64 / secs
+        );
+    }
+    println!(
+        "\n{:<9} {:<24} {:>12} {:>12}",
+        "backend", "page of 100", "median ms", "p95 ms"
+    );
+    for r in &results {
+        for (name, median, p95) in &r.queries {
+            println!(
+                "{:<9} {:<24} {:>12.2} {:>12.2}",
+                r.backend,
+                name,
+                median.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3
+            );
+        }
+    }
+    Ok(())
+}

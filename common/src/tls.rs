@@ -1,0 +1,128 @@
+//! Optional TLS for internal gRPC, configured by PEM file paths.
+//!
+//! Servers: `<PREFIX>_TLS_CERT` + `<PREFIX>_TLS_KEY` switch TLS on;
+//! `<PREFIX>_TLS_CLIENT_CA` additionally requires client certificates signed
+//! by that CA (mutual TLS). Clients: `INTERNAL_TLS_CA` is the CA that signed
+//! the servers' certificates (used for `https://` URLs);
+//! `INTERNAL_TLS_CLIENT_CERT` + `INTERNAL_TLS_CLIENT_KEY` are presented
+//! when servers require client certificates.
+
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::config::{ConfigError, var};
+
+/// Server-side TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA whose client certificates are required; `None`: no client auth.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Client-side TLS files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientTls {
+    /// PEM CA that signed the servers' certificates.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that require one.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Selects ring as the process's TLS crypto provider, once. rustls refuses
+/// to guess when several providers are compiled in (another dependency
+/// enables aws-lc-rs); a provider installed earlier is kept.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn read(name: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::new(name, &path.display().to_string(), e.to_string()))
+}
+
+impl ServerTls {
+    /// Reads `<prefix>_TLS_CERT`, `_KEY` and `_CLIENT_CA`; `None` when TLS is off.
+    pub fn from_env(prefix: &str) -> Result<Option<Self>, ConfigError> {
+        let (cert_var, key_var) = (format!("{prefix}_TLS_CERT"), format!("{prefix}_TLS_KEY"));
+        match (var(&cert_var), var(&key_var)) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(Self {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: var(&format!("{prefix}_TLS_CLIENT_CA")).map(PathBuf::from),
+            })),
+            (Some(_), None) => Err(ConfigError::new(
+                &key_var,
+                "",
+                "required with the certificate",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(&cert_var, "", "required with the key")),
+        }
+    }
+
+    /// Loads the files into tonic's server configuration.
+    pub fn load(&self, prefix: &str) -> Result<ServerTlsConfig, ConfigError> {
+        install_crypto_provider();
+        let cert = read(&format!("{prefix}_TLS_CERT"), &self.cert)?;
+        let key = read(&format!("{prefix}_TLS_KEY"), &self.key)?;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.client_ca {
+            let ca = read(&format!("{prefix}_TLS_CLIENT_CA"), ca)?;
+            config = config.client_ca_root(Certificate::from_pem(ca));
+        }
+        Ok(config)
+    }
+}
+
+impl ClientTls {
+    /// Reads `INTERNAL_TLS_CA`, `INTERNAL_TLS_CLIENT_CERT`, `INTERNAL_TLS_CLIENT_KEY`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let identity = match (
+            var("INTERNAL_TLS_CLIENT_CERT"),
+            var("INTERNAL_TLS_CLIENT_KEY"),
+        ) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((c.into(), k.into())),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "INTERNAL_TLS_CLIENT_KEY",
+                    "",
+                    "required with the client certificate",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "INTERNAL_TLS_CLIENT_CERT",
+                    "",
+                    "required with the client key",
+                ));
+            }
+        };
+        Ok(Self {
+            ca: var("INTERNAL_TLS_CA").map(PathBuf::from),
+            identity,
+        })
+    }
+
+    /// Loads the files into tonic's client configuration (used for
+    /// `https://` URLs only).
+    pub fn load(&self) -> Result<ClientTlsConfig, ConfigError> {
+        install_crypto_provider();
+        let mut config = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(Certificate::from_pem(read("INTERNAL_TLS_CA", ca)?));
+        }
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(
+                read("INTERNAL_TLS_CLIENT_CERT", cert)?,
+                read("INTERNAL_TLS_CLIENT_KEY", key)?,
+            ));
+        }
+        Ok(config)
+    }
+}
