@@ -2,7 +2,10 @@
 
 use std::{fmt, net::SocketAddr};
 
-use common::config::{ConfigError, Secret, parse_or, var};
+use common::{
+    config::{ConfigError, Secret, parse_or, var},
+    tls::ServerTls,
+};
 
 use crate::store::Backend;
 
@@ -16,6 +19,8 @@ const INTERNAL_TOKEN: &str = "INTERNAL_TOKEN";
 const SUSPICIOUS_THRESHOLD: &str = "AUDIT_SUSPICIOUS_THRESHOLD";
 /// Variable holding how many days attempts are kept.
 const RETENTION_DAYS: &str = "AUDIT_RETENTION_DAYS";
+/// Prefix of the TLS variables: `AUDIT_GRPC_TLS_CERT`, `_KEY`, `_CLIENT_CA`.
+pub(crate) const TLS_PREFIX: &str = "AUDIT_GRPC";
 
 /// Everything audit-service needs to start.
 #[derive(Clone)]
@@ -40,6 +45,9 @@ pub struct Config {
     /// How often the retention task looks for old attempts; a test knob,
     /// not read from the environment.
     pub retention_interval: std::time::Duration,
+    /// `AUDIT_GRPC_TLS_CERT` / `_KEY` / `_CLIENT_CA`: serve gRPC over TLS,
+    /// optionally requiring client certificates; `None`: plain HTTP/2.
+    pub tls: Option<ServerTls>,
 }
 
 impl Config {
@@ -69,6 +77,7 @@ impl Config {
             Self::DEFAULT_SUSPICIOUS_THRESHOLD,
         )?)?;
         let retention_days = parse_or(RETENTION_DAYS, Self::DEFAULT_RETENTION_DAYS)?;
+        let tls = ServerTls::from_env(TLS_PREFIX)?;
         Ok(Self {
             grpc_addr,
             database_url,
@@ -76,12 +85,13 @@ impl Config {
             suspicious_threshold,
             retention_days,
             retention_interval: Self::DEFAULT_RETENTION_INTERVAL,
+            tls,
         })
     }
 
     /// A configuration for tests: any free loopback port, the given
-    /// database, no token, the default threshold and no retention (tests
-    /// use fixed times long past).
+    /// database, no token, the default threshold, no retention (tests
+    /// use fixed times long past) and no TLS.
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -90,6 +100,7 @@ impl Config {
             suspicious_threshold: Self::DEFAULT_SUSPICIOUS_THRESHOLD,
             retention_days: 0,
             retention_interval: Self::DEFAULT_RETENTION_INTERVAL,
+            tls: None,
         }
     }
 }
@@ -103,6 +114,7 @@ impl fmt::Debug for Config {
             .field("suspicious_threshold", &self.suspicious_threshold)
             .field("retention_days", &self.retention_days)
             .field("retention_interval", &self.retention_interval)
+            .field("tls", &self.tls)
             .finish()
     }
 }

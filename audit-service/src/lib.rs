@@ -30,6 +30,7 @@ use common::{config::Secret, internal_auth::RequireToken};
 use proto::audit::v1::audit_service_server::{AuditServiceServer, SERVICE_NAME};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
+use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
 pub use config::Config;
@@ -63,12 +64,26 @@ pub struct Application {
     retention_days: u32,
     /// How often the retention task runs.
     retention_interval: Duration,
+    /// TLS (and client-certificate) settings, loaded at build time so a bad
+    /// file stops start-up; `None`: plain HTTP/2.
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Application {
-    /// Opens and migrates the database (creating a SQLite file and its
-    /// directory if missing) and binds the listen address.
+    /// Reads the TLS files (if any), opens and migrates the database
+    /// (creating a SQLite file and its directory if missing) and binds the
+    /// listen address.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.load(config::TLS_PREFIX))
+            .transpose()?;
+        if let Some(tls) = &tls {
+            // Parses the certificate and key now, so a bad pair stops
+            // start-up instead of the server.
+            server_builder(Some(tls.clone()))?;
+        }
         let threshold = config::parse_threshold(config.suspicious_threshold)?;
         let database_url = config::parse_database_url(config.database_url)?;
         let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;
@@ -76,7 +91,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on AUDIT_GRPC_ADDR={}", config.grpc_addr))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(backend = ?store.backend(), "log database ready");
+        tracing::info!(backend = ?store.backend(), tls = tls.is_some(), "log database ready");
         Ok(Self {
             listener,
             local_addr,
@@ -85,6 +100,7 @@ impl Application {
             hub: TailHub::new(TAIL_CAPACITY),
             retention_days: config.retention_days,
             retention_interval: config.retention_interval,
+            tls,
         })
     }
 
@@ -105,6 +121,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let mut builder = server_builder(self.tls)?;
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -141,7 +158,7 @@ impl Application {
             conn
         });
         let mut server_stop = stop_rx;
-        let server = tonic::transport::Server::builder()
+        let server = builder
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -187,10 +204,38 @@ impl Application {
     }
 }
 
+/// A server builder, speaking TLS when `tls` is set.
+fn server_builder(tls: Option<ServerTlsConfig>) -> anyhow::Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        None => Ok(builder),
+        Some(tls) => builder.tls_config(tls).context(
+            "invalid configuration: AUDIT_GRPC_TLS_CERT / AUDIT_GRPC_TLS_KEY: not a usable certificate and key",
+        ),
+    }
+}
+
 /// Builds the service and serves until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     Application::build(config)
         .await?
         .run_until(common::shutdown::signal())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_tls_file_stops_start_up_naming_its_variable() {
+        let mut config = Config::for_tests("sqlite::memory:");
+        config.tls = Some(common::tls::ServerTls {
+            cert: "/nonexistent/audit.crt".into(),
+            key: "/nonexistent/audit.key".into(),
+            client_ca: None,
+        });
+        let err = Application::build(config).await.unwrap_err();
+        assert!(err.to_string().contains("AUDIT_GRPC_TLS_CERT"), "{err}");
+    }
 }

@@ -43,6 +43,10 @@ pub struct Config {
     /// `AUTH_GRPC_TLS_CERT` / `_KEY` / `_CLIENT_CA`: serve gRPC over TLS,
     /// optionally requiring client certificates; `None`: plain HTTP/2.
     pub tls: Option<common::tls::ServerTls>,
+    /// TLS for an `https://` `AUDIT_GRPC_URL`: `INTERNAL_TLS_CA`, and the
+    /// client certificate `INTERNAL_TLS_CLIENT_CERT` / `_KEY` when
+    /// audit-service requires one (the same variables as the gateway's).
+    pub internal_tls: common::tls::ClientTls,
 }
 
 fn secs_or(name: &str, default: i64) -> Result<i64, ConfigError> {
@@ -138,6 +142,7 @@ impl Config {
             rate_limits: RateLimits::from_env()?,
             key_reload_interval: duration_or("AUTH_KEY_RELOAD_INTERVAL", Duration::from_secs(60))?,
             tls: common::tls::ServerTls::from_env("AUTH_GRPC")?,
+            internal_tls: common::tls::ClientTls::from_env()?,
         };
         config.validate()?;
         Ok(config)
@@ -162,10 +167,13 @@ impl Config {
             rate_limits: RateLimits::default(),
             key_reload_interval: Duration::from_secs(60),
             tls: None,
+            internal_tls: common::tls::ClientTls::default(),
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.internal_tls
+            .check_url("AUDIT_GRPC_URL", &self.audit_grpc_url)?;
         let url = self.database_url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

@@ -15,7 +15,7 @@ use prost::Message;
 use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::store::AuthStore;
 
@@ -31,6 +31,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Forwarder<S> {
     store: S,
     audit_url: String,
+    /// Set for an `https://` URL; `None`: plain HTTP/2.
+    tls: Option<ClientTlsConfig>,
     token: AttachToken,
     signal: Arc<Notify>,
 }
@@ -41,14 +43,24 @@ enum Exit {
 }
 
 impl<S: AuthStore> Forwarder<S> {
-    /// A forwarder from `store`'s outbox to audit-service at `audit_url`.
+    /// A forwarder from `store`'s outbox to audit-service at `audit_url`
+    /// (plain HTTP/2; see [`Forwarder::with_tls`]).
     pub fn new(store: S, audit_url: String, token: AttachToken, signal: Arc<Notify>) -> Self {
         Self {
             store,
             audit_url,
+            tls: None,
             token,
             signal,
         }
+    }
+
+    /// Connects with TLS (used for `https://` URLs); the files are read
+    /// by the caller at start-up, so a bad one stops it there.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Runs until `stop` turns true and the outbox is drained (or the
@@ -76,11 +88,13 @@ impl<S: AuthStore> Forwarder<S> {
         stop: &mut watch::Receiver<bool>,
         backoff: &mut Duration,
     ) -> anyhow::Result<Exit> {
-        let channel = Endpoint::from_shared(self.audit_url.clone())?
+        let mut endpoint = Endpoint::from_shared(self.audit_url.clone())?
             .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let channel = endpoint.connect().await?;
         let mut client = AuditServiceClient::with_interceptor(channel, self.token.clone());
         let (tx, rx) = mpsc::channel(1);
         let mut acks = client.ingest(ReceiverStream::new(rx)).await?.into_inner();

@@ -106,7 +106,8 @@ impl Application {
             config.audit_grpc_url.clone(),
             AttachToken::new(config.internal_token.as_ref())?,
             signal,
-        );
+        )
+        .with_tls(config.internal_tls.for_url(&config.audit_grpc_url)?);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthApi<S>>>().await;

@@ -40,6 +40,12 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+fn is_https(url: &str) -> bool {
+    url.trim_start()
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https:"))
+}
+
 fn read(name: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path)
         .map_err(|e| ConfigError::new(name, &path.display().to_string(), e.to_string()))
@@ -49,12 +55,22 @@ impl ServerTls {
     /// Reads `<prefix>_TLS_CERT`, `_KEY` and `_CLIENT_CA`; `None` when TLS is off.
     pub fn from_env(prefix: &str) -> Result<Option<Self>, ConfigError> {
         let (cert_var, key_var) = (format!("{prefix}_TLS_CERT"), format!("{prefix}_TLS_KEY"));
+        let ca_var = format!("{prefix}_TLS_CLIENT_CA");
         match (var(&cert_var), var(&key_var)) {
-            (None, None) => Ok(None),
+            (None, None) => match var(&ca_var) {
+                // A client CA alone would silently leave the port open to
+                // anyone: refuse it rather than guess.
+                Some(ca) => Err(ConfigError::new(
+                    &ca_var,
+                    &ca,
+                    format!("needs {cert_var} and {key_var} (client certificates need TLS)"),
+                )),
+                None => Ok(None),
+            },
             (Some(cert), Some(key)) => Ok(Some(Self {
                 cert: cert.into(),
                 key: key.into(),
-                client_ca: var(&format!("{prefix}_TLS_CLIENT_CA")).map(PathBuf::from),
+                client_ca: var(&ca_var).map(PathBuf::from),
             })),
             (Some(_), None) => Err(ConfigError::new(
                 &key_var,
@@ -109,6 +125,29 @@ impl ClientTls {
         })
     }
 
+    /// Checks that an `https://` URL in variable `name` can be verified:
+    /// there is no built-in root store, so it needs `INTERNAL_TLS_CA`.
+    pub fn check_url(&self, name: &str, url: &str) -> Result<(), ConfigError> {
+        if is_https(url) && self.ca.is_none() {
+            return Err(ConfigError::new(
+                name,
+                url,
+                "https:// needs INTERNAL_TLS_CA (the CA that signed the service's certificate)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The TLS configuration for connecting to `url`: loaded from the
+    /// files for `https://`, `None` (plain HTTP/2) otherwise.
+    pub fn for_url(&self, url: &str) -> Result<Option<ClientTlsConfig>, ConfigError> {
+        if is_https(url) {
+            self.load().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Loads the files into tonic's client configuration (used for
     /// `https://` URLs only).
     pub fn load(&self) -> Result<ClientTlsConfig, ConfigError> {
@@ -124,5 +163,32 @@ impl ClientTls {
             ));
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_urls_need_a_ca_and_plain_ones_do_not() {
+        let none = ClientTls::default();
+        let err = none
+            .check_url("AUDIT_GRPC_URL", "https://audit:50052")
+            .unwrap_err();
+        assert_eq!(err.name, "AUDIT_GRPC_URL");
+        none.check_url("AUDIT_GRPC_URL", "http://audit:50052")
+            .unwrap();
+        assert!(none.for_url("http://audit:50052").unwrap().is_none());
+        let with_ca = ClientTls {
+            ca: Some("/nonexistent/ca.pem".into()),
+            identity: None,
+        };
+        with_ca
+            .check_url("AUDIT_GRPC_URL", "HTTPS://audit:50052")
+            .unwrap();
+        // Unreadable files are reported by the variable that named them.
+        let err = with_ca.for_url("https://audit:50052").unwrap_err();
+        assert_eq!(err.name, "INTERNAL_TLS_CA");
     }
 }

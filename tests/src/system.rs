@@ -97,19 +97,32 @@ impl TestSystem {
         backend: Backend,
         configure: impl FnOnce(&mut auth_service::Config, &mut gateway::Config),
     ) -> Option<Self> {
+        Self::start_with_audit(backend, |_| {}, configure).await
+    }
+
+    /// Like [`TestSystem::start_with`], after `configure_audit` has adjusted
+    /// audit-service's configuration too. With audit TLS on, auth-service
+    /// and the gateway get an `https://` audit URL, and the harness reads
+    /// the log with auth-service's client TLS settings.
+    pub async fn start_with_audit(
+        backend: Backend,
+        configure_audit: impl FnOnce(&mut audit_service::Config),
+        configure: impl FnOnce(&mut auth_service::Config, &mut gateway::Config),
+    ) -> Option<Self> {
         common::telemetry::init();
         let dir = tempfile::tempdir().unwrap();
         let (auth_db, audit_db) = database_urls(backend, dir.path()).await?;
         let smtp = SmtpServer::start();
 
-        let audit_config = audit_service::Config::for_tests(audit_db);
+        let mut audit_config = audit_service::Config::for_tests(audit_db);
+        configure_audit(&mut audit_config);
         let audit_app = audit_service::Application::build(audit_config.clone())
             .await
             .unwrap();
         let audit_addr = audit_app.local_addr();
         let audit_hub = audit_app.tail_hub();
         let audit = Running::spawn(|rx| audit_app.run_until(until(rx)));
-        let audit_url = format!("http://{audit_addr}");
+        let audit_url = audit_url(&audit_config, audit_addr);
 
         let mut auth_config =
             auth_service::Config::for_tests(&auth_db, &audit_url, dir.path().join("mail"));
@@ -293,9 +306,9 @@ impl TestSystem {
         body
     }
 
-    /// audit-service's gRPC URL.
+    /// audit-service's gRPC URL (`https://` when it speaks TLS).
     pub fn audit_url(&self) -> String {
-        format!("http://{}", self.audit_addr)
+        audit_url(&self.audit_config, self.audit_addr)
     }
 
     /// How many live tails audit-service is serving right now.
@@ -305,9 +318,12 @@ impl TestSystem {
 
     /// Every attempt in the audit log, read through audit.v1 ListAttempts.
     pub async fn all_attempts(&self) -> Vec<AttemptRecord> {
-        let mut client = AuditServiceClient::connect(format!("http://{}", self.audit_addr))
-            .await
-            .unwrap();
+        let url = self.audit_url();
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
+        if let Some(tls) = self.auth_config.internal_tls.for_url(&url).unwrap() {
+            endpoint = endpoint.tls_config(tls).unwrap();
+        }
+        let mut client = AuditServiceClient::new(endpoint.connect().await.unwrap());
         let (mut all, mut cursor) = (Vec::new(), String::new());
         loop {
             let page = client
@@ -339,6 +355,15 @@ impl TestSystem {
         }
         panic!("expected {n} attempts in the log, found {}", last.len());
     }
+}
+
+fn audit_url(config: &audit_service::Config, addr: SocketAddr) -> String {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{addr}")
 }
 
 async fn read(resp: reqwest::Response) -> (u16, Value) {

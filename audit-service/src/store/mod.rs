@@ -8,7 +8,10 @@ mod mysql;
 mod postgres;
 mod sqlite;
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -274,6 +277,332 @@ fn push_listing<DB>(
         .push_bind(i64::from(fetch));
 }
 
+/// Rows per multi-row INSERT: 14 parameters each, so 14,000 per statement,
+/// under SQLite's 32,766 and PostgreSQL's and MySQL's 65,535.
+const INSERT_CHUNK: usize = 1000;
+
+/// Values per `IN (...)` list (plus a few more parameters), under every
+/// engine's bind-parameter limit.
+const IN_CHUNK: usize = 10_000;
+
+const INSERT_INTO: &str = "INSERT INTO login_attempts \
+    (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
+     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) ";
+
+/// Multi-row INSERTs of `rows` (attempt and flag), one per chunk, each ending
+/// after its `VALUES` list so the backend can append its conflict and
+/// returning clauses. `uuid_cast` follows the event id's placeholder
+/// (`::uuid` on PostgreSQL).
+fn insert_queries<DB>(rows: &[(&NewAttempt, bool)], uuid_cast: &str) -> Vec<QueryBuilder<DB>>
+where
+    DB: Database,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
+    rows.chunks(INSERT_CHUNK)
+        .map(|chunk| {
+            let mut qb = QueryBuilder::<DB>::new(INSERT_INTO);
+            qb.push_values(chunk, |mut row, (a, suspicious)| {
+                row.push_bind(a.event_id.clone())
+                    .push_unseparated(uuid_cast)
+                    .push_bind(a.occurred_at)
+                    .push_bind(a.identifier.clone())
+                    .push_bind(a.user_id)
+                    .push_bind(a.username.clone())
+                    .push_bind(a.email.clone())
+                    .push_bind(a.email_lower.clone())
+                    .push_bind(a.successful)
+                    .push_bind(a.reject_reason.clone())
+                    .push_bind(a.ip.clone())
+                    .push_bind(a.user_agent.clone())
+                    .push_bind(a.request_id.clone())
+                    .push_bind(*suspicious)
+                    .push_bind(ip_key(&a.ip));
+            });
+            qb
+        })
+        .collect()
+}
+
+/// `select` (ending in `WHERE event_id IN (`) completed with `ids`, one
+/// query per chunk; each placeholder is followed by `cast`.
+fn in_queries<DB>(select: &str, ids: &[&str], cast: &str) -> Vec<QueryBuilder<DB>>
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    ids.chunks(IN_CHUNK)
+        .map(|chunk| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind((*id).to_owned()).push_unseparated(cast);
+            }
+            qb.push(")");
+            qb
+        })
+        .collect()
+}
+
+/// What the suspicious-activity rule groups failures by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyKind {
+    Ip,
+    Email,
+}
+
+impl KeyKind {
+    const ALL: [Self; 2] = [Self::Ip, Self::Email];
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Ip => "ip",
+            Self::Email => "email_lower",
+        }
+    }
+
+    /// The attempt's key; empty means unknown, and unknowns are not one
+    /// client.
+    fn of(self, a: &NewAttempt) -> &str {
+        match self {
+            Self::Ip => &a.ip,
+            Self::Email => &a.email_lower,
+        }
+    }
+}
+
+/// A stored-failure count the batch-wide counts could not settle: the
+/// attempt is flagged when at least `needed` stored failures of `key` fall
+/// in `(from, at]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Check {
+    kind: KeyKind,
+    key: String,
+    from: Micros,
+    at: Micros,
+    needed: i64,
+}
+
+/// The flag of one new attempt: settled, or settled by the first of its
+/// checks that holds (flagged when any does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Flag(bool),
+    Check(Vec<Check>),
+}
+
+/// Applies the suspicious-activity rule to a whole batch at once.
+///
+/// Stored failures are counted with one grouped query per key kind over
+/// the batch's time span: for each key, the failures in the window common
+/// to every attempt of the batch (`surely`, a lower bound of any attempt's
+/// count) and in the union of their windows (`maybe`, an upper bound). The
+/// batch's own new failures are then added in memory, in `occurred_at`
+/// order (ties in batch order), exactly as if each row had been inserted
+/// and counted in turn. Only when the bounds disagree about an attempt does
+/// it need an exact per-attempt count (a [`Check`]).
+struct Judge<'a> {
+    rule: SuspicionRule,
+    attempts: &'a [NewAttempt],
+    /// Indexes of the rows to insert, in batch order: the first of each
+    /// event id, when not stored already.
+    fresh: Vec<usize>,
+    /// Earliest and latest time of the fresh failures with some key.
+    span: Option<(Micros, Micros)>,
+    /// Per kind and key, `(surely, maybe)` stored failures.
+    counts: HashMap<(KeyKind, String), (i64, i64)>,
+}
+
+impl<'a> Judge<'a> {
+    /// `stored` holds the batch's event ids already in the database.
+    fn new(rule: SuspicionRule, attempts: &'a [NewAttempt], stored: &HashSet<String>) -> Self {
+        let mut seen = HashSet::new();
+        let fresh: Vec<usize> = attempts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !stored.contains(&a.event_id) && seen.insert(a.event_id.as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let span = fresh
+            .iter()
+            .map(|&i| &attempts[i])
+            .filter(|a| !a.successful && KeyKind::ALL.iter().any(|k| !k.of(a).is_empty()))
+            .fold(None, |span, a| match span {
+                None => Some((a.occurred_at, a.occurred_at)),
+                Some((lo, hi)) => Some((a.occurred_at.min(lo), a.occurred_at.max(hi))),
+            });
+        Self {
+            rule,
+            attempts,
+            fresh,
+            span,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Whether any row is to be inserted.
+    fn is_empty(&self) -> bool {
+        self.fresh.is_empty()
+    }
+
+    /// The grouped count queries for `kind` (none when no stored failure
+    /// can matter), each returning `(key, surely, maybe)` rows.
+    fn count_queries<DB>(&self, kind: KeyKind) -> Vec<QueryBuilder<DB>>
+    where
+        DB: Database,
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        let Some((lo, hi)) = self.span else {
+            return Vec::new();
+        };
+        if self.rule.others_needed() == 0 {
+            return Vec::new();
+        }
+        let mut keys: Vec<&str> = self
+            .fresh
+            .iter()
+            .map(|&i| &self.attempts[i])
+            .filter(|a| !a.successful)
+            .map(|a| kind.of(a))
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // Common window: (hi - window, lo]; empty when the batch spans more
+        // than the window. Union: (lo - window, hi].
+        let column = kind.column();
+        keys.chunks(IN_CHUNK)
+            .map(|chunk| {
+                let mut qb = QueryBuilder::<DB>::new(format!("SELECT {column}, COUNT(CASE WHEN "));
+                qb.push("occurred_at > ")
+                    .push_bind(self.rule.window_start(hi))
+                    .push(" AND occurred_at <= ")
+                    .push_bind(lo)
+                    .push(" THEN 1 END), COUNT(*) FROM login_attempts WHERE NOT successful")
+                    .push(" AND occurred_at > ")
+                    .push_bind(self.rule.window_start(lo))
+                    .push(" AND occurred_at <= ")
+                    .push_bind(hi)
+                    .push(format!(" AND {column} IN ("));
+                let mut list = qb.separated(", ");
+                for key in chunk {
+                    list.push_bind((*key).to_owned());
+                }
+                qb.push(format!(") GROUP BY {column}"));
+                qb
+            })
+            .collect()
+    }
+
+    /// The exact count for `check`, stopping at what it needs (one row,
+    /// one `COUNT(*)`).
+    fn check_query<DB>(check: &Check) -> QueryBuilder<DB>
+    where
+        DB: Database,
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts WHERE {} = ",
+            check.kind.column()
+        ));
+        qb.push_bind(check.key.clone())
+            .push(" AND occurred_at > ")
+            .push_bind(check.from)
+            .push(" AND occurred_at <= ")
+            .push_bind(check.at)
+            .push(" AND NOT successful LIMIT ")
+            .push_bind(check.needed)
+            .push(") AS recent");
+        qb
+    }
+
+    /// Records rows of a count query for `kind`.
+    fn add_counts(&mut self, kind: KeyKind, rows: Vec<(String, i64, i64)>) {
+        for (key, surely, maybe) in rows {
+            self.counts.insert((kind, key), (surely, maybe));
+        }
+    }
+
+    /// The verdict for each row to insert, in batch order.
+    fn verdicts(&self) -> Vec<(usize, Verdict)> {
+        let needed = self.rule.others_needed();
+        let mut order = self.fresh.clone();
+        order.sort_by_key(|&i| (self.attempts[i].occurred_at, i));
+        // Times of the batch's failures judged so far, per kind and key
+        // (ascending, as judged in time order).
+        let mut earlier: HashMap<(KeyKind, &str), Vec<Micros>> = HashMap::new();
+        let mut verdicts: HashMap<usize, Verdict> = HashMap::with_capacity(order.len());
+        for i in order {
+            let a = &self.attempts[i];
+            if a.successful {
+                verdicts.insert(i, Verdict::Flag(false));
+                continue;
+            }
+            let from = self.rule.window_start(a.occurred_at);
+            let mut flagged = needed == 0;
+            let mut checks = Vec::new();
+            for kind in KeyKind::ALL {
+                let key = kind.of(a);
+                if key.is_empty() {
+                    continue;
+                }
+                let times = earlier.entry((kind, key)).or_default();
+                let in_batch = i64::try_from(times.len() - times.partition_point(|&t| t <= from))
+                    .unwrap_or(i64::MAX);
+                times.push(a.occurred_at);
+                if flagged {
+                    continue;
+                }
+                let (surely, maybe) = self
+                    .counts
+                    .get(&(kind, key.to_owned()))
+                    .copied()
+                    .unwrap_or((0, 0));
+                if surely.saturating_add(in_batch) >= needed {
+                    flagged = true;
+                } else if maybe.saturating_add(in_batch) >= needed {
+                    checks.push(Check {
+                        kind,
+                        key: key.to_owned(),
+                        from,
+                        at: a.occurred_at,
+                        needed: needed - in_batch,
+                    });
+                }
+            }
+            let verdict = if flagged || checks.is_empty() {
+                Verdict::Flag(flagged)
+            } else {
+                Verdict::Check(checks)
+            };
+            verdicts.insert(i, verdict);
+        }
+        self.fresh
+            .iter()
+            .filter_map(|&i| verdicts.remove(&i).map(|v| (i, v)))
+            .collect()
+    }
+}
+
+/// The inserted rows as stored, in batch order: those `ids` (by event id)
+/// reports as new.
+fn stored_attempts(rows: &[(&NewAttempt, bool)], ids: &HashMap<String, i64>) -> Vec<StoredAttempt> {
+    rows.iter()
+        .filter_map(|(a, suspicious)| {
+            ids.get(&a.event_id).map(|&id| StoredAttempt {
+                id,
+                suspicious: *suspicious,
+                attempt: (*a).clone(),
+            })
+        })
+        .collect()
+}
+
 /// The columns every backend selects, in its own dialect, for a listing.
 #[derive(Debug, sqlx::FromRow)]
 struct AttemptRow {
@@ -332,6 +661,74 @@ mod tests {
         assert_eq!(Backend::from_url("mysql://h/d"), Some(Backend::Mysql));
         assert_eq!(Backend::from_url("mongodb://h/d"), None);
         assert_eq!(Backend::from_url("data/audit.db"), None);
+    }
+
+    const SECOND: Micros = 1_000_000;
+
+    fn failure(event_id: &str, ip: &str, at_secs: i64) -> NewAttempt {
+        NewAttempt {
+            event_id: event_id.to_owned(),
+            occurred_at: at_secs * SECOND,
+            identifier: String::new(),
+            user_id: None,
+            username: None,
+            email: String::new(),
+            email_lower: String::new(),
+            successful: false,
+            reject_reason: "bad_password".to_owned(),
+            ip: ip.to_owned(),
+            user_agent: None,
+            request_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_judged_in_time_order_and_once_per_event() {
+        let batch = [
+            failure("c", "10.0.0.1", 20),
+            failure("a", "10.0.0.1", 0),
+            failure("a", "10.0.0.1", 5),
+            failure("s", "10.0.0.1", 7),
+            failure("b", "10.0.0.1", 10),
+        ];
+        let stored = HashSet::from(["s".to_owned()]);
+        let judge = Judge::new(SuspicionRule::per_hour(3), &batch, &stored);
+        assert_eq!(
+            judge.verdicts(),
+            vec![
+                (0, Verdict::Flag(true)),
+                (1, Verdict::Flag(false)),
+                (4, Verdict::Flag(false)),
+            ]
+        );
+    }
+
+    #[test]
+    fn stored_failures_settle_or_defer_the_flag() {
+        // The batch spans two hours: the common window is empty, so an IP
+        // with stored failures in the union needs an exact count.
+        let batch = [failure("a", "10.0.0.1", 0), failure("b", "10.0.0.2", 7200)];
+        let mut judge = Judge::new(SuspicionRule::per_hour(3), &batch, &HashSet::new());
+        judge.add_counts(KeyKind::Ip, vec![("10.0.0.1".to_owned(), 0, 5)]);
+        let verdicts = judge.verdicts();
+        assert_eq!(
+            verdicts[0],
+            (
+                0,
+                Verdict::Check(vec![Check {
+                    kind: KeyKind::Ip,
+                    key: "10.0.0.1".to_owned(),
+                    from: -3600 * SECOND,
+                    at: 0,
+                    needed: 2,
+                }])
+            )
+        );
+        assert_eq!(verdicts[1], (1, Verdict::Flag(false)));
+
+        let mut judge = Judge::new(SuspicionRule::per_hour(3), &batch, &HashSet::new());
+        judge.add_counts(KeyKind::Ip, vec![("10.0.0.2".to_owned(), 2, 2)]);
+        assert_eq!(judge.verdicts()[1], (1, Verdict::Flag(true)));
     }
 
     #[test]

@@ -7,38 +7,31 @@ use sqlx::{
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Keyset, SuspicionRule, ip_key, push_listing,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, Verdict,
+    in_queries, insert_queries, ip_key, push_listing, stored_attempts,
 };
+use std::collections::{HashMap, HashSet};
+
 use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
 /// Pool size per replica, as for PostgreSQL.
 const MAX_CONNECTIONS: u32 = 10;
 
-/// Whether an attempt is already stored. A plain consistent read, not a
+const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
+    email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious \
+    FROM login_attempts WHERE TRUE";
+
+/// The batch's event ids already stored. A plain consistent read, not a
 /// locking one: locking a missing key takes a gap lock, and two producers
 /// doing so would deadlock. The insert below stays idempotent on its own.
-const EXISTS: &str = "SELECT COUNT(*) FROM login_attempts WHERE event_id = ?";
+const EXISTING: &str = "SELECT event_id FROM login_attempts WHERE event_id IN (";
+const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id IN (";
 
 // `ON DUPLICATE KEY UPDATE` on the unique key only, where `INSERT IGNORE`
 // would also turn other errors (a value too long, a NULL) into warnings and
 // silently store something else. A duplicate that slipped in between the
 // check above and this insert (a concurrent producer) is absorbed here.
-const INSERT: &str = "INSERT INTO login_attempts \
-    (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
-     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON DUPLICATE KEY UPDATE event_id = event_id";
-
-// Counting stops at the threshold (LIMIT), so a flood from one IP costs no
-// more than the rule needs.
-const RECENT_IP_FAILURES: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
-    WHERE ip = ? AND occurred_at > ? AND occurred_at <= ? AND NOT successful LIMIT ?) AS recent";
-const RECENT_EMAIL_FAILURES: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
-    WHERE email_lower = ? AND occurred_at > ? AND occurred_at <= ? AND NOT successful LIMIT ?) AS recent";
-
-const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
-    email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious \
-    FROM login_attempts WHERE TRUE";
+const ON_DUPLICATE: &str = " ON DUPLICATE KEY UPDATE event_id = event_id";
 
 // MySQL allows ORDER BY/LIMIT on a single-table DELETE (not LIMIT in a
 // subquery), and the order walks the time index from the oldest row.
@@ -93,46 +86,45 @@ impl MySqlStore {
         attempts: &[NewAttempt],
     ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let mut inserted = Vec::new();
-        for a in attempts {
-            let existing: i64 = sqlx::query_scalar(EXISTS)
-                .bind(&a.event_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if existing > 0 {
-                continue;
-            }
-            let suspicious = is_suspicious(&mut tx, self.rule, a).await?;
-            let done = sqlx::query(INSERT)
-                .bind(&a.event_id)
-                .bind(a.occurred_at)
-                .bind(&a.identifier)
-                .bind(a.user_id)
-                .bind(&a.username)
-                .bind(&a.email)
-                .bind(&a.email_lower)
-                .bind(a.successful)
-                .bind(&a.reject_reason)
-                .bind(&a.ip)
-                .bind(&a.user_agent)
-                .bind(&a.request_id)
-                .bind(suspicious)
-                .bind(ip_key(&a.ip))
-                .execute(&mut *tx)
-                .await?;
-            // A fresh row reports its AUTO_INCREMENT id; a duplicate that
-            // raced in (the update branch) reports none.
-            let id = i64::try_from(done.last_insert_id()).unwrap_or(0);
-            if id > 0 {
-                inserted.push(StoredAttempt {
-                    id,
-                    suspicious,
-                    attempt: a.clone(),
-                });
+        let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
+        let mut stored = HashSet::new();
+        for mut qb in in_queries::<MySql>(EXISTING, &event_ids, "") {
+            stored.extend(
+                qb.build_query_scalar::<String>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        let mut judge = Judge::new(self.rule, attempts, &stored);
+        if judge.is_empty() {
+            return Ok(Vec::new());
+        }
+        for kind in KeyKind::ALL {
+            for mut qb in judge.count_queries::<MySql>(kind) {
+                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
+                judge.add_counts(kind, counts);
             }
         }
+        let mut rows = Vec::new();
+        for (i, verdict) in judge.verdicts() {
+            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
+        }
+        for mut qb in insert_queries::<MySql>(&rows, "") {
+            qb.push(ON_DUPLICATE).build().execute(&mut *tx).await?;
+        }
+        // No RETURNING: read the ids back. This transaction's snapshot
+        // predates a duplicate a concurrent producer committed meanwhile
+        // (absorbed by the no-op update, so not rewritten by us), so only
+        // rows this transaction created are found.
+        let fresh: Vec<&str> = rows.iter().map(|(a, _)| a.event_id.as_str()).collect();
+        let mut ids = HashMap::new();
+        for mut qb in in_queries::<MySql>(SELECT_IDS, &fresh, "") {
+            let new: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            ids.extend(new.into_iter().map(|(id, event_id)| (event_id, id)));
+        }
+
         tx.commit().await?;
-        Ok(inserted)
+        Ok(stored_attempts(&rows, &ids))
     }
 
     pub(super) async fn list(
@@ -185,37 +177,16 @@ impl MySqlStore {
     }
 }
 
-/// Applies the rule to `a` against the failures visible to this transaction
-/// (committed ones plus earlier rows of this batch), as on PostgreSQL.
-async fn is_suspicious(
-    conn: &mut MySqlConnection,
-    rule: SuspicionRule,
-    a: &NewAttempt,
-) -> Result<bool, sqlx::Error> {
-    if a.successful {
-        return Ok(false);
-    }
-    let needed = rule.others_needed();
-    if needed == 0 {
-        return Ok(true);
-    }
-    let from = rule.window_start(a.occurred_at);
-    // An empty IP or email means "unknown"; unknowns are not one client.
-    for (sql, key) in [
-        (RECENT_IP_FAILURES, &a.ip),
-        (RECENT_EMAIL_FAILURES, &a.email_lower),
-    ] {
-        if key.is_empty() {
-            continue;
-        }
-        let failures: i64 = sqlx::query_scalar(sql)
-            .bind(key)
-            .bind(from)
-            .bind(a.occurred_at)
-            .bind(needed)
-            .fetch_one(&mut *conn)
-            .await?;
-        if failures >= needed {
+/// Settles a flag the batch-wide counts left open with exact counts.
+async fn settle(conn: &mut MySqlConnection, verdict: Verdict) -> Result<bool, sqlx::Error> {
+    let checks = match verdict {
+        Verdict::Flag(flag) => return Ok(flag),
+        Verdict::Check(checks) => checks,
+    };
+    for check in &checks {
+        let mut qb = Judge::check_query::<MySql>(check);
+        let failures: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
+        if failures >= check.needed {
             return Ok(true);
         }
     }

@@ -6,31 +6,32 @@ use sqlx::{
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Keyset, SuspicionRule, ip_key, push_listing,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, Verdict,
+    ip_key, push_listing, stored_attempts,
 };
+use std::collections::{HashMap, HashSet};
+
 use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
 /// Pool size per replica; ingest is one transaction per batch and listing is
 /// an admin action, so a handful of connections is plenty.
 const MAX_CONNECTIONS: u32 = 10;
 
+const EXISTING: &str =
+    "SELECT event_id::text FROM login_attempts WHERE event_id = ANY($1::text[]::uuid[])";
 const INSERT: &str = "INSERT INTO login_attempts \
     (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
      successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) \
-    VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-    ON CONFLICT (event_id) DO NOTHING RETURNING id";
+    SELECT e::uuid, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k FROM UNNEST( \
+     $1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], \
+     $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[]) \
+     AS t(e, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k) \
+    ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id::text";
 
 const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
     (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)";
 const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT $1";
 const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = $1 WHERE id = $2";
-
-// Counting stops at the threshold (LIMIT), so a flood from one IP costs no
-// more than the rule needs.
-const RECENT_IP_FAILURES: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
-    WHERE ip = $1 AND occurred_at > $2 AND occurred_at <= $3 AND NOT successful LIMIT $4) AS recent";
-const RECENT_EMAIL_FAILURES: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
-    WHERE email_lower = $1 AND occurred_at > $2 AND occurred_at <= $3 AND NOT successful LIMIT $4) AS recent";
 
 const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \
@@ -82,36 +83,60 @@ impl PgStore {
         attempts: &[NewAttempt],
     ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let mut inserted = Vec::new();
-        for a in attempts {
-            let suspicious = is_suspicious(&mut tx, self.rule, a).await?;
-            let id: Option<i64> = sqlx::query_scalar(INSERT)
-                .bind(&a.event_id)
-                .bind(a.occurred_at)
-                .bind(&a.identifier)
-                .bind(a.user_id)
-                .bind(&a.username)
-                .bind(&a.email)
-                .bind(&a.email_lower)
-                .bind(a.successful)
-                .bind(&a.reject_reason)
-                .bind(&a.ip)
-                .bind(&a.user_agent)
-                .bind(&a.request_id)
-                .bind(suspicious)
-                .bind(ip_key(&a.ip))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(id) = id {
-                inserted.push(StoredAttempt {
-                    id,
-                    suspicious,
-                    attempt: a.clone(),
-                });
+        let event_ids: Vec<String> = attempts.iter().map(|a| a.event_id.clone()).collect();
+        let stored: HashSet<String> = sqlx::query_scalar(EXISTING)
+            .bind(event_ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let mut judge = Judge::new(self.rule, attempts, &stored);
+        if judge.is_empty() {
+            return Ok(Vec::new());
+        }
+        for kind in KeyKind::ALL {
+            for mut qb in judge.count_queries::<Postgres>(kind) {
+                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
+                judge.add_counts(kind, counts);
             }
         }
+        let mut rows = Vec::new();
+        for (i, verdict) in judge.verdicts() {
+            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
+        }
+        // One statement of 14 array parameters, whatever the batch size.
+        let col = |f: fn(&NewAttempt) -> String| rows.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
+        let new: Vec<(i64, String)> = sqlx::query_as(INSERT)
+            .bind(col(|a| a.event_id.clone()))
+            .bind(rows.iter().map(|(a, _)| a.occurred_at).collect::<Vec<_>>())
+            .bind(col(|a| a.identifier.clone()))
+            .bind(rows.iter().map(|(a, _)| a.user_id).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|(a, _)| a.username.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(col(|a| a.email.clone()))
+            .bind(col(|a| a.email_lower.clone()))
+            .bind(rows.iter().map(|(a, _)| a.successful).collect::<Vec<_>>())
+            .bind(col(|a| a.reject_reason.clone()))
+            .bind(col(|a| a.ip.clone()))
+            .bind(
+                rows.iter()
+                    .map(|(a, _)| a.user_agent.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(col(|a| a.request_id.clone()))
+            .bind(rows.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+            .bind(col(|a| ip_key(&a.ip)))
+            .fetch_all(&mut *tx)
+            .await?;
+        let ids: HashMap<String, i64> = new
+            .into_iter()
+            .map(|(id, event_id)| (event_id, id))
+            .collect();
         tx.commit().await?;
-        Ok(inserted)
+        Ok(stored_attempts(&rows, &ids))
     }
 
     pub(super) async fn list(
@@ -164,40 +189,16 @@ impl PgStore {
     }
 }
 
-/// Applies the rule to `a` against the failures visible to this transaction
-/// (committed ones plus earlier rows of this batch). Under READ COMMITTED two
-/// producers committing at the same instant may not see each other's rows;
-/// the flag is a heuristic, so that is accepted rather than serialising
-/// every ingest.
-async fn is_suspicious(
-    conn: &mut PgConnection,
-    rule: SuspicionRule,
-    a: &NewAttempt,
-) -> Result<bool, sqlx::Error> {
-    if a.successful {
-        return Ok(false);
-    }
-    let needed = rule.others_needed();
-    if needed == 0 {
-        return Ok(true);
-    }
-    let from = rule.window_start(a.occurred_at);
-    // An empty IP or email means "unknown"; unknowns are not one client.
-    for (sql, key) in [
-        (RECENT_IP_FAILURES, &a.ip),
-        (RECENT_EMAIL_FAILURES, &a.email_lower),
-    ] {
-        if key.is_empty() {
-            continue;
-        }
-        let failures: i64 = sqlx::query_scalar(sql)
-            .bind(key)
-            .bind(from)
-            .bind(a.occurred_at)
-            .bind(needed)
-            .fetch_one(&mut *conn)
-            .await?;
-        if failures >= needed {
+/// Settles a flag the batch-wide counts left open with exact counts.
+async fn settle(conn: &mut PgConnection, verdict: Verdict) -> Result<bool, sqlx::Error> {
+    let checks = match verdict {
+        Verdict::Flag(flag) => return Ok(flag),
+        Verdict::Check(checks) => checks,
+    };
+    for check in &checks {
+        let mut qb = Judge::check_query::<Postgres>(check);
+        let failures: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
+        if failures >= check.needed {
             return Ok(true);
         }
     }

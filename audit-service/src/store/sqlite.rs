@@ -1,6 +1,10 @@
 //! SQLite backend: one file, WAL mode, writes serialised by the engine.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+    time::Duration,
+};
 
 use sqlx::{
     QueryBuilder, Sqlite, SqliteConnection,
@@ -10,30 +14,21 @@ use sqlx::{
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Keyset, SuspicionRule, ip_key, push_listing,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, Verdict,
+    in_queries, insert_queries, ip_key, push_listing, stored_attempts,
 };
 use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const INSERT: &str = "INSERT INTO login_attempts \
-    (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
-     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON CONFLICT (event_id) DO NOTHING RETURNING id";
+const EXISTING: &str = "SELECT event_id FROM login_attempts WHERE event_id IN (";
+const ON_CONFLICT: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id";
 
 const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
     (SELECT id FROM login_attempts WHERE occurred_at < ? LIMIT ?)";
 const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
 const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
-
-// Counting stops at the threshold (LIMIT), so a flood from one IP costs no
-// more than the rule needs.
-const RECENT_IP_FAILURES: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
-    WHERE ip = ? AND occurred_at > ? AND occurred_at <= ? AND NOT successful LIMIT ?)";
-const RECENT_EMAIL_FAILURES: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
-    WHERE email_lower = ? AND occurred_at > ? AND occurred_at <= ? AND NOT successful LIMIT ?)";
 
 const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
     email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious \
@@ -67,7 +62,13 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an ack promises durability, even across power loss.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // A 64 MiB page cache (default 2 MiB) and a checkpoint every
+            // 64 MiB of WAL (default 4 MiB): a batch dirties pages of a dozen
+            // indexes, and small ones made every commit re-read pages and
+            // checkpoint.
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", "16384");
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -100,36 +101,38 @@ impl SqliteStore {
         // suspicious counts) before it writes, and a deferred one upgrading
         // from reader to writer fails with SQLITE_BUSY despite busy_timeout.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut inserted = Vec::new();
-        for a in attempts {
-            let suspicious = is_suspicious(&mut tx, self.rule, a).await?;
-            let id: Option<i64> = sqlx::query_scalar(INSERT)
-                .bind(&a.event_id)
-                .bind(a.occurred_at)
-                .bind(&a.identifier)
-                .bind(a.user_id)
-                .bind(&a.username)
-                .bind(&a.email)
-                .bind(&a.email_lower)
-                .bind(a.successful)
-                .bind(&a.reject_reason)
-                .bind(&a.ip)
-                .bind(&a.user_agent)
-                .bind(&a.request_id)
-                .bind(suspicious)
-                .bind(ip_key(&a.ip))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(id) = id {
-                inserted.push(StoredAttempt {
-                    id,
-                    suspicious,
-                    attempt: a.clone(),
-                });
+        let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
+        let mut stored = HashSet::new();
+        for mut qb in in_queries::<Sqlite>(EXISTING, &event_ids, "") {
+            stored.extend(
+                qb.build_query_scalar::<String>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        let mut judge = Judge::new(self.rule, attempts, &stored);
+        if judge.is_empty() {
+            return Ok(Vec::new());
+        }
+        for kind in KeyKind::ALL {
+            for mut qb in judge.count_queries::<Sqlite>(kind) {
+                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
+                judge.add_counts(kind, counts);
             }
         }
+        let mut rows = Vec::new();
+        for (i, verdict) in judge.verdicts() {
+            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
+        }
+        let mut ids = HashMap::new();
+        for mut qb in insert_queries::<Sqlite>(&rows, "") {
+            qb.push(ON_CONFLICT);
+            let new: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            ids.extend(new.into_iter().map(|(id, event_id)| (event_id, id)));
+        }
+
         tx.commit().await?;
-        Ok(inserted)
+        Ok(stored_attempts(&rows, &ids))
     }
 
     pub(super) async fn list(
@@ -182,37 +185,16 @@ impl SqliteStore {
     }
 }
 
-/// Applies the rule to `a` against the failures already stored (including
-/// earlier rows of the same, still open, transaction).
-async fn is_suspicious(
-    conn: &mut SqliteConnection,
-    rule: SuspicionRule,
-    a: &NewAttempt,
-) -> Result<bool, sqlx::Error> {
-    if a.successful {
-        return Ok(false);
-    }
-    let needed = rule.others_needed();
-    if needed == 0 {
-        return Ok(true);
-    }
-    let from = rule.window_start(a.occurred_at);
-    // An empty IP or email means "unknown"; unknowns are not one client.
-    for (sql, key) in [
-        (RECENT_IP_FAILURES, &a.ip),
-        (RECENT_EMAIL_FAILURES, &a.email_lower),
-    ] {
-        if key.is_empty() {
-            continue;
-        }
-        let failures: i64 = sqlx::query_scalar(sql)
-            .bind(key)
-            .bind(from)
-            .bind(a.occurred_at)
-            .bind(needed)
-            .fetch_one(&mut *conn)
-            .await?;
-        if failures >= needed {
+/// Settles a flag the batch-wide counts left open with exact counts.
+async fn settle(conn: &mut SqliteConnection, verdict: Verdict) -> Result<bool, sqlx::Error> {
+    let checks = match verdict {
+        Verdict::Flag(flag) => return Ok(flag),
+        Verdict::Check(checks) => checks,
+    };
+    for check in &checks {
+        let mut qb = Judge::check_query::<Sqlite>(check);
+        let failures: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
+        if failures >= check.needed {
             return Ok(true);
         }
     }

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use auth_service::store::{AuthStore, PgStore, SqliteStore};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use proto::auth::v1::{GetJwksRequest, auth_service_client::AuthServiceClient};
+use proto::{
+    audit::v1::{ListAttemptsRequest, audit_service_client::AuditServiceClient},
+    auth::v1::{GetJwksRequest, auth_service_client::AuthServiceClient},
+};
 use serde_json::{Value, json};
 use system_tests::{Backend, TestSystem};
 
@@ -1036,30 +1039,62 @@ done
     assert!(status.success(), "openssl failed");
 }
 
+/// Mutual TLS on every internal hop: gateway → auth-service, gateway →
+/// audit-service and auth-service's outbox forwarder → audit-service.
 async fn internal_grpc_can_require_tls_with_client_certificates(backend: Backend) {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
     let path = |name: &str| certs.path().join(name);
-    let Some(sys) = TestSystem::start_with(backend, |auth, gw| {
-        auth.tls = Some(common::tls::ServerTls {
-            cert: path("server.crt"),
-            key: path("server.key"),
-            client_ca: Some(path("ca.crt")),
-        });
-        gw.internal_tls = common::tls::ClientTls {
-            ca: Some(path("ca.crt")),
-            identity: Some((path("client.crt"), path("client.key"))),
-        };
-    })
+    let server_tls = common::tls::ServerTls {
+        cert: path("server.crt"),
+        key: path("server.key"),
+        client_ca: Some(path("ca.crt")),
+    };
+    let client_tls = common::tls::ClientTls {
+        ca: Some(path("ca.crt")),
+        identity: Some((path("client.crt"), path("client.key"))),
+    };
+    let Some(sys) = TestSystem::start_with_audit(
+        backend,
+        |audit| audit.tls = Some(server_tls.clone()),
+        |auth, gw| {
+            auth.tls = Some(server_tls.clone());
+            auth.internal_tls = client_tls.clone();
+            gw.internal_tls = client_tls.clone();
+        },
+    )
     .await
     else {
         return;
     };
     assert!(sys.auth_url.starts_with("https://"));
+    assert!(sys.auth_config.audit_grpc_url.starts_with("https://"));
     // The gateway speaks mutual TLS to auth-service: the whole flow works.
     sys.active_user("pia", "pia@example.com", "pia-pass-123")
         .await;
     sys.login("pia", "pia-pass-123").await;
+    let (status, _) = sys
+        .post_json(
+            LOGIN,
+            json!({"username": "pia", "password": "wrong-pass-123"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // The forwarder delivers both attempts over mutual TLS to audit-service.
+    let attempts = sys.wait_for_attempts(2).await;
+    let pia = |successful: bool| {
+        attempts.iter().any(|r| {
+            r.attempt
+                .as_ref()
+                .is_some_and(|a| a.identifier == "pia" && a.successful == successful)
+        })
+    };
+    assert!(pia(true) && pia(false), "{attempts:?}");
+    // The gateway reads the log from audit-service over mutual TLS too.
+    let admin = sys.admin_token().await;
+    let (status, logs) = sys.get(LOGS, Some(&admin)).await;
+    assert_eq!(status, 200, "{logs}");
+    assert!(!logs["results"].as_array().unwrap().is_empty(), "{logs}");
 
     let addr = sys.auth_url.trim_start_matches("https://").to_owned();
     let jwks = |endpoint: tonic::transport::Endpoint| async move {
@@ -1089,10 +1124,31 @@ async fn internal_grpc_can_require_tls_with_client_certificates(backend: Backend
         .unwrap()
         .tls_config(
             tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(ca)
+                .ca_certificate(ca.clone())
                 .identity(identity),
         )
         .unwrap();
     jwks(mutual).await.unwrap();
+
+    // audit-service refuses plain text and clients without a certificate.
+    let audit_addr = sys.audit_url().trim_start_matches("https://").to_owned();
+    let list = |endpoint: tonic::transport::Endpoint| async move {
+        let channel = endpoint.connect().await?;
+        AuditServiceClient::new(channel)
+            .list_attempts(ListAttemptsRequest {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(anyhow::Error::from)?;
+        anyhow::Ok(())
+    };
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{audit_addr}")).unwrap();
+    assert!(list(plain).await.is_err());
+    let anonymous = tonic::transport::Endpoint::from_shared(format!("https://{audit_addr}"))
+        .unwrap()
+        .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca.clone()))
+        .unwrap();
+    assert!(list(anonymous).await.is_err());
     sys.shutdown().await;
 }
