@@ -29,7 +29,6 @@ use anyhow::Context as _;
 use common::{config::Secret, internal_auth::RequireToken};
 use proto::audit::v1::audit_service_server::{AuditServiceServer, SERVICE_NAME};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
@@ -149,14 +148,7 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
-        // No Nagle: a page of 100 rows spans several segments, and Nagle
-        // plus the client's delayed ACK would add 40 ms to every listing.
-        let incoming = TcpListenerStream::new(self.listener).map(|conn| {
-            if let Ok(conn) = &conn {
-                let _ = conn.set_nodelay(true);
-            }
-            conn
-        });
+        let incoming = common::net::incoming_nodelay(self.listener);
         let mut server_stop = stop_rx;
         let server = builder
             .add_service(health_service)

@@ -29,7 +29,6 @@ use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
 };
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, server::Router};
 
 pub use config::Config;
@@ -158,7 +157,7 @@ impl Application {
         let upkeep = tokio::spawn(self.upkeep);
         let served = self
             .router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(common::net::incoming_nodelay(self.listener), shutdown)
             .await;
         let _ = self.stop_forwarder.send(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, forwarder)

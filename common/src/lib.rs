@@ -5,12 +5,14 @@
 //! - [`telemetry`]: tracing set-up (human or JSON).
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future every server waits on.
 //! - [`metadata`]: gRPC metadata keys that carry the client context.
+//! - [`net`]: accepting gRPC connections (Nagle off).
 //! - [`internal_auth`]: the shared-secret check on internal gRPC calls.
 //! - [`tls`]: optional TLS (and client certificates) for internal gRPC.
 
 pub mod config;
 pub mod internal_auth;
 pub mod metadata;
+pub mod net;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -27,7 +27,10 @@ mod routes;
 use std::{any::Any, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::{Router, extract::FromRef, middleware, response::IntoResponse, response::Response};
+use axum::{
+    Router, extract::FromRef, middleware, response::IntoResponse, response::Response,
+    serve::ListenerExt,
+};
 use common::internal_auth::AttachToken;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -141,8 +144,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
+        // Nagle off: a response's headers and body are separate writes.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
