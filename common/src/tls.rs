@@ -98,9 +98,16 @@ impl ServerTls {
 impl ClientTls {
     /// Reads `INTERNAL_TLS_CA`, `INTERNAL_TLS_CLIENT_CERT`, `INTERNAL_TLS_CLIENT_KEY`.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(var)
+    }
+
+    /// The same, through `lookup` (name ⇒ non-blank value), so a service
+    /// that reads its whole configuration through a lookup for testing can
+    /// share this one parser.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let identity = match (
-            var("INTERNAL_TLS_CLIENT_CERT"),
-            var("INTERNAL_TLS_CLIENT_KEY"),
+            lookup("INTERNAL_TLS_CLIENT_CERT"),
+            lookup("INTERNAL_TLS_CLIENT_KEY"),
         ) {
             (None, None) => None,
             (Some(c), Some(k)) => Some((c.into(), k.into())),
@@ -108,19 +115,19 @@ impl ClientTls {
                 return Err(ConfigError::new(
                     "INTERNAL_TLS_CLIENT_KEY",
                     "",
-                    "required with the client certificate",
+                    "required with INTERNAL_TLS_CLIENT_CERT",
                 ));
             }
             (None, Some(_)) => {
                 return Err(ConfigError::new(
                     "INTERNAL_TLS_CLIENT_CERT",
                     "",
-                    "required with the client key",
+                    "required with INTERNAL_TLS_CLIENT_KEY",
                 ));
             }
         };
         Ok(Self {
-            ca: var("INTERNAL_TLS_CA").map(PathBuf::from),
+            ca: lookup("INTERNAL_TLS_CA").map(PathBuf::from),
             identity,
         })
     }

@@ -82,42 +82,9 @@ impl Config {
                 .parse()
                 .map_err(|reason: String| ConfigError::new("TRUSTED_PROXIES", &raw, reason))?,
         };
-        let internal_tls = common::tls::ClientTls {
-            ca: get("INTERNAL_TLS_CA").map(Into::into),
-            identity: match (
-                get("INTERNAL_TLS_CLIENT_CERT"),
-                get("INTERNAL_TLS_CLIENT_KEY"),
-            ) {
-                (None, None) => None,
-                (Some(c), Some(k)) => Some((c.into(), k.into())),
-                (Some(_), None) => {
-                    return Err(ConfigError::new(
-                        "INTERNAL_TLS_CLIENT_KEY",
-                        "",
-                        "required with INTERNAL_TLS_CLIENT_CERT",
-                    ));
-                }
-                (None, Some(_)) => {
-                    return Err(ConfigError::new(
-                        "INTERNAL_TLS_CLIENT_CERT",
-                        "",
-                        "required with INTERNAL_TLS_CLIENT_KEY",
-                    ));
-                }
-            },
-        };
-        for (name, url) in [
-            ("AUTH_GRPC_URL", &auth_grpc_url),
-            ("AUDIT_GRPC_URL", &audit_grpc_url),
-        ] {
-            if url.starts_with("https:") && internal_tls.ca.is_none() {
-                return Err(ConfigError::new(
-                    name,
-                    url,
-                    "https:// needs INTERNAL_TLS_CA (the CA that signed the service's certificate)",
-                ));
-            }
-        }
+        let internal_tls = common::tls::ClientTls::from_lookup(get)?;
+        internal_tls.check_url("AUTH_GRPC_URL", &auth_grpc_url)?;
+        internal_tls.check_url("AUDIT_GRPC_URL", &audit_grpc_url)?;
         let jwt_issuer = get("JWT_ISSUER")
             .map(|v| v.trim().to_owned())
             .unwrap_or_else(|| DEFAULT_JWT_ISSUER.to_owned());
