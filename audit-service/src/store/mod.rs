@@ -6,6 +6,7 @@
 
 mod mysql;
 mod postgres;
+mod shared;
 mod sqlite;
 
 use std::{

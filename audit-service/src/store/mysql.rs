@@ -2,13 +2,13 @@
 //! those.
 
 use sqlx::{
-    MySql, MySqlConnection, QueryBuilder,
+    MySql,
     mysql::{MySqlPool, MySqlPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, Verdict,
-    in_queries, insert_queries, ip_key, push_listing, stored_attempts,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, in_queries,
+    insert_queries, ip_key, push_listing, stored_attempts,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -126,69 +126,6 @@ impl MySqlStore {
         tx.commit().await?;
         Ok(stored_attempts(&rows, &ids))
     }
-
-    pub(super) async fn list(
-        &self,
-        filter: &Filter,
-        fetch: u32,
-        cursor: Option<Cursor>,
-    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-        let mut qb = QueryBuilder::<MySql>::new(SELECT);
-        push_listing(&mut qb, filter, cursor, fetch, Keyset::Expanded);
-        qb.build_query_as::<AttemptRow>()
-            .fetch_all(&self.pool)
-            .await
-    }
-
-    pub(super) async fn delete_before(&self, cutoff: i64, batch: i64) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(DELETE_BEFORE)
-            .bind(cutoff)
-            .bind(batch)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Computes `ip_key` for rows that lack it, a bounded batch per
-    /// transaction (none on this backend today; kept for parity).
-    async fn backfill_ip_keys(&self) -> Result<(), sqlx::Error> {
-        loop {
-            let rows: Vec<(i64, String)> = sqlx::query_as(MISSING_IP_KEYS)
-                .bind(BACKFILL_BATCH)
-                .fetch_all(&self.pool)
-                .await?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let mut tx = self.pool.begin().await?;
-            for (id, ip) in rows {
-                sqlx::query(SET_IP_KEY)
-                    .bind(ip_key(&ip))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-    }
-
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
-/// Settles a flag the batch-wide counts left open with exact counts.
-async fn settle(conn: &mut MySqlConnection, verdict: Verdict) -> Result<bool, sqlx::Error> {
-    let checks = match verdict {
-        Verdict::Flag(flag) => return Ok(flag),
-        Verdict::Check(checks) => checks,
-    };
-    for check in &checks {
-        let mut qb = Judge::check_query::<MySql>(check);
-        let failures: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
-        if failures >= check.needed {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
+super::shared::shared_backend_ops!(MySqlStore, sqlx::MySql, Keyset::Expanded);
