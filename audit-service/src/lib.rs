@@ -1,16 +1,18 @@
 //! audit-service: the only owner of the login-attempt log.
 //!
 //! Producers (auth-service's outbox forwarder) stream batches of attempts in
-//! over `audit.v1.AuditService/Ingest`; each batch is committed in one
-//! transaction before it is acked, and duplicates by `event_id` are skipped,
+//! over `audit.v1.AuditService/Ingest`; each batch is committed (with any
+//! batches already queued behind it) in one transaction before it is acked,
+//! and duplicates by `event_id` are skipped,
 //! so at-least-once delivery yields exactly-once storage. Readers page
 //! through the log newest first with `ListAttempts`.
 //!
 //! Layout:
 //! - [`config`]: the environment-derived [`Config`].
 //! - `attempt`: domain types and their conversion from and to protobuf.
-//! - `store`: the database, one module per backend (SQLite, PostgreSQL).
+//! - `store`: the database, one module per backend (SQLite, PostgreSQL, MySQL).
 //! - `service`: the gRPC handlers.
+//! - `ingest`: one producer's stream, group-committed and acked in order.
 //! - `error`: the one error enum and its mapping to gRPC status.
 //!
 //! [`Application`] is what `main`, the all-in-one launcher and the tests
@@ -19,6 +21,7 @@
 mod attempt;
 pub mod config;
 mod error;
+mod ingest;
 mod retention;
 mod service;
 mod store;
@@ -127,6 +130,15 @@ impl Application {
         health
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
+        let store = self.store.clone();
+        let readiness = tokio::spawn(common::health::follow_database(
+            health.clone(),
+            SERVICE_NAME,
+            move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            },
+        ));
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -163,6 +175,7 @@ impl Application {
 
         tokio::select! {
             result = &mut server => {
+                readiness.abort();
                 stop_tx.send_replace(true);
                 if let Some(task) = retention {
                     let _ = task.await;
@@ -174,6 +187,7 @@ impl Application {
         }
 
         tracing::info!("draining connections");
+        readiness.abort();
         health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;

@@ -12,8 +12,9 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
-    attempt::{Cursor, Filter, NewAttempt, StoredAttempt, parse_limit},
+    attempt::{Cursor, Filter, StoredAttempt, parse_limit},
     error::Error,
+    ingest::stopped,
     store::Store,
 };
 
@@ -48,7 +49,7 @@ impl TailHub {
     }
 
     /// Announces committed attempts; nobody listening is fine.
-    fn publish(&self, attempts: Vec<StoredAttempt>) {
+    pub(crate) fn publish(&self, attempts: Vec<StoredAttempt>) {
         if self.sender.receiver_count() == 0 {
             return;
         }
@@ -119,7 +120,7 @@ impl AuditService for AuditApi {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(ACK_BUFFER);
         tokio::spawn(
-            ingest_stream(
+            crate::ingest::serve(
                 self.store.clone(),
                 self.hub.clone(),
                 inbound,
@@ -154,80 +155,6 @@ impl AuditService for AuditApi {
         .await
         .map_err(|e: Error| e.into())
     }
-}
-
-/// Resolves once shutdown has begun; never, if the server side is gone
-/// (then the stream ends with its connection instead).
-async fn stopped(mut stopping: watch::Receiver<bool>) {
-    if stopping.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Serves one producer's stream: batches strictly in order, each committed
-/// before its ack. Any failure ends the stream without acking the failed
-/// batch, so the producer resends it and nothing is lost.
-async fn ingest_stream(
-    store: Store,
-    hub: TailHub,
-    mut inbound: Streaming<IngestBatch>,
-    acks: mpsc::Sender<Result<IngestAck, Status>>,
-    stopping: watch::Receiver<bool>,
-) {
-    let stop = stopped(stopping);
-    tokio::pin!(stop);
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = &mut stop => {
-                let _ = acks
-                    .send(Err(Status::unavailable("audit-service is shutting down; reconnect")))
-                    .await;
-                break;
-            }
-            () = acks.closed() => break,
-            next = inbound.message() => next,
-        };
-        let batch = match next {
-            Ok(Some(batch)) => batch,
-            Ok(None) => break,
-            Err(status) => {
-                // Usually the producer hung up; if it is still there (say its
-                // message did not decode), it learns why the stream ends.
-                tracing::debug!(%status, "producer stream broke");
-                let _ = acks.send(Err(status)).await;
-                break;
-            }
-        };
-        let reply = ingest_batch(&store, &hub, batch).await;
-        let failed = reply.is_err();
-        if acks.send(reply.map_err(Status::from)).await.is_err() || failed {
-            break;
-        }
-    }
-}
-
-/// Validates and commits one batch, returning its ack.
-async fn ingest_batch(
-    store: &Store,
-    hub: &TailHub,
-    batch: IngestBatch,
-) -> Result<IngestAck, Error> {
-    let attempts = NewAttempt::parse_batch(batch.attempts)?;
-    let stored = store.insert_batch(&attempts).await?;
-    // Only the count fits a u32 ack; a batch is far smaller than that.
-    let inserted = u32::try_from(stored.len()).unwrap_or(u32::MAX);
-    hub.publish(stored);
-    tracing::debug!(
-        batch_seq = batch.batch_seq,
-        received = attempts.len(),
-        inserted,
-        "batch committed"
-    );
-    Ok(IngestAck {
-        batch_seq: batch.batch_seq,
-        inserted,
-    })
 }
 
 /// Serves one tail: forwards matching attempts until the client goes away

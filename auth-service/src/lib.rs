@@ -24,7 +24,7 @@ pub mod tokens;
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use common::internal_auth::{AttachToken, RequireToken};
-use proto::auth::v1::auth_service_server::AuthServiceServer;
+use proto::auth::v1::auth_service_server::{AuthServiceServer, SERVICE_NAME};
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
@@ -51,6 +51,9 @@ pub struct Application {
     router: Router,
     forwarder: Pin<Box<dyn Future<Output = ()> + Send>>,
     upkeep: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Keeps the named health entry in step with the database.
+    readiness: Pin<Box<dyn Future<Output = ()> + Send>>,
+    health: tonic_health::server::HealthReporter,
     stop_forwarder: watch::Sender<bool>,
 }
 
@@ -100,6 +103,7 @@ impl Application {
             config.key_reload_interval,
             stop_rx.clone(),
         ));
+        let store_for_ping = store.clone();
         let forwarder = Forwarder::new(
             store,
             config.audit_grpc_url.clone(),
@@ -110,6 +114,15 @@ impl Application {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthApi<S>>>().await;
+        let pinged = store_for_ping;
+        let readiness = Box::pin(common::health::follow_database(
+            health.clone(),
+            SERVICE_NAME,
+            move || {
+                let store = pinged.clone();
+                async move { store.ping().await }
+            },
+        ));
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -135,6 +148,8 @@ impl Application {
             router,
             forwarder: Box::pin(forwarder.run(stop_rx)),
             upkeep,
+            readiness,
+            health,
             stop_forwarder,
         })
     }
@@ -155,10 +170,23 @@ impl Application {
     ) -> anyhow::Result<()> {
         let forwarder = tokio::spawn(self.forwarder);
         let upkeep = tokio::spawn(self.upkeep);
+        let readiness = tokio::spawn(self.readiness);
+        let health = self.health;
+        let abort = readiness.abort_handle();
+        let shutdown = async move {
+            shutdown.await;
+            // Out of rotation first, so balancers stop sending new calls
+            // while the in-flight ones finish.
+            abort.abort();
+            health
+                .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
+                .await;
+        };
         let served = self
             .router
             .serve_with_incoming_shutdown(common::net::incoming_nodelay(self.listener), shutdown)
             .await;
+        readiness.abort();
         let _ = self.stop_forwarder.send(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, forwarder)
             .await

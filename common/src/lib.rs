@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: typed environment parsing with one clear error per variable.
 //! - [`telemetry`]: tracing set-up (human or JSON).
+//! - [`health`]: readiness that follows the database.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future every server waits on.
 //! - [`metadata`]: gRPC metadata keys that carry the client context.
 //! - [`net`]: accepting gRPC connections (Nagle off).
@@ -10,6 +11,7 @@
 //! - [`tls`]: optional TLS (and client certificates) for internal gRPC.
 
 pub mod config;
+pub mod health;
 pub mod internal_auth;
 pub mod metadata;
 pub mod net;

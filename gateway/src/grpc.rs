@@ -43,20 +43,14 @@ pub fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// An auth-service client for `url`.
-pub fn auth_client(url: &str, token: AttachToken, tls: &ClientTls) -> anyhow::Result<AuthClient> {
-    Ok(AuthServiceClient::with_interceptor(
-        channel(url, tls)?,
-        token,
-    ))
+/// An auth-service client on `channel`.
+pub fn auth_client(channel: Channel, token: AttachToken) -> AuthClient {
+    AuthServiceClient::with_interceptor(channel, token)
 }
 
-/// An audit-service client for `url`.
-pub fn audit_client(url: &str, token: AttachToken, tls: &ClientTls) -> anyhow::Result<AuditClient> {
-    Ok(AuditServiceClient::with_interceptor(
-        channel(url, tls)?,
-        token,
-    ))
+/// An audit-service client on `channel`.
+pub fn audit_client(channel: Channel, token: AttachToken) -> AuditClient {
+    AuditServiceClient::with_interceptor(channel, token)
 }
 
 /// The reply of a gRPC call, or its failure translated for the client.

@@ -13,6 +13,7 @@
 //! - [`auth`]: local verification of access tokens; the admin extractor.
 //! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
 //! - [`grpc`]: lazily connecting backend clients.
+//! - [`readiness`]: `/readyz`, from the backends' gRPC health.
 //! - `routes`: the handlers.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod grpc;
+pub mod readiness;
 mod routes;
 
 use std::{any::Any, net::SocketAddr, sync::Arc};
@@ -50,6 +52,7 @@ pub struct AppState {
     audit: AuditClient,
     verifier: Arc<TokenVerifier>,
     trusted: Arc<TrustedProxies>,
+    readiness: readiness::Readiness,
 }
 
 impl AppState {
@@ -58,16 +61,19 @@ impl AppState {
     /// Must run inside a Tokio runtime.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let token = AttachToken::new(config.internal_token.as_ref())?;
-        let auth = grpc::auth_client(&config.auth_grpc_url, token.clone(), &config.internal_tls)
-            .context("AUTH_GRPC_URL")?;
-        let audit = grpc::audit_client(&config.audit_grpc_url, token, &config.internal_tls)
+        let auth_channel =
+            grpc::channel(&config.auth_grpc_url, &config.internal_tls).context("AUTH_GRPC_URL")?;
+        let audit_channel = grpc::channel(&config.audit_grpc_url, &config.internal_tls)
             .context("AUDIT_GRPC_URL")?;
+        let auth = grpc::auth_client(auth_channel.clone(), token.clone());
+        let audit = grpc::audit_client(audit_channel.clone(), token);
         let keys = Arc::new(KeyCache::new(Arc::new(GrpcJwkSource(auth.clone()))));
         Ok(Self {
             auth,
             audit,
             verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
             trusted: Arc::new(config.trusted_proxies.clone()),
+            readiness: readiness::Readiness::new(auth_channel, audit_channel),
         })
     }
 

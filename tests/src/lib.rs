@@ -1,8 +1,10 @@
 //! Harness for end-to-end tests: starts audit-service, auth-service and the
 //! gateway exactly as production does (the same `Application` code), on
 //! port 0, over real SQLite files or fresh PostgreSQL databases, with a real
-//! SMTP server receiving the verification emails.
+//! SMTP server receiving the verification emails; [`processes`] runs the
+//! real binaries for signal tests.
 
+pub mod processes;
 pub mod smtp;
 pub mod system;
 

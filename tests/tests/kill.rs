@@ -8,117 +8,13 @@
 
 use std::{
     collections::HashMap,
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use proto::audit::v1::{
-    AttemptRecord, ListAttemptsRequest, audit_service_client::AuditServiceClient,
+use system_tests::processes::{
+    Processes, all_attempts, build_binaries, free_addr, spawn, wait_listening,
 };
-
-/// The workspace's target directory for this test's profile.
-fn bin_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join(if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    })
-}
-
-/// Builds the three service binaries in this test's profile.
-fn build_binaries() {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "audit-service",
-            "-p",
-            "auth-service",
-            "-p",
-            "gateway",
-        ]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building the services failed");
-}
-
-/// A port nothing listens on right now.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Waits until something accepts connections on `addr`.
-fn wait_listening(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "{what} never listened on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Child processes, SIGKILLed when the test ends however it ends.
-#[derive(Default)]
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts binary `name` with `env`.
-fn spawn(name: &str, env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(bin_dir().join(name));
-    cmd.env_clear()
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
-}
-
-/// The whole log, through audit.v1.
-async fn all_attempts(audit: SocketAddr) -> Option<Vec<AttemptRecord>> {
-    let mut client = AuditServiceClient::connect(format!("http://{audit}"))
-        .await
-        .ok()?;
-    let (mut all, mut cursor) = (Vec::new(), String::new());
-    loop {
-        let page = client
-            .list_attempts(ListAttemptsRequest {
-                limit: 500,
-                cursor: cursor.clone(),
-                ..Default::default()
-            })
-            .await
-            .ok()?
-            .into_inner();
-        all.extend(page.attempts);
-        if page.next_cursor.is_empty() {
-            return Some(all);
-        }
-        cursor = page.next_cursor;
-    }
-}
 
 /// One login through the gateway; returns (status, request id).
 async fn login(http: &reqwest::Client, gateway: SocketAddr, i: usize) -> (u16, String) {

@@ -167,6 +167,15 @@ impl Store {
         Ok(page_from_rows(rows, limit))
     }
 
+    /// One round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
+            Self::Mysql(s) => s.ping().await,
+        }
+    }
+
     /// Closes the pool, letting SQLite checkpoint its WAL.
     pub async fn close(&self) {
         match self {

@@ -59,6 +59,10 @@ macro_rules! shared_backend_ops {
             pub(super) async fn close(&self) {
                 self.pool.close().await;
             }
+
+            pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+            }
         }
 
         /// Settles a flag the batch-wide counts left open with exact counts.

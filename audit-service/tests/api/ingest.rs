@@ -174,6 +174,35 @@ async fn overlong_text_is_truncated_rather_than_rejected(db: TestDb) {
     assert_eq!(stored.identifier.len(), 320);
 }
 
+/// Many batches sent at once are committed in groups; acks still come one
+/// per batch, in order, and a row repeated in the next batch counts only
+/// for the first.
+async fn batches_sent_ahead_are_acked_in_order_across_group_commits(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let mut batches = Vec::new();
+    let mut previous: Option<Attempt> = None;
+    for seq in 0..24u64 {
+        let mut attempts: Vec<Attempt> = (0..300)
+            .map(|i| failure(&format!("10.9.{}.{}", seq, i % 200), "bulk@x.io", i))
+            .collect();
+        let fresh = attempts.len();
+        if let Some(repeat) = previous.take() {
+            attempts.push(repeat);
+        }
+        previous = Some(attempts[0].clone());
+        assert_eq!(fresh, 300);
+        batches.push(batch(seq, attempts));
+    }
+
+    let outcome = app.ingest(batches).await;
+
+    assert!(outcome.error.is_none(), "{outcome:?}");
+    let expected: Vec<(u64, u32)> = (0..24).map(|seq| (seq, 300)).collect();
+    assert_eq!(outcome.acks, expected);
+    let listed = app.list_all(ListAttemptsRequest::default()).await;
+    assert_eq!(listed.len(), 24 * 300);
+}
+
 async fn a_database_failure_ends_the_stream_unavailable_without_an_ack(db: TestDb) {
     let app = TestApp::spawn(db).await;
     app.ingest_ok(vec![failure("10.0.0.1", "a@x.io", 1)]).await;
@@ -198,5 +227,6 @@ on_every_backend!(
     an_attempt_without_a_time_is_refused,
     every_field_round_trips_and_absent_optionals_stay_absent,
     overlong_text_is_truncated_rather_than_rejected,
+    batches_sent_ahead_are_acked_in_order_across_group_commits,
     a_database_failure_ends_the_stream_unavailable_without_an_ack,
 );

@@ -452,6 +452,11 @@ macro_rules! impl_auth_store {
                     .fetch_one(&self.pool)
                     .await?)
             }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
         }
 
         async fn insert_refresh(

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route(export::STREAM_PATH, get(export::stream))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(health))
+        .route("/readyz", get(crate::readiness::readyz))
         // Must come after the routes: it applies to those already added.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

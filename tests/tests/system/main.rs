@@ -27,4 +27,5 @@ mod accounts;
 mod export;
 mod login;
 mod logs;
+mod readiness;
 mod resilience;

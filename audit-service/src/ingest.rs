@@ -1,0 +1,162 @@
+//! One producer's `Ingest` stream: batches committed in order, each acked
+//! only after its rows are durable.
+//!
+//! Batches already waiting in the stream when a commit starts are merged
+//! into that commit (group commit): a producer that sends ahead pays one
+//! durable commit (one fsync on SQLite) per group instead of per batch,
+//! while acks still go out one per batch, in order, after the commit.
+
+use std::collections::HashMap;
+
+use futures::FutureExt as _;
+use proto::audit::v1::{IngestAck, IngestBatch};
+use tokio::sync::{mpsc, watch};
+use tonic::{Status, Streaming};
+
+use crate::{attempt::NewAttempt, error::Error, service::TailHub, store::Store};
+
+/// Most rows merged into one commit; bounds a transaction's size and the
+/// memory a fast producer can make this stream hold.
+pub(crate) const GROUP_ROWS: usize = 5_000;
+
+/// Batches merged into one commit.
+#[derive(Default)]
+struct Group {
+    attempts: Vec<NewAttempt>,
+    /// Each batch's sequence number and the end of its rows in `attempts`.
+    batches: Vec<(u64, usize)>,
+}
+
+impl Group {
+    fn push(&mut self, batch: IngestBatch) -> Result<(), Error> {
+        let attempts = NewAttempt::parse_batch(batch.attempts)?;
+        self.attempts.extend(attempts);
+        self.batches.push((batch.batch_seq, self.attempts.len()));
+        Ok(())
+    }
+
+    /// Commits every batch in one transaction and returns their acks, in
+    /// order; a row repeated across batches counts for the first one.
+    async fn commit(self, store: &Store, hub: &TailHub) -> Result<Vec<IngestAck>, Error> {
+        let stored = store.insert_batch(&self.attempts).await?;
+        let mut first_batch: HashMap<&str, usize> = HashMap::with_capacity(self.attempts.len());
+        let mut start = 0;
+        for (index, &(_, end)) in self.batches.iter().enumerate() {
+            for attempt in &self.attempts[start..end] {
+                first_batch
+                    .entry(attempt.event_id.as_str())
+                    .or_insert(index);
+            }
+            start = end;
+        }
+        let mut inserted = vec![0u32; self.batches.len()];
+        for attempt in &stored {
+            if let Some(&index) = first_batch.get(attempt.attempt.event_id.as_str()) {
+                inserted[index] = inserted[index].saturating_add(1);
+            }
+        }
+        tracing::debug!(
+            batches = self.batches.len(),
+            received = self.attempts.len(),
+            inserted = stored.len(),
+            "group committed"
+        );
+        hub.publish(stored);
+        Ok(self
+            .batches
+            .iter()
+            .zip(inserted)
+            .map(|(&(batch_seq, _), inserted)| IngestAck {
+                batch_seq,
+                inserted,
+            })
+            .collect())
+    }
+}
+
+/// Resolves once shutdown has begun; never, if the server side is gone
+/// (then the stream ends with its connection instead).
+pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What ends the stream after the current group is committed.
+enum After {
+    Continue,
+    Ended,
+    Fail(Status),
+}
+
+/// Serves one producer's stream. Any failure ends the stream without
+/// acking the batches it concerns, so the producer resends them and
+/// nothing is lost; batches before a malformed one are still committed.
+pub(crate) async fn serve(
+    store: Store,
+    hub: TailHub,
+    mut inbound: Streaming<IngestBatch>,
+    acks: mpsc::Sender<Result<IngestAck, Status>>,
+    stopping: watch::Receiver<bool>,
+) {
+    let stop = stopped(stopping);
+    tokio::pin!(stop);
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut stop => {
+                let _ = acks
+                    .send(Err(Status::unavailable("audit-service is shutting down; reconnect")))
+                    .await;
+                break;
+            }
+            () = acks.closed() => break,
+            next = inbound.message() => next,
+        };
+        let mut group = Group::default();
+        let mut after = match next {
+            Ok(Some(batch)) => match group.push(batch) {
+                Ok(()) => After::Continue,
+                Err(e) => After::Fail(e.into()),
+            },
+            Ok(None) => break,
+            // Usually the producer hung up; if it is still there (say its
+            // message did not decode), it learns why the stream ends.
+            Err(status) => After::Fail(status),
+        };
+        // Take whatever else has already arrived, without waiting for more.
+        while matches!(after, After::Continue) && group.attempts.len() < GROUP_ROWS {
+            match inbound.message().now_or_never() {
+                None => break,
+                Some(Ok(Some(batch))) => {
+                    if let Err(e) = group.push(batch) {
+                        after = After::Fail(e.into());
+                    }
+                }
+                Some(Ok(None)) => after = After::Ended,
+                Some(Err(status)) => after = After::Fail(status),
+            }
+        }
+        if !group.batches.is_empty() {
+            match group.commit(&store, &hub).await {
+                Ok(replies) => {
+                    for ack in replies {
+                        if acks.send(Ok(ack)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => after = After::Fail(e.into()),
+            }
+        }
+        match after {
+            After::Continue => {}
+            After::Ended => break,
+            After::Fail(status) => {
+                tracing::debug!(%status, "ingest stream ends");
+                let _ = acks.send(Err(status)).await;
+                break;
+            }
+        }
+    }
+}

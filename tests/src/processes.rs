@@ -1,0 +1,140 @@
+//! The real service binaries as child processes, for fault tests that must
+//! see what signals do to the actual executables.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use proto::audit::v1::{
+    AttemptRecord, ListAttemptsRequest, audit_service_client::AuditServiceClient,
+};
+
+/// The workspace's target directory for this test's profile.
+fn bin_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join(if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    })
+}
+
+/// Builds the three service binaries in this test's profile.
+pub fn build_binaries() {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "audit-service",
+            "-p",
+            "auth-service",
+            "-p",
+            "gateway",
+        ]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building the services failed");
+}
+
+/// A port nothing listens on right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} never listened on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Child processes, SIGKILLed when the test ends however it ends.
+#[derive(Default)]
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts binary `name` with exactly `env` (plus `RUST_LOG=warn`).
+pub fn spawn(name: &str, env: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(bin_dir().join(name));
+    cmd.env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+}
+
+/// Sends SIGTERM (what Kubernetes and docker send first) to `child`.
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+}
+
+/// Waits up to `limit` for `child` to exit and returns how it exited.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {} did not exit within {limit:?}",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The whole log, through audit.v1; `None` while audit-service is down.
+pub async fn all_attempts(audit: SocketAddr) -> Option<Vec<AttemptRecord>> {
+    let mut client = AuditServiceClient::connect(format!("http://{audit}"))
+        .await
+        .ok()?;
+    let (mut all, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let page = client
+            .list_attempts(ListAttemptsRequest {
+                limit: 500,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner();
+        all.extend(page.attempts);
+        if page.next_cursor.is_empty() {
+            return Some(all);
+        }
+        cursor = page.next_cursor;
+    }
+}
