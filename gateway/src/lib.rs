@@ -13,6 +13,7 @@
 //! - [`auth`]: local verification of access tokens; the admin extractor.
 //! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
 //! - [`grpc`]: lazily connecting backend clients.
+//! - [`openapi`]: the OpenAPI document's shared parts.
 //! - `routes`: the handlers.
 
 pub mod auth;
@@ -22,7 +23,10 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod grpc;
+pub mod openapi;
 mod routes;
+
+pub use crate::routes::document as openapi_document;
 
 use std::{any::Any, net::SocketAddr, sync::Arc};
 
