@@ -84,15 +84,18 @@ struct LoggedOutEverywhere {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct RegisterForm {
-    /// Letters, digits and `@.+-_`.
+    /// 1-150 letters, digits and `@.+-_`; unique ignoring case.
+    #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     username: String,
-    /// Where the verification code is sent.
+    /// Where the verification code is sent; unique ignoring case.
+    #[schema(format = Email, max_length = 254)]
     email: String,
-    /// Checked against the password policy.
-    #[schema(format = Password)]
+    /// 8 characters to 1024 bytes, not common, not all digits, not like the
+    /// username or email.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
     password: String,
     /// When given, must equal `password`.
-    #[schema(format = Password)]
+    #[schema(format = Password, max_length = 1024)]
     password2: Option<String>,
 }
 
@@ -101,6 +104,7 @@ struct RegisterForm {
 #[allow(dead_code)]
 struct CodeRequestForm {
     /// The account's email.
+    #[schema(format = Email, max_length = 254)]
     email: String,
 }
 
@@ -109,8 +113,10 @@ struct CodeRequestForm {
 #[allow(dead_code)]
 struct VerifyForm {
     /// The account's email.
+    #[schema(format = Email, max_length = 254)]
     email: String,
-    /// The emailed code.
+    /// The emailed code: 6 digits (a JSON number is accepted too).
+    #[schema(pattern = "^[0-9]{6}$")]
     code: String,
 }
 
@@ -119,8 +125,10 @@ struct VerifyForm {
 #[allow(dead_code)]
 struct LoginForm {
     /// Username or email.
+    #[schema(min_length = 1)]
     username: String,
-    #[schema(format = Password)]
+    /// The account's password.
+    #[schema(format = Password, min_length = 1)]
     password: String,
 }
 
