@@ -138,7 +138,7 @@ fn string_header(description: &str) -> openapi::Header {
 /// 400 whose body is a field map or a detail, plus whatever `more` adds.
 fn bad_request(description: &str, more: Option<RefOr<Schema>>) -> RefOr<openapi::Response> {
     let mut any = AnyOfBuilder::new()
-        .item(FieldErrors::schema())
+        .item(schema_ref::<FieldErrors>())
         .item(schema_ref::<Detail<'static>>());
     if let Some(more) = more {
         any = any.item(more);
