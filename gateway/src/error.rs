@@ -59,6 +59,27 @@ impl FieldErrors {
     }
 }
 
+/// `{"field": ["message", ...], ...}`: any field name, each with at least
+/// one message. Written by hand because the map is serialised by hand.
+impl utoipa::PartialSchema for FieldErrors {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        let messages = ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .min_items(Some(1));
+        ObjectBuilder::new()
+            .description(Some(
+                "Validation messages by field name; `non_field_errors` for problems with the \
+                 request as a whole.",
+            ))
+            .additional_properties(Some(messages))
+            .min_properties(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FieldErrors {}
+
 impl Serialize for FieldErrors {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
@@ -278,10 +299,17 @@ enum ErrorBody<'a> {
     Detail(Detail<'a>),
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
+/// `{"detail": ..., "code": ...}`: every error that is not about fields.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
+pub(crate) struct Detail<'a> {
+    /// A human-readable message.
+    #[schema(value_type = String)]
     detail: Cow<'a, str>,
+    /// A stable machine-readable code (`token_not_valid`, `throttled`, ...);
+    /// absent on errors DRF gave none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     code: Option<&'a str>,
 }
 

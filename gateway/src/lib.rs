@@ -14,6 +14,7 @@
 //! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
 //! - [`grpc`]: lazily connecting backend clients.
 //! - [`readiness`]: `/readyz`, from the backends' gRPC health.
+//! - [`openapi`]: the OpenAPI document's shared parts.
 //! - `routes`: the handlers.
 
 pub mod auth;
@@ -23,8 +24,11 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod grpc;
+pub mod openapi;
 pub mod readiness;
 mod routes;
+
+pub use crate::routes::document as openapi_document;
 
 use std::{any::Any, net::SocketAddr, sync::Arc};
 

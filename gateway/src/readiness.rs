@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -43,7 +44,7 @@ impl Readiness {
 }
 
 /// What one backend answered.
-#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// The service and its database answer.
@@ -55,10 +56,14 @@ pub enum Check {
 }
 
 /// The `/readyz` body.
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, ToSchema)]
+pub struct Readyz {
+    /// `ready` or `not_ready`.
+    #[schema(example = "ready")]
     status: &'static str,
+    /// auth-service and its database.
     auth: Check,
+    /// audit-service and its database.
     audit: Check,
 }
 
@@ -76,6 +81,17 @@ async fn check(mut client: HealthClient<Channel>, service: &str) -> Check {
 
 /// `GET /readyz`: 200 when auth-service and audit-service both answer and
 /// report their databases answering, 503 (with each one's state) otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "ready",
+    tag = "meta",
+    summary = "Readiness: both gRPC services and their databases answer",
+    responses(
+        (status = 200, description = "Ready.", body = Readyz),
+        (status = 503, description = "A backend or its database does not answer.", body = Readyz),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let ready = &state.readiness;
     let (auth, audit) = tokio::join!(
@@ -96,7 +112,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     let mut response = (
         code,
-        Json(Report {
+        Json(Readyz {
             status,
             auth,
             audit,

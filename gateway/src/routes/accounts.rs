@@ -9,6 +9,7 @@ use proto::auth::v1::{
     RequestVerificationCodeRequest, VerifyCodeRequest, VerifyOutcome,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{
     AppState,
@@ -16,35 +17,127 @@ use crate::{
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::call,
+    openapi::{BodyErrors, Throttled, Unauthorized, VerifyErrors},
 };
+
+/// Every operation here takes the same three body encodings.
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+const MULTIPART: &str = "multipart/form-data";
 
 /// `{"refresh", "access"}` (login) and `{"access", "refresh"}` (refresh):
 /// simplejwt's field orders, kept.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LoginTokens {
+    /// Refresh token (JWT), for `login/refresh/` and `logout/`.
     refresh: String,
+    /// Access token (JWT), for `Authorization: Bearer`.
     access: String,
 }
 
-#[derive(Serialize)]
+/// A rotated pair; the presented refresh token is spent.
+#[derive(Serialize, ToSchema)]
 struct RefreshedTokens {
+    /// New access token (JWT).
     access: String,
+    /// New refresh token (JWT); the old one is now spent.
     refresh: String,
 }
 
 /// `{"username", "email"}` of a new account.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Registered {
+    /// The username as stored.
     username: String,
+    /// The email as stored.
     email: String,
 }
 
 /// `{"status", "message"}`, the verification endpoints' old shape.
-#[derive(Serialize)]
-struct Outcome {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Outcome {
+    /// `success` or `failed`.
+    #[schema(value_type = String, pattern = "^(success|failed)$")]
     status: &'static str,
+    /// What happened (`user-activated`, `code-wrong`, `code-expired`,
+    /// `too-many-attempts`); absent when there is nothing to add.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     message: Option<&'static str>,
+}
+
+/// `{"status": "success", "revoked_sessions": n}` of `logout/all/`.
+#[derive(Serialize, ToSchema)]
+struct LoggedOutEverywhere {
+    /// Always `success`.
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// How many sessions were ended.
+    revoked_sessions: u64,
+}
+
+// The request bodies below describe what the handlers read with
+// [`Fields`] for the OpenAPI document; the handlers read fields one by one
+// (collecting every problem, DRF style), so these types are never built.
+
+/// `POST /api/accounts/register/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RegisterForm {
+    /// 1-150 letters, digits and `@.+-_`; unique ignoring case.
+    #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
+    username: String,
+    /// Where the verification code is sent; unique ignoring case.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// 8 characters to 1024 bytes, not common, not all digits, not like the
+    /// username or email.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
+    password: String,
+    /// When given, must equal `password`.
+    #[schema(format = Password, max_length = 1024)]
+    password2: Option<String>,
+}
+
+/// `POST /api/accounts/verification/code/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CodeRequestForm {
+    /// The account's email.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+}
+
+/// `POST /api/accounts/verification/code/verify/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct VerifyForm {
+    /// The account's email.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// The emailed code: 6 digits (a JSON number is accepted too).
+    #[schema(pattern = "^[0-9]{6}$")]
+    code: String,
+}
+
+/// `POST /api/accounts/login/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct LoginForm {
+    /// Username or email.
+    #[schema(min_length = 1)]
+    username: String,
+    /// The account's password.
+    #[schema(format = Password, min_length = 1)]
+    password: String,
+}
+
+/// `login/refresh/`, `logout/` and (without a bearer token) `logout/all/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RefreshForm {
+    /// A refresh token from `login/` or `login/refresh/`.
+    refresh: String,
 }
 
 impl Outcome {
@@ -67,6 +160,21 @@ impl Outcome {
 }
 
 /// `POST /api/accounts/register/`: creates an inactive account.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/register/",
+    operation_id = "register",
+    tag = "accounts",
+    summary = "Create an inactive account",
+    request_body(content(
+        (RegisterForm = JSON), (RegisterForm = FORM), (RegisterForm = MULTIPART)
+    )),
+    responses(
+        (status = 201, description = "Created; a verification code can now be requested.", body = Registered),
+        BodyErrors,
+        Throttled,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -102,6 +210,21 @@ pub async fn register(
 
 /// `POST /api/accounts/verification/code/`: emails a code. The answer is
 /// the same whether or not the address has an account.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/verification/code/",
+    operation_id = "requestVerificationCode",
+    tag = "accounts",
+    summary = "Email a verification code",
+    request_body(content(
+        (CodeRequestForm = JSON), (CodeRequestForm = FORM), (CodeRequestForm = MULTIPART)
+    )),
+    responses(
+        (status = 200, description = "Sent if the address has an inactive account; the same answer otherwise.", body = Outcome),
+        BodyErrors,
+        Throttled,
+    )
+)]
 pub async fn request_code(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -125,6 +248,21 @@ pub async fn request_code(
 /// `POST /api/accounts/verification/code/verify/`: activates the account
 /// when the code matches. Failures keep the old 400 `{"status": "failed"}`
 /// shape.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/verification/code/verify/",
+    operation_id = "verifyCode",
+    tag = "accounts",
+    summary = "Activate an account with its emailed code",
+    request_body(content(
+        (VerifyForm = JSON), (VerifyForm = FORM), (VerifyForm = MULTIPART)
+    )),
+    responses(
+        (status = 200, description = "Activated (`user-activated`).", body = Outcome),
+        VerifyErrors,
+        Throttled,
+    )
+)]
 pub async fn verify_code(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -163,6 +301,22 @@ pub async fn verify_code(
 /// log, including attempts whose body we cannot read or whose fields are
 /// missing: those are sent with `malformed_fields` naming the problem, and
 /// the client still gets the gateway's own 4xx.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/login/",
+    operation_id = "login",
+    tag = "accounts",
+    summary = "Exchange credentials for a token pair",
+    request_body(content(
+        (LoginForm = JSON), (LoginForm = FORM), (LoginForm = MULTIPART)
+    )),
+    responses(
+        (status = 200, description = "Signed in.", body = LoginTokens),
+        BodyErrors,
+        Unauthorized,
+        Throttled,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -234,6 +388,22 @@ async fn record_malformed_login(
 }
 
 /// `POST /api/accounts/login/refresh/`: rotates a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/login/refresh/",
+    operation_id = "refreshTokens",
+    tag = "accounts",
+    summary = "Rotate a refresh token",
+    request_body(content(
+        (RefreshForm = JSON), (RefreshForm = FORM), (RefreshForm = MULTIPART)
+    )),
+    responses(
+        (status = 200, description = "Rotated.", body = RefreshedTokens),
+        BodyErrors,
+        Unauthorized,
+        Throttled,
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -260,6 +430,21 @@ pub async fn refresh(
 /// `POST /api/accounts/logout/`: ends the session of the presented refresh
 /// token (its whole rotation family). 200 `{"status": "success"}`; a
 /// revoked, used or otherwise invalid token gets 401 `token_not_valid`.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/logout/",
+    operation_id = "logout",
+    tag = "accounts",
+    summary = "End the session of a refresh token",
+    request_body(content(
+        (RefreshForm = JSON), (RefreshForm = FORM), (RefreshForm = MULTIPART)
+    )),
+    responses(
+        (status = 200, description = "Signed out.", body = Outcome),
+        BodyErrors,
+        Unauthorized,
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -287,6 +472,24 @@ pub async fn logout(
 /// token in the body: a client that lost its access token can still sign
 /// out everywhere. Access tokens already issued expire on their own
 /// (`JWT_ACCESS_TTL`). 200 `{"status": "success", "revoked_sessions": n}`.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/logout/all/",
+    operation_id = "logoutAll",
+    tag = "accounts",
+    summary = "End every session of the user",
+    description = "The user is the bearer token's when `Authorization: Bearer` is sent (the body \
+                   is then ignored), else the owner of the `refresh` token in the body.",
+    request_body(content(
+        (RefreshForm = JSON), (RefreshForm = FORM), (RefreshForm = MULTIPART)
+    )),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Every session ended.", body = LoggedOutEverywhere),
+        BodyErrors,
+        Unauthorized,
+    )
+)]
 pub async fn logout_all(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -320,8 +523,8 @@ pub async fn logout_all(
         state.auth.clone().logout_all(ctx.grpc_request(request)),
     )
     .await?;
-    Ok(Json(serde_json::json!({
-        "status": "success",
-        "revoked_sessions": reply.revoked_sessions,
-    })))
+    Ok(Json(LoggedOutEverywhere {
+        status: "success",
+        revoked_sessions: reply.revoked_sessions,
+    }))
 }

@@ -27,6 +27,7 @@ use crate::{
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::{AuditClient, call},
+    openapi::AdminErrors,
 };
 
 /// The live tail's path.
@@ -227,6 +228,30 @@ pub async fn export(
 /// attempt is an `attempt` event whose data is the listing's item; a
 /// `skipped` event (`{"skipped": n}`) says the client fell behind and
 /// missed `n` attempts, which the listing still has.
+#[utoipa::path(
+    get,
+    path = STREAM_PATH,
+    operation_id = "streamLoginAttempts",
+    tag = "logs",
+    summary = "Follow new login attempts live (Server-Sent Events)",
+    description = "Each attempt is an `attempt` event whose data is a listing item (JSON); \
+                   a `skipped` event (`{\"skipped\": n}`) says `n` attempts were missed. \
+                   Takes the listing's filters except `limit`, `cursor` and `format`.",
+    params(
+        ("successful" = Option<bool>, Query, description = "Only successes, or only failures."),
+        ("ip" = Option<String>, Query, description = "A client IP or CIDR block."),
+        ("email" = Option<String>, Query, description = "The account's email, any case."),
+        ("identifier" = Option<String>, Query, description = "What was submitted as username, exact."),
+        ("user_id" = Option<i64>, Query, description = "The account's id."),
+        ("reason" = Option<String>, Query, description = "Failure reason, as for the listing."),
+        ("suspicious" = Option<bool>, Query, description = "Only flagged, or only unflagged, attempts."),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless event stream.", content_type = "text/event-stream", body = String),
+        AdminErrors,
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

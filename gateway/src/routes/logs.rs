@@ -22,6 +22,7 @@ use crate::{
     context::RequestContext,
     error::{ApiError, FieldErrors, Rpc},
     grpc::call,
+    openapi::AdminErrors,
 };
 
 /// The path, for building `next` links.
@@ -316,7 +317,7 @@ fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
 }
 
 /// One row as clients see it: the old fields first, then the new ones.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AttemptItem {
     /// Storage id.
     pub id: i64,
@@ -325,6 +326,7 @@ pub struct AttemptItem {
     /// Client IP; `null` when unknown.
     pub ip: Option<String>,
     /// When the attempt was decided, RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// Client User-Agent; `null` when none was sent.
     pub user_agent: Option<String>,
@@ -379,7 +381,7 @@ fn rfc3339(ts: prost_types::Timestamp) -> Option<String> {
 }
 
 /// One page of results.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     /// The attempts, newest first.
     pub results: Vec<AttemptItem>,
@@ -388,6 +390,42 @@ pub struct Page {
 }
 
 /// The handler.
+#[utoipa::path(
+    get,
+    path = PATH,
+    operation_id = "listLoginAttempts",
+    tag = "logs",
+    summary = "List login attempts, newest first",
+    description = "One page at a time; follow `next` for the rest. With `format=csv` or \
+                   `format=ndjson` the whole filtered log is streamed as a download instead. \
+                   Empty parameters count as absent; unknown ones are ignored.",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)."),
+        ("cursor" = Option<String>, Query, description = "Position from a previous page's `next`."),
+        ("successful" = Option<bool>, Query, description = "Only successes, or only failures."),
+        ("ip" = Option<String>, Query, description = "A client IP or CIDR block."),
+        ("email" = Option<String>, Query, description = "The account's email, any case."),
+        ("identifier" = Option<String>, Query, description = "What was submitted as username, exact."),
+        ("user_id" = Option<i64>, Query, description = "The account's id."),
+        ("reason" = Option<String>, Query, description = "Failure reason: unknown_user, bad_password, inactive, malformed_request, locked_out or rate_limited."),
+        ("suspicious" = Option<bool>, Query, description = "Only flagged, or only unflagged, attempts."),
+        ("since" = Option<String>, Query, format = DateTime, description = "Attempts at or after this instant (RFC 3339)."),
+        ("until" = Option<String>, Query, format = DateTime, description = "Attempts before this instant (RFC 3339); later than `since`."),
+        ("format" = Option<String>, Query, description = "`json` (default), `csv` or `ndjson`."),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page, or the whole log as a CSV or NDJSON download.",
+            headers(("Content-Disposition" = String, description = "Set on downloads: `attachment; filename=...`.")),
+            content(
+                (Page = "application/json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )
+        ),
+        AdminErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

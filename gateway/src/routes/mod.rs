@@ -5,59 +5,144 @@ pub mod accounts;
 pub mod export;
 pub mod logs;
 
+use std::sync::LazyLock;
+
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::State,
     http::{HeaderValue, Method, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::Serialize;
+use utoipa::{OpenApi as _, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, context::RequestContext, error::ApiError};
+use crate::{
+    AppState,
+    context::RequestContext,
+    error::ApiError,
+    openapi::{self, ApiDoc, Unavailable},
+};
 
 /// Every public route. Paths are the old service's, trailing slashes and
-/// spelling included.
+/// spelling included; each comes from its handler's `#[utoipa::path]`, so
+/// it is in the OpenAPI document by construction.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::request_code))
+        .routes(routes!(accounts::verify_code))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::refresh))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::logout_all))
+        .routes(routes!(logs::list))
+        .routes(routes!(export::stream))
+        .routes(routes!(jwks))
+        .routes(routes!(health))
+        .routes(routes!(crate::readiness::readyz))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of every public route.
+pub fn document() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+/// The public routes, the interactive documentation, and JSON 404/405 for
+/// everything else.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/accounts/register/", post(accounts::register))
-        .route(
-            "/api/accounts/verification/code/",
-            post(accounts::request_code),
-        )
-        .route(
-            "/api/accounts/verification/code/verify/",
-            post(accounts::verify_code),
-        )
-        .route("/api/accounts/login/", post(accounts::login))
-        .route("/api/accounts/login/refresh/", post(accounts::refresh))
-        .route("/api/accounts/logout/", post(accounts::logout))
-        .route("/api/accounts/logout/all/", post(accounts::logout_all))
-        .route(logs::PATH, get(logs::list))
-        .route(export::STREAM_PATH, get(export::stream))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(health))
-        .route("/readyz", get(crate::readiness::readyz))
+    let (router, _) = documented().split_for_parts();
+    let docs = SwaggerUi::new(openapi::DOCS_PATH)
+        .config(utoipa_swagger_ui::Config::from(openapi::DOCUMENT_PATH));
+    router
+        .merge(docs)
         // Must come after the routes: it applies to those already added.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
 }
 
+/// The document, serialised once on first use.
+static DOCUMENT: LazyLock<Result<Bytes, String>> = LazyLock::new(|| {
+    document()
+        .to_json()
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+});
+
+/// `GET /api/openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = openapi::DOCUMENT_PATH,
+    operation_id = "getOpenApiDocument",
+    tag = "meta",
+    summary = "This OpenAPI 3.1 document",
+    responses((status = 200, description = "The document.", body = Object))
+)]
+async fn openapi_json() -> Result<Response, ApiError> {
+    let document = DOCUMENT
+        .as_ref()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("OpenAPI document: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document.clone(),
+    )
+        .into_response())
+}
+
 /// One public key as published (RFC 7517 / RFC 8037 names).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PublicJwk<'a> {
+    /// Key type: `OKP`.
     kty: &'a str,
+    /// Curve: `Ed25519`.
     crv: &'a str,
+    /// The public key, base64url without padding.
     x: &'a str,
+    /// Key id, as in the tokens' `kid` header.
     kid: &'a str,
+    /// Algorithm: `EdDSA`.
     alg: &'a str,
+    /// Always `sig`.
     #[serde(rename = "use")]
     use_: &'a str,
+}
+
+/// A JWK set (RFC 7517 section 5).
+#[derive(Serialize, ToSchema)]
+struct JwkSet<'a> {
+    /// Every key tokens may be signed with, current and recent.
+    keys: Vec<PublicJwk<'a>>,
+}
+
+/// The `/healthz` body.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String)]
+    status: &'static str,
 }
 
 /// `GET /.well-known/jwks.json`: auth-service's verification keys, from
 /// the same cache the gateway verifies with, so third parties can check
 /// our tokens without gRPC access.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "getJwks",
+    tag = "meta",
+    summary = "Public keys that verify access tokens",
+    responses(
+        (status = 200, description = "The JWK set; cacheable for 5 minutes.", body = JwkSet,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`."))),
+        Unavailable,
+    )
+)]
 async fn jwks(State(state): State<AppState>, ctx: RequestContext) -> Result<Response, ApiError> {
     let keys = state
         .verifier
@@ -76,7 +161,7 @@ async fn jwks(State(state): State<AppState>, ctx: RequestContext) -> Result<Resp
             use_: &k.r#use,
         })
         .collect();
-    let mut response = Json(serde_json::json!({ "keys": keys })).into_response();
+    let mut response = Json(JwkSet { keys }).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
@@ -87,8 +172,16 @@ async fn jwks(State(state): State<AppState>, ctx: RequestContext) -> Result<Resp
 /// `GET /healthz`: the process is up. It deliberately does not probe the
 /// backends, so an orchestrator does not restart healthy gateways while
 /// auth-service is down.
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health",
+    tag = "meta",
+    summary = "Liveness: the process is up",
+    responses((status = 200, description = "Up.", body = Health))
+)]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 async fn method_not_allowed(method: Method) -> ApiError {

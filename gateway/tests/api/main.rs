@@ -11,4 +11,5 @@ mod helpers;
 mod jwt;
 mod login;
 mod logs;
+mod openapi;
 mod routing;
