@@ -214,7 +214,13 @@ async fn ingest_batch(
     batch: IngestBatch,
 ) -> Result<IngestAck, Error> {
     let attempts = NewAttempt::parse_batch(batch.attempts)?;
+    let started = std::time::Instant::now();
     let stored = store.insert_batch(&attempts).await?;
+    metrics::histogram!("ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("ingest_batch_size").record(attempts.len() as f64);
+    metrics::counter!("ingest_rows_total", "result" => "inserted").increment(stored.len() as u64);
+    metrics::counter!("ingest_rows_total", "result" => "duplicate")
+        .increment(attempts.len().saturating_sub(stored.len()) as u64);
     // Only the count fits a u32 ack; a batch is far smaller than that.
     let inserted = u32::try_from(stored.len()).unwrap_or(u32::MAX);
     hub.publish(stored);

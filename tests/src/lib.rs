@@ -6,4 +6,4 @@
 pub mod smtp;
 pub mod system;
 
-pub use system::{Backend, TestSystem};
+pub use system::{Backend, MetricsAddrs, TestSystem};
