@@ -210,3 +210,108 @@ fn code_name(code: Code) -> &'static str {
         Code::Unauthenticated => "Unauthenticated",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+    use http::uri::PathAndQuery;
+    use tonic::transport::{Channel, Server};
+    use tonic_health::{
+        ServingStatus,
+        pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient},
+    };
+
+    use super::*;
+
+    const CHECK: &str = "/grpc.health.v1.Health/Check";
+    const WATCH: &str = "/grpc.health.v1.Health/Watch";
+
+    /// The health service behind the layer, on a loopback port.
+    async fn serve() -> Channel {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("svc", ServingStatus::Serving)
+            .await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Kept alive with the server: dropping it ends Watch streams.
+            let _reporter = reporter;
+            Server::builder()
+                .layer(GrpcMetricsLayer)
+                .add_service(health)
+                .serve_with_incoming(crate::net::incoming_nodelay(listener))
+                .await
+        });
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// `grpc_server_requests_total{method,code}` as rendered now.
+    fn count(method: &str, code: &str) -> u64 {
+        let text = crate::metrics::render(&crate::metrics::install().unwrap());
+        let (method, code) = (format!("method=\"{method}\""), format!("code=\"{code}\""));
+        text.lines()
+            .find(|l| {
+                l.starts_with("grpc_server_requests_total{")
+                    && l.contains(&method)
+                    && l.contains(&code)
+            })
+            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    }
+
+    // One test: the counters are process-wide, and tests run in parallel.
+    #[tokio::test]
+    async fn calls_are_counted_by_method_and_the_status_wherever_it_travels() {
+        crate::metrics::install().unwrap();
+        let channel = serve().await;
+        let mut client = HealthClient::new(channel.clone());
+        let check = |service: &str| HealthCheckRequest {
+            service: service.into(),
+        };
+
+        // OK travels in the trailers, NotFound in the headers (trailers only).
+        let (ok, not_found) = (count(CHECK, "OK"), count(CHECK, "NotFound"));
+        client.check(check("svc")).await.unwrap();
+        client.check(check("other")).await.unwrap_err();
+        assert_eq!(count(CHECK, "OK"), ok + 1);
+        assert_eq!(count(CHECK, "NotFound"), not_found + 1);
+
+        // An unknown path is one `unmatched` series, whatever the path.
+        let unmatched = count("unmatched", "Unimplemented");
+        let mut raw = tonic::client::Grpc::new(channel);
+        raw.ready().await.unwrap();
+        let status = raw
+            .unary::<HealthCheckRequest, HealthCheckResponse, _>(
+                tonic::Request::new(check("svc")),
+                PathAndQuery::from_static("/made.Up/Path123"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert_eq!(count("unmatched", "Unimplemented"), unmatched + 1);
+        let text = crate::metrics::render(&crate::metrics::install().unwrap());
+        assert!(!text.contains("Path123"));
+
+        // A stream the client abandons counts when it ends, as Canceled.
+        let canceled = count(WATCH, "Canceled");
+        let mut updates = client.watch(check("svc")).await.unwrap().into_inner();
+        updates.message().await.unwrap().unwrap();
+        drop(updates);
+        for _ in 0..100 {
+            if count(WATCH, "Canceled") > canceled {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the abandoned Watch stream was never counted");
+    }
+}
