@@ -217,8 +217,8 @@ mod tests {
 
     use std::time::Duration;
 
-    use tokio::net::TcpListener;
     use http::uri::PathAndQuery;
+    use tokio::net::TcpListener;
     use tonic::transport::{Channel, Server};
     use tonic_health::{
         ServingStatus,
