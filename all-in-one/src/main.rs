@@ -16,9 +16,13 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
 }
 
 async fn run() -> anyhow::Result<()> {
-    let audit_config = audit_service::Config::from_env()?;
-    let auth_config = auth_service::Config::from_env()?;
+    let mut audit_config = audit_service::Config::from_env()?;
+    let mut auth_config = auth_service::Config::from_env()?;
     let gateway_config = gateway::Config::from_env()?;
+    // One process has one metrics registry: served once (at
+    // GATEWAY_METRICS_ADDR), or a scraper of all three would count it thrice.
+    audit_config.metrics_addr = None;
+    auth_config.metrics_addr = None;
 
     let audit = audit_service::Application::build(audit_config).await?;
     let auth = auth_service::Application::build(auth_config).await?;
@@ -27,6 +31,7 @@ async fn run() -> anyhow::Result<()> {
         gateway = %gateway.local_addr(),
         auth = %auth.local_addr(),
         audit = %audit.local_addr(),
+        metrics = ?gateway.metrics_addr(),
         "all services up"
     );
 

@@ -19,6 +19,8 @@ const INTERNAL_TOKEN: &str = "INTERNAL_TOKEN";
 const SUSPICIOUS_THRESHOLD: &str = "AUDIT_SUSPICIOUS_THRESHOLD";
 /// Variable holding how many days attempts are kept.
 const RETENTION_DAYS: &str = "AUDIT_RETENTION_DAYS";
+/// Variable holding the admin address of `/metrics`.
+const METRICS_ADDR: &str = "AUDIT_METRICS_ADDR";
 /// Prefix of the TLS variables: `AUDIT_GRPC_TLS_CERT`, `_KEY`, `_CLIENT_CA`.
 pub(crate) const TLS_PREFIX: &str = "AUDIT_GRPC";
 
@@ -48,12 +50,18 @@ pub struct Config {
     /// `AUDIT_GRPC_TLS_CERT` / `_KEY` / `_CLIENT_CA`: serve gRPC over TLS,
     /// optionally requiring client certificates; `None`: plain HTTP/2.
     pub tls: Option<ServerTls>,
+    /// The admin address serving `/metrics` (`AUDIT_METRICS_ADDR`, default
+    /// `127.0.0.1:9102`); `None` (`off`): not served here.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
     /// Default listen address, next to auth-service's 50051.
     pub const DEFAULT_GRPC_ADDR: SocketAddr =
         SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
+    /// Default admin address of `/metrics`.
+    pub const DEFAULT_METRICS_ADDR: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9102);
     /// Default database: an embedded SQLite file, so one machine needs no server.
     pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/audit.db";
     /// Default threshold for the suspicious-activity rule.
@@ -78,6 +86,8 @@ impl Config {
         )?)?;
         let retention_days = parse_or(RETENTION_DAYS, Self::DEFAULT_RETENTION_DAYS)?;
         let tls = ServerTls::from_env(TLS_PREFIX)?;
+        let metrics_addr =
+            common::metrics::addr_from_env(METRICS_ADDR, Self::DEFAULT_METRICS_ADDR)?;
         Ok(Self {
             grpc_addr,
             database_url,
@@ -86,6 +96,7 @@ impl Config {
             retention_days,
             retention_interval: Self::DEFAULT_RETENTION_INTERVAL,
             tls,
+            metrics_addr,
         })
     }
 
@@ -101,6 +112,7 @@ impl Config {
             retention_days: 0,
             retention_interval: Self::DEFAULT_RETENTION_INTERVAL,
             tls: None,
+            metrics_addr: None,
         }
     }
 }
@@ -115,6 +127,7 @@ impl fmt::Debug for Config {
             .field("retention_days", &self.retention_days)
             .field("retention_interval", &self.retention_interval)
             .field("tls", &self.tls)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }

@@ -30,6 +30,7 @@ struct Group {
 impl Group {
     fn push(&mut self, batch: IngestBatch) -> Result<(), Error> {
         let attempts = NewAttempt::parse_batch(batch.attempts)?;
+        metrics::histogram!("ingest_batch_size").record(attempts.len() as f64);
         self.attempts.extend(attempts);
         self.batches.push((batch.batch_seq, self.attempts.len()));
         Ok(())
@@ -38,7 +39,14 @@ impl Group {
     /// Commits every batch in one transaction and returns their acks, in
     /// order; a row repeated across batches counts for the first one.
     async fn commit(self, store: &Store, hub: &TailHub) -> Result<Vec<IngestAck>, Error> {
+        let started = std::time::Instant::now();
         let stored = store.insert_batch(&self.attempts).await?;
+        metrics::histogram!("ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("ingest_group_rows").record(self.attempts.len() as f64);
+        metrics::counter!("ingest_rows_total", "result" => "inserted")
+            .increment(stored.len() as u64);
+        metrics::counter!("ingest_rows_total", "result" => "duplicate")
+            .increment(self.attempts.len().saturating_sub(stored.len()) as u64);
         let mut first_batch: HashMap<&str, usize> = HashMap::with_capacity(self.attempts.len());
         let mut start = 0;
         for (index, &(_, end)) in self.batches.iter().enumerate() {

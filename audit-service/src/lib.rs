@@ -29,7 +29,11 @@ mod store;
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use common::{config::Secret, internal_auth::RequireToken};
+use common::{
+    config::Secret,
+    internal_auth::RequireToken,
+    metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
+};
 use proto::audit::v1::audit_service_server::{AuditServiceServer, SERVICE_NAME};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::ServerTlsConfig;
@@ -69,6 +73,10 @@ pub struct Application {
     /// TLS (and client-certificate) settings, loaded at build time so a bad
     /// file stops start-up; `None`: plain HTTP/2.
     tls: Option<ServerTlsConfig>,
+    /// The `/metrics` listener, when this service serves one.
+    metrics: Option<Endpoint>,
+    /// Samples the pool at each scrape while the service lives.
+    pool_metrics: ScrapeHook,
 }
 
 impl Application {
@@ -86,6 +94,14 @@ impl Application {
             // start-up instead of the server.
             server_builder(Some(tls.clone()))?;
         }
+        // Before anything is recorded: samples taken earlier would be lost.
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(Endpoint::bind("AUDIT_METRICS_ADDR", addr).await?),
+            None => {
+                common::metrics::install()?;
+                None
+            }
+        };
         let threshold = config::parse_threshold(config.suspicious_threshold)?;
         let database_url = config::parse_database_url(config.database_url)?;
         let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;
@@ -94,6 +110,12 @@ impl Application {
             .with_context(|| format!("cannot listen on AUDIT_GRPC_ADDR={}", config.grpc_addr))?;
         let local_addr = listener.local_addr()?;
         tracing::info!(backend = ?store.backend(), tls = tls.is_some(), "log database ready");
+        let pool_metrics = {
+            let store = store.clone();
+            common::metrics::on_scrape(move || {
+                common::metrics::record_pool("audit", store.pool_usage());
+            })
+        };
         Ok(Self {
             listener,
             local_addr,
@@ -103,7 +125,14 @@ impl Application {
             retention_days: config.retention_days,
             retention_interval: config.retention_interval,
             tls,
+            metrics,
+            pool_metrics,
         })
+    }
+
+    /// Where `/metrics` is served, if this service serves it.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(Endpoint::local_addr)
     }
 
     /// The address the server is bound to.
@@ -123,8 +152,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let mut builder = server_builder(self.tls)?;
+        let builder = server_builder(self.tls)?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let _pool_metrics = self.pool_metrics;
+        if let Some(endpoint) = self.metrics {
+            // Stops with the gRPC server (the `stop_tx` send below, or its drop).
+            let mut stop = stop_rx.clone();
+            tokio::spawn(endpoint.serve(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -163,6 +200,7 @@ impl Application {
         let incoming = common::net::incoming_nodelay(self.listener);
         let mut server_stop = stop_rx;
         let server = builder
+            .layer(GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -149,6 +149,7 @@ impl<S: AuthStore> AuthApi<S> {
             .record_login(&entry, refresh, count, now.unix_timestamp())
             .await?;
         self.outbox_signal.notify_one();
+        crate::attempt::count(outcome);
         tracing::info!(
             event_id = %entry.event_id,
             successful = outcome.is_ok(),

@@ -39,6 +39,17 @@ impl RejectReason {
     }
 }
 
+/// Counts one decided attempt in `login_attempts_total{outcome,reason}`;
+/// both labels come from fixed sets, never from the request.
+pub fn count(outcome: Result<(), RejectReason>) {
+    let (outcome, reason) = match outcome {
+        Ok(()) => ("success", "none"),
+        Err(reason) => ("failure", reason.as_str()),
+    };
+    metrics::counter!("login_attempts_total", "outcome" => outcome, "reason" => reason)
+        .increment(1);
+}
+
 /// Longest identifier kept in the log; longer input is cut, not dropped.
 const MAX_IDENTIFIER: usize = 254;
 

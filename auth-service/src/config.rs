@@ -47,6 +47,9 @@ pub struct Config {
     /// client certificate `INTERNAL_TLS_CLIENT_CERT` / `_KEY` when
     /// audit-service requires one (the same variables as the gateway's).
     pub internal_tls: common::tls::ClientTls,
+    /// `AUTH_METRICS_ADDR`: the admin address serving `/metrics`
+    /// (default `127.0.0.1:9101`); `None` (`off`): not served here.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 fn secs_or(name: &str, default: i64) -> Result<i64, ConfigError> {
@@ -143,6 +146,10 @@ impl Config {
             key_reload_interval: duration_or("AUTH_KEY_RELOAD_INTERVAL", Duration::from_secs(60))?,
             tls: common::tls::ServerTls::from_env("AUTH_GRPC")?,
             internal_tls: common::tls::ClientTls::from_env()?,
+            metrics_addr: common::metrics::addr_from_env(
+                "AUTH_METRICS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9101)),
+            )?,
         };
         config.validate()?;
         Ok(config)
@@ -168,6 +175,7 @@ impl Config {
             key_reload_interval: Duration::from_secs(60),
             tls: None,
             internal_tls: common::tls::ClientTls::default(),
+            metrics_addr: None,
         }
     }
 

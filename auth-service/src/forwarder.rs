@@ -71,7 +71,11 @@ impl<S: AuthStore> Forwarder<S> {
             match self.session(&mut stop, &mut backoff).await {
                 Ok(Exit::Drained) => return,
                 Err(e) => {
+                    metrics::counter!("forwarder_reconnects_total").increment(1);
                     let backlog = self.store.outbox_len().await.unwrap_or(-1);
+                    if backlog >= 0 {
+                        metrics::gauge!("outbox_backlog").set(backlog as f64);
+                    }
                     tracing::warn!(error = %e, backlog, retry_in_ms = backoff.as_millis() as u64, "audit stream down");
                 }
             }
@@ -80,6 +84,19 @@ impl<S: AuthStore> Forwarder<S> {
                 _ = stop.changed() => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Sets `outbox_backlog` to the rows waiting. A read shorter than a
+    /// batch returned the whole outbox, so only a full one costs a count.
+    async fn report_backlog(&self, fetched: usize) {
+        let backlog = if i64::try_from(fetched).is_ok_and(|n| n < BATCH) {
+            Some(fetched as f64)
+        } else {
+            self.store.outbox_len().await.ok().map(|n| n as f64)
+        };
+        if let Some(backlog) = backlog {
+            metrics::gauge!("outbox_backlog").set(backlog);
         }
     }
 
@@ -103,6 +120,7 @@ impl<S: AuthStore> Forwarder<S> {
         let mut batch_seq = 0u64;
         loop {
             let rows = self.store.outbox_oldest(BATCH).await?;
+            self.report_backlog(rows.len()).await;
             if rows.is_empty() {
                 if *stop.borrow() {
                     return Ok(Exit::Drained);
@@ -144,6 +162,7 @@ impl<S: AuthStore> Forwarder<S> {
                 ack.batch_seq
             );
             self.store.outbox_remove(&seqs).await?;
+            metrics::histogram!("forwarder_batch_size").record(seqs.len() as f64);
             tracing::debug!(
                 sent = seqs.len(),
                 inserted = ack.inserted,

@@ -23,13 +23,17 @@ pub mod tokens;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
-use common::internal_auth::{AttachToken, RequireToken};
+use common::{
+    internal_auth::{AttachToken, RequireToken},
+    metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
+};
 use proto::auth::v1::auth_service_server::{AuthServiceServer, SERVICE_NAME};
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
 };
 use tonic::transport::{Server, server::Router};
+use tower::layer::util::{Identity, Stack};
 
 pub use config::Config;
 
@@ -45,10 +49,17 @@ use crate::{
 /// How long shutdown waits for the outbox to drain to audit-service.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The gRPC router with the metrics layer around every service.
+type MeteredRouter = Router<Stack<GrpcMetricsLayer, Identity>>;
+
 /// A built, bound, not yet serving auth-service.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    router: MeteredRouter,
+    /// The `/metrics` listener, when this service serves one.
+    metrics: Option<Endpoint>,
+    /// Samples the pool at each scrape while the service lives.
+    _pool_metrics: ScrapeHook,
     forwarder: Pin<Box<dyn Future<Output = ()> + Send>>,
     upkeep: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Keeps the named health entry in step with the database.
@@ -62,14 +73,31 @@ impl Application {
     /// keys, and binds the gRPC port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let url = config.database_url.expose().to_owned();
+        // Before anything is recorded: samples taken earlier would be lost.
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(Endpoint::bind("AUTH_METRICS_ADDR", addr).await?),
+            None => {
+                common::metrics::install()?;
+                None
+            }
+        };
         if url.starts_with("sqlite:") {
-            Self::assemble(config, SqliteStore::connect(&url).await?).await
+            let store = SqliteStore::connect(&url).await?;
+            let hook = pool_hook(store.clone());
+            Self::assemble(config, store, metrics, hook).await
         } else {
-            Self::assemble(config, PgStore::connect(&url).await?).await
+            let store = PgStore::connect(&url).await?;
+            let hook = pool_hook(store.clone());
+            Self::assemble(config, store, metrics, hook).await
         }
     }
 
-    async fn assemble<S: AuthStore>(config: Config, store: S) -> anyhow::Result<Self> {
+    async fn assemble<S: AuthStore>(
+        config: Config,
+        store: S,
+        metrics: Option<Endpoint>,
+        pool_metrics: ScrapeHook,
+    ) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let tokens = Arc::new(
             TokenService::load(
@@ -133,6 +161,7 @@ impl Application {
             server = server.tls_config(tls.load("AUTH_GRPC")?)?;
         }
         let router = server
+            .layer(GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
@@ -143,9 +172,14 @@ impl Application {
 
         let listener = TcpListener::bind(config.grpc_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "auth-service listening");
+        if let Some(addr) = metrics.as_ref().and_then(Endpoint::local_addr) {
+            tracing::info!(%addr, "auth-service metrics at /metrics");
+        }
         Ok(Self {
             listener,
             router,
+            metrics,
+            _pool_metrics: pool_metrics,
             forwarder: Box::pin(forwarder.run(stop_rx)),
             upkeep,
             readiness,
@@ -160,6 +194,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Where `/metrics` is served, if this service serves it.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(Endpoint::local_addr)
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, finishes
@@ -182,6 +221,13 @@ impl Application {
                 .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
                 .await;
         };
+        // Kept up until the outbox is drained, so the drain can be watched.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics.map(|endpoint| {
+            tokio::spawn(endpoint.serve(async {
+                let _ = metrics_stopped.await;
+            }))
+        });
         let served = self
             .router
             .serve_with_incoming_shutdown(common::net::incoming_nodelay(self.listener), shutdown)
@@ -195,9 +241,19 @@ impl Application {
             tracing::warn!("outbox not drained before shutdown; it will be sent on next start");
         }
         let _ = upkeep.await;
+        let _ = stop_metrics.send(());
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         served?;
         Ok(())
     }
+}
+
+/// Publishes `store`'s pool as `db_pool_connections{service="auth"}` at
+/// each scrape.
+fn pool_hook<DB: sqlx::Database>(store: store::SqlStore<DB>) -> ScrapeHook {
+    common::metrics::on_scrape(move || common::metrics::record_pool("auth", store.pool_usage()))
 }
 
 /// Oldest throttle window worth keeping (longer than any default window).

@@ -9,11 +9,13 @@
 //! - [`net`]: accepting gRPC connections (Nagle off).
 //! - [`internal_auth`]: the shared-secret check on internal gRPC calls.
 //! - [`tls`]: optional TLS (and client certificates) for internal gRPC.
+//! - [`metrics`]: the Prometheus recorder, its `/metrics` endpoint and the gRPC layer.
 
 pub mod config;
 pub mod health;
 pub mod internal_auth;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod shutdown;
 pub mod telemetry;

@@ -36,6 +36,10 @@ pub struct Config {
     /// TLS for `https://` backend URLs: `INTERNAL_TLS_CA`, and the client
     /// certificate `INTERNAL_TLS_CLIENT_CERT` / `_KEY` when backends require one.
     pub internal_tls: common::tls::ClientTls,
+    /// The admin address serving `/metrics` (`GATEWAY_METRICS_ADDR`,
+    /// default `127.0.0.1:9100`), apart from the public port so scrapes
+    /// never reach the internet; `None` (`off`): not served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -89,6 +93,12 @@ impl Config {
             .map(|v| v.trim().to_owned())
             .unwrap_or_else(|| DEFAULT_JWT_ISSUER.to_owned());
 
+        let metrics_addr = common::metrics::parse_addr(
+            "GATEWAY_METRICS_ADDR",
+            get("GATEWAY_METRICS_ADDR").as_deref(),
+            SocketAddr::from(([127, 0, 0, 1], 9100)),
+        )?;
+
         Ok(Self {
             addr,
             auth_grpc_url,
@@ -97,6 +107,7 @@ impl Config {
             trusted_proxies,
             jwt_issuer,
             internal_tls,
+            metrics_addr,
         })
     }
 
@@ -112,6 +123,7 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             jwt_issuer: DEFAULT_JWT_ISSUER.to_owned(),
             internal_tls: common::tls::ClientTls::default(),
+            metrics_addr: None,
         }
     }
 }

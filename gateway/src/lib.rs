@@ -15,6 +15,7 @@
 //! - [`grpc`]: lazily connecting backend clients.
 //! - [`readiness`]: `/readyz`, from the backends' gRPC health.
 //! - [`openapi`]: the OpenAPI document's shared parts.
+//! - [`metrics`]: request counts and latencies by route template.
 //! - `routes`: the handlers.
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod openapi;
 pub mod readiness;
 mod routes;
@@ -37,7 +39,7 @@ use axum::{
     Router, extract::FromRef, middleware, response::IntoResponse, response::Response,
     serve::ListenerExt,
 };
-use common::internal_auth::AttachToken;
+use common::{internal_auth::AttachToken, metrics::Endpoint};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
     routes::routes()
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(trusted, context::layer))
+        .layer(middleware::from_fn(metrics::track))
         .with_state(state)
 }
 
@@ -118,6 +121,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    /// The `/metrics` listener, when configured.
+    metrics: Option<Endpoint>,
 }
 
 impl Application {
@@ -135,16 +140,29 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR={}", config.addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(Endpoint::bind("GATEWAY_METRICS_ADDR", addr).await?),
+            None => {
+                common::metrics::install()?;
+                None
+            }
+        };
         Ok(Self {
             listener,
             local_addr,
             router: router(state),
+            metrics,
         })
     }
 
     /// The address actually bound (the real port when configured with 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(Endpoint::local_addr)
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets
@@ -154,18 +172,30 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics.map(|endpoint| {
+            tracing::info!(addr = ?endpoint.local_addr(), "gateway metrics at /metrics");
+            tokio::spawn(endpoint.serve(async {
+                let _ = metrics_stopped.await;
+            }))
+        });
         // Nagle off: a response's headers and body are separate writes.
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(
+        let served = axum::serve(
             listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .context("HTTP server failed")?;
+        .context("HTTP server failed");
+        let _ = stop_metrics.send(());
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        served?;
         tracing::info!("gateway stopped");
         Ok(())
     }

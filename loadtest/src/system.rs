@@ -70,6 +70,11 @@ impl System {
             ("GATEWAY_ADDR", format!("127.0.0.1:{gw}")),
             ("AUTH_GRPC_ADDR", format!("127.0.0.1:{auth}")),
             ("AUDIT_GRPC_ADDR", format!("127.0.0.1:{audit}")),
+            // Metrics are recorded (their cost is in the numbers) but served
+            // on any free port, so a run never collides with the defaults.
+            ("GATEWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("AUTH_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("AUDIT_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("AUTH_GRPC_URL", format!("http://127.0.0.1:{auth}")),
             ("AUDIT_GRPC_URL", format!("http://127.0.0.1:{audit}")),
             ("AUTH_DATABASE_URL", auth_db),

@@ -8,4 +8,4 @@ pub mod processes;
 pub mod smtp;
 pub mod system;
 
-pub use system::{Backend, TestSystem};
+pub use system::{Backend, MetricsAddrs, TestSystem};

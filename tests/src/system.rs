@@ -59,6 +59,8 @@ pub struct TestSystem {
     pub auth_config: auth_service::Config,
     /// auth-service's gRPC URL.
     pub auth_url: String,
+    /// Where each service serves `/metrics`, for those configured to.
+    pub metrics: MetricsAddrs,
     audit_config: audit_service::Config,
     audit_addr: SocketAddr,
     audit_hub: audit_service::TailHub,
@@ -66,6 +68,18 @@ pub struct TestSystem {
     auth: Option<Running>,
     gateway: Running,
     _dir: tempfile::TempDir,
+}
+
+/// The bound `/metrics` addresses (port 0 in the configuration becomes a
+/// real port here).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsAddrs {
+    /// The gateway's.
+    pub gateway: Option<SocketAddr>,
+    /// auth-service's (of its first start).
+    pub auth: Option<SocketAddr>,
+    /// audit-service's (of its first start).
+    pub audit: Option<SocketAddr>,
 }
 
 async fn database_urls(backend: Backend, dir: &std::path::Path) -> Option<(String, String)> {
@@ -120,6 +134,10 @@ impl TestSystem {
             .await
             .unwrap();
         let audit_addr = audit_app.local_addr();
+        let mut metrics = MetricsAddrs {
+            audit: audit_app.metrics_addr(),
+            ..MetricsAddrs::default()
+        };
         let audit_hub = audit_app.tail_hub();
         let audit = Running::spawn(|rx| audit_app.run_until(until(rx)));
         let audit_url = audit_url(&audit_config, audit_addr);
@@ -130,11 +148,13 @@ impl TestSystem {
         // The gateway's auth URL is only known once auth-service is bound.
         let mut gateway_config = gateway::Config::for_tests("", &audit_url);
         configure(&mut auth_config, &mut gateway_config);
-        let (auth, auth_url) = Self::spawn_auth(&auth_config).await;
+        let (auth, auth_url, auth_metrics) = Self::spawn_auth(&auth_config).await;
+        metrics.auth = auth_metrics;
         gateway_config.auth_grpc_url = auth_url.clone();
 
         let gateway_app = gateway::Application::build(gateway_config).await.unwrap();
         let base = format!("http://{}", gateway_app.local_addr());
+        metrics.gateway = gateway_app.metrics_addr();
         let gateway = Running::spawn(|rx| gateway_app.run_until(until(rx)));
 
         Some(Self {
@@ -146,6 +166,7 @@ impl TestSystem {
             smtp,
             auth_config,
             auth_url,
+            metrics,
             audit_config,
             audit_addr,
             audit_hub,
@@ -156,7 +177,7 @@ impl TestSystem {
         })
     }
 
-    async fn spawn_auth(config: &auth_service::Config) -> (Running, String) {
+    async fn spawn_auth(config: &auth_service::Config) -> (Running, String, Option<SocketAddr>) {
         let app = auth_service::Application::build(config.clone())
             .await
             .unwrap();
@@ -166,7 +187,8 @@ impl TestSystem {
             "http"
         };
         let url = format!("{scheme}://{}", app.local_addr());
-        (Running::spawn(|rx| app.run_until(until(rx))), url)
+        let metrics = app.metrics_addr();
+        (Running::spawn(|rx| app.run_until(until(rx))), url, metrics)
     }
 
     /// Stops audit-service (graceful), leaving its database in place.
@@ -196,7 +218,7 @@ impl TestSystem {
             .await;
         let mut config = self.auth_config.clone();
         config.grpc_addr = self.auth_url.rsplit("://").next().unwrap().parse().unwrap();
-        let (auth, _) = Self::spawn_auth(&config).await;
+        let (auth, _, _) = Self::spawn_auth(&config).await;
         self.auth = Some(auth);
     }
 

@@ -38,6 +38,8 @@ async fn every_login_is_logged_exactly_once_across_an_audit_service_sigkill() {
     let (audit, auth, gateway) = (free_addr(), free_addr(), free_addr());
     let audit_env = vec![
         ("AUDIT_GRPC_ADDR", audit.to_string()),
+        // Any free port: the defaults may be taken on a shared machine.
+        ("AUDIT_METRICS_ADDR", "127.0.0.1:0".to_owned()),
         (
             "AUDIT_DATABASE_URL",
             format!("sqlite://{}", dir.path().join("audit.db").display()),
@@ -50,6 +52,7 @@ async fn every_login_is_logged_exactly_once_across_an_audit_service_sigkill() {
         "auth-service",
         &[
             ("AUTH_GRPC_ADDR", auth.to_string()),
+            ("AUTH_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             (
                 "AUTH_DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("auth.db").display()),
@@ -63,6 +66,7 @@ async fn every_login_is_logged_exactly_once_across_an_audit_service_sigkill() {
         "gateway",
         &[
             ("GATEWAY_ADDR", gateway.to_string()),
+            ("GATEWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("AUTH_GRPC_URL", format!("http://{auth}")),
             ("AUDIT_GRPC_URL", format!("http://{audit}")),
         ],

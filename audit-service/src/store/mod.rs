@@ -176,6 +176,15 @@ impl Store {
         }
     }
 
+    /// The pool's connections right now, for the metrics endpoint.
+    pub fn pool_usage(&self) -> common::metrics::PoolUsage {
+        match self {
+            Self::Sqlite(s) => s.pool_usage(),
+            Self::Postgres(s) => s.pool_usage(),
+            Self::Mysql(s) => s.pool_usage(),
+        }
+    }
+
     /// Closes the pool, letting SQLite checkpoint its WAL.
     pub async fn close(&self) {
         match self {

@@ -63,6 +63,14 @@ macro_rules! shared_backend_ops {
             pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
                 sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
             }
+
+            pub(super) fn pool_usage(&self) -> common::metrics::PoolUsage {
+                common::metrics::PoolUsage {
+                    open: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
         }
 
         /// Settles a flag the batch-wide counts left open with exact counts.

@@ -30,6 +30,17 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
     }
 }
 
+impl<DB: sqlx::Database> SqlStore<DB> {
+    /// The pool's connections right now, for the metrics endpoint.
+    pub fn pool_usage(&self) -> common::metrics::PoolUsage {
+        common::metrics::PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+}
+
 /// SQLite-backed store.
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 /// PostgreSQL-backed store.
