@@ -480,8 +480,8 @@ impl<S: AuthStore> AuthApi<S> {
             .rotate_refresh(&claims.jti, now, &next, self.limits.refresh_family)
             .await?
         {
-            Rotation::Rotated(user) => {
-                let pair = self.tokens.issue(&user, now, jti)?;
+            Rotation::Rotated(owner) => {
+                let pair = self.tokens.issue(owner, now, jti)?;
                 Ok(pb::TokenPair {
                     access: pair.access,
                     refresh: pair.refresh,

@@ -7,15 +7,15 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ed25519_dalek::{Signer, SigningKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
     error::Error,
-    store::{AuthStore, SigningKeyRow, User},
+    store::{AuthStore, SigningKeyRow, TokenOwner},
 };
 
 /// `token_type` of access tokens (simplejwt's value).
@@ -55,10 +55,44 @@ pub struct PublicJwk {
 
 /// One loaded generation of keys: the newest signs, all verify.
 struct Keys {
-    signing_kid: String,
-    signing_key: EncodingKey,
+    signer: KeySigner,
     verifying: HashMap<String, DecodingKey>,
     jwks: Vec<PublicJwk>,
+}
+
+/// The newest key, ready to sign: the expanded key and the encoded JWT
+/// header are computed once per load. (`jsonwebtoken::encode` re-parses a
+/// PKCS#8 document and re-derives the public key on every call, which
+/// doubled the cost of each signature.)
+struct KeySigner {
+    key: SigningKey,
+    /// `base64url({"typ":"JWT","alg":"EdDSA","kid":…})`, as jsonwebtoken writes it.
+    header_b64: String,
+}
+
+impl KeySigner {
+    fn new(kid: &str, key: SigningKey) -> anyhow::Result<Self> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        Ok(Self {
+            key,
+            header_b64: URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+        })
+    }
+
+    /// A compact JWS (RFC 7515): `header.claims.signature`, each base64url
+    /// without padding, signed with Ed25519 over `header.claims`.
+    fn sign(&self, claims: &Claims) -> Result<String, serde_json::Error> {
+        let json = serde_json::to_vec(claims)?;
+        let mut token = String::with_capacity(self.header_b64.len() + json.len() * 4 / 3 + 92);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        let signature = self.key.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        Ok(token)
+    }
 }
 
 /// Least time between two reloads caused by tokens with unknown `kid`s, so
@@ -122,20 +156,15 @@ fn build_keys(rows: &[SigningKeyRow]) -> anyhow::Result<Keys> {
     let mut signer = None;
     for row in rows {
         let (key, jwk) = public_jwk(row)?;
-        if signer.is_none() {
-            let der = key
-                .to_pkcs8_der()
-                .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
-            signer = Some((row.kid.clone(), EncodingKey::from_ed_der(der.as_bytes())));
-        }
         verifying.insert(jwk.kid.clone(), DecodingKey::from_ed_components(&jwk.x)?);
+        if signer.is_none() {
+            signer = Some(KeySigner::new(&row.kid, key)?);
+        }
         jwks.push(jwk);
     }
-    let (signing_kid, signing_key) =
-        signer.ok_or_else(|| anyhow::anyhow!("no signing key in the database"))?;
+    let signer = signer.ok_or_else(|| anyhow::anyhow!("no signing key in the database"))?;
     Ok(Keys {
-        signing_kid,
-        signing_key,
+        signer,
         verifying,
         jwks,
     })
@@ -216,10 +245,9 @@ impl TokenService {
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, Error> {
-        let keys = self.current();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(keys.signing_kid.clone());
-        jsonwebtoken::encode(&header, claims, &keys.signing_key)
+        self.current()
+            .signer
+            .sign(claims)
             .map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
     }
 
@@ -228,9 +256,16 @@ impl TokenService {
         self.refresh_ttl
     }
 
-    /// Issues an access + refresh pair for `user` at `now`; the refresh
-    /// token gets `refresh_jti`, which the caller has persisted or will.
-    pub fn issue(&self, user: &User, now: i64, refresh_jti: String) -> Result<IssuedPair, Error> {
+    /// Issues an access + refresh pair for `user` (an account, or the owner
+    /// read while rotating) at `now`; the refresh token gets `refresh_jti`,
+    /// which the caller has persisted or will.
+    pub fn issue(
+        &self,
+        user: impl Into<TokenOwner>,
+        now: i64,
+        refresh_jti: String,
+    ) -> Result<IssuedPair, Error> {
+        let user: TokenOwner = user.into();
         let claims = |token_type: &str, ttl: i64, jti: String| Claims {
             token_type: token_type.to_owned(),
             exp: now + ttl,
@@ -274,5 +309,92 @@ impl TokenService {
             return Err(Error::InvalidToken);
         }
         Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::store::User;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+
+    fn service(rows: &[SigningKeyRow]) -> TokenService {
+        TokenService {
+            keys: RwLock::new(Arc::new(build_keys(rows).unwrap())),
+            last_reload: Mutex::new(std::time::Instant::now()),
+            issuer: "issuer".into(),
+            access_ttl: 300,
+            refresh_ttl: 86_400,
+        }
+    }
+
+    fn user() -> User {
+        User {
+            id: 7,
+            username: "alice \"quoted\" é".into(),
+            email: "a@example.com".into(),
+            password_hash: String::new(),
+            is_active: true,
+            is_staff: true,
+        }
+    }
+
+    #[test]
+    fn cached_signer_matches_jsonwebtoken_encode_byte_for_byte() {
+        // Ed25519 signatures are deterministic, so the hand-built token must
+        // equal what `jsonwebtoken::encode` makes from the same key.
+        let row = generate_key(1_700_000_000);
+        let tokens = service(std::slice::from_ref(&row));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let pair = tokens.issue(&user(), now, "jti-1".into()).unwrap();
+
+        let claims = tokens.verify(&pair.refresh, REFRESH).unwrap();
+        let seed: [u8; 32] = row.secret.as_slice().try_into().unwrap();
+        let der = SigningKey::from_bytes(&seed).to_pkcs8_der().unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(row.kid.clone());
+        let expected = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(pair.refresh, expected);
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_their_claims_and_type() {
+        let tokens = service(&[generate_key(2), generate_key(1)]);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let pair = tokens.issue(&user(), now, "jti-2".into()).unwrap();
+
+        let refresh = tokens.verify(&pair.refresh, REFRESH).unwrap();
+        assert_eq!(refresh.jti, "jti-2");
+        assert_eq!(refresh.user_id, 7);
+        assert_eq!(refresh.username, "alice \"quoted\" é");
+        assert!(refresh.is_staff);
+        assert_eq!(refresh.exp, now + 86_400);
+        assert_eq!(pair.refresh_exp, now + 86_400);
+        let access = tokens.verify(&pair.access, ACCESS).unwrap();
+        assert_eq!(access.exp, now + 300);
+        assert_ne!(access.jti, refresh.jti);
+
+        // Wrong type, a flipped signature byte, or an unknown key: refused.
+        assert!(tokens.verify(&pair.access, REFRESH).is_err());
+        let mut forged = pair.refresh.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        assert!(
+            tokens
+                .verify(&String::from_utf8(forged).unwrap(), REFRESH)
+                .is_err()
+        );
+        assert!(
+            service(&[generate_key(3)])
+                .verify(&pair.refresh, REFRESH)
+                .is_err()
+        );
     }
 }

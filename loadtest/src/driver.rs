@@ -62,22 +62,36 @@ where
                     let result = request(w).await;
                     let _ = local.record(t.elapsed().as_micros().max(1) as u64);
                     n += 1;
-                    match result {
-                        Ok(status) if ok.contains(&status) => {}
-                        Ok(status) => {
-                            errors += 1;
-                            if status >= 500 {
-                                server_errors += 1;
-                            }
-                        }
-                        Err(_) => errors += 1,
-                    }
+                    tally(result, ok, &mut errors, &mut server_errors);
                 }
                 let _ = histogram.lock().await.add(&local);
                 (n, errors, server_errors)
             })
         })
         .collect();
+    collect(name, start, tasks, histogram).await
+}
+
+fn tally(result: Sent, ok: &[u16], errors: &mut u64, server_errors: &mut u64) {
+    match result {
+        Ok(status) if ok.contains(&status) => {}
+        Ok(status) => {
+            *errors += 1;
+            if status >= 500 {
+                *server_errors += 1;
+            }
+        }
+        Err(_) => *errors += 1,
+    }
+}
+
+/// Sums the workers' counts once they have all finished.
+async fn collect(
+    name: &str,
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<(u64, u64, u64)>>,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+) -> Outcome {
     let (mut requests, mut errors, mut server_errors) = (0, 0, 0);
     for t in tasks {
         if let Ok((n, e, s)) = t.await {
@@ -98,6 +112,51 @@ where
         p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
         max_ms: h.max() as f64 / 1000.0,
     }
+}
+
+/// Like [`run`], but open loop: request `i` of worker `w` is due at
+/// `start + (i * workers + w) / rate`, so together the workers offer `rate`
+/// requests/s. A worker that falls behind sends at once; latency counts from
+/// the due time, so time spent queued behind slow requests is included
+/// (no coordinated omission).
+pub async fn run_paced<F, Fut>(
+    name: &str,
+    workers: usize,
+    duration: Duration,
+    rate: f64,
+    ok: &'static [u16],
+    request: F,
+) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Sent> + Send,
+{
+    let histogram = Arc::new(Mutex::new(new_histogram()));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let period = Duration::from_secs_f64(workers as f64 / rate.max(0.001));
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let request = request.clone();
+            let histogram = histogram.clone();
+            tokio::spawn(async move {
+                let mut local = new_histogram();
+                let (mut n, mut errors, mut server_errors) = (0u64, 0u64, 0u64);
+                let mut due = start + period.mul_f64(w as f64 / workers as f64);
+                while due < deadline {
+                    tokio::time::sleep_until(due.into()).await;
+                    let result = request(w).await;
+                    let _ = local.record(due.elapsed().as_micros().max(1) as u64);
+                    n += 1;
+                    tally(result, ok, &mut errors, &mut server_errors);
+                    due += period;
+                }
+                let _ = histogram.lock().await.add(&local);
+                (n, errors, server_errors)
+            })
+        })
+        .collect();
+    collect(name, start, tasks, histogram).await
 }
 
 fn new_histogram() -> Histogram<u64> {

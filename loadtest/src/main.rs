@@ -10,6 +10,8 @@
 //! cargo build --release --bins
 //! target/release/loadtest --backend sqlite
 //! target/release/loadtest --backend postgres --postgres-url postgres://postgres@127.0.0.1:5432/test
+//! target/release/loadtest --scenarios refresh --seconds 5              # peak refresh rate
+//! target/release/loadtest --scenarios refresh --refresh-rate 2500      # latency at a fixed rate
 //! ```
 
 mod calibrate;
@@ -28,6 +30,23 @@ pub enum Backend {
     Sqlite,
     /// Fresh databases created on `--postgres-url`.
     Postgres,
+}
+
+/// One part of the benchmark (`--scenarios`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Raw argon2id hashes/s on all cores.
+    Calibrate,
+    /// Logins with the right password.
+    Login,
+    /// Logins as unknown users.
+    LoginUnknown,
+    /// Refresh-token rotation.
+    Refresh,
+    /// Seeding the login log, then the admin's log page.
+    Logs,
+    /// Many logins at once.
+    Flood,
 }
 
 /// Command-line options.
@@ -58,6 +77,19 @@ pub struct Args {
     /// Concurrent logins in the flood scenario.
     #[arg(long, default_value_t = 1000)]
     pub flood: usize,
+    /// Scenarios to run (comma-separated), always in the order listed here.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "calibrate,login,login-unknown,refresh,logs,flood"
+    )]
+    pub scenarios: Vec<Scenario>,
+    /// Send refreshes at this fixed total rate (requests/s) instead of back
+    /// to back; latency then counts from each request's scheduled start, so
+    /// queueing shows up in p99 (latency at a given load, not peak rate).
+    #[arg(long)]
+    pub refresh_rate: Option<f64>,
 }
 
 #[tokio::main]

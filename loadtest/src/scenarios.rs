@@ -10,7 +10,7 @@ use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceC
 use tokio::{io::AsyncWriteExt, sync::Mutex};
 
 use crate::{
-    Args, calibrate,
+    Args, Scenario, calibrate,
     driver::{self, Outcome},
     system::System,
 };
@@ -23,11 +23,13 @@ const LOGS: &str = "/api/accounts/logs/login/attemps/";
 
 /// Everything measured in one run.
 pub struct Report {
-    argon2_per_second: f64,
+    argon2_per_second: Option<f64>,
     outcomes: Vec<Outcome>,
-    seeded: u64,
-    seed_rate: f64,
-    flood: String,
+    seeded: Option<(u64, f64)>,
+    flood: Option<String>,
+    /// Per scenario: CPU µs per request of each process (shared cores make
+    /// this steadier than req/s when other work runs on the machine).
+    cpu: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for Report {
@@ -37,11 +39,12 @@ impl std::fmt::Display for Report {
             "| scenario | requests | req/s | p50 ms | p99 ms | max ms | errors (5xx) |"
         )?;
         writeln!(f, "|---|---:|---:|---:|---:|---:|---:|")?;
-        writeln!(
-            f,
-            "| argon2id calibration (raw hashes, all cores) | | {:.1} | | | | |",
-            self.argon2_per_second
-        )?;
+        if let Some(argon2) = self.argon2_per_second {
+            writeln!(
+                f,
+                "| argon2id calibration (raw hashes, all cores) | | {argon2:.1} | | | | |"
+            )?;
+        }
         for o in &self.outcomes {
             writeln!(
                 f,
@@ -53,19 +56,27 @@ impl std::fmt::Display for Report {
             .outcomes
             .iter()
             .find(|o| o.name.starts_with("login (success"))
+            && let Some(argon2) = self.argon2_per_second
         {
             writeln!(
                 f,
                 "\nLogin throughput / raw argon2 = {:.2}",
-                login.rate / self.argon2_per_second
+                login.rate / argon2
             )?;
         }
-        writeln!(
-            f,
-            "Log seeded with {} rows over the Ingest stream at {:.0} rows/s",
-            self.seeded, self.seed_rate
-        )?;
-        write!(f, "Flood: {}", self.flood)
+        if let Some((rows, rate)) = self.seeded {
+            writeln!(
+                f,
+                "Log seeded with {rows} rows over the Ingest stream at {rate:.0} rows/s"
+            )?;
+        }
+        if let Some(flood) = &self.flood {
+            writeln!(f, "Flood: {flood}")?;
+        }
+        for (name, cpu) in &self.cpu {
+            writeln!(f, "CPU µs per request, {name}: {cpu}")?;
+        }
+        Ok(())
     }
 }
 
@@ -200,7 +211,7 @@ async fn flood(http: &reqwest::Client, base: &str, n: usize) -> String {
     )
 }
 
-/// Runs every scenario in order on one started system.
+/// Runs the selected scenarios, in the fixed order, on one started system.
 pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow::Result<Report> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -209,137 +220,181 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
     let base = system.base.clone();
     create_user(system).await?;
     let (admin_access, _) = login(&http, &base).await?;
+    let wanted = |s: Scenario| args.scenarios.contains(&s);
+    let mut report = Report {
+        argon2_per_second: None,
+        outcomes: Vec::new(),
+        seeded: None,
+        flood: None,
+        cpu: Vec::new(),
+    };
 
-    eprintln!("calibrating argon2id…");
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let argon2_per_second = tokio::task::spawn_blocking(move || {
-        calibrate::argon2_per_second(cores, Duration::from_secs(5))
+    if wanted(Scenario::Calibrate) {
+        eprintln!("calibrating argon2id…");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        report.argon2_per_second = Some(
+            tokio::task::spawn_blocking(move || {
+                calibrate::argon2_per_second(cores, Duration::from_secs(5))
+            })
+            .await??,
+        );
+    }
+    if wanted(Scenario::Login) {
+        eprintln!("login (success)…");
+        report
+            .outcomes
+            .push(login_scenario(args, &http, &base, duration, None).await);
+        eprintln!("  RSS now: {}", system.current_rss());
+    }
+    if wanted(Scenario::LoginUnknown) {
+        eprintln!("login (unknown user)…");
+        report
+            .outcomes
+            .push(login_scenario(args, &http, &base, duration, Some("ghost")).await);
+        eprintln!("  RSS now: {}", system.current_rss());
+    }
+    if wanted(Scenario::Refresh) {
+        eprintln!("refresh…");
+        let (outcome, cpu) = refresh_scenario(args, system, &http, duration).await?;
+        report.cpu.push((outcome.name.clone(), cpu));
+        report.outcomes.push(outcome);
+        eprintln!("  RSS now: {}", system.current_rss());
+    }
+    if wanted(Scenario::Logs) {
+        eprintln!("seeding {} log rows…", args.log_rows);
+        let seed_rate = seed_log(&system.audit_url, args.log_rows).await?;
+        report.seeded = Some((args.log_rows, seed_rate));
+        eprintln!("  RSS now: {}", system.current_rss());
+        eprintln!("admin log page…");
+        report
+            .outcomes
+            .push(logs_scenario(args, &http, &base, duration, admin_access).await);
+        eprintln!("  RSS now: {}", system.current_rss());
+    }
+    if wanted(Scenario::Flood) {
+        eprintln!("flood of {} logins…", args.flood);
+        report.flood = Some(flood(&http, &base, args.flood).await);
+        eprintln!("  RSS now: {}", system.current_rss());
+    }
+    Ok(report)
+}
+
+/// Logins as the bench user, or (`ghost` prefix) as unknown users.
+async fn login_scenario(
+    args: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    duration: Duration,
+    ghost: Option<&'static str>,
+) -> Outcome {
+    let (h, url) = (http.clone(), Arc::new(format!("{base}{LOGIN}")));
+    let name = match ghost {
+        None => format!("login (success), {} workers", args.login_concurrency),
+        Some(_) => format!("login (unknown user), {} workers", args.login_concurrency),
+    };
+    let ok: &'static [u16] = if ghost.is_some() { &[401] } else { &[200] };
+    driver::run(&name, args.login_concurrency, duration, ok, move |w| {
+        let (h, url) = (h.clone(), url.clone());
+        async move {
+            let user = ghost.map_or_else(|| USER.to_owned(), |g| format!("{g}{w}"));
+            h.post(url.as_str())
+                .form(&[("username", user.as_str()), ("password", PASSWORD)])
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
     })
-    .await??;
+    .await
+}
 
-    let mut outcomes = Vec::new();
-    eprintln!("login (success)…");
-    let (h, b) = (http.clone(), base.clone());
-    outcomes.push(
-        driver::run(
-            &format!("login (success), {} workers", args.login_concurrency),
-            args.login_concurrency,
-            duration,
-            &[200],
-            move |_| {
-                let (h, b) = (h.clone(), b.clone());
-                async move {
-                    h.post(format!("{b}{LOGIN}"))
-                        .form(&[("username", USER), ("password", PASSWORD)])
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                }
-            },
-        )
-        .await,
-    );
+/// The body of a successful refresh; only the new refresh token is needed.
+#[derive(serde::Deserialize)]
+struct Refreshed {
+    refresh: String,
+}
 
-    eprintln!("  RSS now: {}", system.current_rss());
-    eprintln!("login (unknown user)…");
-    let (h, b) = (http.clone(), base.clone());
-    outcomes.push(
-        driver::run(
-            &format!("login (unknown user), {} workers", args.login_concurrency),
-            args.login_concurrency,
-            duration,
-            &[401],
-            move |w| {
-                let (h, b) = (h.clone(), b.clone());
-                async move {
-                    let user = format!("ghost{w}");
-                    h.post(format!("{b}{LOGIN}"))
-                        .form(&[("username", user.as_str()), ("password", PASSWORD)])
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                }
-            },
-        )
-        .await,
-    );
-
-    eprintln!("  RSS now: {}", system.current_rss());
-    eprintln!("refresh…");
+/// Each worker rotates its own token family: every request presents the
+/// token the previous one returned, so each is a real, persisted rotation.
+async fn refresh_scenario(
+    args: &Args,
+    system: &System,
+    http: &reqwest::Client,
+    duration: Duration,
+) -> anyhow::Result<(Outcome, String)> {
+    let base = system.base.as_str();
     let mut tokens = Vec::new();
     for _ in 0..args.concurrency {
-        tokens.push(Mutex::new(login(&http, &base).await?.1));
+        tokens.push(Mutex::new(login(http, base).await?.1));
     }
     let tokens = Arc::new(tokens);
-    let (h, b) = (http.clone(), base.clone());
-    outcomes.push(
-        driver::run(
-            &format!("refresh (rotation persisted), {} workers", args.concurrency),
-            args.concurrency,
-            duration,
-            &[200],
-            move |w| {
-                let (h, b, tokens) = (h.clone(), b.clone(), tokens.clone());
-                async move {
-                    let mut token = tokens[w].lock().await;
-                    let resp = h
-                        .post(format!("{b}{REFRESH}"))
-                        .form(&[("refresh", token.as_str())])
-                        .send()
-                        .await?;
-                    let status = resp.status().as_u16();
-                    if status == 200
-                        && let Ok(body) = resp.json::<serde_json::Value>().await
-                        && let Some(next) = body["refresh"].as_str()
-                    {
-                        *token = next.to_owned();
-                    }
-                    Ok(status)
+    let (h, url) = (http.clone(), Arc::new(format!("{base}{REFRESH}")));
+    let request = move |w: usize| {
+        let (h, url, tokens) = (h.clone(), url.clone(), tokens.clone());
+        async move {
+            let mut token = tokens[w].lock().await;
+            let resp = h
+                .post(url.as_str())
+                .form(&[("refresh", token.as_str())])
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            if status == 200 {
+                match resp.json::<Refreshed>().await {
+                    Ok(body) => *token = body.refresh,
+                    // A 200 without a new token leaves the worker stuck on a
+                    // used one: count it as a failure.
+                    Err(e) => return Err(e),
                 }
-            },
-        )
-        .await,
-    );
+            }
+            Ok(status)
+        }
+    };
+    let before = system.cpu();
+    let outcome = match args.refresh_rate {
+        None => {
+            let name = format!("refresh (rotation persisted), {} workers", args.concurrency);
+            driver::run(&name, args.concurrency, duration, &[200], request).await
+        }
+        Some(rate) => {
+            let name = format!(
+                "refresh (rotation persisted), paced at {rate:.0}/s, {} workers",
+                args.concurrency
+            );
+            driver::run_paced(&name, args.concurrency, duration, rate, &[200], request).await
+        }
+    };
+    let cpu = system.cpu().per_request_since(&before, outcome.requests);
+    Ok((outcome, cpu))
+}
 
-    eprintln!("  RSS now: {}", system.current_rss());
-    eprintln!("seeding {} log rows…", args.log_rows);
-    let seed_rate = seed_log(&system.audit_url, args.log_rows).await?;
-    eprintln!("  RSS now: {}", system.current_rss());
-    eprintln!("admin log page…");
-    let (h, b) = (http.clone(), base.clone());
+/// The admin's first page of the login log.
+async fn logs_scenario(
+    args: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    duration: Duration,
+    admin_access: String,
+) -> Outcome {
+    let (h, url) = (http.clone(), Arc::new(format!("{base}{LOGS}?limit=100")));
     let token = Arc::new(admin_access);
-    outcomes.push(
-        driver::run(
-            &format!(
-                "admin log page (limit=100, {} rows), {} workers",
-                args.log_rows, args.concurrency
-            ),
-            args.concurrency,
-            duration,
-            &[200],
-            move |_| {
-                let (h, b, token) = (h.clone(), b.clone(), token.clone());
-                async move {
-                    h.get(format!("{b}{LOGS}?limit=100"))
-                        .bearer_auth(token.as_str())
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                }
-            },
-        )
-        .await,
-    );
-
-    eprintln!("  RSS now: {}", system.current_rss());
-    eprintln!("flood of {} logins…", args.flood);
-    let flood = flood(&http, &base, args.flood).await;
-    eprintln!("  RSS now: {}", system.current_rss());
-    Ok(Report {
-        argon2_per_second,
-        outcomes,
-        seeded: args.log_rows,
-        seed_rate,
-        flood,
-    })
+    driver::run(
+        &format!(
+            "admin log page (limit=100, {} rows), {} workers",
+            args.log_rows, args.concurrency
+        ),
+        args.concurrency,
+        duration,
+        &[200],
+        move |_| {
+            let (h, url, token) = (h.clone(), url.clone(), token.clone());
+            async move {
+                h.get(url.as_str())
+                    .bearer_auth(token.as_str())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
+        },
+    )
+    .await
 }

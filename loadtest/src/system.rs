@@ -99,7 +99,8 @@ impl System {
             dir,
             children: Vec::new(),
             env,
-            bin_dir: args.bin_dir.clone(),
+            // Absolute: the children run in the temporary folder.
+            bin_dir: std::path::absolute(&args.bin_dir)?,
         };
         for (name, port) in [
             ("audit-service", audit),
@@ -156,6 +157,20 @@ impl System {
             .join(", ")
     }
 
+    /// CPU used so far by each service and by this process.
+    pub fn cpu(&self) -> CpuSnapshot {
+        let mut all: Vec<(&'static str, u64)> = self
+            .children
+            .iter()
+            .map(|(name, child)| {
+                let ticks = child.id().and_then(|pid| cpu_ticks(&pid.to_string()));
+                (*name, ticks.unwrap_or(0))
+            })
+            .collect();
+        all.push(("loadtest", cpu_ticks("self").unwrap_or(0)));
+        CpuSnapshot(all)
+    }
+
     /// Stops the services with SIGTERM (graceful), gateway first.
     pub async fn stop(mut self) {
         while let Some((_, mut child)) = self.children.pop() {
@@ -168,6 +183,48 @@ impl System {
             }
             let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
         }
+    }
+}
+
+/// CPU time (user + system) a process has used so far, in clock ticks.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Linux reports process times in 1/100 s (`USER_HZ`) on every common
+/// architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU used by each service and the load generator, snapshotted so a
+/// scenario's share can be computed.
+#[derive(Debug, Clone)]
+pub struct CpuSnapshot(Vec<(&'static str, u64)>);
+
+impl CpuSnapshot {
+    /// CPU milliseconds each process used since `earlier`, per `requests`
+    /// requests, as `name µs, …` (microseconds per request).
+    pub fn per_request_since(&self, earlier: &CpuSnapshot, requests: u64) -> String {
+        let mut total = 0.0;
+        let mut parts: Vec<String> = self
+            .0
+            .iter()
+            .zip(&earlier.0)
+            .map(|((name, now), (_, then))| {
+                let us = (now.saturating_sub(*then)) as f64 / TICKS_PER_SECOND * 1e6
+                    / requests.max(1) as f64;
+                total += us;
+                format!("{name} {us:.0}")
+            })
+            .collect();
+        parts.push(format!("total {total:.0}"));
+        parts.join(", ")
     }
 }
 

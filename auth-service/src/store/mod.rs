@@ -6,7 +6,11 @@
 //! only be a place for the two to drift. What does differ — connection set-up
 //! and DDL — lives in [`sqlite`], [`postgres`] and `migrations/<backend>/`.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    ops::{Deref, DerefMut},
+    sync::Arc,
+};
 
 use crate::throttle::{BruteForcePolicy, Limit, LoginKeys};
 
@@ -16,9 +20,20 @@ mod sqlite;
 
 /// A store on either backend's pool; the backend is a type parameter so
 /// every query is compiled for the driver it runs on.
-#[derive(Debug)]
 pub struct SqlStore<DB: sqlx::Database> {
+    /// Reads; on PostgreSQL writes too.
     pool: sqlx::Pool<DB>,
+    /// SQLite only: the one connection all writes use, handed out first come,
+    /// first served. SQLite admits one writer at a time; writers on several
+    /// connections collide and retry from SQLite's busy handler, which sleeps
+    /// 1, 2, 5, 10… ms, so under load a refresh waited milliseconds for a
+    /// lock held for microseconds. A plain connection (not a pool of one)
+    /// also skips the pool's liveness pings on every acquire and release,
+    /// each a round trip to the driver's thread.
+    writer: Option<Arc<tokio::sync::Mutex<DB::Connection>>>,
+    /// SQLite only: refresh-token rotations go to a task that commits them in
+    /// batches (see [`RotationBatches`]).
+    rotations: Option<RotationBatches>,
 }
 
 // Manual: a derive would demand `DB: Clone`, which the driver markers are not.
@@ -26,6 +41,104 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            writer: self.writer.clone(),
+            rotations: self.rotations.clone(),
+        }
+    }
+}
+
+// Manual: connections need not be `Debug`.
+impl<DB: sqlx::Database> std::fmt::Debug for SqlStore<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("pool", &self.pool)
+            .field("single_writer", &self.writer.is_some())
+            .finish()
+    }
+}
+
+impl<DB: sqlx::Database> SqlStore<DB> {
+    /// The connection for one write (or write transaction).
+    async fn write(&self) -> Result<WriteConn<'_, DB>, sqlx::Error> {
+        Ok(match &self.writer {
+            Some(one) => WriteConn::Single(one.lock().await),
+            None => WriteConn::Pooled(self.pool.acquire().await?),
+        })
+    }
+}
+
+/// One rotation waiting for the batch writer, with where to send its outcome.
+struct RotateJob {
+    jti: String,
+    now: i64,
+    next: NewRefreshToken,
+    limit: Limit,
+    reply: tokio::sync::oneshot::Sender<Result<Rotation, StoreError>>,
+}
+
+/// Group commit for refresh-token rotation on SQLite. Every statement is a
+/// hand-off to the driver's thread, and with one writer the hand-offs of
+/// all rotations queue behind each other; a background task takes every
+/// rotation waiting (up to [`MAX_ROTATION_BATCH`]) and runs them in one
+/// transaction, so `BEGIN`, `COMMIT` and the WAL page writes are paid once
+/// per batch instead of once per refresh. Each caller is answered only after
+/// the commit, so a returned token's rotation is as durable as before. Each
+/// rotation sees the ones before it in the batch, exactly as if they had
+/// committed one by one.
+#[derive(Clone)]
+struct RotationBatches {
+    jobs: tokio::sync::mpsc::Sender<RotateJob>,
+}
+
+/// Most rotations committed together (enough to amortise the commit; a
+/// bigger batch only makes its first caller wait longer).
+const MAX_ROTATION_BATCH: usize = 64;
+
+impl RotationBatches {
+    async fn rotate(
+        &self,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RotateJob {
+            jti: jti.to_owned(),
+            now,
+            next: next.clone(),
+            limit,
+            reply,
+        };
+        // The task ends only when every store handle is gone.
+        let gone = || StoreError::Database(sqlx::Error::WorkerCrashed);
+        self.jobs.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// A connection held for writing: SQLite's single writer or a pooled one.
+enum WriteConn<'a, DB: sqlx::Database> {
+    Single(tokio::sync::MutexGuard<'a, DB::Connection>),
+    Pooled(sqlx::pool::PoolConnection<DB>),
+}
+
+impl<DB: sqlx::Database> Deref for WriteConn<'_, DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        match self {
+            Self::Single(c) => c,
+            Self::Pooled(c) => c,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> DerefMut for WriteConn<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match self {
+            Self::Single(c) => c,
+            Self::Pooled(c) => c,
         }
     }
 }
@@ -128,11 +241,33 @@ pub struct NewRefreshToken {
     pub expires_at: i64,
 }
 
+/// What tokens say about their account, as read while rotating a refresh
+/// token (the rest of the account row is not needed to sign).
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    /// The JWT `user_id`.
+    pub id: i64,
+    /// For display.
+    pub username: String,
+    /// Administrator.
+    pub is_staff: bool,
+}
+
+impl From<&User> for TokenOwner {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            is_staff: user.is_staff,
+        }
+    }
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug)]
 pub enum Rotation {
     /// The token was live; it is now used and its successor is stored.
-    Rotated(User),
+    Rotated(TokenOwner),
     /// The token had been used before: its whole family is now revoked.
     Reused,
     /// Unknown, expired or revoked.
@@ -333,3 +468,6 @@ fn unique_violation(e: sqlx::Error) -> StoreError {
     }
     StoreError::Database(e)
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ macro_rules! impl_auth_store {
                 &self,
                 u: $crate::store::NewUser<'_>,
             ) -> Result<$crate::store::User, $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO users (username, username_lower, email, email_lower, password_hash, is_active, is_staff, created_at, verified_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $6 THEN $8 END)
@@ -21,7 +22,7 @@ macro_rules! impl_auth_store {
                 .bind(u.is_active)
                 .bind(u.is_staff)
                 .bind(u.now)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err($crate::store::unique_violation)?;
                 Ok($crate::store::User {
@@ -68,10 +69,11 @@ macro_rules! impl_auth_store {
                 user_id: i64,
                 password_hash: &str,
             ) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
                     .bind(user_id)
                     .bind(password_hash)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
                 Ok(())
             }
@@ -94,6 +96,7 @@ macro_rules! impl_auth_store {
                 code: &$crate::store::StoredCode,
                 resend_cutoff: i64,
             ) -> Result<bool, $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 // The WHERE on the update makes the resend throttle atomic:
                 // two racing requests cannot both replace a fresh code.
                 let done = sqlx::query(
@@ -110,7 +113,7 @@ macro_rules! impl_auth_store {
                 .bind(code.created_at)
                 .bind(code.expires_at)
                 .bind(resend_cutoff)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -128,9 +131,10 @@ macro_rules! impl_auth_store {
             }
 
             async fn count_wrong_code(&self, user_id: i64) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 sqlx::query("UPDATE verification_codes SET tries = tries + 1 WHERE user_id = $1")
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
                 Ok(())
             }
@@ -141,7 +145,8 @@ macro_rules! impl_auth_store {
                 code_hash: &[u8],
                 now: i64,
             ) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.write().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let deleted = sqlx::query(
                     "DELETE FROM verification_codes WHERE user_id = $1 AND code_hash = $2",
                 )
@@ -169,7 +174,8 @@ macro_rules! impl_auth_store {
                 now: i64,
             ) -> Result<bool, $crate::store::StoreError> {
                 use $crate::store::LoginCount;
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.write().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 // The outbox write goes first: on SQLite a transaction that
                 // starts by writing takes the lock at once instead of failing
                 // to upgrade a read lock under contention.
@@ -195,14 +201,14 @@ macro_rules! impl_auth_store {
                             .await?;
                     }
                     LoginCount::Failure(keys, policy) => {
-                        let pair = count_hit(&mut *tx, &keys.pair, now, policy.failure_reset).await?;
+                        let (pair, _) = count_hit(&mut *tx, &keys.pair, now, policy.failure_reset).await?;
                         apply(&mut *tx, &keys.pair, policy.pair(pair, now)).await?;
-                        let account =
+                        let (account, _) =
                             count_hit(&mut *tx, &keys.account, now, policy.failure_reset).await?;
                         let account = policy.account(account, now);
                         apply(&mut *tx, &keys.account, account).await?;
                         lock_started = account.started;
-                        let ip = count_hit(&mut *tx, &keys.ip, now, policy.ip_window).await?;
+                        let (ip, _) = count_hit(&mut *tx, &keys.ip, now, policy.ip_window).await?;
                         apply(&mut *tx, &keys.ip, policy.ip(ip, now)).await?;
                     }
                 }
@@ -233,20 +239,17 @@ macro_rules! impl_auth_store {
                 now: i64,
                 window: i64,
             ) -> Result<(i64, i64), $crate::store::StoreError> {
-                let mut conn = self.pool.acquire().await?;
-                let c = count_hit(&mut *conn, key, now, window).await?;
-                let start: i64 = sqlx::query_scalar("SELECT window_start FROM throttle WHERE key = $1")
-                    .bind(key)
-                    .fetch_one(&mut *conn)
-                    .await?;
+                let mut conn = self.write().await?;
+                let (c, start) = count_hit(&mut *conn, key, now, window).await?;
                 Ok((c.hits, start))
             }
 
             async fn unlock_account(&self, user_id: i64) -> Result<u64, $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 let done = sqlx::query("DELETE FROM throttle WHERE key = $1 OR key LIKE $2")
                     .bind($crate::throttle::account_key(user_id))
                     .bind(format!("{}%", $crate::throttle::pair_prefix(user_id)))
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
                 Ok(done.rows_affected())
             }
@@ -256,10 +259,11 @@ macro_rules! impl_auth_store {
                 before: i64,
                 now: i64,
             ) -> Result<u64, $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 let done = sqlx::query("DELETE FROM throttle WHERE window_start < $1 AND blocked_until <= $2")
                     .bind(before)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
                 Ok(done.rows_affected())
             }
@@ -271,65 +275,12 @@ macro_rules! impl_auth_store {
                 next: &$crate::store::NewRefreshToken,
                 family_limit: $crate::throttle::Limit,
             ) -> Result<$crate::store::Rotation, $crate::store::StoreError> {
-                use $crate::store::Rotation;
-                let mut tx = self.pool.begin().await?;
-                let used: Option<(String, i64)> = sqlx::query_as(
-                    "UPDATE refresh_tokens SET used_at = $2
-                     WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
-                     RETURNING family_id, user_id",
-                )
-                .bind(jti)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((family_id, user_id)) = used else {
-                    let seen: Option<(String, Option<i64>)> = sqlx::query_as(
-                        "SELECT family_id, used_at FROM refresh_tokens WHERE jti = $1",
-                    )
-                    .bind(jti)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    return Ok(match seen {
-                        Some((family_id, Some(_))) => {
-                            revoke_family(&mut *tx, &family_id, now).await?;
-                            tx.commit().await?;
-                            Rotation::Reused
-                        }
-                        _ => Rotation::Invalid,
-                    });
-                };
-                let rate_key = format!("rf:{family_id}");
-                let hits = count_hit(&mut *tx, &rate_key, now, family_limit.window).await?;
-                let start: i64 = sqlx::query_scalar("SELECT window_start FROM throttle WHERE key = $1")
-                    .bind(&rate_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if let Some(wait) = family_limit.retry_after(hits.hits, start, now) {
-                    // Roll back: the token stays usable once the window passes.
-                    tx.rollback().await?;
-                    return Ok(Rotation::Throttled(wait));
+                if let Some(batches) = &self.rotations {
+                    return batches.rotate(jti, now, next, family_limit).await;
                 }
-                let user: Option<$crate::store::User> = sqlx::query_as(
-                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE id = $1",
-                )
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let outcome = match user {
-                    Some(user) if user.is_active => {
-                        let next = $crate::store::NewRefreshToken {
-                            family_id,
-                            user_id,
-                            ..next.clone()
-                        };
-                        insert_refresh(&mut *tx, &next).await?;
-                        Rotation::Rotated(user)
-                    }
-                    _ => {
-                        revoke_family(&mut *tx, &family_id, now).await?;
-                        Rotation::Inactive
-                    }
-                };
+                let mut conn = self.write().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let outcome = rotate_in_tx(&mut *tx, jti, now, next, family_limit).await?;
                 tx.commit().await?;
                 Ok(outcome)
             }
@@ -339,6 +290,7 @@ macro_rules! impl_auth_store {
                 jti: &str,
                 now: i64,
             ) -> Result<bool, $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 let live = sqlx::query(
                     "UPDATE refresh_tokens SET revoked_at = $2
                      WHERE revoked_at IS NULL AND family_id = (
@@ -347,7 +299,7 @@ macro_rules! impl_auth_store {
                 )
                 .bind(jti)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
                 if live.rows_affected() > 0 {
                     return Ok(true);
@@ -361,7 +313,7 @@ macro_rules! impl_auth_store {
                 )
                 .bind(jti)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
                 Ok(false)
             }
@@ -386,6 +338,7 @@ macro_rules! impl_auth_store {
                 user_id: i64,
                 now: i64,
             ) -> Result<u64, $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 let families: Vec<String> = sqlx::query_scalar(
                     "UPDATE refresh_tokens SET revoked_at = $2
                      WHERE user_id = $1 AND revoked_at IS NULL
@@ -393,7 +346,7 @@ macro_rules! impl_auth_store {
                 )
                 .bind(user_id)
                 .bind(now)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
                 let distinct: std::collections::HashSet<String> = families.into_iter().collect();
                 Ok(u64::try_from(distinct.len()).unwrap_or(u64::MAX))
@@ -413,11 +366,12 @@ macro_rules! impl_auth_store {
                 &self,
                 key: &$crate::store::SigningKeyRow,
             ) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
                     .bind(&key.kid)
                     .bind(&key.secret)
                     .bind(key.created_at)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
                 Ok(())
             }
@@ -433,6 +387,7 @@ macro_rules! impl_auth_store {
             }
 
             async fn outbox_remove(&self, seqs: &[i64]) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.write().await?;
                 // Exact ids, never a range: a row committed late with a lower
                 // sequence number must not be deleted unsent.
                 for chunk in seqs.chunks(500) {
@@ -442,7 +397,7 @@ macro_rules! impl_auth_store {
                         list.push_bind(*seq);
                     }
                     list.push_unseparated(")");
-                    qb.build().execute(&self.pool).await?;
+                    qb.build().execute(&mut *conn).await?;
                 }
                 Ok(())
             }
@@ -476,34 +431,118 @@ macro_rules! impl_auth_store {
             Ok(())
         }
 
+        /// One refresh-token rotation inside the caller's transaction, which
+        /// the caller commits (alone, or with a batch of others). Three
+        /// statements on the common path, each a round trip to the driver:
+        /// use the token and read its owner, count the family's refresh,
+        /// store the successor.
+        async fn rotate_in_tx(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            jti: &str,
+            now: i64,
+            next: &$crate::store::NewRefreshToken,
+            family_limit: $crate::throttle::Limit,
+        ) -> Result<$crate::store::Rotation, sqlx::Error> {
+            use $crate::store::Rotation;
+            let used: Option<(String, i64, Option<String>, Option<bool>, Option<bool>)> =
+                sqlx::query_as(
+                    "UPDATE refresh_tokens SET used_at = $2
+                     WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+                     RETURNING family_id, user_id,
+                        (SELECT username FROM users WHERE id = refresh_tokens.user_id),
+                        (SELECT is_active FROM users WHERE id = refresh_tokens.user_id),
+                        (SELECT is_staff FROM users WHERE id = refresh_tokens.user_id)",
+                )
+                .bind(jti)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some((family_id, user_id, username, is_active, is_staff)) = used else {
+                let seen: Option<(String, Option<i64>)> =
+                    sqlx::query_as("SELECT family_id, used_at FROM refresh_tokens WHERE jti = $1")
+                        .bind(jti)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                return Ok(match seen {
+                    Some((family_id, Some(_))) => {
+                        revoke_family(&mut *conn, &family_id, now).await?;
+                        Rotation::Reused
+                    }
+                    _ => Rotation::Invalid,
+                });
+            };
+            let rate_key = format!("rf:{family_id}");
+            let (hits, start) = count_hit(&mut *conn, &rate_key, now, family_limit.window).await?;
+            if let Some(wait) = family_limit.retry_after(hits.hits, start, now) {
+                // Undo both writes exactly (the transaction may hold other
+                // rotations, so it is not rolled back): the token stays
+                // usable once the window passes. Over the limit means the
+                // count was incremented within a running window (a fresh
+                // window starts at 1, and every limit is at least 1), so one
+                // decrement restores it.
+                sqlx::query("UPDATE throttle SET hits = hits - 1 WHERE key = $1")
+                    .bind(&rate_key)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("UPDATE refresh_tokens SET used_at = NULL WHERE jti = $1")
+                    .bind(jti)
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(Rotation::Throttled(wait));
+            }
+            Ok(match (username, is_active, is_staff) {
+                (Some(username), Some(true), Some(is_staff)) => {
+                    let next = $crate::store::NewRefreshToken {
+                        family_id,
+                        user_id,
+                        ..next.clone()
+                    };
+                    insert_refresh(&mut *conn, &next).await?;
+                    Rotation::Rotated($crate::store::TokenOwner {
+                        id: user_id,
+                        username,
+                        is_staff,
+                    })
+                }
+                // Disabled, or gone.
+                _ => {
+                    revoke_family(&mut *conn, &family_id, now).await?;
+                    Rotation::Inactive
+                }
+            })
+        }
+
         /// Counts one event under `key` in a fixed window of `window` seconds
         /// that starts over once it has passed (locks and tiers with it,
-        /// unless a block is still running).
+        /// unless a block is still running); also returns when the window began.
         async fn count_hit(
             conn: &mut <$db as sqlx::Database>::Connection,
             key: &str,
             now: i64,
             window: i64,
-        ) -> Result<$crate::throttle::Counter, sqlx::Error> {
-            let (hits, blocked_until, strikes): (i64, i64, i64) = sqlx::query_as(
+        ) -> Result<($crate::throttle::Counter, i64), sqlx::Error> {
+            let (hits, blocked_until, strikes, window_start): (i64, i64, i64, i64) = sqlx::query_as(
                 "INSERT INTO throttle (key, hits, window_start) VALUES ($1, 1, $2)
                  ON CONFLICT (key) DO UPDATE SET
                     hits = CASE WHEN throttle.window_start <= $3 THEN 1 ELSE throttle.hits + 1 END,
                     strikes = CASE WHEN throttle.window_start <= $3 AND throttle.blocked_until <= $2
                                    THEN 0 ELSE throttle.strikes END,
                     window_start = CASE WHEN throttle.window_start <= $3 THEN $2 ELSE throttle.window_start END
-                 RETURNING hits, blocked_until, strikes",
+                 RETURNING hits, blocked_until, strikes, window_start",
             )
             .bind(key)
             .bind(now)
             .bind(now - window)
             .fetch_one(conn)
             .await?;
-            Ok($crate::throttle::Counter {
-                hits,
-                blocked_until,
-                strikes,
-            })
+            Ok((
+                $crate::throttle::Counter {
+                    hits,
+                    blocked_until,
+                    strikes,
+                },
+                window_start,
+            ))
         }
 
         /// Writes back what the policy decided for one counter.

@@ -1,11 +1,20 @@
 //! SQLite: the embedded default. WAL mode so readers never wait on the
-//! writer; a busy timeout so concurrent writers queue instead of failing.
+//! writer; every write of this process goes through one connection (see
+//! [`super::SqlStore`]), refresh rotations in batches
+//! ([`super::RotationBatches`]); a busy timeout covers other processes (the
+//! operator commands) writing at the same time.
+//!
+//! Durability: WAL with `synchronous=NORMAL` — a commit survives a crash of
+//! the process; a power loss can undo the last few commits, never corrupt.
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{
+    ConnectOptions, SqliteConnection,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
 
-use super::{SqliteStore, StoreError};
+use super::{MAX_ROTATION_BATCH, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError};
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if needed) and migrates.
@@ -21,13 +30,78 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
+        let mut writer = options.connect().await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut writer)
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection to a local file does not go stale; the check
+            // would be one more round trip to the driver's thread per read.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
+        let (jobs, queue) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(rotate_batches(writer.clone(), queue));
+        Ok(Self {
+            pool,
+            writer: Some(writer),
+            rotations: Some(RotationBatches { jobs }),
+        })
     }
+}
+
+/// Runs the rotations queued by [`super::RotationBatches`] until every
+/// store handle has been dropped.
+async fn rotate_batches(
+    writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
+    mut queue: tokio::sync::mpsc::Receiver<RotateJob>,
+) {
+    let mut batch = Vec::with_capacity(MAX_ROTATION_BATCH);
+    while queue.recv_many(&mut batch, MAX_ROTATION_BATCH).await > 0 {
+        let mut conn = writer.lock().await;
+        match rotate_together(&mut conn, &batch).await {
+            Ok(outcomes) => {
+                drop(conn);
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    // The caller may have gone away; the rotation stands.
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            // The whole batch was rolled back: one at a time, so a failure
+            // fails only the rotation that caused it.
+            Err(_) => {
+                for job in batch.drain(..) {
+                    let outcome = rotate_alone(&mut conn, &job).await;
+                    let _ = job.reply.send(outcome.map_err(StoreError::from));
+                }
+            }
+        }
+    }
+}
+
+async fn rotate_together(
+    conn: &mut SqliteConnection,
+    batch: &[RotateJob],
+) -> Result<Vec<Rotation>, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        outcomes.push(rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn rotate_alone(
+    conn: &mut SqliteConnection,
+    job: &RotateJob,
+) -> Result<Rotation, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let outcome = rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 super::sql::impl_auth_store!(sqlx::Sqlite);

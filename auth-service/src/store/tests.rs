@@ -1,0 +1,264 @@
+//! Refresh rotation on both real backends: the rules the batched SQLite path
+//! and the one-transaction PostgreSQL path must both keep.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+
+async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    (dir, store)
+}
+
+async fn postgres() -> Option<PgStore> {
+    let server = common::testing::server_url("TEST_POSTGRES_URL")?;
+    let url = common::testing::fresh_postgres(&server).await;
+    Some(PgStore::connect(&url).await.unwrap())
+}
+
+/// An active user with one logged-in session; returns the user's id and the
+/// session's refresh `jti`.
+async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String) {
+    let user = store
+        .create_user(NewUser {
+            username: name,
+            username_lower: name,
+            email: &format!("{name}@example.com"),
+            email_lower: &format!("{name}@example.com"),
+            password_hash: "x",
+            is_active: true,
+            is_staff: false,
+            now: NOW,
+        })
+        .await
+        .unwrap();
+    let jti = format!("{name}-0");
+    let token = NewRefreshToken {
+        jti: jti.clone(),
+        family_id: format!("{name}-family"),
+        user_id: user.id,
+        issued_at: NOW,
+        expires_at: NOW + 86_400,
+    };
+    let attempt = OutboxEntry {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        payload: Vec::new(),
+        created_at: NOW,
+    };
+    store
+        .record_login(&attempt, Some(&token), LoginCount::Nothing, NOW)
+        .await
+        .unwrap();
+    (user.id, jti)
+}
+
+fn next(jti: &str, user_id: i64, now: i64) -> NewRefreshToken {
+    NewRefreshToken {
+        jti: jti.to_owned(),
+        family_id: String::new(),
+        user_id,
+        issued_at: now,
+        expires_at: now + 86_400,
+    }
+}
+
+const GENEROUS: Limit = Limit {
+    max: 1000,
+    window: 60,
+};
+
+async fn rotation_rules<S: AuthStore + Disable>(store: S) {
+    // A chain of rotations: each successor works once, with its owner.
+    let (user, mut jti) = session(&store, "ann").await;
+    for i in 1..=3 {
+        let successor = format!("ann-{i}");
+        let outcome = store
+            .rotate_refresh(&jti, NOW, &next(&successor, user, NOW), GENEROUS)
+            .await
+            .unwrap();
+        let Rotation::Rotated(owner) = outcome else {
+            panic!("rotation {i}: {outcome:?}");
+        };
+        assert_eq!(
+            (owner.id, owner.username.as_str(), owner.is_staff),
+            (user, "ann", false)
+        );
+        jti = successor;
+    }
+
+    // Presenting a used token again revokes the family, newest token included.
+    let outcome = store
+        .rotate_refresh("ann-1", NOW, &next("ann-x", user, NOW), GENEROUS)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Reused), "{outcome:?}");
+    let outcome = store
+        .rotate_refresh(&jti, NOW, &next("ann-y", user, NOW), GENEROUS)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Invalid), "{outcome:?}");
+    assert!(
+        store
+            .live_refresh_owner("ann-x", NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Over the family limit nothing changes: the token still works once the
+    // window has passed, and only the counted refreshes count.
+    let limit = Limit { max: 2, window: 60 };
+    let (user, first) = session(&store, "bob").await;
+    for (from, to) in [(first.as_str(), "bob-1"), ("bob-1", "bob-2")] {
+        let outcome = store
+            .rotate_refresh(from, NOW, &next(to, user, NOW), limit)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
+    }
+    for _ in 0..2 {
+        let outcome = store
+            .rotate_refresh("bob-2", NOW + 10, &next("bob-3", user, NOW + 10), limit)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Rotation::Throttled(50)), "{outcome:?}");
+    }
+    assert_eq!(
+        store.live_refresh_owner("bob-2", NOW + 10).await.unwrap(),
+        Some(user)
+    );
+    // The refused attempts were not counted: this hit is the third.
+    let (hits, start) = store.rate_hit("rf:bob-family", NOW + 10, 60).await.unwrap();
+    assert_eq!((hits, start), (3, NOW));
+    let later = NOW + 61;
+    let outcome = store
+        .rotate_refresh("bob-2", later, &next("bob-3", user, later), limit)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
+    let outcome = store
+        .rotate_refresh("bob-3", later, &next("bob-4", user, later), limit)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
+
+    // Concurrent presentations of one token: one rotates, the other is
+    // reuse, which revokes the family (the winner's successor too).
+    let (user, jti) = session(&store, "cat").await;
+    let (next_a, next_b) = (next("cat-a", user, NOW), next("cat-b", user, NOW));
+    let (a, b) = tokio::join!(
+        store.rotate_refresh(&jti, NOW, &next_a, GENEROUS),
+        store.rotate_refresh(&jti, NOW, &next_b, GENEROUS),
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Rotation::Rotated(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Rotation::Reused))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    for successor in ["cat-a", "cat-b"] {
+        assert!(
+            store
+                .live_refresh_owner(successor, NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    // Many families at once (one batch on SQLite): all rotate, independently.
+    let mut sessions = Vec::new();
+    for i in 0..40 {
+        sessions.push(session(&store, &format!("u{i}")).await);
+    }
+    let mut rotations = tokio::task::JoinSet::new();
+    for (user, jti) in sessions {
+        let store = store.clone();
+        rotations.spawn(async move {
+            let successor = format!("{jti}-next");
+            let outcome = store
+                .rotate_refresh(&jti, NOW, &next(&successor, user, NOW), GENEROUS)
+                .await
+                .unwrap();
+            (outcome, successor, user)
+        });
+    }
+    while let Some(done) = rotations.join_next().await {
+        let (outcome, successor, user) = done.unwrap();
+        assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
+        assert_eq!(
+            store.live_refresh_owner(&successor, NOW).await.unwrap(),
+            Some(user)
+        );
+    }
+
+    // A disabled owner: the family is revoked.
+    let (user, jti) = session(&store, "dan").await;
+    store.disable(user).await;
+    let outcome = store
+        .rotate_refresh(&jti, NOW, &next("dan-1", user, NOW), GENEROUS)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Inactive), "{outcome:?}");
+    assert!(
+        store
+            .live_refresh_owner("dan-1", NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Turns an account off behind the service's back, as an operator would.
+trait Disable {
+    async fn disable(&self, user_id: i64);
+}
+
+impl Disable for SqliteStore {
+    async fn disable(&self, user_id: i64) {
+        sqlx::query("UPDATE users SET is_active = FALSE WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+}
+
+impl Disable for PgStore {
+    async fn disable(&self, user_id: i64) {
+        sqlx::query("UPDATE users SET is_active = FALSE WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_its_rules_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    rotation_rules(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_its_rules_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    rotation_rules(store).await;
+}
