@@ -1,0 +1,77 @@
+//! W3C trace context (`traceparent`, `tracestate`) across the internal gRPC
+//! hops, so one client request is one trace from the gateway through
+//! auth-service to audit-service. Both halves do nothing unless this
+//! process exports spans (see [`crate::telemetry`]).
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tonic::{
+    codegen::http,
+    metadata::{MetadataKey, MetadataMap, MetadataValue},
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::telemetry::exporting;
+
+/// Client side: writes the current span's context into outgoing metadata.
+/// Called by [`crate::internal_auth::AttachToken`], which every internal
+/// client already runs, so no client needs its own hook.
+pub fn inject(metadata: &mut MetadataMap) {
+    if !exporting() {
+        return;
+    }
+    let cx = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
+}
+
+/// Server side, for `tonic::transport::Server::trace_fn`: one span per
+/// incoming call, named after the RPC path and made a child of the
+/// caller's span when the call carries a `traceparent`. Without export it
+/// is `Span::none()`, so logs look as they did.
+pub fn server_span(request: &http::Request<()>) -> tracing::Span {
+    if !exporting() {
+        return tracing::Span::none();
+    }
+    let path = request.uri().path();
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+    );
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    // Fails only when the span is disabled by the filter; it is then not
+    // exported either, so there is nothing to link.
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// Lets the propagator write into tonic metadata.
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // The propagator only writes its own lowercase ASCII keys and
+        // printable values, so these parses do not fail in practice; a value
+        // that did would be dropped rather than fail the call.
+        if let (Ok(key), Ok(value)) = (
+            MetadataKey::from_bytes(key.as_bytes()),
+            MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// Lets the propagator read raw HTTP/2 headers (what `trace_fn` sees).
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
