@@ -75,3 +75,61 @@ impl Extractor for HeaderExtractor<'_> {
         self.0.keys().map(http::HeaderName::as_str).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::{
+        Context,
+        trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState},
+    };
+
+    use super::*;
+
+    fn sampled_context() -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ))
+    }
+
+    #[test]
+    fn a_context_survives_the_trip_through_grpc_metadata() {
+        let mut metadata = MetadataMap::new();
+        TraceContextPropagator::new()
+            .inject_context(&sampled_context(), &mut MetadataInjector(&mut metadata));
+        assert_eq!(
+            crate::metadata::get(&metadata, "traceparent"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+
+        let headers = metadata.into_headers();
+        let extracted = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+        let span = extracted.span();
+        let remote = span.span_context();
+        assert!(remote.is_remote());
+        assert_eq!(remote, sampled_context().span().span_context());
+    }
+
+    #[test]
+    fn nothing_is_injected_while_not_exporting() {
+        let mut metadata = MetadataMap::new();
+        inject(&mut metadata);
+        assert!(metadata.is_empty());
+    }
+
+    #[test]
+    fn no_server_span_is_made_while_not_exporting() {
+        let request = http::Request::builder()
+            .uri("/auth.v1.AuthService/Login")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(())
+            .unwrap();
+        assert!(server_span(&request).is_none());
+    }
+}
