@@ -1,7 +1,8 @@
 //! OpenTelemetry export end to end: a real OTLP/gRPC receiver on loopback,
 //! the three real services exporting to it, and one login through the
 //! gateway arriving as one trace whose auth-service spans hang under the
-//! gateway's span. Its own test binary: the subscriber and the exporter
+//! gateway's span; an admin's read of the log does the same into
+//! audit-service. Its own test binary: the subscriber and the exporter
 //! are process-wide, and the other system tests run without them.
 
 // Test code: a panic is the failure report.
@@ -74,7 +75,7 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 }
 
 #[test]
-fn one_login_is_one_trace_from_the_gateway_into_auth_service() {
+fn each_request_is_one_trace_across_the_internal_grpc_hops() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -104,6 +105,16 @@ fn one_login_is_one_trace_from_the_gateway_into_auth_service() {
             .post(sys.url("/api/accounts/login/"))
             .header("x-request-id", "trace-this-login")
             .json(&json!({"username": "otto", "password": "otto-pass-12"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let admin = sys.admin_token().await;
+        let resp = sys
+            .http
+            .get(sys.url("/api/accounts/logs/login/attemps/"))
+            .bearer_auth(admin)
+            .header("x-request-id", "trace-this-read")
             .send()
             .await
             .unwrap();
@@ -145,6 +156,21 @@ fn one_login_is_one_trace_from_the_gateway_into_auth_service() {
             attr(handler, "target").as_deref(),
             Some("auth_service::api")
         );
+
+        let read = spans
+            .iter()
+            .map(|r| &r.span)
+            .find(|s| {
+                s.name == "http" && attr(s, "request_id").as_deref() == Some("trace-this-read")
+            })
+            .unwrap_or_else(|| panic!("no gateway span for the log read among {spans:#?}"));
+        let listing = spans
+            .iter()
+            .map(|r| &r.span)
+            .find(|s| s.name == "/audit.v1.AuditService/ListAttempts")
+            .unwrap_or_else(|| panic!("audit-service's ListAttempts span missing: {spans:#?}"));
+        assert_eq!(listing.trace_id, read.trace_id);
+        assert_eq!(listing.parent_span_id, read.span_id);
 
         // The registration before it was a trace of its own.
         let other_edges = spans
