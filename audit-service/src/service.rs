@@ -213,8 +213,11 @@ async fn ingest_batch(
     hub: &TailHub,
     batch: IngestBatch,
 ) -> Result<IngestAck, Error> {
+    let recording = recording_spans(&batch.attempts);
     let attempts = NewAttempt::parse_batch(batch.attempts)?;
     let stored = store.insert_batch(&attempts).await?;
+    // Closing them marks each attempt's commit in its login's trace.
+    drop(recording);
     // Only the count fits a u32 ack; a batch is far smaller than that.
     let inserted = u32::try_from(stored.len()).unwrap_or(u32::MAX);
     hub.publish(stored);
@@ -228,6 +231,21 @@ async fn ingest_batch(
         batch_seq: batch.batch_seq,
         inserted,
     })
+}
+
+/// One span per attempt that carries its login's trace context, each a
+/// child of that login's span, open until the batch is committed; empty
+/// when the producer does not export traces.
+fn recording_spans(attempts: &[proto::audit::v1::Attempt]) -> Vec<tracing::Span> {
+    attempts
+        .iter()
+        .filter_map(|a| a.trace_parent.as_deref())
+        .map(|traceparent| {
+            let span = tracing::info_span!("record_attempt", otel.kind = "consumer");
+            common::trace_context::set_remote_parent(&span, traceparent);
+            span
+        })
+        .collect()
 }
 
 /// Serves one tail: forwards matching attempts until the client goes away

@@ -46,6 +46,52 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// The current span's `traceparent`, for work that leaves this process
+/// other than as a call (the attempt outbox): `None` unless exporting.
+pub fn current_traceparent() -> Option<String> {
+    if !exporting() {
+        return None;
+    }
+    let mut carrier = TraceParent(None);
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    carrier.0
+}
+
+/// Makes `span` (not yet entered) a child of the span `traceparent` names,
+/// so work done later on another service's behalf joins that trace. A
+/// malformed value, or no export, leaves `span` as it was.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    if !exporting() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&TraceParent(Some(traceparent.to_owned())));
+    let _ = span.set_parent(parent);
+}
+
+/// A carrier holding only `traceparent` (`tracestate` is not kept across
+/// the outbox).
+struct TraceParent(Option<String>);
+
+impl Injector for TraceParent {
+    fn set(&mut self, key: &str, value: String) {
+        if key == "traceparent" {
+            self.0 = Some(value);
+        }
+    }
+}
+
+impl Extractor for TraceParent {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent")
+            .then_some(self.0.as_deref())
+            .flatten()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
 /// Lets the propagator write into tonic metadata.
 struct MetadataInjector<'a>(&'a mut MetadataMap);
 

@@ -1,7 +1,8 @@
 //! OpenTelemetry export end to end: a real OTLP/gRPC receiver on loopback,
 //! the three real services exporting to it, and one login through the
 //! gateway arriving as one trace whose auth-service spans hang under the
-//! gateway's span; an admin's read of the log does the same into
+//! gateway's span and audit-service's recording of the attempt joins it;
+//! an admin's read of the log does the same into
 //! audit-service. Its own test binary: the subscriber and the exporter
 //! are process-wide, and the other system tests run without them.
 
@@ -155,6 +156,18 @@ fn each_request_is_one_trace_across_the_internal_grpc_hops() {
         assert_eq!(
             attr(handler, "target").as_deref(),
             Some("auth_service::api")
+        );
+
+        // The attempt travelled through the outbox and the Ingest stream;
+        // audit-service's commit of it still lands in the login's trace.
+        let recorded = trace
+            .iter()
+            .find(|s| s.name == "record_attempt")
+            .unwrap_or_else(|| panic!("audit-service's record span not in the trace: {trace:#?}"));
+        assert_eq!(recorded.parent_span_id, handler.span_id);
+        assert_eq!(
+            attr(recorded, "target").as_deref(),
+            Some("audit_service::service")
         );
 
         let read = spans
