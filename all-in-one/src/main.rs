@@ -61,8 +61,10 @@ async fn run() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::telemetry::init();
-    match run().await {
+    let telemetry = common::telemetry::init("all-in-one");
+    let result = run().await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -321,6 +321,8 @@ impl From<NewAttempt> for pb::Attempt {
             ip: a.ip,
             user_agent: a.user_agent,
             request_id: a.request_id,
+            // A trace ends where the attempt is recorded; the log keeps none.
+            trace_parent: None,
         }
     }
 }

@@ -25,10 +25,13 @@ struct Group {
     attempts: Vec<NewAttempt>,
     /// Each batch's sequence number and the end of its rows in `attempts`.
     batches: Vec<(u64, usize)>,
+    /// Spans in the producers' traces, closed once the rows are committed.
+    recording: Vec<tracing::Span>,
 }
 
 impl Group {
     fn push(&mut self, batch: IngestBatch) -> Result<(), Error> {
+        self.recording.extend(recording_spans(&batch.attempts));
         let attempts = NewAttempt::parse_batch(batch.attempts)?;
         metrics::histogram!("ingest_batch_size").record(attempts.len() as f64);
         self.attempts.extend(attempts);
@@ -41,6 +44,8 @@ impl Group {
     async fn commit(self, store: &Store, hub: &TailHub) -> Result<Vec<IngestAck>, Error> {
         let started = std::time::Instant::now();
         let stored = store.insert_batch(&self.attempts).await?;
+        // Closing them marks each attempt's commit in its login's trace.
+        drop(self.recording);
         metrics::histogram!("ingest_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("ingest_group_rows").record(self.attempts.len() as f64);
         metrics::counter!("ingest_rows_total", "result" => "inserted")
@@ -80,6 +85,21 @@ impl Group {
             })
             .collect())
     }
+}
+
+/// One span per attempt that carries its login's trace context, each a
+/// child of that login's span; empty when the producer does not export
+/// traces.
+fn recording_spans(attempts: &[proto::audit::v1::Attempt]) -> Vec<tracing::Span> {
+    attempts
+        .iter()
+        .filter_map(|a| a.trace_parent.as_deref())
+        .map(|traceparent| {
+            let span = tracing::info_span!("record_attempt", otel.kind = "consumer");
+            common::trace_context::set_remote_parent(&span, traceparent);
+            span
+        })
+        .collect()
 }
 
 /// Resolves once shutdown has begun; never, if the server side is gone

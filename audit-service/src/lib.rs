@@ -250,7 +250,7 @@ impl Application {
 
 /// A server builder, speaking TLS when `tls` is set.
 fn server_builder(tls: Option<ServerTlsConfig>) -> anyhow::Result<tonic::transport::Server> {
-    let builder = tonic::transport::Server::builder();
+    let builder = tonic::transport::Server::builder().trace_fn(common::trace_context::server_span);
     match tls {
         None => Ok(builder),
         Some(tls) => builder.tls_config(tls).context(

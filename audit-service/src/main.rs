@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init();
+    let telemetry = common::telemetry::init("audit-service");
     let config = match audit_service::Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -12,7 +12,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match audit_service::run(config).await {
+    let result = audit_service::run(config).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "audit-service failed");

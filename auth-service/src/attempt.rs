@@ -78,6 +78,7 @@ pub fn outbox_entry(
         ip: ctx.ip.clone(),
         user_agent: ctx.user_agent.clone(),
         request_id: ctx.request_id.clone(),
+        trace_parent: common::trace_context::current_traceparent(),
     };
     OutboxEntry {
         event_id,

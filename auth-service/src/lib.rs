@@ -156,7 +156,7 @@ impl Application {
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let mut server = Server::builder();
+        let mut server = Server::builder().trace_fn(common::trace_context::server_span);
         if let Some(tls) = &config.tls {
             server = server.tls_config(tls.load("AUTH_GRPC")?)?;
         }

@@ -42,7 +42,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::telemetry::init();
+    let telemetry = common::telemetry::init("auth-service");
     let cli = Cli::parse();
     let config = match auth_service::Config::from_env() {
         Ok(c) => c,
@@ -63,6 +63,7 @@ async fn main() -> std::process::ExitCode {
             .await
             .map(|kid| println!("added signing key {kid}")),
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -74,6 +74,7 @@ fn attempt(rng: &mut Rng, i: u64, rows: u64, now: i64) -> Attempt {
         ip,
         user_agent: Some("bench/1.0".to_owned()),
         request_id: uuid::Uuid::new_v4().to_string(),
+        trace_parent: None,
     }
 }
 

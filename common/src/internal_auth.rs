@@ -30,7 +30,9 @@ impl Interceptor for RequireToken {
     }
 }
 
-/// Client side: attaches the token, when one is configured, to every call.
+/// Client side: attaches the token, when one is configured, to every call,
+/// and the caller's trace context (see [`crate::trace_context::inject`]):
+/// this is the one interceptor every internal client runs.
 #[derive(Clone, Debug)]
 pub struct AttachToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 
@@ -58,6 +60,7 @@ impl Interceptor for AttachToken {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert("authorization", v.clone());
         }
+        crate::trace_context::inject(req.metadata_mut());
         Ok(req)
     }
 }

@@ -2,7 +2,8 @@
 //! crate holds only its domain.
 //!
 //! - [`config`]: typed environment parsing with one clear error per variable.
-//! - [`telemetry`]: tracing set-up (human or JSON).
+//! - [`telemetry`]: tracing set-up (human or JSON), optional OTLP export.
+//! - [`trace_context`]: W3C trace context across the internal gRPC hops.
 //! - [`health`]: readiness that follows the database.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future every server waits on.
 //! - [`metadata`]: gRPC metadata keys that carry the client context.
@@ -22,3 +23,4 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+pub mod trace_context;

@@ -36,7 +36,7 @@ pub struct ClientTls {
 /// Selects ring as the process's TLS crypto provider, once. rustls refuses
 /// to guess when several providers are compiled in (another dependency
 /// enables aws-lc-rs); a provider installed earlier is kept.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

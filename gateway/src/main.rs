@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init();
+    let telemetry = common::telemetry::init("gateway");
     let config = match gateway::Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -13,7 +13,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match gateway::run(config).await {
+    let result = gateway::run(config).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "gateway failed");

@@ -156,6 +156,7 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
                         ip: format!("10.{}.{}.{}", n % 7, n % 251, n % 13),
                         user_agent: Some("loadtest".into()),
                         request_id: String::new(),
+                        trace_parent: None,
                     }
                 })
                 .collect();

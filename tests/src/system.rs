@@ -123,7 +123,8 @@ impl TestSystem {
         configure_audit: impl FnOnce(&mut audit_service::Config),
         configure: impl FnOnce(&mut auth_service::Config, &mut gateway::Config),
     ) -> Option<Self> {
-        common::telemetry::init();
+        // The first test here installs logging for the whole test binary.
+        let _ = common::telemetry::init("system-tests");
         let dir = tempfile::tempdir().unwrap();
         let (auth_db, audit_db) = database_urls(backend, dir.path()).await?;
         let smtp = SmtpServer::start();

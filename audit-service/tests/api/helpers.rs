@@ -46,6 +46,7 @@ pub fn failure(ip: &str, email: &str, secs: i64) -> Attempt {
         ip: ip.to_owned(),
         user_agent: Some("test-agent/1.0".to_owned()),
         request_id: uuid::Uuid::new_v4().to_string(),
+        trace_parent: None,
     }
 }
 

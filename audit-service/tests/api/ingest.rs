@@ -134,6 +134,7 @@ async fn every_field_round_trips_and_absent_optionals_stay_absent(db: TestDb) {
         ip: "2001:db8::1".to_owned(),
         user_agent: Some("Mozilla/5.0 ünïcode".to_owned()),
         request_id: "req-1".to_owned(),
+        trace_parent: None,
     };
     let bare = Attempt {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -147,6 +148,7 @@ async fn every_field_round_trips_and_absent_optionals_stay_absent(db: TestDb) {
         ip: String::new(),
         user_agent: None,
         request_id: String::new(),
+        trace_parent: None,
     };
 
     app.ingest_ok(vec![full.clone(), bare.clone()]).await;

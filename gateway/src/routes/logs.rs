@@ -678,6 +678,7 @@ mod tests {
                 ip: "198.51.100.7".into(),
                 user_agent: None,
                 request_id: "r1".into(),
+                trace_parent: None,
             }),
         };
         let item = serde_json::to_value(AttemptItem::from(record)).unwrap();

@@ -31,6 +31,7 @@ fn record(id: i64, successful: bool) -> AttemptRecord {
             ip: "198.51.100.7".into(),
             user_agent: successful.then(|| "curl/8".to_owned()),
             request_id: format!("req-{id}"),
+            trace_parent: None,
         }),
     }
 }
