@@ -167,7 +167,7 @@ fn each_request_is_one_trace_across_the_internal_grpc_hops() {
         assert_eq!(recorded.parent_span_id, handler.span_id);
         assert_eq!(
             attr(recorded, "target").as_deref(),
-            Some("audit_service::service")
+            Some("audit_service::ingest")
         );
 
         let read = spans
