@@ -62,6 +62,9 @@ pub struct NewAttempt {
     pub reject_reason: String,
     /// Client IP as text (may be empty when unknown).
     pub ip: String,
+    /// `ip` as an [`ip_key`]: one key per address however it is spelled,
+    /// what the suspicious rule counts by; empty when not an address.
+    pub ip_key: String,
     /// Client User-Agent; `None` when the client sent none.
     pub user_agent: Option<String>,
     /// Request id carried from the edge.
@@ -281,6 +284,7 @@ impl NewAttempt {
                 })
             })?;
         let email = clean(raw.email, MAX_EMAIL_CHARS);
+        let ip = clean(raw.ip, MAX_IP_CHARS);
         Ok(Self {
             event_id,
             occurred_at,
@@ -291,7 +295,8 @@ impl NewAttempt {
             email,
             successful: raw.successful,
             reject_reason: clean(raw.reject_reason, MAX_REASON_CHARS),
-            ip: clean(raw.ip, MAX_IP_CHARS),
+            ip_key: ip_key(&ip),
+            ip,
             user_agent: raw.user_agent.map(|ua| clean(ua, MAX_USER_AGENT_CHARS)),
             request_id: clean(raw.request_id, MAX_REQUEST_ID_CHARS),
         })
@@ -437,7 +442,7 @@ impl Filter {
     pub fn matches(&self, s: &StoredAttempt) -> bool {
         let a = &s.attempt;
         self.successful.is_none_or(|v| a.successful == v)
-            && self.ip.as_ref().is_none_or(|r| r.contains(&ip_key(&a.ip)))
+            && self.ip.as_ref().is_none_or(|r| r.contains(&a.ip_key))
             && self
                 .email_lower
                 .as_ref()

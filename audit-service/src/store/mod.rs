@@ -263,8 +263,16 @@ fn push_listing<DB>(
     if let Some(reason) = &filter.reason {
         qb.push(" AND reject_reason = ").push_bind(reason.clone());
     }
-    if let Some(suspicious) = filter.suspicious {
-        qb.push(" AND suspicious = ").push_bind(suspicious);
+    // A literal, not a bind: only then can SQLite and PostgreSQL use the
+    // partial index of flagged rows.
+    match filter.suspicious {
+        Some(true) => {
+            qb.push(" AND suspicious");
+        }
+        Some(false) => {
+            qb.push(" AND NOT suspicious");
+        }
+        None => {}
     }
     if let Some(since) = filter.since {
         qb.push(" AND occurred_at >= ").push_bind(since);
@@ -339,7 +347,7 @@ where
                     .push_bind(a.user_agent.clone())
                     .push_bind(a.request_id.clone())
                     .push_bind(*suspicious)
-                    .push_bind(ip_key(&a.ip));
+                    .push_bind(a.ip_key.clone());
             });
             qb
         })
@@ -378,7 +386,7 @@ impl KeyKind {
 
     fn column(self) -> &'static str {
         match self {
-            Self::Ip => "ip",
+            Self::Ip => "ip_key",
             Self::Email => "email_lower",
         }
     }
@@ -387,7 +395,7 @@ impl KeyKind {
     /// client.
     fn of(self, a: &NewAttempt) -> &str {
         match self {
-            Self::Ip => &a.ip,
+            Self::Ip => &a.ip_key,
             Self::Email => &a.email_lower,
         }
     }
@@ -656,6 +664,7 @@ impl From<AttemptRow> for StoredAttempt {
                 email_lower: r.email_lower,
                 successful: r.successful,
                 reject_reason: r.reject_reason,
+                ip_key: ip_key(&r.ip),
                 ip: r.ip,
                 user_agent: r.user_agent,
                 request_id: r.request_id,
@@ -696,6 +705,7 @@ mod tests {
             successful: false,
             reject_reason: "bad_password".to_owned(),
             ip: ip.to_owned(),
+            ip_key: ip_key(ip),
             user_agent: None,
             request_id: String::new(),
         }
@@ -728,7 +738,7 @@ mod tests {
         // with stored failures in the union needs an exact count.
         let batch = [failure("a", "10.0.0.1", 0), failure("b", "10.0.0.2", 7200)];
         let mut judge = Judge::new(SuspicionRule::per_hour(3), &batch, &HashSet::new());
-        judge.add_counts(KeyKind::Ip, vec![("10.0.0.1".to_owned(), 0, 5)]);
+        judge.add_counts(KeyKind::Ip, vec![(ip_key("10.0.0.1"), 0, 5)]);
         let verdicts = judge.verdicts();
         assert_eq!(
             verdicts[0],
@@ -736,7 +746,7 @@ mod tests {
                 0,
                 Verdict::Check(vec![Check {
                     kind: KeyKind::Ip,
-                    key: "10.0.0.1".to_owned(),
+                    key: ip_key("10.0.0.1"),
                     from: -3600 * SECOND,
                     at: 0,
                     needed: 2,
@@ -746,7 +756,7 @@ mod tests {
         assert_eq!(verdicts[1], (1, Verdict::Flag(false)));
 
         let mut judge = Judge::new(SuspicionRule::per_hour(3), &batch, &HashSet::new());
-        judge.add_counts(KeyKind::Ip, vec![("10.0.0.2".to_owned(), 2, 2)]);
+        judge.add_counts(KeyKind::Ip, vec![(ip_key("10.0.0.2"), 2, 2)]);
         assert_eq!(judge.verdicts()[1], (1, Verdict::Flag(true)));
     }
 

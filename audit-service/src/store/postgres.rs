@@ -128,7 +128,7 @@ impl PgStore {
             )
             .bind(col(|a| a.request_id.clone()))
             .bind(rows.iter().map(|(_, s)| *s).collect::<Vec<_>>())
-            .bind(col(|a| ip_key(&a.ip)))
+            .bind(col(|a| a.ip_key.clone()))
             .fetch_all(&mut *tx)
             .await?;
         let ids: HashMap<String, i64> = new

@@ -103,7 +103,32 @@ async fn unknown_ips_and_emails_are_not_one_client(db: TestDb) {
     assert_eq!(flags(&app, &attempts).await, vec![false; 4]);
 }
 
+/// One address however it is written: IPv4, IPv4-mapped IPv6, and IPv6
+/// with different zero compression are one client to the rule, stored
+/// rows and rows of the same batch alike.
+async fn one_address_in_different_spellings_is_one_client(db: TestDb) {
+    let app = spawn(db).await;
+    let first = vec![
+        failure("10.0.0.7", "a@x.io", 0),
+        failure("::ffff:10.0.0.7", "b@x.io", 60),
+    ];
+    app.ingest(vec![batch(1, first.clone())]).await;
+    let third = vec![failure("::FFFF:0a00:0007", "c@x.io", 120)];
+    app.ingest(vec![batch(2, third.clone())]).await;
+    let other = vec![
+        failure("2001:db8::1", "d@x.io", 130),
+        failure("2001:db8:0:0::1", "e@x.io", 140),
+        failure("2001:0db8::0001", "f@x.io", 150),
+    ];
+    app.ingest(vec![batch(3, other.clone())]).await;
+
+    assert_eq!(flags(&app, &first).await, vec![false, false]);
+    assert_eq!(flags(&app, &third).await, vec![true]);
+    assert_eq!(flags(&app, &other).await, vec![false, false, true]);
+}
+
 on_every_backend!(
+    one_address_in_different_spellings_is_one_client,
     the_third_failure_from_one_ip_within_an_hour_is_suspicious,
     failures_for_one_email_from_many_ips_are_suspicious,
     failures_older_than_an_hour_do_not_count,
