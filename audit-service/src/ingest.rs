@@ -19,6 +19,14 @@ use crate::{attempt::NewAttempt, error::Error, service::TailHub, store::Store};
 /// memory a fast producer can make this stream hold.
 pub(crate) const GROUP_ROWS: usize = 5_000;
 
+/// Batches stop being merged once a group's attempts span this much time
+/// (microseconds). The suspicious rule counts stored failures for a whole
+/// commit with one query per key kind, which is exact only for the part of
+/// the window every attempt shares; live traffic spans seconds, but a
+/// backfill of old attempts would otherwise make most rows need a count
+/// of their own.
+const GROUP_SPAN_MICROS: i64 = 5 * 60 * 1_000_000;
+
 /// Batches merged into one commit.
 #[derive(Default)]
 struct Group {
@@ -27,6 +35,8 @@ struct Group {
     batches: Vec<(u64, usize)>,
     /// Spans in the producers' traces, closed once the rows are committed.
     recording: Vec<tracing::Span>,
+    /// Earliest and latest `occurred_at` of the attempts.
+    span: Option<(i64, i64)>,
 }
 
 impl Group {
@@ -34,9 +44,24 @@ impl Group {
         self.recording.extend(recording_spans(&batch.attempts));
         let attempts = NewAttempt::parse_batch(batch.attempts)?;
         metrics::histogram!("ingest_batch_size").record(attempts.len() as f64);
+        for a in &attempts {
+            self.span = Some(match self.span {
+                None => (a.occurred_at, a.occurred_at),
+                Some((lo, hi)) => (lo.min(a.occurred_at), hi.max(a.occurred_at)),
+            });
+        }
         self.attempts.extend(attempts);
         self.batches.push((batch.batch_seq, self.attempts.len()));
         Ok(())
+    }
+
+    /// Whether another batch may join: few enough rows, narrow enough in
+    /// time.
+    fn has_room(&self) -> bool {
+        self.attempts.len() < GROUP_ROWS
+            && self
+                .span
+                .is_none_or(|(lo, hi)| hi.saturating_sub(lo) < GROUP_SPAN_MICROS)
     }
 
     /// Commits every batch in one transaction and returns their acks, in
@@ -153,7 +178,7 @@ pub(crate) async fn serve(
             Err(status) => After::Fail(status),
         };
         // Take whatever else has already arrived, without waiting for more.
-        while matches!(after, After::Continue) && group.attempts.len() < GROUP_ROWS {
+        while matches!(after, After::Continue) && group.has_room() {
             match inbound.message().now_or_never() {
                 None => break,
                 Some(Ok(Some(batch))) => {
