@@ -47,29 +47,7 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Sent> + Send,
 {
-    let histogram = Arc::new(Mutex::new(new_histogram()));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = (0..workers)
-        .map(|w| {
-            let request = request.clone();
-            let histogram = histogram.clone();
-            tokio::spawn(async move {
-                let mut local = new_histogram();
-                let (mut n, mut errors, mut server_errors) = (0u64, 0u64, 0u64);
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let result = request(w).await;
-                    let _ = local.record(t.elapsed().as_micros().max(1) as u64);
-                    n += 1;
-                    tally(result, ok, &mut errors, &mut server_errors);
-                }
-                let _ = histogram.lock().await.add(&local);
-                (n, errors, server_errors)
-            })
-        })
-        .collect();
-    collect(name, start, tasks, histogram).await
+    drive(name, workers, duration, None, ok, request).await
 }
 
 fn tally(result: Sent, ok: &[u16], errors: &mut u64, server_errors: &mut u64) {
@@ -131,10 +109,28 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Sent> + Send,
 {
+    drive(name, workers, duration, Some(rate), ok, request).await
+}
+
+/// The loop behind [`run`] (closed: the next request starts when the last
+/// one ends, `rate` is `None`) and [`run_paced`] (open: each request has a
+/// due time and its latency counts from then).
+async fn drive<F, Fut>(
+    name: &str,
+    workers: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    ok: &'static [u16],
+    request: F,
+) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Sent> + Send,
+{
     let histogram = Arc::new(Mutex::new(new_histogram()));
     let start = Instant::now();
     let deadline = start + duration;
-    let period = Duration::from_secs_f64(workers as f64 / rate.max(0.001));
+    let period = rate.map(|r| Duration::from_secs_f64(workers as f64 / r.max(0.001)));
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let request = request.clone();
@@ -142,14 +138,23 @@ where
             tokio::spawn(async move {
                 let mut local = new_histogram();
                 let (mut n, mut errors, mut server_errors) = (0u64, 0u64, 0u64);
-                let mut due = start + period.mul_f64(w as f64 / workers as f64);
-                while due < deadline {
-                    tokio::time::sleep_until(due.into()).await;
+                let mut due = period.map(|p| start + p.mul_f64(w as f64 / workers as f64));
+                loop {
+                    let began = match due {
+                        Some(at) if at < deadline => {
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        None if Instant::now() < deadline => Instant::now(),
+                        _ => break,
+                    };
                     let result = request(w).await;
-                    let _ = local.record(due.elapsed().as_micros().max(1) as u64);
+                    let _ = local.record(began.elapsed().as_micros().max(1) as u64);
                     n += 1;
                     tally(result, ok, &mut errors, &mut server_errors);
-                    due += period;
+                    if let (Some(at), Some(p)) = (due.as_mut(), period) {
+                        *at += p;
+                    }
                 }
                 let _ = histogram.lock().await.add(&local);
                 (n, errors, server_errors)
