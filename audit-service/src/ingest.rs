@@ -13,7 +13,12 @@ use proto::audit::v1::{IngestAck, IngestBatch};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
-use crate::{attempt::NewAttempt, error::Error, service::TailHub, store::Store};
+use crate::{
+    attempt::NewAttempt,
+    error::Error,
+    service::{TailHub, stopped},
+    store::Store,
+};
 
 /// Most rows merged into one commit; bounds a transaction's size and the
 /// memory a fast producer can make this stream hold.
@@ -125,14 +130,6 @@ fn recording_spans(attempts: &[proto::audit::v1::Attempt]) -> Vec<tracing::Span>
             span
         })
         .collect()
-}
-
-/// Resolves once shutdown has begun; never, if the server side is gone
-/// (then the stream ends with its connection instead).
-pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
-    if stopping.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// What ends the stream after the current group is committed.

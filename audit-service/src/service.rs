@@ -14,7 +14,6 @@ use tracing::Instrument as _;
 use crate::{
     attempt::{Cursor, Filter, StoredAttempt, parse_limit},
     error::Error,
-    ingest::stopped,
     store::Store,
 };
 
@@ -154,6 +153,14 @@ impl AuditService for AuditApi {
         .instrument(span)
         .await
         .map_err(|e: Error| e.into())
+    }
+}
+
+/// Resolves once shutdown has begun; never, if the server side is gone
+/// (then the stream ends with its connection instead).
+pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

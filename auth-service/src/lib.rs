@@ -131,18 +131,9 @@ impl Application {
             config.key_reload_interval,
             stop_rx.clone(),
         ));
-        let store_for_ping = store.clone();
-        let forwarder = Forwarder::new(
-            store,
-            config.audit_grpc_url.clone(),
-            AttachToken::new(config.internal_token.as_ref())?,
-            signal,
-        )
-        .with_tls(config.internal_tls.for_url(&config.audit_grpc_url)?);
-
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthApi<S>>>().await;
-        let pinged = store_for_ping;
+        let pinged = store.clone();
         let readiness = Box::pin(common::health::follow_database(
             health.clone(),
             SERVICE_NAME,
@@ -151,6 +142,14 @@ impl Application {
                 async move { store.ping().await }
             },
         ));
+        let forwarder = Forwarder::new(
+            store,
+            config.audit_grpc_url.clone(),
+            AttachToken::new(config.internal_token.as_ref())?,
+            signal,
+        )
+        .with_tls(config.internal_tls.for_url(&config.audit_grpc_url)?);
+
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
