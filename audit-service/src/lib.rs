@@ -24,6 +24,7 @@ mod error;
 mod ingest;
 mod retention;
 mod service;
+mod statistics;
 mod store;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -197,6 +198,8 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
+        let statistics = (self.store.backend() == store::Backend::Sqlite)
+            .then(|| tokio::spawn(statistics::run(self.store.clone(), stop_rx.clone())));
         let incoming = common::net::incoming_nodelay(self.listener);
         let mut server_stop = stop_rx;
         let server = builder
@@ -215,7 +218,7 @@ impl Application {
             result = &mut server => {
                 readiness.abort();
                 stop_tx.send_replace(true);
-                if let Some(task) = retention {
+                for task in [retention, statistics].into_iter().flatten() {
                     let _ = task.await;
                 }
                 self.store.close().await;
@@ -239,7 +242,7 @@ impl Application {
                 Ok(())
             }
         };
-        if let Some(task) = retention {
+        for task in [retention, statistics].into_iter().flatten() {
             let _ = task.await;
         }
         self.store.close().await;

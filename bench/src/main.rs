@@ -7,12 +7,23 @@
 //!   cargo run --release -p audit-bench
 //! ```
 //!
-//! Each backend gets a fresh database; rows go in as batches of 500 on one
-//! `Ingest` stream (what auth-service's forwarder does), then `ListAttempts`
-//! pages of 100 are timed for a few filters. Backends whose URL variable is
-//! unset are skipped.
+//! Each backend gets a fresh database. With `BENCH_SEED_ROWS=N` it first
+//! gets N rows of history, a month of it, bulk-inserted in SQL
+//! (see [`seed`]); then `BENCH_ROWS` rows (default 100,000) of the last
+//! hour go in as batches of 500 on one `Ingest` stream (what auth-service's
+//! forwarder does), which is the timed ingest; then `ListAttempts` pages of
+//! 100 are timed for each filter. Backends whose URL variable is unset are
+//! skipped; `BENCH_BACKENDS=sqlite,postgres` picks some.
+//!
+//! For "a page of 100 out of 10 million":
+//!
+//! ```text
+//! BENCH_SEED_ROWS=10000000 BENCH_BACKENDS=postgres TEST_POSTGRES_URL=… target/release/audit-bench
+//! ```
 
 use std::time::{Duration, Instant};
+
+mod seed;
 
 use anyhow::Context as _;
 use audit_service::{Application, Config};
@@ -83,12 +94,21 @@ fn attempt(rng: &mut Rng, i: u64, rows: u64, now: i64) -> Attempt {
 struct Result {
     backend: &'static str,
     rows: u64,
+    /// Rows of bulk-seeded history under the ingest and the pages, and its
+    /// rate.
+    seeded: (u64, f64),
     ingest: Duration,
     queries: Vec<(&'static str, Duration, Duration)>,
 }
 
-async fn bench(backend: &'static str, url: String, rows: u64) -> anyhow::Result<Result> {
-    let mut config = Config::for_tests(url);
+async fn bench(
+    backend: &'static str,
+    dialect: seed::Dialect,
+    url: String,
+    rows: u64,
+    seed_rows: u64,
+) -> anyhow::Result<Result> {
+    let mut config = Config::for_tests(url.clone());
     // Realistic rule, and nothing deleted mid-run.
     config.retention_days = 0;
     let app = Application::build(config).await?;
@@ -101,6 +121,14 @@ async fn bench(backend: &'static str, url: String, rows: u64) -> anyhow::Result<
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs(),
     )?;
+    let seed_rate = if seed_rows > 0 {
+        eprintln!("{backend}: seeding {seed_rows} rows of history ...");
+        // History ends where the ingested hour begins.
+        seed::seed(dialect, &url, seed_rows, (now - 3_600) * 1_000_000).await?
+    } else {
+        0.0
+    };
+    eprintln!("{backend}: ingesting {rows} rows ...");
     let batches = rows.div_ceil(BATCH as u64);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // Batches are generated as the stream is polled, so the client holds
@@ -123,42 +151,9 @@ async fn bench(backend: &'static str, url: String, rows: u64) -> anyhow::Result<
     }
     let ingest = started.elapsed();
     anyhow::ensure!(acked == rows, "{backend}: {acked} of {rows} rows acked");
+    seed::settle(dialect, &url).await?;
 
-    let queries: [(&'static str, ListAttemptsRequest); 5] = [
-        ("newest 100, no filter", ListAttemptsRequest::default()),
-        (
-            "ip = one address",
-            ListAttemptsRequest {
-                ip: Some("10.0.1.7".to_owned()),
-                ..Default::default()
-            },
-        ),
-        (
-            "ip in 10.1.0.0/16",
-            ListAttemptsRequest {
-                ip: Some("10.1.0.0/16".to_owned()),
-                ..Default::default()
-            },
-        ),
-        (
-            "reason = locked_out",
-            ListAttemptsRequest {
-                reason: Some("locked_out".to_owned()),
-                ..Default::default()
-            },
-        ),
-        (
-            "email + last 10 minutes",
-            ListAttemptsRequest {
-                email: Some("user42@example.com".to_owned()),
-                since: Some(Timestamp {
-                    seconds: now - 600,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            },
-        ),
-    ];
+    let queries = page_queries(now);
     let mut timings = Vec::new();
     for (name, mut request) in queries {
         request.limit = 100;
@@ -177,9 +172,101 @@ async fn bench(backend: &'static str, url: String, rows: u64) -> anyhow::Result<
     Ok(Result {
         backend,
         rows,
+        seeded: (seed_rows, seed_rate),
         ingest,
         queries: timings,
     })
+}
+
+/// The timed listings: every filter of the API, alone or as an admin would
+/// combine them, each with values present in both the ingested hour and the
+/// seeded history.
+fn page_queries(now: i64) -> Vec<(&'static str, ListAttemptsRequest)> {
+    let at = |secs_ago: i64| {
+        Some(Timestamp {
+            seconds: now - secs_ago,
+            nanos: 0,
+        })
+    };
+    let day = 86_400;
+    vec![
+        ("newest 100, no filter", ListAttemptsRequest::default()),
+        (
+            "ip = one address",
+            ListAttemptsRequest {
+                ip: Some("10.0.1.7".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "ip in 10.1.0.0/16",
+            ListAttemptsRequest {
+                ip: Some("10.1.0.0/16".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "ip in 10.0.3.0/24",
+            ListAttemptsRequest {
+                ip: Some("10.0.3.0/24".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "reason = locked_out",
+            ListAttemptsRequest {
+                reason: Some("locked_out".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "email + last 10 minutes",
+            ListAttemptsRequest {
+                email: Some("user42@example.com".to_owned()),
+                since: at(600),
+                ..Default::default()
+            },
+        ),
+        (
+            "identifier",
+            ListAttemptsRequest {
+                identifier: Some("user4242@example.com".to_owned()),
+                ..Default::default()
+            },
+        ),
+        (
+            "user id",
+            ListAttemptsRequest {
+                user_id: Some(4242),
+                ..Default::default()
+            },
+        ),
+        (
+            "suspicious",
+            ListAttemptsRequest {
+                suspicious: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            "failures, one day 15 d ago",
+            ListAttemptsRequest {
+                successful: Some(false),
+                since: at(16 * day),
+                until: at(15 * day),
+                ..Default::default()
+            },
+        ),
+        (
+            "/16 + locked_out, 7 d ago",
+            ListAttemptsRequest {
+                ip: Some("10.1.0.0/16".to_owned()),
+                reason: Some("locked_out".to_owned()),
+                until: at(7 * day),
+                ..Default::default()
+            },
+        ),
+    ]
 }
 
 #[tokio::main]
@@ -189,46 +276,65 @@ async fn main() -> anyhow::Result<()> {
         .map(|v| v.parse().context("BENCH_ROWS must be a number"))
         .transpose()?
         .unwrap_or(100_000);
+    let seed_rows: u64 = std::env::var("BENCH_SEED_ROWS")
+        .ok()
+        .map(|v| v.parse().context("BENCH_SEED_ROWS must be a number"))
+        .transpose()?
+        .unwrap_or(0);
+    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres,mysql".into());
+    let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let dir = tempfile::tempdir()?;
-    let mut targets: Vec<(&'static str, String)> = vec![(
-        "sqlite",
-        format!("sqlite://{}", dir.path().join("bench.db").display()),
-    )];
-    if let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") {
-        targets.push(("postgres", common::testing::fresh_postgres(&server).await));
+    let mut targets: Vec<(&'static str, seed::Dialect, String)> = Vec::new();
+    if wanted.contains(&"sqlite") {
+        let path = dir.path().join("bench.db");
+        targets.push((
+            "sqlite",
+            seed::Dialect::Sqlite,
+            format!("sqlite://{}", path.display()),
+        ));
     }
-    if let Some(server) = common::testing::server_url("TEST_MYSQL_URL") {
-        targets.push(("mysql", common::testing::fresh_mysql(&server).await));
+    if wanted.contains(&"postgres")
+        && let Some(server) = common::testing::server_url("TEST_POSTGRES_URL")
+    {
+        let url = common::testing::fresh_postgres(&server).await;
+        targets.push(("postgres", seed::Dialect::Postgres, url));
+    }
+    if wanted.contains(&"mysql")
+        && let Some(server) = common::testing::server_url("TEST_MYSQL_URL")
+    {
+        let url = common::testing::fresh_mysql(&server).await;
+        targets.push(("mysql", seed::Dialect::Mysql, url));
     }
 
     let mut results = Vec::new();
-    for (backend, url) in targets {
-        eprintln!("{backend}: ingesting {rows} rows ...");
-        results.push(bench(backend, url, rows).await?);
+    for (backend, dialect, url) in targets {
+        results.push(bench(backend, dialect, url, rows, seed_rows).await?);
     }
 
     println!(
-        "\n{:<9} {:>9} {:>10} {:>12}",
-        "backend", "rows", "ingest s", "attempts/s"
+        "\n{:<9} {:>11} {:>9} {:>9} {:>10} {:>12}",
+        "backend", "history", "seeded/s", "rows", "ingest s", "attempts/s"
     );
     for r in &results {
         let secs = r.ingest.as_secs_f64();
         println!(
-            "{:<9} {:>9} {:>10.1} {:>12.0}",
+            "{:<9} {:>11} {:>9.0} {:>9} {:>10.1} {:>12.0}",
             r.backend,
+            r.seeded.0,
+            r.seeded.1,
             r.rows,
             secs,
             r.rows as f64 / secs
         );
     }
     println!(
-        "\n{:<9} {:<24} {:>12} {:>12}",
+        "\n{:<9} {:<28} {:>12} {:>12}",
         "backend", "page of 100", "median ms", "p95 ms"
     );
     for r in &results {
         for (name, median, p95) in &r.queries {
             println!(
-                "{:<9} {:<24} {:>12.2} {:>12.2}",
+                "{:<9} {:<28} {:>12.2} {:>12.2}",
                 r.backend,
                 name,
                 median.as_secs_f64() * 1e3,

@@ -167,6 +167,15 @@ impl Store {
         Ok(page_from_rows(rows, limit))
     }
 
+    /// Brings the planner's statistics up to date where the engine does not
+    /// do it by itself (SQLite); a no-op elsewhere.
+    pub async fn refresh_statistics(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(s) => s.refresh_statistics().await,
+            Self::Postgres(_) | Self::Mysql(_) => Ok(()),
+        }
+    }
+
     /// One round trip to the database, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {

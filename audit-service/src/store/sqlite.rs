@@ -134,6 +134,65 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(stored_attempts(&rows, &ids))
     }
+
+    /// Re-analyzes tables whose size changed a lot since their last
+    /// analysis, with a bounded sample (see `statistics`). The pool's other
+    /// connections see the new statistics at their next statement.
+    pub(super) async fn refresh_statistics(&self) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql("PRAGMA optimize=0x10002")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
 }
 
 super::shared::shared_backend_ops!(SqliteStore, sqlx::Sqlite, Keyset::RowValue);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(i: u32) -> NewAttempt {
+        let ip = format!("10.0.{}.{}", i / 256 % 256, i % 256);
+        NewAttempt {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            occurred_at: i64::from(i),
+            identifier: format!("user{i}@example.com"),
+            user_id: None,
+            username: None,
+            email: format!("user{i}@example.com"),
+            email_lower: format!("user{i}@example.com"),
+            successful: i.is_multiple_of(2),
+            reject_reason: if i.is_multiple_of(2) { "" } else { "bad_password" }.to_owned(),
+            ip_key: ip_key(&ip),
+            ip,
+            user_agent: None,
+            request_id: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn refreshing_statistics_analyzes_a_grown_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = SqliteStore::connect(&url, SuspicionRule::per_hour(10))
+            .await
+            .unwrap();
+        let batch: Vec<NewAttempt> = (0..2_000).map(attempt).collect();
+        store.insert_batch(&batch).await.unwrap();
+        let stats = "SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'login_attempts'";
+        let before: i64 = sqlx::query_scalar(stats)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap_or(0);
+
+        store.refresh_statistics().await.unwrap();
+
+        let after: i64 = sqlx::query_scalar(stats)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(before, 0, "no statistics before the refresh");
+        assert!(after > 0, "the refresh analyzed the log's indexes");
+    }
+}
