@@ -268,9 +268,11 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
         eprintln!("admin log page…");
         // Logged in after seeding: a slow seed would outlive the access token.
         let (admin_access, _) = login(&http, &base).await?;
-        report
-            .outcomes
-            .push(logs_scenario(args, &http, &base, duration, admin_access).await);
+        let before = system.cpu();
+        let outcome = logs_scenario(args, &http, &base, duration, admin_access).await;
+        let cpu = system.cpu().per_request_since(&before, outcome.requests);
+        report.cpu.push((outcome.name.clone(), cpu));
+        report.outcomes.push(outcome);
         eprintln!("  RSS now: {}", system.current_rss());
     }
     if wanted(Scenario::Flood) {
@@ -369,7 +371,7 @@ async fn refresh_scenario(
     Ok((outcome, cpu))
 }
 
-/// The admin's first page of the login log.
+/// The admin's first page of the login log, read to the end.
 async fn logs_scenario(
     args: &Args,
     http: &reqwest::Client,
@@ -390,11 +392,12 @@ async fn logs_scenario(
         move |_| {
             let (h, url, token) = (h.clone(), url.clone(), token.clone());
             async move {
-                h.get(url.as_str())
-                    .bearer_auth(token.as_str())
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
+                let resp = h.get(url.as_str()).bearer_auth(token.as_str()).send().await?;
+                let status = resp.status().as_u16();
+                // Read the page as a client would; an unread body also
+                // keeps the connection from being reused.
+                resp.bytes().await?;
+                Ok(status)
             }
         },
     )
