@@ -14,6 +14,8 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+mod batch;
+
 use super::{MAX_ROTATION_BATCH, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError};
 
 impl SqliteStore {
@@ -86,10 +88,15 @@ async fn rotate_together(
     batch: &[RotateJob],
 ) -> Result<Vec<Rotation>, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        outcomes.push(rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?);
-    }
+    let outcomes = if batch::applies(batch) {
+        batch::rotate_set(&mut tx, batch).await?
+    } else {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            outcomes.push(rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?);
+        }
+        outcomes
+    };
     tx.commit().await?;
     Ok(outcomes)
 }

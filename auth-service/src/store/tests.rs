@@ -5,9 +5,9 @@
 
 use super::*;
 
-const NOW: i64 = 1_800_000_000;
+pub(super) const NOW: i64 = 1_800_000_000;
 
-async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+pub(super) async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("auth.db").display());
     let store = SqliteStore::connect(&url).await.unwrap();
@@ -22,7 +22,7 @@ async fn postgres() -> Option<PgStore> {
 
 /// An active user with one logged-in session; returns the user's id and the
 /// session's refresh `jti`.
-async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String) {
+pub(super) async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String) {
     let user = store
         .create_user(NewUser {
             username: name,
@@ -56,7 +56,7 @@ async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String) {
     (user.id, jti)
 }
 
-fn next(jti: &str, user_id: i64, now: i64) -> NewRefreshToken {
+pub(super) fn next(jti: &str, user_id: i64, now: i64) -> NewRefreshToken {
     NewRefreshToken {
         jti: jti.to_owned(),
         family_id: String::new(),
