@@ -51,14 +51,32 @@ use crate::{
     grpc::{AuditClient, AuthClient},
 };
 
-/// What every handler can reach. Cloning is cheap (channels and `Arc`s).
+/// What every handler can reach. axum clones the state for every request,
+/// so it is one `Arc`: one reference count per request instead of four
+/// channel clones (each a buffer handle, a semaphore and a URI) and drops.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
+    /// auth-service.
     auth: AuthClient,
+    /// audit-service.
     audit: AuditClient,
+    /// Access-token verification on cached signing keys.
     verifier: Arc<TokenVerifier>,
+    /// Proxies whose `X-Forwarded-*` headers are believed.
     trusted: Arc<TrustedProxies>,
+    /// The backends' health, for `/readyz`.
     readiness: readiness::Readiness,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -74,21 +92,26 @@ impl AppState {
         let auth = grpc::auth_client(auth_channel.clone(), token.clone());
         let audit = grpc::audit_client(audit_channel.clone(), token);
         let keys = Arc::new(KeyCache::new(Arc::new(GrpcJwkSource(auth.clone()))));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             auth,
             audit,
             verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
             trusted: Arc::new(config.trusted_proxies.clone()),
             readiness: readiness::Readiness::new(auth_channel, audit_channel),
-        })
+        })))
     }
 
     /// Replaces where signing keys come from (e.g. a fixed set in tests);
     /// `issuer` is the `iss` tokens must carry.
-    pub fn with_jwk_source(mut self, source: Arc<dyn JwkSource>, issuer: &str) -> Self {
+    pub fn with_jwk_source(self, source: Arc<dyn JwkSource>, issuer: &str) -> Self {
         let keys = Arc::new(KeyCache::new(source));
-        self.verifier = Arc::new(TokenVerifier::new(keys, issuer));
-        self
+        Self(Arc::new(Shared {
+            auth: self.auth.clone(),
+            audit: self.audit.clone(),
+            verifier: Arc::new(TokenVerifier::new(keys, issuer)),
+            trusted: self.trusted.clone(),
+            readiness: self.readiness.clone(),
+        }))
     }
 }
 
