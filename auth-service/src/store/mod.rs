@@ -82,9 +82,10 @@ struct RotateJob {
 /// rotation waiting (up to [`MAX_ROTATION_BATCH`]) and runs them in one
 /// transaction, so `BEGIN`, `COMMIT` and the WAL page writes are paid once
 /// per batch instead of once per refresh. Each caller is answered only after
-/// the commit, so a returned token's rotation is as durable as before. Each
-/// rotation sees the ones before it in the batch, exactly as if they had
-/// committed one by one.
+/// the commit, so a returned token's rotation is as durable as before. The
+/// batch ends as if its rotations had committed one by one in some order
+/// (set statements for the live tokens, then the rest one at a time: see
+/// `sqlite/batch.rs`).
 #[derive(Clone)]
 struct RotationBatches {
     jobs: tokio::sync::mpsc::Sender<RotateJob>,

@@ -7,14 +7,14 @@
 //! Durability: WAL with `synchronous=NORMAL` — a commit survives a crash of
 //! the process; a power loss can undo the last few commits, never corrupt.
 
+mod batch;
+
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     ConnectOptions, SqliteConnection,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-
-mod batch;
 
 use super::{MAX_ROTATION_BATCH, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError};
 
