@@ -24,7 +24,6 @@ mod error;
 mod ingest;
 mod retention;
 mod service;
-mod statistics;
 mod store;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -198,8 +197,6 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
-        let statistics = (self.store.backend() == store::Backend::Sqlite)
-            .then(|| tokio::spawn(statistics::run(self.store.clone(), stop_rx.clone())));
         let incoming = common::net::incoming_nodelay(self.listener);
         let mut server_stop = stop_rx;
         let server = builder
@@ -218,7 +215,7 @@ impl Application {
             result = &mut server => {
                 readiness.abort();
                 stop_tx.send_replace(true);
-                for task in [retention, statistics].into_iter().flatten() {
+                if let Some(task) = retention {
                     let _ = task.await;
                 }
                 self.store.close().await;
@@ -242,7 +239,7 @@ impl Application {
                 Ok(())
             }
         };
-        for task in [retention, statistics].into_iter().flatten() {
+        if let Some(task) = retention {
             let _ = task.await;
         }
         self.store.close().await;

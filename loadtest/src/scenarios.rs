@@ -392,7 +392,11 @@ async fn logs_scenario(
         move |_| {
             let (h, url, token) = (h.clone(), url.clone(), token.clone());
             async move {
-                let resp = h.get(url.as_str()).bearer_auth(token.as_str()).send().await?;
+                let resp = h
+                    .get(url.as_str())
+                    .bearer_auth(token.as_str())
+                    .send()
+                    .await?;
                 let status = resp.status().as_u16();
                 // Read the page as a client would; an unread body also
                 // keeps the connection from being reused.

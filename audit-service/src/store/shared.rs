@@ -13,8 +13,19 @@ macro_rules! shared_backend_ops {
                 fetch: u32,
                 cursor: Option<Cursor>,
             ) -> Result<Vec<AttemptRow>, sqlx::Error> {
+                let ip_path = self.ip_path(filter).await?;
+                self.list_via(filter, fetch, cursor, ip_path).await
+            }
+
+            async fn list_via(
+                &self,
+                filter: &Filter,
+                fetch: u32,
+                cursor: Option<Cursor>,
+                ip_path: IpPath,
+            ) -> Result<Vec<AttemptRow>, sqlx::Error> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(SELECT);
-                push_listing(&mut qb, filter, cursor, fetch, $keyset);
+                push_listing(&mut qb, filter, cursor, fetch, $keyset, ip_path);
                 qb.build_query_as::<AttemptRow>()
                     .fetch_all(&self.pool)
                     .await
