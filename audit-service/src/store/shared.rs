@@ -7,16 +7,6 @@
 macro_rules! shared_backend_ops {
     ($store:ty, $db:ty, $keyset:expr) => {
         impl $store {
-            pub(super) async fn list(
-                &self,
-                filter: &Filter,
-                fetch: u32,
-                cursor: Option<Cursor>,
-            ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-                let ip_path = self.ip_path(filter).await?;
-                self.list_via(filter, fetch, cursor, ip_path).await
-            }
-
             async fn list_via(
                 &self,
                 filter: &Filter,
@@ -29,6 +19,22 @@ macro_rules! shared_backend_ops {
                 qb.build_query_as::<AttemptRow>()
                     .fetch_all(&self.pool)
                     .await
+            }
+        }
+
+        super::shared::shared_backend_ops!($store, $db, $keyset, own_listing);
+    };
+    // The same without `list_via`, for a backend that pages its own way.
+    ($store:ty, $db:ty, $keyset:expr, own_listing) => {
+        impl $store {
+            pub(super) async fn list(
+                &self,
+                filter: &Filter,
+                fetch: u32,
+                cursor: Option<Cursor>,
+            ) -> Result<Vec<AttemptRow>, sqlx::Error> {
+                let ip_path = self.ip_path(filter).await?;
+                self.list_via(filter, fetch, cursor, ip_path).await
             }
 
             pub(super) async fn delete_before(
