@@ -11,7 +11,8 @@
 //! gets N rows of history, a month of it, bulk-inserted in SQL
 //! (see [`seed`]); then `BENCH_ROWS` rows (default 100,000) of the last
 //! hour go in as batches of 500 on one `Ingest` stream (what auth-service's
-//! forwarder does), which is the timed ingest; then `ListAttempts` pages of
+//! forwarder does; `BENCH_STREAMS=n` spreads them over n concurrent streams,
+//! as n auth-service replicas would), which is the timed ingest; then `ListAttempts` pages of
 //! 100 are timed for each filter. Backends whose URL variable is unset are
 //! skipped; `BENCH_BACKENDS=sqlite,postgres` picks some.
 //!
@@ -107,6 +108,7 @@ async fn bench(
     url: String,
     rows: u64,
     seed_rows: u64,
+    streams: u64,
 ) -> anyhow::Result<Result> {
     let mut config = Config::for_tests(url.clone());
     // Realistic rule, and nothing deleted mid-run.
@@ -130,24 +132,39 @@ async fn bench(
     };
     eprintln!("{backend}: ingesting {rows} rows ...");
     let batches = rows.div_ceil(BATCH as u64);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    // Batches are generated as the stream is polled, so the client holds
-    // only what is in flight.
-    let outgoing = tokio_stream::iter((0..batches).map(move |b| {
-        let start = b * BATCH as u64;
-        let end = (start + BATCH as u64).min(rows);
-        IngestBatch {
-            batch_seq: b,
-            attempts: (start..end)
-                .map(|i| attempt(&mut rng, i, rows, now))
-                .collect(),
-        }
-    }));
     let started = Instant::now();
-    let mut acks = client.ingest(outgoing).await?.into_inner();
+    // One stream per producer (auth-service replica); batch b goes on
+    // stream b % streams.
+    let mut producers = Vec::new();
+    for k in 0..streams {
+        let mut client = client.clone();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (k + 1));
+        // Batches are generated as the stream is polled, so the client holds
+        // only what is in flight.
+        let outgoing = tokio_stream::iter((0..batches).filter(move |b| b % streams == k).map(
+            move |b| {
+                let start = b * BATCH as u64;
+                let end = (start + BATCH as u64).min(rows);
+                IngestBatch {
+                    batch_seq: b,
+                    attempts: (start..end)
+                        .map(|i| attempt(&mut rng, i, rows, now))
+                        .collect(),
+                }
+            },
+        ));
+        producers.push(tokio::spawn(async move {
+            let mut acks = client.ingest(outgoing).await?.into_inner();
+            let mut acked = 0u64;
+            while let Some(ack) = acks.message().await? {
+                acked += u64::from(ack.inserted);
+            }
+            anyhow::Ok(acked)
+        }));
+    }
     let mut acked = 0u64;
-    while let Some(ack) = acks.message().await? {
-        acked += u64::from(ack.inserted);
+    for producer in producers {
+        acked += producer.await??;
     }
     let ingest = started.elapsed();
     anyhow::ensure!(acked == rows, "{backend}: {acked} of {rows} rows acked");
@@ -281,6 +298,12 @@ async fn main() -> anyhow::Result<()> {
         .map(|v| v.parse().context("BENCH_SEED_ROWS must be a number"))
         .transpose()?
         .unwrap_or(0);
+    let streams: u64 = std::env::var("BENCH_STREAMS")
+        .ok()
+        .map(|v| v.parse().context("BENCH_STREAMS must be a number"))
+        .transpose()?
+        .unwrap_or(1)
+        .max(1);
     let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres,mysql".into());
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let dir = tempfile::tempdir()?;
@@ -308,11 +331,12 @@ async fn main() -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for (backend, dialect, url) in targets {
-        results.push(bench(backend, dialect, url, rows, seed_rows).await?);
+        results.push(bench(backend, dialect, url, rows, seed_rows, streams).await?);
     }
 
+    println!("\ningest over {streams} stream(s)");
     println!(
-        "\n{:<9} {:>11} {:>9} {:>9} {:>10} {:>12}",
+        "{:<9} {:>11} {:>9} {:>9} {:>10} {:>12}",
         "backend", "history", "seeded/s", "rows", "ingest s", "attempts/s"
     );
     for r in &results {

@@ -12,7 +12,7 @@ use tokio::{io::AsyncWriteExt, sync::Mutex};
 use crate::{
     Args, Scenario, calibrate,
     driver::{self, Outcome},
-    system::System,
+    system::{CpuSnapshot, System},
 };
 
 const USER: &str = "bench";
@@ -30,6 +30,16 @@ pub struct Report {
     /// Per scenario: CPU µs per request of each process (shared cores make
     /// this steadier than req/s when other work runs on the machine).
     cpu: Vec<(String, String)>,
+}
+
+impl Report {
+    /// Records `outcome` with the CPU each process spent per request since
+    /// `before`.
+    fn push_measured(&mut self, outcome: Outcome, system: &System, before: &CpuSnapshot) {
+        let cpu = system.cpu().per_request_since(before, outcome.requests);
+        self.cpu.push((outcome.name.clone(), cpu));
+        self.outcomes.push(outcome);
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -241,16 +251,16 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
     }
     if wanted(Scenario::Login) {
         eprintln!("login (success)…");
-        report
-            .outcomes
-            .push(login_scenario(args, &http, &base, duration, None).await);
+        let before = system.cpu();
+        let outcome = login_scenario(args, &http, &base, duration, None).await;
+        report.push_measured(outcome, system, &before);
         eprintln!("  RSS now: {}", system.current_rss());
     }
     if wanted(Scenario::LoginUnknown) {
         eprintln!("login (unknown user)…");
-        report
-            .outcomes
-            .push(login_scenario(args, &http, &base, duration, Some("ghost")).await);
+        let before = system.cpu();
+        let outcome = login_scenario(args, &http, &base, duration, Some("ghost")).await;
+        report.push_measured(outcome, system, &before);
         eprintln!("  RSS now: {}", system.current_rss());
     }
     if wanted(Scenario::Refresh) {
@@ -270,9 +280,7 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
         let (admin_access, _) = login(&http, &base).await?;
         let before = system.cpu();
         let outcome = logs_scenario(args, &http, &base, duration, admin_access).await;
-        let cpu = system.cpu().per_request_since(&before, outcome.requests);
-        report.cpu.push((outcome.name.clone(), cpu));
-        report.outcomes.push(outcome);
+        report.push_measured(outcome, system, &before);
         eprintln!("  RSS now: {}", system.current_rss());
     }
     if wanted(Scenario::Flood) {
