@@ -287,6 +287,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_page_built_as_json_returns_every_field_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = SqliteStore::connect(&url, SuspicionRule::per_hour(10))
+            .await
+            .unwrap();
+        let awkward = "quote \" backslash \\ newline \n tab \t nul-free ünïcödé 🔐 </script>";
+        let mut full = attempt(1);
+        full.identifier = awkward.to_owned();
+        full.username = Some(awkward.to_owned());
+        full.user_id = Some(i64::MAX);
+        full.user_agent = Some(awkward.to_owned());
+        full.occurred_at = 1_795_632_750_123_456;
+        full.successful = false;
+        full.reject_reason = "bad_password".to_owned();
+        let mut bare = attempt(2);
+        bare.ip = "not an address".to_owned();
+        bare.ip_key = ip_key(&bare.ip);
+        store
+            .insert_batch(&[full.clone(), bare.clone()])
+            .await
+            .unwrap();
+
+        let rows = store
+            .list_via(&Filter::default(), 10, None, IpPath::Planner)
+            .await
+            .unwrap();
+        let listed: Vec<StoredAttempt> = rows.into_iter().map(Into::into).collect();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].attempt, full, "newest first, every field intact");
+        assert_eq!(listed[1].attempt, bare);
+    }
+
+    #[tokio::test]
     async fn both_paths_to_an_ip_range_list_the_same_pages_and_density_picks_one() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("audit.db").display());
