@@ -286,24 +286,19 @@ fn page_queries(now: i64) -> Vec<(&'static str, ListAttemptsRequest)> {
     ]
 }
 
+/// A whole number from the environment, or `default` when unset.
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    std::env::var(name).map_or(Ok(default), |v| {
+        v.parse()
+            .with_context(|| format!("{name} must be a whole number"))
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rows: u64 = std::env::var("BENCH_ROWS")
-        .ok()
-        .map(|v| v.parse().context("BENCH_ROWS must be a number"))
-        .transpose()?
-        .unwrap_or(100_000);
-    let seed_rows: u64 = std::env::var("BENCH_SEED_ROWS")
-        .ok()
-        .map(|v| v.parse().context("BENCH_SEED_ROWS must be a number"))
-        .transpose()?
-        .unwrap_or(0);
-    let streams: u64 = std::env::var("BENCH_STREAMS")
-        .ok()
-        .map(|v| v.parse().context("BENCH_STREAMS must be a number"))
-        .transpose()?
-        .unwrap_or(1)
-        .max(1);
+    let rows = env_number("BENCH_ROWS", 100_000)?;
+    let seed_rows = env_number("BENCH_SEED_ROWS", 0)?;
+    let streams = env_number("BENCH_STREAMS", 1)?.max(1);
     let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres,mysql".into());
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let dir = tempfile::tempdir()?;

@@ -47,12 +47,9 @@ pub async fn seed(dialect: Dialect, url: &str, rows: u64, end: i64) -> anyhow::R
     let mut conn = Conn::open(dialect, url).await?;
     for lo in (0..rows).step_by(usize::try_from(CHUNK)?) {
         let hi = (lo + CHUNK).min(rows);
-        let sql = match dialect {
-            Dialect::Sqlite => sqlite_chunk(lo, hi, start, step),
-            Dialect::Postgres => postgres_chunk(lo, hi, start, step),
-            Dialect::Mysql => mysql_chunk(lo, hi, start, step),
-        };
-        conn.execute(sql).await.context("seeding")?;
+        conn.execute(dialect.chunk(lo, hi, start, step))
+            .await
+            .context("seeding")?;
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
             "  seeded {hi} of {rows} rows in {secs:.0} s ({:.0} rows/s)",
@@ -157,50 +154,60 @@ struct Spelling {
     uuid: fn(String) -> String,
 }
 
-fn sqlite_chunk(lo: u64, hi: u64, start: i64, step: i64) -> String {
-    let spelling = Spelling {
-        hex: |e, w| format!("printf('%0{w}x', {e})"),
-        cat: |parts| format!("({})", parts.join(" || ")),
-        div: |a, b| format!("({a} / {b})"),
-        uuid: |e| e,
-    };
-    format!(
-        "PRAGMA cache_size = -262144; BEGIN; WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL \
-         SELECT i + 1 FROM s WHERE i + 1 < {hi}) \
-         {COLUMNS} {} FROM (SELECT i, (i * 2654435761) % 100000 AS n, \
-         (i * 40503) % 1000000 AS w FROM s) AS g; COMMIT;",
-        select_list(&spelling, start, step)
-    )
-}
+impl Dialect {
+    fn spelling(self) -> Spelling {
+        match self {
+            Self::Sqlite => Spelling {
+                hex: |e, w| format!("printf('%0{w}x', {e})"),
+                cat: |parts| format!("({})", parts.join(" || ")),
+                div: |a, b| format!("({a} / {b})"),
+                uuid: |e| e,
+            },
+            Self::Postgres => Spelling {
+                hex: |e, w| format!("lpad(to_hex({e}), {w}, '0')"),
+                cat: |parts| format!("({})", parts.join(" || ")),
+                div: |a, b| format!("({a} / {b})"),
+                uuid: |e| format!("{e}::uuid"),
+            },
+            Self::Mysql => Spelling {
+                hex: |e, w| format!("LPAD(LOWER(HEX({e})), {w}, '0')"),
+                cat: |parts| format!("CONCAT({})", parts.join(", ")),
+                div: |a, b| format!("({a} DIV {b})"),
+                uuid: |e| e,
+            },
+        }
+    }
 
-fn postgres_chunk(lo: u64, hi: u64, start: i64, step: i64) -> String {
-    let spelling = Spelling {
-        hex: |e, w| format!("lpad(to_hex({e}), {w}, '0')"),
-        cat: |parts| format!("({})", parts.join(" || ")),
-        div: |a, b| format!("({a} / {b})"),
-        uuid: |e| format!("{e}::uuid"),
-    };
-    format!(
-        "{COLUMNS} {} FROM (SELECT i, (i * 2654435761) % 100000 AS n, \
-         (i * 40503) % 1000000 AS w FROM generate_series({lo}::int8, {}::int8) AS i) AS g",
-        select_list(&spelling, start, step),
-        hi - 1
-    )
-}
+    /// A query of the integers `lo..hi` as column `i`.
+    fn numbers(self, lo: u64, hi: u64) -> String {
+        match self {
+            Self::Sqlite => format!(
+                "WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM s \
+                 WHERE i + 1 < {hi}) SELECT i FROM s"
+            ),
+            Self::Postgres => format!(
+                "SELECT i FROM generate_series({lo}::int8, {}::int8) AS i",
+                hi - 1
+            ),
+            // MariaDB's sequence engine: the table `seq_<lo>_to_<hi>` holds
+            // the integers of its name.
+            Self::Mysql => format!("SELECT seq AS i FROM seq_{lo}_to_{}", hi - 1),
+        }
+    }
 
-fn mysql_chunk(lo: u64, hi: u64, start: i64, step: i64) -> String {
-    let spelling = Spelling {
-        hex: |e, w| format!("LPAD(LOWER(HEX({e})), {w}, '0')"),
-        cat: |parts| format!("CONCAT({})", parts.join(", ")),
-        div: |a, b| format!("({a} DIV {b})"),
-        uuid: |e| e,
-    };
-    // MariaDB's sequence engine: the table `seq_<lo>_to_<hi>` holds the
-    // integers of its name.
-    format!(
-        "{COLUMNS} {} FROM (SELECT seq AS i, (seq * 2654435761) % 100000 AS n, \
-         (seq * 40503) % 1000000 AS w FROM seq_{lo}_to_{}) AS g",
-        select_list(&spelling, start, step),
-        hi - 1
-    )
+    /// The statement inserting rows `lo..hi`.
+    fn chunk(self, lo: u64, hi: u64, start: i64, step: i64) -> String {
+        let insert = format!(
+            "{COLUMNS} {} FROM (SELECT i, (i * 2654435761) % 100000 AS n, \
+             (i * 40503) % 1000000 AS w FROM ({}) AS r) AS g",
+            select_list(&self.spelling(), start, step),
+            self.numbers(lo, hi)
+        );
+        match self {
+            // A bigger page cache for the seeding connection, and one
+            // transaction per chunk.
+            Self::Sqlite => format!("PRAGMA cache_size = -262144; BEGIN; {insert}; COMMIT;"),
+            Self::Postgres | Self::Mysql => insert,
+        }
+    }
 }
