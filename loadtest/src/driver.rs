@@ -34,22 +34,6 @@ pub struct Outcome {
 /// One request's result: `Ok(status)` or a transport error.
 pub type Sent = Result<u16, reqwest::Error>;
 
-/// Runs `workers` loops of `request(worker_index)` for `duration`; a request
-/// counts as an error unless its status is in `ok`.
-pub async fn run<F, Fut>(
-    name: &str,
-    workers: usize,
-    duration: Duration,
-    ok: &'static [u16],
-    request: F,
-) -> Outcome
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Sent> + Send,
-{
-    drive(name, workers, duration, None, ok, request).await
-}
-
 fn tally(result: Sent, ok: &[u16], errors: &mut u64, server_errors: &mut u64) {
     match result {
         Ok(status) if ok.contains(&status) => {}
@@ -92,30 +76,16 @@ async fn collect(
     }
 }
 
-/// Like [`run`], but open loop: request `i` of worker `w` is due at
-/// `start + (i * workers + w) / rate`, so together the workers offer `rate`
-/// requests/s. A worker that falls behind sends at once; latency counts from
-/// the due time, so time spent queued behind slow requests is included
-/// (no coordinated omission).
-pub async fn run_paced<F, Fut>(
-    name: &str,
-    workers: usize,
-    duration: Duration,
-    rate: f64,
-    ok: &'static [u16],
-    request: F,
-) -> Outcome
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Sent> + Send,
-{
-    drive(name, workers, duration, Some(rate), ok, request).await
-}
-
-/// The loop behind [`run`] (closed: the next request starts when the last
-/// one ends, `rate` is `None`) and [`run_paced`] (open: each request has a
-/// due time and its latency counts from then).
-async fn drive<F, Fut>(
+/// Runs `workers` loops of `request(worker_index)` for `duration`; a request
+/// counts as an error unless its status is in `ok`.
+///
+/// With `rate` unset the loop is closed: the next request starts when the
+/// last one ends. With a `rate` it is open: request `i` of worker `w` is due
+/// at `start + (i * workers + w) / rate`, so together the workers offer
+/// `rate` requests/s. A worker that falls behind sends at once; latency
+/// counts from the due time, so time spent queued behind slow requests is
+/// included (no coordinated omission).
+pub async fn run<F, Fut>(
     name: &str,
     workers: usize,
     duration: Duration,

@@ -305,17 +305,24 @@ async fn login_scenario(
         Some(_) => format!("login (unknown user), {} workers", args.login_concurrency),
     };
     let ok: &'static [u16] = if ghost.is_some() { &[401] } else { &[200] };
-    driver::run(&name, args.login_concurrency, duration, ok, move |w| {
-        let (h, url) = (h.clone(), url.clone());
-        async move {
-            let user = ghost.map_or_else(|| USER.to_owned(), |g| format!("{g}{w}"));
-            h.post(url.as_str())
-                .form(&[("username", user.as_str()), ("password", PASSWORD)])
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }
-    })
+    driver::run(
+        &name,
+        args.login_concurrency,
+        duration,
+        None,
+        ok,
+        move |w| {
+            let (h, url) = (h.clone(), url.clone());
+            async move {
+                let user = ghost.map_or_else(|| USER.to_owned(), |g| format!("{g}{w}"));
+                h.post(url.as_str())
+                    .form(&[("username", user.as_str()), ("password", PASSWORD)])
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
+        },
+    )
     .await
 }
 
@@ -362,19 +369,22 @@ async fn refresh_scenario(
         }
     };
     let before = system.cpu();
-    let outcome = match args.refresh_rate {
-        None => {
-            let name = format!("refresh (rotation persisted), {} workers", args.concurrency);
-            driver::run(&name, args.concurrency, duration, &[200], request).await
-        }
-        Some(rate) => {
-            let name = format!(
-                "refresh (rotation persisted), paced at {rate:.0}/s, {} workers",
-                args.concurrency
-            );
-            driver::run_paced(&name, args.concurrency, duration, rate, &[200], request).await
-        }
+    let name = match args.refresh_rate {
+        None => format!("refresh (rotation persisted), {} workers", args.concurrency),
+        Some(rate) => format!(
+            "refresh (rotation persisted), paced at {rate:.0}/s, {} workers",
+            args.concurrency
+        ),
     };
+    let outcome = driver::run(
+        &name,
+        args.concurrency,
+        duration,
+        args.refresh_rate,
+        &[200],
+        request,
+    )
+    .await;
     let cpu = system.cpu().per_request_since(&before, outcome.requests);
     Ok((outcome, cpu))
 }
@@ -396,6 +406,7 @@ async fn logs_scenario(
         ),
         args.concurrency,
         duration,
+        None,
         &[200],
         move |_| {
             let (h, url, token) = (h.clone(), url.clone(), token.clone());
