@@ -8,9 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use proto::audit::v1::{
-    AttemptRecord, ListAttemptsRequest, audit_service_client::AuditServiceClient,
-};
+use proto::audit::v1::{AttemptRecord, audit_service_client::AuditServiceClient};
 
 /// The workspace's target directory for this test's profile.
 fn bin_dir() -> PathBuf {
@@ -120,21 +118,5 @@ pub async fn all_attempts(audit: SocketAddr) -> Option<Vec<AttemptRecord>> {
     let mut client = AuditServiceClient::connect(format!("http://{audit}"))
         .await
         .ok()?;
-    let (mut all, mut cursor) = (Vec::new(), String::new());
-    loop {
-        let page = client
-            .list_attempts(ListAttemptsRequest {
-                limit: 500,
-                cursor: cursor.clone(),
-                ..Default::default()
-            })
-            .await
-            .ok()?
-            .into_inner();
-        all.extend(page.attempts);
-        if page.next_cursor.is_empty() {
-            return Some(all);
-        }
-        cursor = page.next_cursor;
-    }
+    crate::system::whole_log(&mut client).await.ok()
 }

@@ -347,23 +347,7 @@ impl TestSystem {
             endpoint = endpoint.tls_config(tls).unwrap();
         }
         let mut client = AuditServiceClient::new(endpoint.connect().await.unwrap());
-        let (mut all, mut cursor) = (Vec::new(), String::new());
-        loop {
-            let page = client
-                .list_attempts(ListAttemptsRequest {
-                    limit: 500,
-                    cursor: cursor.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            all.extend(page.attempts);
-            if page.next_cursor.is_empty() {
-                return all;
-            }
-            cursor = page.next_cursor;
-        }
+        whole_log(&mut client).await.unwrap()
     }
 
     /// Waits (up to 20 s) until the log holds `n` attempts, then returns them.
@@ -395,4 +379,27 @@ async fn read(resp: reqwest::Response) -> (u16, Value) {
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("non-JSON body ({status}): {text:?}"));
     (status, body)
+}
+
+/// Every attempt in the audit log, page by page through audit.v1
+/// ListAttempts, newest first.
+pub async fn whole_log(
+    client: &mut AuditServiceClient<tonic::transport::Channel>,
+) -> Result<Vec<AttemptRecord>, tonic::Status> {
+    let (mut all, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let page = client
+            .list_attempts(ListAttemptsRequest {
+                limit: 500,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        all.extend(page.attempts);
+        if page.next_cursor.is_empty() {
+            return Ok(all);
+        }
+        cursor = page.next_cursor;
+    }
 }
