@@ -364,37 +364,29 @@ pub struct FilterFields<'a> {
     pub suspicious: Option<bool>,
 }
 
-impl<'a> From<&'a pb::ListAttemptsRequest> for FilterFields<'a> {
-    fn from(r: &'a pb::ListAttemptsRequest) -> Self {
-        Self {
-            successful: r.successful,
-            ip: r.ip.as_deref(),
-            email: r.email.as_deref(),
-            since: r.since.as_ref(),
-            until: r.until.as_ref(),
-            identifier: r.identifier.as_deref(),
-            user_id: r.user_id,
-            reason: r.reason.as_deref(),
-            suspicious: r.suspicious,
+/// `From` for each request carrying the filter fields, which protobuf
+/// generates as two unrelated structs with the same field names.
+macro_rules! filter_fields_from {
+    ($($request:ty),+) => {$(
+        impl<'a> From<&'a $request> for FilterFields<'a> {
+            fn from(r: &'a $request) -> Self {
+                Self {
+                    successful: r.successful,
+                    ip: r.ip.as_deref(),
+                    email: r.email.as_deref(),
+                    since: r.since.as_ref(),
+                    until: r.until.as_ref(),
+                    identifier: r.identifier.as_deref(),
+                    user_id: r.user_id,
+                    reason: r.reason.as_deref(),
+                    suspicious: r.suspicious,
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl<'a> From<&'a pb::TailRequest> for FilterFields<'a> {
-    fn from(r: &'a pb::TailRequest) -> Self {
-        Self {
-            successful: r.successful,
-            ip: r.ip.as_deref(),
-            email: r.email.as_deref(),
-            since: r.since.as_ref(),
-            until: r.until.as_ref(),
-            identifier: r.identifier.as_deref(),
-            user_id: r.user_id,
-            reason: r.reason.as_deref(),
-            suspicious: r.suspicious,
-        }
-    }
-}
+filter_fields_from!(pb::ListAttemptsRequest, pb::TailRequest);
 
 impl Filter {
     /// The filters of a listing or tail request.

@@ -7,8 +7,8 @@ use sqlx::{
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, IpPath, Judge, KeyKind, Keyset, SuspicionRule,
-    in_queries, insert_queries, ip_key, push_listing, stored_attempts,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, in_queries,
+    insert_queries, ip_key, push_listing, stored_attempts,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -125,15 +125,6 @@ impl MySqlStore {
 
         tx.commit().await?;
         Ok(stored_attempts(&rows, &ids))
-    }
-}
-
-impl MySqlStore {
-    /// The planner chooses from up-to-date statistics (autovacuum's ANALYZE
-    /// or InnoDB's persistent statistics): measured at 10 M rows, a `/16`
-    /// matching a third of them is read newest first.
-    async fn ip_path(&self, _filter: &Filter) -> Result<IpPath, sqlx::Error> {
-        Ok(IpPath::Planner)
     }
 }
 

@@ -6,8 +6,8 @@ use sqlx::{
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, IpPath, Judge, KeyKind, Keyset, SuspicionRule,
-    ip_key, push_listing, stored_attempts,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, ip_key,
+    push_listing, stored_attempts,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -137,15 +137,6 @@ impl PgStore {
             .collect();
         tx.commit().await?;
         Ok(stored_attempts(&rows, &ids))
-    }
-}
-
-impl PgStore {
-    /// The planner chooses from up-to-date statistics (autovacuum's ANALYZE
-    /// or InnoDB's persistent statistics): measured at 10 M rows, a `/16`
-    /// matching a third of them is read newest first.
-    async fn ip_path(&self, _filter: &Filter) -> Result<IpPath, sqlx::Error> {
-        Ok(IpPath::Planner)
     }
 }
 
