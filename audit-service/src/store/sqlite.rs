@@ -3,7 +3,8 @@
 use std::{
     collections::{HashMap, HashSet},
     str::FromStr,
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use sqlx::{
@@ -69,7 +70,18 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
+    /// The last IP-range decision of `ip_path_from`, kept for
+    /// [`IP_PATH_FRESH`]: an export pages one range hundreds of times, and
+    /// the decision changes only as the log grows.
+    last_ip_path: Arc<Mutex<Option<IpPathDecision>>>,
 }
+
+/// A range (`lo`, `hi`, threshold), the path chosen for it, and when.
+type IpPathDecision = ((String, String, i64), IpPath, Instant);
+
+/// How long an IP-range decision is reused. Either path lists the same
+/// rows, so a stale one costs at most speed.
+const IP_PATH_FRESH: Duration = Duration::from_secs(60);
 
 // By hand, as for PostgreSQL: the pool's own `Debug` dumps all its options.
 impl std::fmt::Debug for SqliteStore {
@@ -117,7 +129,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot migrate the SQLite log database")?;
-        let store = Self { pool, rule };
+        let store = Self {
+            pool,
+            rule,
+            last_ip_path: Arc::default(),
+        };
         store
             .backfill_ip_keys()
             .await
@@ -223,17 +239,34 @@ impl SqliteStore {
         let Some(ip) = filter.ip.as_ref().filter(|ip| ip.lo != ip.hi) else {
             return Ok(IpPath::Planner);
         };
+        let key = (ip.lo.clone(), ip.hi.clone(), dense);
+        if let Some((last, path, at)) = &*self.lock_last_ip_path()
+            && *last == key
+            && at.elapsed() < IP_PATH_FRESH
+        {
+            return Ok(*path);
+        }
         let rows: i64 = sqlx::query_scalar(COUNT_IP_RANGE)
             .bind(&ip.lo)
             .bind(&ip.hi)
             .bind(dense)
             .fetch_one(&self.pool)
             .await?;
-        Ok(if rows >= dense {
+        let path = if rows >= dense {
             IpPath::NewestFirst
         } else {
             IpPath::Planner
-        })
+        };
+        *self.lock_last_ip_path() = Some((key, path, Instant::now()));
+        Ok(path)
+    }
+
+    fn lock_last_ip_path(&self) -> std::sync::MutexGuard<'_, Option<IpPathDecision>> {
+        // The value is replaced whole, so a panic elsewhere cannot leave it
+        // half-written.
+        self.last_ip_path
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -358,6 +391,28 @@ mod tests {
             store.ip_path_from(&range("10.0.0.1"), 1).await.unwrap(),
             IpPath::Planner,
             "one address always seeks its own key"
+        );
+
+        // A decision is reused for a while: the /30 turning dense does not
+        // change its path until the decision is old.
+        let more: Vec<NewAttempt> = (400..5_000)
+            .map(attempt)
+            .filter(|a| a.ip_key <= ip_key("10.0.0.3"))
+            .collect();
+        store.insert_batch(&more).await.unwrap();
+        let narrow = range("10.0.0.0/30");
+        assert_eq!(
+            store.ip_path_from(&narrow, 100).await.unwrap(),
+            IpPath::Planner,
+            "the decision made a moment ago"
+        );
+        if let Some((_, _, at)) = store.last_ip_path.lock().unwrap().as_mut() {
+            *at = at.checked_sub(IP_PATH_FRESH).unwrap();
+        }
+        assert_eq!(
+            store.ip_path_from(&narrow, 100).await.unwrap(),
+            IpPath::NewestFirst,
+            "decided again once stale"
         );
     }
 }
