@@ -5,6 +5,7 @@
 //! its own SQL dialect and migrations.
 
 mod mysql;
+mod pg_copy;
 mod postgres;
 mod shared;
 mod sqlite;
@@ -436,6 +437,15 @@ enum Verdict {
     Check(Vec<Check>),
 }
 
+/// A grouped count of stored failures: for each of `keys`, those in the
+/// `common` window (`surely`) and in the `union` window (`maybe`), each
+/// `(after, up_to]` in microseconds.
+struct CountPlan<'a> {
+    keys: Vec<&'a str>,
+    common: (Micros, Micros),
+    union: (Micros, Micros),
+}
+
 /// Applies the suspicious-activity rule to a whole batch at once.
 ///
 /// Stored failures are counted with one grouped query per key kind over
@@ -490,21 +500,14 @@ impl<'a> Judge<'a> {
         self.fresh.is_empty()
     }
 
-    /// The grouped count queries for `kind` (none when no stored failure
-    /// can matter), each returning `(key, surely, maybe)` rows.
-    fn count_queries<DB>(&self, kind: KeyKind) -> Vec<QueryBuilder<DB>>
-    where
-        DB: Database,
-        for<'t> i64: Encode<'t, DB> + Type<DB>,
-        for<'t> String: Encode<'t, DB> + Type<DB>,
-    {
-        let Some((lo, hi)) = self.span else {
-            return Vec::new();
-        };
+    /// What a grouped count for `kind` needs (`None` when no stored
+    /// failure can matter).
+    fn count_plan(&self, kind: KeyKind) -> Option<CountPlan<'a>> {
+        let (lo, hi) = self.span?;
         if self.rule.others_needed() == 0 {
-            return Vec::new();
+            return None;
         }
-        let mut keys: Vec<&str> = self
+        let mut keys: Vec<&'a str> = self
             .fresh
             .iter()
             .map(|&i| &self.attempts[i])
@@ -516,19 +519,38 @@ impl<'a> Judge<'a> {
         keys.dedup();
         // Common window: (hi - window, lo]; empty when the batch spans more
         // than the window. Union: (lo - window, hi].
+        Some(CountPlan {
+            keys,
+            common: (self.rule.window_start(hi), lo),
+            union: (self.rule.window_start(lo), hi),
+        })
+    }
+
+    /// The grouped count queries for `kind`, each returning `(key, surely,
+    /// maybe)` rows; keys go in `IN` lists, which every engine takes.
+    fn count_queries<DB>(&self, kind: KeyKind) -> Vec<QueryBuilder<DB>>
+    where
+        DB: Database,
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        let Some(plan) = self.count_plan(kind) else {
+            return Vec::new();
+        };
         let column = kind.column();
-        keys.chunks(IN_CHUNK)
+        plan.keys
+            .chunks(IN_CHUNK)
             .map(|chunk| {
                 let mut qb = QueryBuilder::<DB>::new(format!("SELECT {column}, COUNT(CASE WHEN "));
                 qb.push("occurred_at > ")
-                    .push_bind(self.rule.window_start(hi))
+                    .push_bind(plan.common.0)
                     .push(" AND occurred_at <= ")
-                    .push_bind(lo)
+                    .push_bind(plan.common.1)
                     .push(" THEN 1 END), COUNT(*) FROM login_attempts WHERE NOT successful")
                     .push(" AND occurred_at > ")
-                    .push_bind(self.rule.window_start(lo))
+                    .push_bind(plan.union.0)
                     .push(" AND occurred_at <= ")
-                    .push_bind(hi)
+                    .push_bind(plan.union.1)
                     .push(format!(" AND {column} IN ("));
                 let mut list = qb.separated(", ");
                 for key in chunk {

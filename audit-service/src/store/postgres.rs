@@ -1,13 +1,10 @@
 //! PostgreSQL backend: the shared engine when the service runs as replicas.
 
-use sqlx::{
-    Postgres,
-    postgres::{PgPool, PgPoolOptions},
-};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use super::{
     ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, ip_key,
-    push_listing, stored_attempts,
+    pg_copy, push_listing, stored_attempts,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -27,6 +24,10 @@ const INSERT: &str = "INSERT INTO login_attempts \
      $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[]) \
      AS t(e, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k) \
     ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id::text";
+
+/// Ids for a group's rows, taken ahead so `COPY` can write them.
+const RESERVE_IDS: &str =
+    "SELECT nextval(pg_get_serial_sequence('login_attempts', 'id')) FROM generate_series(1, $1)";
 
 const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
     (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)";
@@ -83,10 +84,39 @@ impl PgStore {
         attempts: &[NewAttempt],
     ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let event_ids: Vec<String> = attempts.iter().map(|a| a.event_id.clone()).collect();
+        let rows = self.judge(&mut tx, attempts).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        match copy_rows(&mut tx, &rows).await {
+            Ok(ids) => {
+                tx.commit().await?;
+                Ok(stored_attempts(&rows, &ids))
+            }
+            // Another stream (a producer that reconnected and resent) has
+            // committed some of these events since they were looked up.
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await?;
+                let mut tx = self.pool.begin().await?;
+                let ids = insert_new(&mut tx, &rows).await?;
+                tx.commit().await?;
+                Ok(stored_attempts(&rows, &ids))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rows of `attempts` not stored yet (first of each event id), each
+    /// with its suspicious flag.
+    async fn judge<'a>(
+        &self,
+        conn: &mut PgConnection,
+        attempts: &'a [NewAttempt],
+    ) -> Result<Vec<(&'a NewAttempt, bool)>, sqlx::Error> {
+        let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
         let stored: HashSet<String> = sqlx::query_scalar(EXISTING)
             .bind(event_ids)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?
             .into_iter()
             .collect();
@@ -95,49 +125,108 @@ impl PgStore {
             return Ok(Vec::new());
         }
         for kind in KeyKind::ALL {
-            for mut qb in judge.count_queries::<Postgres>(kind) {
-                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
-                judge.add_counts(kind, counts);
-            }
+            let Some(plan) = judge.count_plan(kind) else {
+                continue;
+            };
+            let counts = sqlx::query_as(count_failures(kind))
+                .bind(plan.common.0)
+                .bind(plan.common.1)
+                .bind(plan.union.0)
+                .bind(plan.union.1)
+                .bind(plan.keys)
+                .fetch_all(&mut *conn)
+                .await?;
+            judge.add_counts(kind, counts);
         }
         let mut rows = Vec::new();
         for (i, verdict) in judge.verdicts() {
-            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
+            rows.push((&attempts[i], settle(&mut *conn, verdict).await?));
         }
-        // One statement of 14 array parameters, whatever the batch size.
-        let col = |f: fn(&NewAttempt) -> String| rows.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
-        let new: Vec<(i64, String)> = sqlx::query_as(INSERT)
-            .bind(col(|a| a.event_id.clone()))
-            .bind(rows.iter().map(|(a, _)| a.occurred_at).collect::<Vec<_>>())
-            .bind(col(|a| a.identifier.clone()))
-            .bind(rows.iter().map(|(a, _)| a.user_id).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|(a, _)| a.username.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(col(|a| a.email.clone()))
-            .bind(col(|a| a.email_lower.clone()))
-            .bind(rows.iter().map(|(a, _)| a.successful).collect::<Vec<_>>())
-            .bind(col(|a| a.reject_reason.clone()))
-            .bind(col(|a| a.ip.clone()))
-            .bind(
-                rows.iter()
-                    .map(|(a, _)| a.user_agent.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(col(|a| a.request_id.clone()))
-            .bind(rows.iter().map(|(_, s)| *s).collect::<Vec<_>>())
-            .bind(col(|a| a.ip_key.clone()))
-            .fetch_all(&mut *tx)
-            .await?;
-        let ids: HashMap<String, i64> = new
-            .into_iter()
-            .map(|(id, event_id)| (event_id, id))
-            .collect();
-        tx.commit().await?;
-        Ok(stored_attempts(&rows, &ids))
+        Ok(rows)
     }
+}
+
+/// The grouped count of stored failures per key (see `Judge`), with the
+/// keys as one array, so it is one prepared statement whatever their number.
+fn count_failures(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Ip => {
+            "SELECT ip_key, COUNT(CASE WHEN occurred_at > $1 AND occurred_at <= $2 THEN 1 END), \
+             COUNT(*) FROM login_attempts WHERE NOT successful \
+             AND occurred_at > $3 AND occurred_at <= $4 AND ip_key = ANY($5) GROUP BY ip_key"
+        }
+        KeyKind::Email => {
+            "SELECT email_lower, COUNT(CASE WHEN occurred_at > $1 AND occurred_at <= $2 THEN 1 END), \
+             COUNT(*) FROM login_attempts WHERE NOT successful \
+             AND occurred_at > $3 AND occurred_at <= $4 AND email_lower = ANY($5) \
+             GROUP BY email_lower"
+        }
+    }
+}
+
+/// Copies `rows` in with ids reserved from the table's identity sequence
+/// and returns them by event id. Fails with a unique violation when one of
+/// the events was stored meanwhile (`COPY` has no `ON CONFLICT`).
+async fn copy_rows(
+    conn: &mut PgConnection,
+    rows: &[(&NewAttempt, bool)],
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = sqlx::query_scalar(RESERVE_IDS)
+        .bind(count)
+        .fetch_all(&mut *conn)
+        .await?;
+    let data = pg_copy::encode(rows, &ids);
+    let mut copy = conn.copy_in_raw(pg_copy::COPY_IN).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    Ok(rows
+        .iter()
+        .zip(ids)
+        .map(|((a, _), id)| (a.event_id.clone(), id))
+        .collect())
+}
+
+/// Inserts `rows`, skipping events already stored, in one statement of 14
+/// array parameters, and returns the new rows' ids by event id.
+async fn insert_new(
+    conn: &mut PgConnection,
+    rows: &[(&NewAttempt, bool)],
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let col = |f: fn(&NewAttempt) -> String| rows.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
+    let new: Vec<(i64, String)> = sqlx::query_as(INSERT)
+        .bind(col(|a| a.event_id.clone()))
+        .bind(rows.iter().map(|(a, _)| a.occurred_at).collect::<Vec<_>>())
+        .bind(col(|a| a.identifier.clone()))
+        .bind(rows.iter().map(|(a, _)| a.user_id).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(a, _)| a.username.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(|a| a.email.clone()))
+        .bind(col(|a| a.email_lower.clone()))
+        .bind(rows.iter().map(|(a, _)| a.successful).collect::<Vec<_>>())
+        .bind(col(|a| a.reject_reason.clone()))
+        .bind(col(|a| a.ip.clone()))
+        .bind(
+            rows.iter()
+                .map(|(a, _)| a.user_agent.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(|a| a.request_id.clone()))
+        .bind(rows.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+        .bind(col(|a| a.ip_key.clone()))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(new
+        .into_iter()
+        .map(|(id, event_id)| (event_id, id))
+        .collect())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 super::shared::shared_backend_ops!(PgStore, sqlx::Postgres, Keyset::RowValue);

@@ -132,7 +132,9 @@ async fn every_field_round_trips_and_absent_optionals_stay_absent(db: TestDb) {
         successful: true,
         reject_reason: String::new(),
         ip: "2001:db8::1".to_owned(),
-        user_agent: Some("Mozilla/5.0 ünïcode".to_owned()),
+        // What COPY's text format must escape, and what it would read as
+        // NULL or end-of-data unescaped.
+        user_agent: Some("Mozilla/5.0 ünïcode\ttab\nline\r\\N \\.".to_owned()),
         request_id: "req-1".to_owned(),
         trace_parent: None,
     };
@@ -232,3 +234,65 @@ on_every_backend!(
     batches_sent_ahead_are_acked_in_order_across_group_commits,
     a_database_failure_ends_the_stream_unavailable_without_an_ack,
 );
+
+/// PostgreSQL copies rows in, and `COPY` has no `ON CONFLICT`: an event
+/// another stream commits while this one is storing it (a producer that
+/// reconnected and resent) is still stored once, and the rest of the batch
+/// with it.
+#[tokio::test]
+async fn postgres_an_event_committed_meanwhile_by_another_stream_is_stored_once() {
+    use sqlx::{Connection, PgConnection};
+
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let mut other_stream = PgConnection::connect(&db.url).await.unwrap();
+    let mut watcher = PgConnection::connect(&db.url).await.unwrap();
+    let app = TestApp::spawn(db).await;
+    let racing = failure("10.0.0.1", "a@x.io", 1);
+    let fresh = failure("10.0.0.2", "b@x.io", 2);
+    let mut held = other_stream.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO login_attempts (event_id, occurred_at, identifier, email, email_lower, \
+         successful, reject_reason, ip, request_id, suspicious, ip_key) \
+         VALUES ($1::uuid, $2, 'a@x.io', 'a@x.io', 'a@x.io', FALSE, 'bad_password', \
+         '10.0.0.1', '', FALSE, '00000000000000000000ffff0a000001')",
+    )
+    .bind(&racing.event_id)
+    .bind((crate::helpers::T0 + 1) * 1_000_000)
+    .execute(&mut *held)
+    .await
+    .unwrap();
+
+    let ingest = app.ingest(vec![batch(1, vec![racing.clone(), fresh.clone()])]);
+    let commit_once_blocked = async {
+        // The service's insert waits on the held row's unique key.
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        held.commit().await.unwrap();
+    };
+    let (outcome, ()) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        tokio::join!(ingest, commit_once_blocked)
+    })
+    .await
+    .expect("the insert never waited on the held row");
+
+    assert!(outcome.error.is_none(), "{outcome:?}");
+    assert_eq!(outcome.acks, vec![(1, 1)]);
+    let mut listed = event_ids(&app.list_all(ListAttemptsRequest::default()).await);
+    listed.sort();
+    let mut sent = vec![racing.event_id, fresh.event_id];
+    sent.sort();
+    assert_eq!(listed, sent);
+}
