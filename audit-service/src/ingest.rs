@@ -69,11 +69,21 @@ impl Group {
                 .is_none_or(|(lo, hi)| hi.saturating_sub(lo) < GROUP_SPAN_MICROS)
     }
 
-    /// Commits every batch in one transaction and returns their acks, in
-    /// order; a row repeated across batches counts for the first one.
+    /// Commits every batch (each in one transaction, the group in one or a
+    /// few) and returns their acks, in order; a row repeated across batches
+    /// counts for the first one.
     async fn commit(self, store: &Store, hub: &TailHub) -> Result<Vec<IngestAck>, Error> {
         let started = std::time::Instant::now();
-        let stored = store.insert_batch(&self.attempts).await?;
+        let ends: Vec<usize> = self.batches.iter().map(|&(_, end)| end).collect();
+        let stored = match store.insert_batch(&self.attempts, &ends).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Batches committed before the failure are in the log, and
+                // a resend will skip them: the tail hears of them now.
+                hub.publish(e.stored);
+                return Err(e.source.into());
+            }
+        };
         // Closing them marks each attempt's commit in its login's trace.
         drop(self.recording);
         metrics::histogram!("ingest_commit_seconds").record(started.elapsed().as_secs_f64());

@@ -89,6 +89,25 @@ pub enum Store {
     Mysql(mysql::MySqlStore),
 }
 
+/// A failed insert, with what it committed all the same: batches spread
+/// over transactions can fail in one after another has committed.
+#[derive(Debug)]
+pub struct InsertError {
+    /// Rows committed anyway; new to the log like any others.
+    pub stored: Vec<StoredAttempt>,
+    /// Why the rest were not.
+    pub source: sqlx::Error,
+}
+
+impl From<sqlx::Error> for InsertError {
+    fn from(source: sqlx::Error) -> Self {
+        Self {
+            stored: Vec::new(),
+            source,
+        }
+    }
+}
+
 /// Rows a background pass (IP-key backfill) touches per statement, so no
 /// statement holds locks for long.
 const BACKFILL_BATCH: i64 = 1000;
@@ -124,20 +143,24 @@ impl Store {
         }
     }
 
-    /// Stores a batch in one transaction, committed before returning, and
-    /// returns the attempts that were new, as stored (duplicates by
-    /// `event_id`, within the batch or from earlier, are skipped).
+    /// Stores producer batches, each in one transaction committed before
+    /// returning, and returns the attempts that were new, as stored
+    /// (duplicates by `event_id`, within the batches or from earlier, are
+    /// skipped). `batch_ends` marks where each batch ends in `attempts`: a
+    /// backend may spread the batches over transactions but never splits
+    /// one.
     pub async fn insert_batch(
         &self,
         attempts: &[NewAttempt],
-    ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
+        batch_ends: &[usize],
+    ) -> Result<Vec<StoredAttempt>, InsertError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
         match self {
-            Self::Sqlite(s) => s.insert_batch(attempts).await,
-            Self::Postgres(s) => s.insert_batch(attempts).await,
-            Self::Mysql(s) => s.insert_batch(attempts).await,
+            Self::Sqlite(s) => Ok(s.insert_batch(attempts).await?),
+            Self::Postgres(s) => s.insert_batch(attempts, batch_ends).await,
+            Self::Mysql(s) => Ok(s.insert_batch(attempts).await?),
         }
     }
 
