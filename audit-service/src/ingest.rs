@@ -152,6 +152,10 @@ enum After {
 /// Serves one producer's stream. Any failure ends the stream without
 /// acking the batches it concerns, so the producer resends them and
 /// nothing is lost; batches before a malformed one are still committed.
+///
+/// While one group commits, the next is received and parsed: commits stay
+/// one at a time and in order, but the database is not left waiting on
+/// this process between them.
 pub(crate) async fn serve(
     store: Store,
     hub: TailHub,
@@ -161,16 +165,23 @@ pub(crate) async fn serve(
 ) {
     let stop = stopped(stopping);
     tokio::pin!(stop);
-    loop {
+    let mut committing: Option<Committing> = None;
+    let after = loop {
         let next = tokio::select! {
             biased;
             () = &mut stop => {
-                let _ = acks
-                    .send(Err(Status::unavailable("audit-service is shutting down; reconnect")))
-                    .await;
-                break;
+                break After::Fail(Status::unavailable("audit-service is shutting down; reconnect"));
             }
-            () = acks.closed() => break,
+            // The producer is gone; a commit under way still completes.
+            () = acks.closed() => return,
+            done = settled(&mut committing) => {
+                committing = None;
+                match send_acks(done, &acks).await {
+                    Ok(()) => continue,
+                    Err(Some(status)) => break After::Fail(status),
+                    Err(None) => return,
+                }
+            }
             next = inbound.message() => next,
         };
         let mut group = Group::default();
@@ -179,7 +190,7 @@ pub(crate) async fn serve(
                 Ok(()) => After::Continue,
                 Err(e) => After::Fail(e.into()),
             },
-            Ok(None) => break,
+            Ok(None) => After::Ended,
             // Usually the producer hung up; if it is still there (say its
             // message did not decode), it learns why the stream ends.
             Err(status) => After::Fail(status),
@@ -197,26 +208,76 @@ pub(crate) async fn serve(
                 Some(Err(status)) => after = After::Fail(status),
             }
         }
-        if !group.batches.is_empty() {
-            match group.commit(&store, &hub).await {
-                Ok(replies) => {
-                    for ack in replies {
-                        if acks.send(Ok(ack)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => after = After::Fail(e.into()),
+        // One commit at a time, in order: the previous group's first.
+        if let Some(previous) = committing.take() {
+            match send_acks(previous.await, &acks).await {
+                Ok(()) => {}
+                Err(Some(status)) => break After::Fail(status),
+                Err(None) => return,
             }
         }
-        match after {
-            After::Continue => {}
-            After::Ended => break,
-            After::Fail(status) => {
-                tracing::debug!(%status, "ingest stream ends");
-                let _ = acks.send(Err(status)).await;
-                break;
-            }
+        if !group.batches.is_empty() {
+            let (store, hub) = (store.clone(), hub.clone());
+            committing = Some(tokio::spawn(
+                async move { group.commit(&store, &hub).await },
+            ));
+        }
+        if !matches!(after, After::Continue) {
+            break after;
+        }
+    };
+    // Batches committed before the stream ends are still acked.
+    if let Some(last) = committing.take() {
+        match send_acks(last.await, &acks).await {
+            Ok(()) => {}
+            Err(Some(status)) => return fail(&acks, status).await,
+            Err(None) => return,
         }
     }
+    if let After::Fail(status) = after {
+        fail(&acks, status).await;
+    }
+}
+
+/// A group's commit, run as its own task so the stream reads on meanwhile.
+type Committing = tokio::task::JoinHandle<Result<Vec<IngestAck>, Error>>;
+
+/// The outcome of the commit under way; never resolves when there is none.
+async fn settled(
+    committing: &mut Option<Committing>,
+) -> Result<Result<Vec<IngestAck>, Error>, tokio::task::JoinError> {
+    match committing {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends a finished commit's acks in order. `Err(Some)` is why the stream
+/// must end (the commit failed); `Err(None)` means the producer is gone.
+async fn send_acks(
+    done: Result<Result<Vec<IngestAck>, Error>, tokio::task::JoinError>,
+    acks: &mpsc::Sender<Result<IngestAck, Status>>,
+) -> Result<(), Option<Status>> {
+    let replies = match done {
+        Ok(Ok(replies)) => replies,
+        Ok(Err(e)) => return Err(Some(e.into())),
+        Err(join) => {
+            tracing::error!(error = %join, "ingest commit task failed");
+            return Err(Some(Status::internal(
+                "ingest failed; reconnect and resend",
+            )));
+        }
+    };
+    for ack in replies {
+        if acks.send(Ok(ack)).await.is_err() {
+            return Err(None);
+        }
+    }
+    Ok(())
+}
+
+/// Ends the stream with `status`.
+async fn fail(acks: &mpsc::Sender<Result<IngestAck, Status>>, status: Status) {
+    tracing::debug!(%status, "ingest stream ends");
+    let _ = acks.send(Err(status)).await;
 }
