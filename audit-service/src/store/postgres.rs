@@ -352,4 +352,77 @@ mod tests {
         let one_batch: Vec<usize> = (0..5_000).collect();
         assert!(part_cuts(&one_batch, &[5_000]).is_empty());
     }
+
+    fn attempt(batch: usize, i: usize) -> NewAttempt {
+        let ip = format!("10.{batch}.{}.{}", i / 250, i % 250);
+        NewAttempt {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            occurred_at: i64::try_from(i).unwrap() * 1_000_000,
+            identifier: String::new(),
+            user_id: None,
+            username: None,
+            email: String::new(),
+            email_lower: String::new(),
+            successful: false,
+            reject_reason: "bad_password".to_owned(),
+            ip_key: ip_key(&ip),
+            ip,
+            user_agent: None,
+            request_id: String::new(),
+        }
+    }
+
+    /// Four batches of 1,000 go in as two transactions of two batches; the
+    /// second fails. The first's rows come back with the error (the stream
+    /// announces them on the tail) and are the only ones stored.
+    #[tokio::test]
+    async fn a_part_that_fails_leaves_the_other_parts_committed_and_reported() {
+        let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
+            return;
+        };
+        let url = common::testing::fresh_postgres(&server).await;
+        let store = PgStore::connect(&url, SuspicionRule::per_hour(10))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.identifier = 'boom' THEN RAISE EXCEPTION 'refused'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_boom BEFORE INSERT ON login_attempts \
+             FOR EACH ROW EXECUTE FUNCTION refuse_boom();",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let mut attempts: Vec<NewAttempt> = (0..4)
+            .flat_map(|b| (0..1_000).map(move |i| attempt(b, i)))
+            .collect();
+        attempts[3_999].identifier = "boom".to_owned();
+
+        let failed = store
+            .insert_batch(&attempts, &[1_000, 2_000, 3_000, 4_000])
+            .await
+            .unwrap_err();
+
+        let reported: Vec<&str> = failed
+            .stored
+            .iter()
+            .map(|s| s.attempt.event_id.as_str())
+            .collect();
+        let first_two: Vec<&str> = attempts[..2_000]
+            .iter()
+            .map(|a| a.event_id.as_str())
+            .collect();
+        assert_eq!(reported, first_two);
+        assert!(
+            failed.source.to_string().contains("refused"),
+            "{}",
+            failed.source
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 2_000);
+    }
 }
