@@ -4,7 +4,8 @@
 //! Batches already waiting in the stream when a commit starts are merged
 //! into that commit (group commit): a producer that sends ahead pays one
 //! durable commit (one fsync on SQLite) per group instead of per batch,
-//! while acks still go out one per batch, in order, after the commit.
+//! while acks still go out one per batch, in order, after the commit. The
+//! next group is read and parsed while one commits.
 
 use std::collections::HashMap;
 

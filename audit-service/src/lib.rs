@@ -1,8 +1,9 @@
 //! audit-service: the only owner of the login-attempt log.
 //!
 //! Producers (auth-service's outbox forwarder) stream batches of attempts in
-//! over `audit.v1.AuditService/Ingest`; each batch is committed (with any
-//! batches already queued behind it) in one transaction before it is acked,
+//! over `audit.v1.AuditService/Ingest`; each batch is committed in one
+//! transaction (with any batches already queued behind it; PostgreSQL
+//! spreads a large group over two) before it is acked,
 //! and duplicates by `event_id` are skipped,
 //! so at-least-once delivery yields exactly-once storage. Readers page
 //! through the log newest first with `ListAttempts`.

@@ -1,7 +1,7 @@
 //! PostgreSQL backend: the shared engine when the service runs as replicas.
 
 use sqlx::{
-    Postgres, Transaction,
+    Connection as _,
     postgres::{PgConnection, PgPool, PgPoolOptions},
 };
 
@@ -16,6 +16,10 @@ use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 /// Pool size per replica; ingest is one transaction per batch and listing is
 /// an admin action, so a handful of connections is plenty.
 const MAX_CONNECTIONS: u32 = 10;
+
+/// Connections kept open even when idle: a group's ingest takes a second
+/// connection only if one is idle at that moment.
+const MIN_CONNECTIONS: u32 = 3;
 
 const EXISTING: &str =
     "SELECT event_id::text FROM login_attempts WHERE event_id = ANY($1::text[]::uuid[])";
@@ -67,6 +71,7 @@ impl PgStore {
         use anyhow::Context as _;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .min_connections(MIN_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await
@@ -88,37 +93,31 @@ impl PgStore {
         attempts: &[NewAttempt],
         batch_ends: &[usize],
     ) -> Result<Vec<StoredAttempt>, InsertError> {
-        let mut tx = self.pool.begin().await?;
-        let judged = self.judge(&mut tx, attempts).await?;
+        let mut conn = self.pool.acquire().await?;
+        let judged = self.judge(&mut conn, attempts).await?;
         if judged.is_empty() {
             return Ok(Vec::new());
         }
         let rows: Vec<(&NewAttempt, bool)> =
             judged.iter().map(|&(i, s)| (&attempts[i], s)).collect();
         let indexes: Vec<usize> = judged.iter().map(|&(i, _)| i).collect();
-        let mut bounds = vec![0];
-        bounds.extend(part_cuts(&indexes, batch_ends));
-        bounds.push(rows.len());
-        let parts = bounds.windows(2).map(|w| &rows[w[0]..w[1]]);
-        // The first part reuses the judging transaction; others get their own.
-        let mut first = Some(tx);
-        let outcomes = futures::future::join_all(parts.map(|part| {
-            let tx = first.take();
-            async move {
-                let tx = match tx {
-                    Some(tx) => tx,
-                    None => self.pool.begin().await?,
-                };
-                let ids = self.store_part(tx, part).await?;
-                Ok::<_, sqlx::Error>(stored_attempts(part, &ids))
-            }
-        }))
-        .await;
+        // A second part only on a connection that is idle right now: waiting
+        // for one while holding this one could starve the pool when many
+        // streams ingest at once.
+        let split = part_cut(&indexes, batch_ends)
+            .and_then(|cut| self.pool.try_acquire().map(|other| (cut, other)));
+        let Some((cut, mut other)) = split else {
+            let ids = store_part(&mut conn, &rows).await?;
+            return Ok(stored_attempts(&rows, &ids));
+        };
+        let (first, second) = rows.split_at(cut);
+        let (first_ids, second_ids) =
+            tokio::join!(store_part(&mut conn, first), store_part(&mut other, second));
         let mut stored = Vec::with_capacity(rows.len());
         let mut failure = None;
-        for outcome in outcomes {
-            match outcome {
-                Ok(part) => stored.extend(part),
+        for (part, ids) in [(first, first_ids), (second, second_ids)] {
+            match ids {
+                Ok(ids) => stored.extend(stored_attempts(part, &ids)),
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
@@ -128,32 +127,9 @@ impl PgStore {
         }
     }
 
-    /// Stores `rows` in `tx` and commits, returning their ids by event id.
-    async fn store_part(
-        &self,
-        mut tx: Transaction<'static, Postgres>,
-        rows: &[(&NewAttempt, bool)],
-    ) -> Result<HashMap<String, i64>, sqlx::Error> {
-        match copy_rows(&mut tx, rows).await {
-            Ok(ids) => {
-                tx.commit().await?;
-                Ok(ids)
-            }
-            // Another stream (a producer that reconnected and resent) has
-            // committed some of these events since they were looked up.
-            Err(e) if is_unique_violation(&e) => {
-                tx.rollback().await?;
-                let mut tx = self.pool.begin().await?;
-                let ids = insert_new(&mut tx, rows).await?;
-                tx.commit().await?;
-                Ok(ids)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// The rows of `attempts` not stored yet (first of each event id), by
-    /// index in batch order, each with its suspicious flag.
+    /// index in batch order, each with its suspicious flag. Reads only, so
+    /// outside any transaction.
     async fn judge(
         &self,
         conn: &mut PgConnection,
@@ -171,13 +147,21 @@ impl PgStore {
             return Ok(Vec::new());
         }
         // The two counts probe different indexes: on two connections they
-        // run on two server processes at once.
+        // run on two server processes at once (on an idle one only, as
+        // above).
         let [ip, email] = KeyKind::ALL;
-        let (ip_counts, email_counts) =
-            tokio::join!(count_failures(&mut *conn, &judge, ip), async {
-                let mut other = self.pool.acquire().await?;
-                count_failures(&mut other, &judge, email).await
-            });
+        let (ip_counts, email_counts) = match self.pool.try_acquire() {
+            Some(mut other) => {
+                tokio::join!(
+                    count_failures(&mut *conn, &judge, ip),
+                    count_failures(&mut other, &judge, email)
+                )
+            }
+            None => (
+                count_failures(&mut *conn, &judge, ip).await,
+                count_failures(&mut *conn, &judge, email).await,
+            ),
+        };
         judge.add_counts(ip, ip_counts?);
         judge.add_counts(email, email_counts?);
         let mut rows = Vec::new();
@@ -188,41 +172,52 @@ impl PgStore {
     }
 }
 
-/// Transactions a large group is spread over, so the server works on them
-/// on as many cores at once: one transaction's insert runs on one server
-/// process, and index upkeep is most of a row's cost.
-const PARTS: usize = 2;
+/// Stores `rows` in one transaction on `conn`, committed before returning,
+/// and returns their ids by event id.
+async fn store_part(
+    conn: &mut PgConnection,
+    rows: &[(&NewAttempt, bool)],
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    match copy_rows(&mut tx, rows).await {
+        Ok(ids) => {
+            tx.commit().await?;
+            Ok(ids)
+        }
+        // Another stream (a producer that reconnected and resent) has
+        // committed some of these events since they were looked up.
+        Err(e) if is_unique_violation(&e) => {
+            tx.rollback().await?;
+            let mut tx = conn.begin().await?;
+            let ids = insert_new(&mut tx, rows).await?;
+            tx.commit().await?;
+            Ok(ids)
+        }
+        Err(e) => Err(e),
+    }
+}
 
-/// Fewest rows worth a transaction of their own; a small group stays one
-/// transaction (one commit to wait for).
+/// Fewest rows worth a second transaction; a smaller group stays one
+/// transaction (one commit to wait for). A larger one is split in two, so
+/// the server inserts on two processes (two cores) at once: one
+/// transaction's insert runs on one server process, and index upkeep is
+/// most of a row's cost.
 const MIN_PART_ROWS: usize = 1_000;
 
 /// Where to cut the rows to insert (`indexes`, ascending positions in the
-/// group) into up to [`PARTS`] parts of similar size, only at the ends of
-/// producer batches (`batch_ends`), so each batch stays in one transaction.
-fn part_cuts(indexes: &[usize], batch_ends: &[usize]) -> Vec<usize> {
+/// group) in two parts of similar size, only at the end of a producer batch
+/// (`batch_ends`), so each batch stays in one transaction; `None` when the
+/// group is too small or one batch.
+fn part_cut(indexes: &[usize], batch_ends: &[usize]) -> Option<usize> {
     let rows = indexes.len();
-    let parts = PARTS.min(rows / MIN_PART_ROWS).max(1);
-    // Row position at each batch boundary.
-    let boundaries: Vec<usize> = batch_ends
+    if rows < 2 * MIN_PART_ROWS {
+        return None;
+    }
+    batch_ends
         .iter()
         .map(|&end| indexes.partition_point(|&i| i < end))
-        .collect();
-    let mut cuts: Vec<usize> = Vec::new();
-    for k in 1..parts {
-        let target = rows * k / parts;
-        let nearest = boundaries
-            .iter()
-            .copied()
-            .min_by_key(|&b| b.abs_diff(target));
-        if let Some(cut) = nearest
-            && cut > cuts.last().copied().unwrap_or(0)
-            && cut < rows
-        {
-            cuts.push(cut);
-        }
-    }
-    cuts
+        .filter(|&cut| cut > 0 && cut < rows)
+        .min_by_key(|&cut| cut.abs_diff(rows / 2))
 }
 
 /// The grouped count of stored failures per key of `kind` (see `Judge`),
@@ -341,16 +336,16 @@ mod tests {
         let indexes: Vec<usize> = (0..2_500).filter(|&i| i != 700).collect();
         let ends = [500, 1_000, 1_500, 2_000, 2_500];
 
-        assert_eq!(part_cuts(&indexes, &ends), vec![999]);
+        assert_eq!(part_cut(&indexes, &ends), Some(999));
     }
 
     #[test]
     fn small_groups_and_single_batches_stay_whole() {
         let small: Vec<usize> = (0..1_500).collect();
-        assert!(part_cuts(&small, &[500, 1_000, 1_500]).is_empty());
+        assert_eq!(part_cut(&small, &[500, 1_000, 1_500]), None);
 
         let one_batch: Vec<usize> = (0..5_000).collect();
-        assert!(part_cuts(&one_batch, &[5_000]).is_empty());
+        assert_eq!(part_cut(&one_batch, &[5_000]), None);
     }
 
     fn attempt(batch: usize, i: usize) -> NewAttempt {
@@ -398,6 +393,14 @@ mod tests {
             .flat_map(|b| (0..1_000).map(move |i| attempt(b, i)))
             .collect();
         attempts[3_999].identifier = "boom".to_owned();
+        // As in a running service: its minimum of connections open and idle
+        // (the group takes a second one only if one is idle).
+        for _ in 0..500 {
+            if store.pool.num_idle() >= MIN_CONNECTIONS as usize {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
 
         let failed = store
             .insert_batch(&attempts, &[1_000, 2_000, 3_000, 4_000])
