@@ -223,7 +223,41 @@ async fn a_database_failure_ends_the_stream_unavailable_without_an_ack(db: TestD
     assert!(!status.message().contains("login_attempts"), "{status:?}");
 }
 
+/// More producers at once than the service keeps database connections
+/// (PostgreSQL's pool holds 10, and a large group may use two): every
+/// stream is served, nothing fails for want of a connection, and each event
+/// is stored once.
+async fn more_producers_than_pooled_connections_are_all_stored(db: TestDb) {
+    const PRODUCERS: u64 = 12;
+    let app = TestApp::spawn(db).await;
+    let streams: Vec<Vec<_>> = (0..PRODUCERS)
+        .map(|p| {
+            (0..3u64)
+                .map(|seq| {
+                    let attempts = (0..700)
+                        .map(|i| failure(&format!("10.{p}.{seq}.{}", i % 250), "", i))
+                        .collect();
+                    batch(seq, attempts)
+                })
+                .collect()
+        })
+        .collect();
+
+    let outcomes =
+        futures::future::join_all(streams.into_iter().map(|batches| app.ingest(batches))).await;
+
+    for outcome in &outcomes {
+        assert!(outcome.error.is_none(), "{outcome:?}");
+        assert_eq!(outcome.acks, vec![(0, 700), (1, 700), (2, 700)]);
+    }
+    let listed = event_ids(&app.list_all(ListAttemptsRequest::default()).await);
+    let unique: std::collections::HashSet<&String> = listed.iter().collect();
+    assert_eq!(listed.len(), 12 * 3 * 700);
+    assert_eq!(unique.len(), listed.len());
+}
+
 on_every_backend!(
+    more_producers_than_pooled_connections_are_all_stored,
     each_batch_is_acked_in_order_with_its_inserted_count,
     resending_a_batch_inserts_nothing_and_each_event_is_listed_once,
     a_duplicate_within_one_batch_is_stored_once,
