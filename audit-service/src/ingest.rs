@@ -13,6 +13,7 @@ use futures::FutureExt as _;
 use proto::audit::v1::{IngestAck, IngestBatch};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::{
     attempt::NewAttempt,
@@ -164,6 +165,7 @@ pub(crate) async fn serve(
     acks: mpsc::Sender<Result<IngestAck, Status>>,
     stopping: watch::Receiver<bool>,
 ) {
+    let stop_now = stopping.clone();
     let stop = stopped(stopping);
     tokio::pin!(stop);
     let mut committing: Option<Committing> = None;
@@ -171,7 +173,7 @@ pub(crate) async fn serve(
         let next = tokio::select! {
             biased;
             () = &mut stop => {
-                break After::Fail(Status::unavailable("audit-service is shutting down; reconnect"));
+                break After::Fail(shutting_down());
             }
             // The producer is gone; a commit under way still completes.
             () = acks.closed() => return,
@@ -196,32 +198,26 @@ pub(crate) async fn serve(
             // message did not decode), it learns why the stream ends.
             Err(status) => After::Fail(status),
         };
-        // Take whatever else has already arrived, without waiting for more.
-        while matches!(after, After::Continue) && group.has_room() {
-            match inbound.message().now_or_never() {
-                None => break,
-                Some(Ok(Some(batch))) => {
-                    if let Err(e) = group.push(batch) {
-                        after = After::Fail(e.into());
-                    }
-                }
-                Some(Ok(None)) => after = After::Ended,
-                Some(Err(status)) => after = After::Fail(status),
-            }
-        }
-        // One commit at a time, in order: the previous group's first.
+        take_arrived(&mut group, &mut inbound, &mut after);
+        // One commit at a time, in order: the previous group's first, and
+        // whatever arrived meanwhile joins this one.
         if let Some(previous) = committing.take() {
             match send_acks(previous.await, &acks).await {
                 Ok(()) => {}
                 Err(Some(status)) => break After::Fail(status),
                 Err(None) => return,
             }
+            take_arrived(&mut group, &mut inbound, &mut after);
+        }
+        // Shutdown began during that commit: this group is left to the
+        // producer's resend rather than making shutdown wait for it.
+        if *stop_now.borrow() {
+            break After::Fail(shutting_down());
         }
         if !group.batches.is_empty() {
             let (store, hub) = (store.clone(), hub.clone());
-            committing = Some(tokio::spawn(
-                async move { group.commit(&store, &hub).await },
-            ));
+            let commit = async move { group.commit(&store, &hub).await };
+            committing = Some(tokio::spawn(commit.in_current_span()));
         }
         if !matches!(after, After::Continue) {
             break after;
@@ -238,6 +234,28 @@ pub(crate) async fn serve(
     if let After::Fail(status) = after {
         fail(&acks, status).await;
     }
+}
+
+/// Takes into `group` whatever batches have already arrived, without
+/// waiting for more, while it has room; records in `after` how the stream
+/// goes on.
+fn take_arrived(group: &mut Group, inbound: &mut Streaming<IngestBatch>, after: &mut After) {
+    while matches!(after, After::Continue) && group.has_room() {
+        match inbound.message().now_or_never() {
+            None => break,
+            Some(Ok(Some(batch))) => {
+                if let Err(e) = group.push(batch) {
+                    *after = After::Fail(e.into());
+                }
+            }
+            Some(Ok(None)) => *after = After::Ended,
+            Some(Err(status)) => *after = After::Fail(status),
+        }
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("audit-service is shutting down; reconnect")
 }
 
 /// A group's commit, run as its own task so the stream reads on meanwhile.

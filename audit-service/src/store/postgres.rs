@@ -1,7 +1,8 @@
 //! PostgreSQL backend: the shared engine when the service runs as replicas.
 
 use sqlx::{
-    Connection as _,
+    Connection as _, Postgres,
+    pool::PoolConnection,
     postgres::{PgConnection, PgPool, PgPoolOptions},
 };
 
@@ -101,30 +102,50 @@ impl PgStore {
         let rows: Vec<(&NewAttempt, bool)> =
             judged.iter().map(|&(i, s)| (&attempts[i], s)).collect();
         let indexes: Vec<usize> = judged.iter().map(|&(i, _)| i).collect();
-        // A second part only on a connection that is idle right now: waiting
-        // for one while holding this one could starve the pool when many
-        // streams ingest at once.
-        let split = part_cut(&indexes, batch_ends)
-            .and_then(|cut| self.pool.try_acquire().map(|other| (cut, other)));
+        let split = match part_cut(&indexes, batch_ends) {
+            Some(cut) => self.idle_connection().await.map(|other| (cut, other)),
+            None => None,
+        };
         let Some((cut, mut other)) = split else {
-            let ids = store_part(&mut conn, &rows).await?;
-            return Ok(stored_attempts(&rows, &ids));
+            let ids = store_part(&mut conn, &rows, async { true }).await?;
+            return Ok(stored_attempts(&rows, &ids.unwrap_or_default()));
         };
         let (first, second) = rows.split_at(cut);
-        let (first_ids, second_ids) =
-            tokio::join!(store_part(&mut conn, first), store_part(&mut other, second));
-        let mut stored = Vec::with_capacity(rows.len());
-        let mut failure = None;
-        for (part, ids) in [(first, first_ids), (second, second_ids)] {
-            match ids {
-                Ok(ids) => stored.extend(stored_attempts(part, &ids)),
-                Err(e) => failure = failure.or(Some(e)),
-            }
+        // Written at once, committed in batch order: the later part only
+        // once the earlier one is, so a failure leaves a prefix of the
+        // batches stored, as two groups one after the other would.
+        let (first_done, may_commit_second) = tokio::sync::oneshot::channel();
+        let (first_ids, second_ids) = tokio::join!(
+            async {
+                let ids = store_part(&mut conn, first, async { true }).await;
+                let _ = first_done.send(ids.is_ok());
+                ids
+            },
+            store_part(&mut other, second, async {
+                may_commit_second.await.unwrap_or(false)
+            })
+        );
+        // (`None` only comes from a part told not to commit: never the first.)
+        let stored = stored_attempts(first, &first_ids?.unwrap_or_default());
+        match second_ids {
+            Ok(ids) => Ok([stored, stored_attempts(second, &ids.unwrap_or_default())].concat()),
+            Err(source) => Err(InsertError { stored, source }),
         }
-        match failure {
-            None => Ok(stored),
-            Some(source) => Err(InsertError { stored, source }),
+    }
+
+    /// A second connection, if one is idle and answers right now. It never
+    /// waits for one: holding a connection while waiting for another could
+    /// starve the pool when many streams ingest at once. An idle connection
+    /// skips the pool's usual check on acquire, so it is pinged here (one
+    /// round trip per group), and closed if it does not answer (after a
+    /// server restart, say).
+    async fn idle_connection(&self) -> Option<PoolConnection<Postgres>> {
+        let mut conn = self.pool.try_acquire()?;
+        if conn.ping().await.is_err() {
+            conn.close_on_drop();
+            return None;
         }
+        Some(conn)
     }
 
     /// The rows of `attempts` not stored yet (first of each event id), by
@@ -150,7 +171,7 @@ impl PgStore {
         // run on two server processes at once (on an idle one only, as
         // above).
         let [ip, email] = KeyKind::ALL;
-        let (ip_counts, email_counts) = match self.pool.try_acquire() {
+        let (ip_counts, email_counts) = match self.idle_connection().await {
             Some(mut other) => {
                 tokio::join!(
                     count_failures(&mut *conn, &judge, ip),
@@ -172,28 +193,32 @@ impl PgStore {
     }
 }
 
-/// Stores `rows` in one transaction on `conn`, committed before returning,
-/// and returns their ids by event id.
+/// Writes `rows` in one transaction on `conn` and, once `may_commit` says
+/// so, commits them and returns their ids by event id; `None` when it said
+/// not to (rolled back).
 async fn store_part(
     conn: &mut PgConnection,
     rows: &[(&NewAttempt, bool)],
-) -> Result<HashMap<String, i64>, sqlx::Error> {
+    may_commit: impl Future<Output = bool>,
+) -> Result<Option<HashMap<String, i64>>, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    match copy_rows(&mut tx, rows).await {
-        Ok(ids) => {
-            tx.commit().await?;
-            Ok(ids)
-        }
+    let ids = match copy_rows(&mut tx, rows).await {
+        Ok(ids) => ids,
         // Another stream (a producer that reconnected and resent) has
         // committed some of these events since they were looked up.
         Err(e) if is_unique_violation(&e) => {
             tx.rollback().await?;
-            let mut tx = conn.begin().await?;
-            let ids = insert_new(&mut tx, rows).await?;
-            tx.commit().await?;
-            Ok(ids)
+            tx = conn.begin().await?;
+            insert_new(&mut tx, rows).await?
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    if may_commit.await {
+        tx.commit().await?;
+        Ok(Some(ids))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
     }
 }
 
@@ -216,7 +241,7 @@ fn part_cut(indexes: &[usize], batch_ends: &[usize]) -> Option<usize> {
     batch_ends
         .iter()
         .map(|&end| indexes.partition_point(|&i| i < end))
-        .filter(|&cut| cut > 0 && cut < rows)
+        .filter(|&cut| cut.min(rows.saturating_sub(cut)) >= MIN_PART_ROWS)
         .min_by_key(|&cut| cut.abs_diff(rows / 2))
 }
 
@@ -331,18 +356,22 @@ mod tests {
 
     #[test]
     fn a_large_group_is_cut_in_two_at_the_batch_end_nearest_its_middle() {
-        // Batches of 500 rows, 5 of them; the row at index 700 was a
-        // duplicate, so 2,499 rows remain.
-        let indexes: Vec<usize> = (0..2_500).filter(|&i| i != 700).collect();
-        let ends = [500, 1_000, 1_500, 2_000, 2_500];
+        // Batches of 600 rows, 5 of them; the row at index 700 was a
+        // duplicate, so 2,999 rows remain and the middle is 1,499.
+        let indexes: Vec<usize> = (0..3_000).filter(|&i| i != 700).collect();
+        let ends = [600, 1_200, 1_800, 2_400, 3_000];
 
-        assert_eq!(part_cut(&indexes, &ends), Some(999));
+        assert_eq!(part_cut(&indexes, &ends), Some(1_199));
     }
 
     #[test]
     fn small_groups_and_single_batches_stay_whole() {
         let small: Vec<usize> = (0..1_500).collect();
         assert_eq!(part_cut(&small, &[500, 1_000, 1_500]), None);
+
+        // A cut that would leave a part of 10 rows is no cut.
+        let lopsided: Vec<usize> = (0..2_000).collect();
+        assert_eq!(part_cut(&lopsided, &[1_990, 2_000]), None);
 
         let one_batch: Vec<usize> = (0..5_000).collect();
         assert_eq!(part_cut(&one_batch, &[5_000]), None);
@@ -367,9 +396,10 @@ mod tests {
         }
     }
 
-    /// Four batches of 1,000 go in as two transactions of two batches; the
-    /// second fails. The first's rows come back with the error (the stream
-    /// announces them on the tail) and are the only ones stored.
+    /// Four batches of 1,000 go in as two transactions of two batches. When
+    /// the first fails, nothing is stored; when the second fails, the
+    /// first's rows are stored and come back with the error (the stream
+    /// announces them on the tail).
     #[tokio::test]
     async fn a_part_that_fails_leaves_the_other_parts_committed_and_reported() {
         let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
@@ -392,7 +422,13 @@ mod tests {
         let mut attempts: Vec<NewAttempt> = (0..4)
             .flat_map(|b| (0..1_000).map(move |i| attempt(b, i)))
             .collect();
-        attempts[3_999].identifier = "boom".to_owned();
+        let ends = [1_000, 2_000, 3_000, 4_000];
+        let count = async || -> i64 {
+            sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+        };
         // As in a running service: its minimum of connections open and idle
         // (the group takes a second one only if one is idle).
         for _ in 0..500 {
@@ -402,10 +438,16 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
 
-        let failed = store
-            .insert_batch(&attempts, &[1_000, 2_000, 3_000, 4_000])
-            .await
-            .unwrap_err();
+        // The earlier part fails: the later one is not committed either,
+        // so what is stored is always a prefix of the batches.
+        attempts[0].identifier = "boom".to_owned();
+        let failed = store.insert_batch(&attempts, &ends).await.unwrap_err();
+        assert!(failed.stored.is_empty());
+        assert_eq!(count().await, 0);
+
+        attempts[0].identifier = String::new();
+        attempts[3_999].identifier = "boom".to_owned();
+        let failed = store.insert_batch(&attempts, &ends).await.unwrap_err();
 
         let reported: Vec<&str> = failed
             .stored
@@ -422,10 +464,6 @@ mod tests {
             "{}",
             failed.source
         );
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(rows, 2_000);
+        assert_eq!(count().await, 2_000);
     }
 }
