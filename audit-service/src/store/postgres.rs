@@ -107,22 +107,19 @@ impl PgStore {
             None => None,
         };
         let Some((cut, mut other)) = split else {
-            let ids = store_part(&mut conn, &rows, async { true }).await?;
+            let ids = store_part(&mut conn, &rows, None, async { true }).await?;
             return Ok(stored_attempts(&rows, &ids.unwrap_or_default()));
         };
         let (first, second) = rows.split_at(cut);
-        // Written at once, committed in batch order: the later part only
-        // once the earlier one is, so a failure leaves a prefix of the
-        // batches stored, as two groups one after the other would.
-        let (first_done, may_commit_second) = tokio::sync::oneshot::channel();
+        // Written at once; the later part commits only once the earlier one
+        // is written, so a part the database refuses never leaves later
+        // batches stored without it (the commits themselves, which fail
+        // only with the server or the connection, run at once).
+        let (first_written, may_commit_second) = tokio::sync::oneshot::channel();
         let (first_ids, second_ids) = tokio::join!(
-            async {
-                let ids = store_part(&mut conn, first, async { true }).await;
-                let _ = first_done.send(ids.is_ok());
-                ids
-            },
-            store_part(&mut other, second, async {
-                may_commit_second.await.unwrap_or(false)
+            store_part(&mut conn, first, Some(first_written), async { true }),
+            store_part(&mut other, second, None, async {
+                may_commit_second.await.is_ok()
             })
         );
         // (`None` only comes from a part told not to commit: never the first.)
@@ -193,12 +190,14 @@ impl PgStore {
     }
 }
 
-/// Writes `rows` in one transaction on `conn` and, once `may_commit` says
-/// so, commits them and returns their ids by event id; `None` when it said
-/// not to (rolled back).
+/// Writes `rows` in one transaction on `conn`, says so on `written` (which
+/// is dropped unsent if the write fails), and once `may_commit` allows,
+/// commits and returns their ids by event id; `None` when it did not allow
+/// (rolled back).
 async fn store_part(
     conn: &mut PgConnection,
     rows: &[(&NewAttempt, bool)],
+    written: Option<tokio::sync::oneshot::Sender<()>>,
     may_commit: impl Future<Output = bool>,
 ) -> Result<Option<HashMap<String, i64>>, sqlx::Error> {
     let mut tx = conn.begin().await?;
@@ -213,6 +212,9 @@ async fn store_part(
         }
         Err(e) => return Err(e),
     };
+    if let Some(written) = written {
+        let _ = written.send(());
+    }
     if may_commit.await {
         tx.commit().await?;
         Ok(Some(ids))
