@@ -12,7 +12,9 @@
 //! (see [`seed`]); then `BENCH_ROWS` rows (default 100,000) of the last
 //! hour go in as batches of 500 on one `Ingest` stream (what auth-service's
 //! forwarder does; `BENCH_STREAMS=n` spreads them over n concurrent streams,
-//! as n auth-service replicas would), which is the timed ingest; then `ListAttempts` pages of
+//! as n auth-service replicas would), which is the timed ingest; the
+//! batches are made before the clock starts, so the run holds them all in
+//! memory (a few hundred MB per million rows). Then `ListAttempts` pages of
 //! 100 are timed for each filter. Backends whose URL variable is unset are
 //! skipped; `BENCH_BACKENDS=sqlite,postgres` picks some.
 //!
