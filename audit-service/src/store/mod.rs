@@ -753,7 +753,8 @@ mod tests {
 
     const SECOND: Micros = 1_000_000;
 
-    fn failure(event_id: &str, ip: &str, at_secs: i64) -> NewAttempt {
+    /// A failed attempt with no email; the backends' own tests use it too.
+    pub(super) fn failure(event_id: &str, ip: &str, at_secs: i64) -> NewAttempt {
         NewAttempt {
             event_id: event_id.to_owned(),
             occurred_at: at_secs * SECOND,

@@ -381,21 +381,8 @@ mod tests {
 
     fn attempt(batch: usize, i: usize) -> NewAttempt {
         let ip = format!("10.{batch}.{}.{}", i / 250, i % 250);
-        NewAttempt {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            occurred_at: i64::try_from(i).unwrap() * 1_000_000,
-            identifier: String::new(),
-            user_id: None,
-            username: None,
-            email: String::new(),
-            email_lower: String::new(),
-            successful: false,
-            reject_reason: "bad_password".to_owned(),
-            ip_key: ip_key(&ip),
-            ip,
-            user_agent: None,
-            request_id: String::new(),
-        }
+        let at = i64::try_from(i).unwrap();
+        crate::store::tests::failure(&uuid::Uuid::now_v7().to_string(), &ip, at)
     }
 
     /// Four batches of 1,000 go in as two transactions of two batches. When
@@ -431,24 +418,29 @@ mod tests {
                 .await
                 .unwrap()
         };
-        // As in a running service: its minimum of connections open and idle
-        // (the group takes a second one only if one is idle).
-        for _ in 0..500 {
-            if store.pool.num_idle() >= MIN_CONNECTIONS as usize {
-                break;
+        // As in a running service between groups: its minimum of
+        // connections open and idle (a group takes a second one only if one
+        // is idle, and connections go back to the pool in the background).
+        let idle = async || {
+            for _ in 0..500 {
+                if store.pool.num_idle() >= MIN_CONNECTIONS as usize {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        };
 
         // The earlier part fails: the later one is not committed either,
         // so what is stored is always a prefix of the batches.
         attempts[0].identifier = "boom".to_owned();
+        idle().await;
         let failed = store.insert_batch(&attempts, &ends).await.unwrap_err();
         assert!(failed.stored.is_empty());
         assert_eq!(count().await, 0);
 
         attempts[0].identifier = String::new();
         attempts[3_999].identifier = "boom".to_owned();
+        idle().await;
         let failed = store.insert_batch(&attempts, &ends).await.unwrap_err();
 
         let reported: Vec<&str> = failed
