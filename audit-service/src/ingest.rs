@@ -81,7 +81,10 @@ impl Group {
             Ok(stored) => stored,
             Err(e) => {
                 // Batches committed before the failure are in the log, and
-                // a resend will skip them: the tail hears of them now.
+                // a resend will skip them: they are counted and the tail
+                // hears of them now.
+                metrics::counter!("ingest_rows_total", "result" => "inserted")
+                    .increment(e.stored.len() as u64);
                 hub.publish(e.stored);
                 return Err(e.source.into());
             }

@@ -95,18 +95,20 @@ impl PgStore {
         batch_ends: &[usize],
     ) -> Result<Vec<StoredAttempt>, InsertError> {
         let mut conn = self.pool.acquire().await?;
-        let judged = self.judge(&mut conn, attempts).await?;
+        // One more connection for the whole group, if one is idle: the
+        // email count runs on it, then the second part.
+        let mut other = self.idle_connection().await;
+        let judged = self
+            .judge(&mut conn, other.as_deref_mut(), attempts)
+            .await?;
         if judged.is_empty() {
             return Ok(Vec::new());
         }
         let rows: Vec<(&NewAttempt, bool)> =
             judged.iter().map(|&(i, s)| (&attempts[i], s)).collect();
         let indexes: Vec<usize> = judged.iter().map(|&(i, _)| i).collect();
-        let split = match part_cut(&indexes, batch_ends) {
-            Some(cut) => self.idle_connection().await.map(|other| (cut, other)),
-            None => None,
-        };
-        let Some((cut, mut other)) = split else {
+        let split = part_cut(&indexes, batch_ends).zip(other.as_deref_mut());
+        let Some((cut, other)) = split else {
             let ids = store_part(&mut conn, &rows, None, async { true }).await?;
             return Ok(stored_attempts(&rows, &ids.unwrap_or_default()));
         };
@@ -118,7 +120,7 @@ impl PgStore {
         let (first_written, may_commit_second) = tokio::sync::oneshot::channel();
         let (first_ids, second_ids) = tokio::join!(
             store_part(&mut conn, first, Some(first_written), async { true }),
-            store_part(&mut other, second, None, async {
+            store_part(other, second, None, async {
                 may_commit_second.await.is_ok()
             })
         );
@@ -135,7 +137,9 @@ impl PgStore {
     /// starve the pool when many streams ingest at once. An idle connection
     /// skips the pool's usual check on acquire, so it is pinged here (one
     /// round trip per group), and closed if it does not answer (after a
-    /// server restart, say).
+    /// server restart, say). Taken once per group and kept to its end, it
+    /// does not depend on connections the group used earlier having gone
+    /// back to the pool yet (that happens in the background).
     async fn idle_connection(&self) -> Option<PoolConnection<Postgres>> {
         let mut conn = self.pool.try_acquire()?;
         if conn.ping().await.is_err() {
@@ -147,10 +151,12 @@ impl PgStore {
 
     /// The rows of `attempts` not stored yet (first of each event id), by
     /// index in batch order, each with its suspicious flag. Reads only, so
-    /// outside any transaction.
+    /// outside any transaction; `other`, when there is one, takes the email
+    /// count so the two counts run on two server processes at once.
     async fn judge(
         &self,
         conn: &mut PgConnection,
+        other: Option<&mut PgConnection>,
         attempts: &[NewAttempt],
     ) -> Result<Vec<(usize, bool)>, sqlx::Error> {
         let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
@@ -164,15 +170,12 @@ impl PgStore {
         if judge.is_empty() {
             return Ok(Vec::new());
         }
-        // The two counts probe different indexes: on two connections they
-        // run on two server processes at once (on an idle one only, as
-        // above).
         let [ip, email] = KeyKind::ALL;
-        let (ip_counts, email_counts) = match self.idle_connection().await {
-            Some(mut other) => {
+        let (ip_counts, email_counts) = match other {
+            Some(other) => {
                 tokio::join!(
                     count_failures(&mut *conn, &judge, ip),
-                    count_failures(&mut other, &judge, email)
+                    count_failures(other, &judge, email)
                 )
             }
             None => (
@@ -420,7 +423,7 @@ mod tests {
         };
         // As in a running service between groups: its minimum of
         // connections open and idle (a group takes a second one only if one
-        // is idle, and connections go back to the pool in the background).
+        // is idle).
         let idle = async || {
             for _ in 0..500 {
                 if store.pool.num_idle() >= MIN_CONNECTIONS as usize {

@@ -252,7 +252,7 @@ async fn more_producers_than_pooled_connections_are_all_stored(db: TestDb) {
     }
     let listed = event_ids(&app.list_all(ListAttemptsRequest::default()).await);
     let unique: std::collections::HashSet<&String> = listed.iter().collect();
-    assert_eq!(listed.len(), 12 * 3 * 700);
+    assert_eq!(listed.len(), usize::try_from(PRODUCERS).unwrap() * 3 * 700);
     assert_eq!(unique.len(), listed.len());
 }
 
