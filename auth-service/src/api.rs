@@ -16,9 +16,13 @@ use crate::{
     hasher::PasswordHasher,
     mail::Mailer,
     store::{
-        AuthStore, LoginCount, NewRefreshToken, NewUser, Rotation, StoreError, StoredCode, User,
+        AuthStore, LoginEffects, LoginReservation, NewRefreshToken, NewUser, Rotation, StoreError,
+        StoredCode, User,
     },
-    throttle::{BruteForcePolicy, Limit, LoginKeys, RateLimits, wait},
+    throttle::{
+        BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, LoginKeys, RateLimits, client_key,
+        could_name_an_account, wait,
+    },
     tokens::{ACCESS, Claims, REFRESH, TokenService},
 };
 
@@ -42,6 +46,8 @@ pub struct AuthApi<S> {
     brute_force: BruteForcePolicy,
     /// Per-IP and per-family limits.
     limits: RateLimits,
+    /// The IPv6 prefix length every per-IP counter counts by.
+    ipv6_prefix: u8,
 }
 
 impl<S: AuthStore> AuthApi<S> {
@@ -63,6 +69,7 @@ impl<S: AuthStore> AuthApi<S> {
             outbox_signal,
             brute_force: BruteForcePolicy::default(),
             limits: RateLimits::default(),
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 
@@ -73,22 +80,34 @@ impl<S: AuthStore> AuthApi<S> {
         self
     }
 
-    /// Counts one `action` from the caller's IP; refuses past `limit`.
-    /// Callers without an IP (internal gRPC clients that are not the
-    /// gateway) are not limited: they hold INTERNAL_TOKEN.
+    /// Counts IPv6 clients by networks of this prefix length.
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.ipv6_prefix = prefix;
+        self
+    }
+
+    /// The key a client is counted under (see [`client_key`]).
+    fn client(&self, ctx: &ClientContext) -> String {
+        client_key(&ctx.ip, self.ipv6_prefix)
+    }
+
+    /// Counts one `action` from the caller's network before any work is
+    /// done for it; refuses past `limit`. Callers that send no address are
+    /// counted together as one client, so leaving it out escapes nothing.
     async fn rate_limit(
         &self,
         action: &str,
         limit: Limit,
         ctx: &ClientContext,
     ) -> Result<(), Error> {
-        if ctx.ip.is_empty() {
-            return Ok(());
-        }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let (hits, start) = self
             .store
-            .rate_hit(&format!("rl:{action}:{}", ctx.ip), now, limit.window)
+            .rate_hit(
+                &format!("rl:{action}:{}", self.client(ctx)),
+                now,
+                limit.window,
+            )
             .await?;
         match limit.retry_after(hits, start, now) {
             Some(retry_after) => {
@@ -133,21 +152,19 @@ impl<S: AuthStore> AuthApi<S> {
         });
     }
 
+    /// Writes the attempt to the outbox (with what it changes) and wakes
+    /// the forwarder.
     async fn record(
         &self,
         ctx: &ClientContext,
         identifier: &str,
         user: Option<&User>,
         outcome: Result<(), RejectReason>,
-        refresh: Option<&NewRefreshToken>,
-        count: LoginCount<'_>,
-    ) -> Result<bool, Error> {
-        let now = time::OffsetDateTime::now_utc();
+        effects: LoginEffects<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), Error> {
         let entry = outbox_entry(ctx, identifier, user, outcome, now);
-        let lock_started = self
-            .store
-            .record_login(&entry, refresh, count, now.unix_timestamp())
-            .await?;
+        self.store.record_login(&entry, effects).await?;
         self.outbox_signal.notify_one();
         crate::attempt::count(outcome);
         tracing::info!(
@@ -157,7 +174,7 @@ impl<S: AuthStore> AuthApi<S> {
             user_id = user.map(|u| u.id),
             "login attempt"
         );
-        Ok(lock_started)
+        Ok(())
     }
 
     async fn login_inner(
@@ -165,6 +182,9 @@ impl<S: AuthStore> AuthApi<S> {
         ctx: &ClientContext,
         req: pb::LoginRequest,
     ) -> Result<pb::TokenPair, Error> {
+        // One instant for the whole attempt: its counters, tokens and log row.
+        let at = time::OffsetDateTime::now_utc();
+        let now = at.unix_timestamp();
         let identifier = req.username.trim();
         let mut problems: Vec<FieldError> = req
             .malformed_fields
@@ -185,42 +205,54 @@ impl<S: AuthStore> AuthApi<S> {
                 identifier,
                 None,
                 Err(RejectReason::MalformedRequest),
-                None,
-                LoginCount::Nothing,
+                LoginEffects::Nothing,
+                at,
             )
             .await?;
             return Err(Error::Invalid(problems));
         }
 
-        let user = self.store.user_by_login(&identifier.to_lowercase()).await?;
-        let keys = LoginKeys::new(user.as_ref().map(|u| u.id), identifier, &ctx.ip);
+        let lookup = identifier.to_lowercase();
+        let user = if could_name_an_account(&lookup) {
+            self.store.user_by_login(&lookup).await?
+        } else {
+            None
+        };
+        let keys = LoginKeys::new(user.as_ref().map(|u| u.id), identifier, &self.client(ctx));
 
-        // Decided before, and without, looking at the password: a refused
-        // attempt says nothing about whether the password was right.
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let blocks = self
+        // The try is counted before, and decided without, looking at the
+        // password: a refused attempt says nothing about whether the
+        // password was right, and a burst gets no more password checks
+        // than the thresholds allow.
+        let reserved = match self
             .store
-            .throttle_blocks([&keys.pair, &keys.account, &keys.ip], now)
-            .await?;
-        if let Some(until) = blocks.iter().map(|(_, until)| *until).max() {
-            let reason = if blocks.iter().any(|(k, _)| *k == keys.account) {
-                RejectReason::LockedOut
-            } else {
-                RejectReason::RateLimited
-            };
-            self.record(
-                ctx,
-                identifier,
-                user.as_ref(),
-                Err(reason),
-                None,
-                LoginCount::Nothing,
-            )
-            .await?;
-            return Err(Error::Throttled {
-                retry_after: wait(until, now),
-            });
-        }
+            .reserve_login(&keys, &self.brute_force, now)
+            .await?
+        {
+            LoginReservation::Granted(reserved) => reserved,
+            LoginReservation::Refused {
+                until,
+                account_locked,
+            } => {
+                let reason = if account_locked {
+                    RejectReason::LockedOut
+                } else {
+                    RejectReason::RateLimited
+                };
+                self.record(
+                    ctx,
+                    identifier,
+                    user.as_ref(),
+                    Err(reason),
+                    LoginEffects::Nothing,
+                    at,
+                )
+                .await?;
+                return Err(Error::Throttled {
+                    retry_after: wait(until, now),
+                });
+            }
+        };
 
         let password = req.password;
         let matched = self
@@ -237,19 +269,18 @@ impl<S: AuthStore> AuthApi<S> {
             Some(_) => Ok(()),
         };
         let (Some(user), Ok(())) = (&user, outcome) else {
-            // Inactive counts too: otherwise the lock arriving one attempt
-            // late would tell a guesser that one password was right.
-            let lock_started = self
-                .record(
-                    ctx,
-                    identifier,
-                    user.as_ref(),
-                    outcome,
-                    None,
-                    LoginCount::Failure(&keys, &self.brute_force),
-                )
-                .await?;
-            if lock_started {
+            // Inactive stays counted too: otherwise the lock arriving one
+            // attempt late would tell a guesser that one password was right.
+            self.record(
+                ctx,
+                identifier,
+                user.as_ref(),
+                outcome,
+                LoginEffects::Nothing,
+                at,
+            )
+            .await?;
+            if reserved.lock_started {
                 tracing::warn!(user_id = user.as_ref().map(|u| u.id), "account locked");
                 if let Some(user) = &user {
                     self.notify_lock(user);
@@ -267,7 +298,6 @@ impl<S: AuthStore> AuthApi<S> {
                 "password hash upgraded to current parameters"
             );
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let jti = new_id();
         let pair = self.tokens.issue(user, now, jti.clone())?;
         let refresh = NewRefreshToken {
@@ -282,8 +312,12 @@ impl<S: AuthStore> AuthApi<S> {
             identifier,
             Some(user),
             Ok(()),
-            Some(&refresh),
-            LoginCount::Success(&keys),
+            LoginEffects::Success {
+                refresh: &refresh,
+                keys: &keys,
+                reserved: &reserved,
+            },
+            at,
         )
         .await?;
         Ok(pb::TokenPair {
@@ -433,16 +467,17 @@ impl<S: AuthStore> AuthApi<S> {
         let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
             return Ok(O::CodeWrong);
         };
-        let Some(stored) = self.store.code(user.id).await? else {
-            return Ok(O::CodeWrong);
+        // The try is counted before the comparison, so a burst of guesses
+        // gets at most CODE_MAX_TRIES comparisons against one code.
+        let Some(stored) = self.store.reserve_code_try(user.id, CODE_MAX_TRIES).await? else {
+            return Ok(match self.store.code(user.id).await? {
+                Some(_) => O::TooManyAttempts,
+                None => O::CodeWrong,
+            });
         };
-        if stored.tries >= CODE_MAX_TRIES {
-            return Ok(O::TooManyAttempts);
-        }
         let matches = VerificationCode::parse(&req.code)
             .is_some_and(|c| c.matches(&stored.salt, &stored.code_hash));
         if !matches {
-            self.store.count_wrong_code(user.id).await?;
             return Ok(O::CodeWrong);
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use common::config::{ConfigError, Secret, duration_or, parse_duration, parse_or, var};
 
-use crate::throttle::{BruteForcePolicy, Limit, RateLimits, secs};
+use crate::throttle::{BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, RateLimits, secs};
 
 /// Everything auth-service needs to start. Names are in `env.sample`.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub struct Config {
     /// `AUTH_RATE_*`: per-IP limits on register and verification codes,
     /// and the per-family refresh limit.
     pub rate_limits: RateLimits,
+    /// `AUTH_IPV6_PREFIX`: IPv6 clients are counted by networks of this
+    /// prefix length (default 64) in every per-IP limit and block.
+    pub ipv6_prefix: u8,
     /// `AUTH_KEY_RELOAD_INTERVAL`: how often signing keys are re-read, so
     /// a key added by `rotate-keys` is used without a restart.
     pub key_reload_interval: Duration,
@@ -105,6 +108,7 @@ impl BruteForcePolicy {
             ip_failures: positive_or("AUTH_BF_IP_FAILURES", d.ip_failures)?,
             ip_window: secs_or("AUTH_BF_IP_WINDOW", d.ip_window)?,
             ip_block: secs_or("AUTH_BF_IP_BLOCK", d.ip_block)?,
+            known_client_ttl: secs_or("AUTH_BF_KNOWN_CLIENT_TTL", d.known_client_ttl)?,
         })
     }
 }
@@ -143,6 +147,7 @@ impl Config {
             hash_concurrency: parse_or("AUTH_HASH_CONCURRENCY", cpus)?,
             brute_force: BruteForcePolicy::from_env()?,
             rate_limits: RateLimits::from_env()?,
+            ipv6_prefix: parse_or("AUTH_IPV6_PREFIX", DEFAULT_IPV6_PREFIX)?,
             key_reload_interval: duration_or("AUTH_KEY_RELOAD_INTERVAL", Duration::from_secs(60))?,
             tls: common::tls::ServerTls::from_env("AUTH_GRPC")?,
             internal_tls: common::tls::ClientTls::from_env()?,
@@ -172,6 +177,7 @@ impl Config {
             hash_concurrency: 2,
             brute_force: BruteForcePolicy::default(),
             rate_limits: RateLimits::default(),
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
             key_reload_interval: Duration::from_secs(60),
             tls: None,
             internal_tls: common::tls::ClientTls::default(),
@@ -191,6 +197,13 @@ impl Config {
                 "AUTH_DATABASE_URL",
                 url.split(':').next().unwrap_or(""),
                 "expected a sqlite:// or postgres:// URL",
+            ));
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err(ConfigError::new(
+                "AUTH_IPV6_PREFIX",
+                &self.ipv6_prefix.to_string(),
+                "must be a prefix length from 1 to 128",
             ));
         }
         if self.hash_concurrency == 0 {

@@ -122,13 +122,15 @@ impl Application {
             config.mail_from.parse()?,
             signal.clone(),
         )
-        .with_limits(config.brute_force.clone(), config.rate_limits);
+        .with_limits(config.brute_force.clone(), config.rate_limits)
+        .with_ipv6_prefix(config.ipv6_prefix);
 
         let (stop_forwarder, stop_rx) = watch::channel(false);
         let upkeep = Box::pin(upkeep(
             store.clone(),
             tokens.clone(),
             config.key_reload_interval,
+            config.brute_force.known_client_ttl,
             stop_rx.clone(),
         ));
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -264,6 +266,7 @@ async fn upkeep<S: AuthStore>(
     store: S,
     tokens: Arc<TokenService>,
     every: Duration,
+    known_client_ttl: i64,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -279,7 +282,7 @@ async fn upkeep<S: AuthStore>(
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         match store
-            .throttle_prune(now - THROTTLE_RETENTION_SECS, now)
+            .throttle_prune(now - THROTTLE_RETENTION_SECS, now, now - known_client_ttl)
             .await
         {
             Ok(n) if n > 0 => tracing::debug!(removed = n, "stale throttle counters pruned"),

@@ -2,9 +2,13 @@
 //! counters and the current time) and the keys it counts under.
 //!
 //! The counters live in the auth database (`throttle` table) so every
-//! replica sees the same state; the store applies [`BruteForcePolicy`]
-//! inside the transaction that writes the attempt to the outbox, so the
-//! decision and the audit record cannot disagree.
+//! replica sees the same state. A login try is a reservation: before any
+//! password is checked, the store counts the try under all three keys as
+//! if it had failed and applies [`BruteForcePolicy`], in one transaction
+//! that refuses the try if any key is blocked. Requests released at the
+//! same instant are serialised on the counter rows, so a burst gets exactly
+//! as many password checks as the thresholds allow; a success then gives
+//! its counts back (see `AuthStore::reserve_login`).
 //!
 //! Three counters see every failed login:
 //! - account + IP: after `pair_free_failures` failures each further one
@@ -14,8 +18,17 @@
 //!   attacker can slow a victim down but not lock them out for long;
 //! - IP across accounts (credential stuffing): `ip_failures` failures in
 //!   `ip_window` block the IP for `ip_block`.
+//!
+//! A client that has logged in to the account before (a *known client*,
+//! OWASP's "device cookie" idea keyed on the client's address or IPv6
+//! network) skips the account counter: the lock an attacker elsewhere keeps
+//! up does not stop the owner, whose own guesses the account+IP delays
+//! still bound.
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::Duration,
+};
 
 /// "At most `max` events per `window` seconds."
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +86,12 @@ pub struct BruteForcePolicy {
     pub ip_window: i64,
     /// How long an IP stays blocked, seconds (600).
     pub ip_block: i64,
+    /// How long after its last successful login a client (address or IPv6
+    /// network) stays known to the account, seconds (90 days). A known
+    /// client is not held back by the account lock, only by its own
+    /// account+client delays, so an attacker elsewhere who keeps the
+    /// account locked does not keep its owner out.
+    pub known_client_ttl: i64,
 }
 
 impl Default for BruteForcePolicy {
@@ -87,6 +106,7 @@ impl Default for BruteForcePolicy {
             ip_failures: 50,
             ip_window: 600,
             ip_block: 600,
+            known_client_ttl: 90 * 86_400,
         }
     }
 }
@@ -180,9 +200,14 @@ fn unchanged(c: Counter) -> Update {
     }
 }
 
-/// The three counters one login attempt is checked and counted against.
+/// The three counters one login attempt is checked and counted against,
+/// and who is trying from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginKeys {
+    /// The account, when it exists.
+    pub user_id: Option<i64>,
+    /// The client as [`client_key`] makes it.
+    pub client: String,
     /// `acctip:<account>|<ip>`.
     pub pair: String,
     /// `acct:<account>`.
@@ -194,19 +219,68 @@ pub struct LoginKeys {
 impl LoginKeys {
     /// Keys for an attempt on `user_id` (when the account exists) or else
     /// on the lower-cased identifier, so the username and the email of one
-    /// account count together and unknown names are throttled alike.
+    /// account count together and unknown names are throttled alike. `ip`
+    /// is the client's key as [`client_key`] makes it.
     pub fn new(user_id: Option<i64>, identifier: &str, ip: &str) -> Self {
         let account = match user_id {
             Some(id) => account_key(id),
-            None => format!("acct:n{}", identifier.trim().to_lowercase()),
+            None => format!("acct:n{}", name_key(identifier)),
         };
-        let ip = if ip.is_empty() { "unknown" } else { ip };
         Self {
+            user_id,
+            client: ip.to_owned(),
             pair: format!("acctip:{}|{ip}", &account["acct:".len()..]),
             account,
             ip: format!("ip:{ip}"),
         }
     }
+}
+
+/// Default IPv6 prefix a client is counted by: one /64 is one subscriber
+/// (RFC 6177 hands out /48 to /64 per site; a /64 is what one LAN gets, and
+/// an attacker who holds one can use 2^64 addresses of it).
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The client as every per-IP counter sees it: an IPv4 address as itself
+/// (IPv4-mapped IPv6 included), an IPv6 address as its `/prefix` network,
+/// and a caller without a valid address as the one client `unknown`, so
+/// leaving the address out never escapes a limit. The log keeps the full
+/// address; only the counters use this.
+pub fn client_key(ip: &str, ipv6_prefix: u8) -> String {
+    match ip.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => {
+            let prefix = ipv6_prefix.min(128);
+            let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+            format!("{}/{prefix}", Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+/// Longest identifier, in characters, that could name an account (an email
+/// of 254 bytes has at most 254 characters; usernames stop at 150).
+pub const MAX_IDENTIFIER_CHARS: usize = 254;
+
+/// Whether `lowered` could be some account's username or email at all: no
+/// NUL (which PostgreSQL text refuses) and no longer than any of them. An
+/// identifier that cannot is not looked up.
+pub fn could_name_an_account(lowered: &str) -> bool {
+    !lowered.contains('\0') && lowered.chars().count() <= MAX_IDENTIFIER_CHARS
+}
+
+/// The counter name of an identifier no account has: its lower-cased text,
+/// or, when it could name no account, a digest of it, so attacker-chosen
+/// bytes (NUL, 60 KB names) never reach a key column.
+fn name_key(identifier: &str) -> String {
+    use sha2::Digest;
+    let lowered = identifier.trim().to_lowercase();
+    if could_name_an_account(&lowered) {
+        return lowered;
+    }
+    let digest = sha2::Sha256::digest(lowered.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("#{hex}")
 }
 
 /// The per-account key of an existing account.
@@ -311,9 +385,43 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.pair, "acctip:u7|1.2.3.4");
         assert!(a.pair.starts_with(&pair_prefix(7)));
-        let x = LoginKeys::new(None, "Ghost@Example.com", "");
+        let x = LoginKeys::new(None, "Ghost@Example.com", &client_key("", 64));
         assert_eq!(x.account, "acct:nghost@example.com");
         assert_eq!(x.ip, "ip:unknown");
+    }
+
+    #[test]
+    fn identifiers_no_account_can_have_are_counted_by_digest() {
+        let nul = LoginKeys::new(None, "ad\0min", "192.0.2.1");
+        assert!(!nul.account.contains('\0'), "{}", nul.account);
+        assert_eq!(nul.account.len(), "acct:n#".len() + 64);
+        let long = "x".repeat(60_000);
+        let a = LoginKeys::new(None, &long, "192.0.2.1");
+        assert_eq!(a, LoginKeys::new(None, &long.to_uppercase(), "192.0.2.1"));
+        assert_eq!(a.account.len(), "acct:n#".len() + 64);
+        assert_ne!(a.account, nul.account);
+        let edge = "y".repeat(MAX_IDENTIFIER_CHARS);
+        assert_eq!(
+            LoginKeys::new(None, &edge, "192.0.2.1").account,
+            format!("acct:n{edge}")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_network_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(client_key("2001:db8:1:2::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            client_key("2001:db8:1:2:ffff:1:2:3", 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(client_key("2001:db8:1:3::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(client_key("2001:db8:1:2::1", 48), "2001:db8:1::/48");
+        assert_eq!(client_key("2001:db8::1", 128), "2001:db8::1/128");
+        assert_eq!(client_key("2001:db8::1", 0), "::/0");
+        assert_eq!(client_key("::ffff:192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(client_key("192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(client_key("", 64), "unknown");
+        assert_eq!(client_key("not-an-ip", 64), "unknown");
     }
 
     #[test]

@@ -280,15 +280,52 @@ pub enum Rotation {
     Throttled(u64),
 }
 
-/// How a login attempt changes the brute-force counters.
+/// What a recorded login attempt writes besides its outbox row. A failure
+/// writes nothing more: its try was counted when it was reserved.
 #[derive(Debug, Clone, Copy)]
-pub enum LoginCount<'a> {
-    /// Not counted (malformed, or refused before the password was looked at).
+pub enum LoginEffects<'a> {
+    /// Nothing more (a failure already reserved, a malformed or a refused
+    /// attempt).
     Nothing,
-    /// A failed password check: count it under all three keys.
-    Failure(&'a LoginKeys, &'a BruteForcePolicy),
-    /// A success: the account's and this pair's counts start over.
-    Success(&'a LoginKeys),
+    /// A success: the session's refresh token is stored, the account's and
+    /// this pair's counts start over, and the reserved IP try is given back
+    /// (successes are not stuffing).
+    Success {
+        /// The issued refresh token.
+        refresh: &'a NewRefreshToken,
+        /// The attempt's counters.
+        keys: &'a LoginKeys,
+        /// The reservation that let this try in.
+        reserved: &'a ReservedTry,
+    },
+}
+
+/// A login try that was counted before its password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservedTry {
+    /// The client has logged in to this account before, so the account
+    /// counter was left alone (and a success leaves it alone too).
+    pub known_client: bool,
+    /// This try started an account lock, so it is the one that tells the
+    /// owner (once per lock) should it fail.
+    pub lock_started: bool,
+    /// When the IP counter's window began, so a success gives its try back
+    /// to that window and no later one.
+    pub ip_window_start: i64,
+}
+
+/// What reserving a login try decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginReservation {
+    /// Counted; the password may be checked.
+    Granted(ReservedTry),
+    /// One of the keys is blocked; nothing was counted.
+    Refused {
+        /// The latest `blocked_until` among the blocked keys.
+        until: i64,
+        /// The account itself is locked (else: the pair or the IP).
+        account_locked: bool,
+    },
 }
 
 /// One login attempt for the outbox (an encoded `audit.v1.Attempt`).
@@ -361,9 +398,15 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         &self,
         user_id: i64,
     ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
-    /// Counts one wrong try against the current code.
-    fn count_wrong_code(&self, user_id: i64)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Counts one try against the account's current code, unless it has
+    /// had `max_tries` already, and returns the code as counted; `None`
+    /// when there is no code or its tries are used up. The count comes
+    /// first so parallel guesses cannot all be compared against one code.
+    fn reserve_code_try(
+        &self,
+        user_id: i64,
+        max_tries: i32,
+    ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
     /// Deletes the code with this digest and activates the account, atomically;
     /// false when the code was already consumed.
     fn activate_with_code(
@@ -372,22 +415,25 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         code_hash: &[u8],
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Writes a login attempt to the outbox, the issued refresh token on
-    /// success, and the brute-force counters, in one transaction. Returns
-    /// whether this attempt started an account lock (to notify the owner once).
+    /// Counts one login try under all three keys as a failure and applies
+    /// `policy`, in one transaction, unless a key is blocked at `now` (then
+    /// nothing is counted). A client known to the account (a successful
+    /// login from it within `policy.known_client_ttl`) skips the account key. The counter rows are locked while this runs, so
+    /// tries from every replica at the same instant are counted one after
+    /// another and each sees the blocks the earlier ones started.
+    fn reserve_login(
+        &self,
+        keys: &LoginKeys,
+        policy: &BruteForcePolicy,
+        now: i64,
+    ) -> impl Future<Output = Result<LoginReservation, StoreError>> + Send;
+    /// Writes a login attempt to the outbox and its `effects`, in one
+    /// transaction.
     fn record_login(
         &self,
         attempt: &OutboxEntry,
-        refresh: Option<&NewRefreshToken>,
-        count: LoginCount<'_>,
-        now: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The keys among `keys` blocked after `now`, with their `blocked_until`.
-    fn throttle_blocks(
-        &self,
-        keys: [&str; 3],
-        now: i64,
-    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+        effects: LoginEffects<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Counts one event under `key` in a fixed window of `window` seconds;
     /// returns the count so far and when the window began.
     fn rate_hit(
@@ -399,11 +445,12 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     /// Clears the account's lock and counters (all IPs); returns rows removed.
     fn unlock_account(&self, user_id: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Forgets counters whose window began before `before` and that block
-    /// nothing any more.
+    /// nothing any more, and clients last known before `known_before`.
     fn throttle_prune(
         &self,
         before: i64,
         now: i64,
+        known_before: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Uses up refresh token `jti` and stores its successor `next` (whose
     /// family and owner are taken from the used token), unless the family

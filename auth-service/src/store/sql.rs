@@ -130,13 +130,21 @@ macro_rules! impl_auth_store {
                 .await?)
             }
 
-            async fn count_wrong_code(&self, user_id: i64) -> Result<(), $crate::store::StoreError> {
+            async fn reserve_code_try(
+                &self,
+                user_id: i64,
+                max_tries: i32,
+            ) -> Result<Option<$crate::store::StoredCode>, $crate::store::StoreError> {
                 let mut conn = self.write().await?;
-                sqlx::query("UPDATE verification_codes SET tries = tries + 1 WHERE user_id = $1")
-                    .bind(user_id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+                Ok(sqlx::query_as(
+                    "UPDATE verification_codes SET tries = tries + 1
+                     WHERE user_id = $1 AND tries < $2
+                     RETURNING code_hash, salt, created_at, expires_at, tries",
+                )
+                .bind(user_id)
+                .bind(max_tries)
+                .fetch_optional(&mut *conn)
+                .await?)
             }
 
             async fn activate_with_code(
@@ -166,14 +174,76 @@ macro_rules! impl_auth_store {
                 Ok(true)
             }
 
+            async fn reserve_login(
+                &self,
+                keys: &$crate::throttle::LoginKeys,
+                policy: &$crate::throttle::BruteForcePolicy,
+                now: i64,
+            ) -> Result<$crate::store::LoginReservation, $crate::store::StoreError> {
+                use $crate::store::{LoginReservation, ReservedTry};
+                let mut conn = self.write().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                // Always pair, then account, then IP: every transaction that
+                // locks these rows takes them in this order, so two of them
+                // never wait on each other in a cycle. A refusal returns
+                // without committing: dropping the transaction rolls back
+                // the counts taken before the blocked key.
+                let Some((pair, _)) =
+                    reserve_hit(&mut *tx, &keys.pair, now, policy.failure_reset).await?
+                else {
+                    return Ok(refusal(&mut *tx, keys, now).await?);
+                };
+                let known_client = match keys.user_id {
+                    Some(user_id) => sqlx::query_scalar::<_, i64>(
+                        "SELECT last_login FROM known_clients
+                         WHERE user_id = $1 AND client = $2 AND last_login > $3",
+                    )
+                    .bind(user_id)
+                    .bind(&keys.client)
+                    .bind(now - policy.known_client_ttl)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some(),
+                    None => false,
+                };
+                let account = if known_client {
+                    None
+                } else {
+                    let Some((account, _)) =
+                        reserve_hit(&mut *tx, &keys.account, now, policy.failure_reset).await?
+                    else {
+                        return Ok(refusal(&mut *tx, keys, now).await?);
+                    };
+                    Some(policy.account(account, now))
+                };
+                let Some((ip, ip_window_start)) =
+                    reserve_hit(&mut *tx, &keys.ip, now, policy.ip_window).await?
+                else {
+                    return Ok(refusal(&mut *tx, keys, now).await?);
+                };
+                let updates = [
+                    (&keys.pair, Some(policy.pair(pair, now))),
+                    (&keys.account, account),
+                    (&keys.ip, Some(policy.ip(ip, now))),
+                ];
+                for (key, update) in updates {
+                    if let Some(update) = update.filter(|u| u.started) {
+                        apply(&mut *tx, key, update).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(LoginReservation::Granted(ReservedTry {
+                    known_client,
+                    lock_started: account.is_some_and(|a| a.started),
+                    ip_window_start,
+                }))
+            }
+
             async fn record_login(
                 &self,
                 attempt: &$crate::store::OutboxEntry,
-                refresh: Option<&$crate::store::NewRefreshToken>,
-                count: $crate::store::LoginCount<'_>,
-                now: i64,
-            ) -> Result<bool, $crate::store::StoreError> {
-                use $crate::store::LoginCount;
+                effects: $crate::store::LoginEffects<'_>,
+            ) -> Result<(), $crate::store::StoreError> {
                 let mut conn = self.write().await?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 // The outbox write goes first: on SQLite a transaction that
@@ -187,50 +257,52 @@ macro_rules! impl_auth_store {
                 .bind(attempt.created_at)
                 .execute(&mut *tx)
                 .await?;
-                if let Some(r) = refresh {
-                    insert_refresh(&mut *tx, r).await?;
-                }
-                let mut lock_started = false;
-                match count {
-                    LoginCount::Nothing => {}
-                    LoginCount::Success(keys) => {
-                        sqlx::query("DELETE FROM throttle WHERE key = $1 OR key = $2")
-                            .bind(&keys.pair)
-                            .bind(&keys.account)
+                if let $crate::store::LoginEffects::Success {
+                    refresh,
+                    keys,
+                    reserved,
+                } = effects
+                {
+                    insert_refresh(&mut *tx, refresh).await?;
+                    // Row by row in the order reservations lock them (see
+                    // `reserve_login`), never one statement over both keys.
+                    // A known client never touched the account counter, and
+                    // clearing it would hand whoever is guessing elsewhere
+                    // a fresh set of tries each time the owner logs in.
+                    let mut cleared = vec![&keys.pair];
+                    if !reserved.known_client {
+                        cleared.push(&keys.account);
+                    }
+                    for key in cleared {
+                        sqlx::query("DELETE FROM throttle WHERE key = $1")
+                            .bind(key)
                             .execute(&mut *tx)
                             .await?;
                     }
-                    LoginCount::Failure(keys, policy) => {
-                        let (pair, _) = count_hit(&mut *tx, &keys.pair, now, policy.failure_reset).await?;
-                        apply(&mut *tx, &keys.pair, policy.pair(pair, now)).await?;
-                        let (account, _) =
-                            count_hit(&mut *tx, &keys.account, now, policy.failure_reset).await?;
-                        let account = policy.account(account, now);
-                        apply(&mut *tx, &keys.account, account).await?;
-                        lock_started = account.started;
-                        let (ip, _) = count_hit(&mut *tx, &keys.ip, now, policy.ip_window).await?;
-                        apply(&mut *tx, &keys.ip, policy.ip(ip, now)).await?;
-                    }
+                    sqlx::query(
+                        "INSERT INTO known_clients (user_id, client, last_login) VALUES ($1, $2, $3)
+                         ON CONFLICT (user_id, client) DO UPDATE SET last_login = excluded.last_login",
+                    )
+                    .bind(refresh.user_id)
+                    .bind(&keys.client)
+                    .bind(refresh.issued_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    // Only to the window it was taken from, and not once a
+                    // block has started (which reset the count): the try
+                    // that reaches the IP threshold starts the block
+                    // whatever its outcome.
+                    sqlx::query(
+                        "UPDATE throttle SET hits = hits - 1
+                         WHERE key = $1 AND window_start = $2 AND hits > 0",
+                    )
+                    .bind(&keys.ip)
+                    .bind(reserved.ip_window_start)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
-                Ok(lock_started)
-            }
-
-            async fn throttle_blocks(
-                &self,
-                keys: [&str; 3],
-                now: i64,
-            ) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT key, blocked_until FROM throttle
-                     WHERE key IN ($1, $2, $3) AND blocked_until > $4",
-                )
-                .bind(keys[0])
-                .bind(keys[1])
-                .bind(keys[2])
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?)
+                Ok(())
             }
 
             async fn rate_hit(
@@ -258,6 +330,7 @@ macro_rules! impl_auth_store {
                 &self,
                 before: i64,
                 now: i64,
+                known_before: i64,
             ) -> Result<u64, $crate::store::StoreError> {
                 let mut conn = self.write().await?;
                 let done = sqlx::query("DELETE FROM throttle WHERE window_start < $1 AND blocked_until <= $2")
@@ -265,7 +338,11 @@ macro_rules! impl_auth_store {
                     .bind(now)
                     .execute(&mut *conn)
                     .await?;
-                Ok(done.rows_affected())
+                let known = sqlx::query("DELETE FROM known_clients WHERE last_login < $1")
+                    .bind(known_before)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected() + known.rows_affected())
             }
 
             async fn rotate_refresh(
@@ -543,6 +620,63 @@ macro_rules! impl_auth_store {
                 },
                 window_start,
             ))
+        }
+
+        /// [`count_hit`] unless `key` is blocked at `now`: then nothing is
+        /// counted and `None` comes back. One statement, so the check and
+        /// the count cannot be split by a concurrent try.
+        async fn reserve_hit(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            key: &str,
+            now: i64,
+            window: i64,
+        ) -> Result<Option<($crate::throttle::Counter, i64)>, sqlx::Error> {
+            let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+                "INSERT INTO throttle (key, hits, window_start) VALUES ($1, 1, $2)
+                 ON CONFLICT (key) DO UPDATE SET
+                    hits = CASE WHEN throttle.window_start <= $3 THEN 1 ELSE throttle.hits + 1 END,
+                    strikes = CASE WHEN throttle.window_start <= $3 THEN 0 ELSE throttle.strikes END,
+                    window_start = CASE WHEN throttle.window_start <= $3 THEN $2 ELSE throttle.window_start END
+                 WHERE throttle.blocked_until <= $2
+                 RETURNING hits, blocked_until, strikes, window_start",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(now - window)
+            .fetch_optional(conn)
+            .await?;
+            Ok(row.map(|(hits, blocked_until, strikes, window_start)| {
+                (
+                    $crate::throttle::Counter {
+                        hits,
+                        blocked_until,
+                        strikes,
+                    },
+                    window_start,
+                )
+            }))
+        }
+
+        /// Why a login try was refused: the blocks running on its keys.
+        async fn refusal(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            keys: &$crate::throttle::LoginKeys,
+            now: i64,
+        ) -> Result<$crate::store::LoginReservation, sqlx::Error> {
+            let blocks: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT key, blocked_until FROM throttle
+                 WHERE key IN ($1, $2, $3) AND blocked_until > $4",
+            )
+            .bind(&keys.pair)
+            .bind(&keys.account)
+            .bind(&keys.ip)
+            .bind(now)
+            .fetch_all(conn)
+            .await?;
+            Ok($crate::store::LoginReservation::Refused {
+                until: blocks.iter().map(|(_, u)| *u).max().unwrap_or(now + 1),
+                account_locked: blocks.iter().any(|(k, _)| *k == keys.account),
+            })
         }
 
         /// Writes back what the policy decided for one counter.

@@ -50,7 +50,18 @@ pub(super) async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String
         created_at: NOW,
     };
     store
-        .record_login(&attempt, Some(&token), LoginCount::Nothing, NOW)
+        .record_login(
+            &attempt,
+            LoginEffects::Success {
+                refresh: &token,
+                keys: &LoginKeys::new(Some(user.id), name, "192.0.2.1"),
+                reserved: &ReservedTry {
+                    known_client: false,
+                    lock_started: false,
+                    ip_window_start: NOW,
+                },
+            },
+        )
         .await
         .unwrap();
     (user.id, jti)

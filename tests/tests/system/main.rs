@@ -25,7 +25,9 @@ macro_rules! on_every_backend {
 mod abuse;
 mod accounts;
 mod export;
+mod hostile;
 mod login;
 mod logs;
+mod parallel;
 mod readiness;
 mod resilience;

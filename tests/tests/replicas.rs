@@ -1,0 +1,126 @@
+//! Two auth-service processes (the real binaries) on one PostgreSQL
+//! database, each behind its own gateway, share one burst of wrong
+//! passwords: the limits are counted in the database, so the replicas
+//! together check no more passwords than one would.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{sync::Arc, time::Duration};
+
+use system_tests::processes::{Processes, build_binaries, free_addr, spawn, wait_listening};
+use tokio::sync::Barrier;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_auth_replicas_on_one_database_check_no_more_passwords_than_one() {
+    let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
+        return;
+    };
+    build_binaries();
+    let auth_db = common::testing::fresh_postgres(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The account, made through the admin CLI's code path on that database.
+    let cli = auth_service::Config::for_tests(&auth_db, "http://127.0.0.1:1", dir.path().into());
+    auth_service::admin::create_admin(&cli, "ria", "ria@example.com", "ria-pass-123")
+        .await
+        .unwrap();
+
+    let audit = free_addr();
+    let mut procs = Processes::default();
+    procs.0.push(spawn(
+        "audit-service",
+        &[
+            ("AUDIT_GRPC_ADDR", audit.to_string()),
+            ("AUDIT_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            (
+                "AUDIT_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("audit.db").display()),
+            ),
+        ],
+    ));
+    wait_listening(audit, "audit-service");
+    let mut gateways = Vec::new();
+    for replica in 0..2 {
+        let (auth, gateway) = (free_addr(), free_addr());
+        procs.0.push(spawn(
+            "auth-service",
+            &[
+                ("AUTH_GRPC_ADDR", auth.to_string()),
+                ("AUTH_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("AUTH_DATABASE_URL", auth_db.clone()),
+                ("AUDIT_GRPC_URL", format!("http://{audit}")),
+                (
+                    "MAIL_DIR",
+                    dir.path()
+                        .join(format!("mail{replica}"))
+                        .display()
+                        .to_string(),
+                ),
+                // Longer than the burst lasts, so the count is exact.
+                ("AUTH_BF_PAIR_BASE_DELAY", "120s".to_owned()),
+            ],
+        ));
+        wait_listening(auth, "auth-service");
+        procs.0.push(spawn(
+            "gateway",
+            &[
+                ("GATEWAY_ADDR", gateway.to_string()),
+                ("GATEWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("AUTH_GRPC_URL", format!("http://{auth}")),
+                ("AUDIT_GRPC_URL", format!("http://{audit}")),
+            ],
+        ));
+        wait_listening(gateway, "gateway");
+        gateways.push(gateway);
+    }
+
+    // 100 wrong passwords for one account from one address, half through
+    // each replica, released at once.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let n = 100;
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let request = http
+                .post(format!("http://{}/api/accounts/login/", gateways[i % 2]))
+                .json(&serde_json::json!({"username": "ria", "password": format!("guess-{i}")}))
+                .send();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request.await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (checked, refused),
+        (5, 95),
+        "statuses other than 401/429: {:?}",
+        statuses
+            .iter()
+            .filter(|s| **s != 401 && **s != 429)
+            .collect::<Vec<_>>()
+    );
+
+    // The owner's right password, through either replica, is refused now too.
+    for gateway in &gateways {
+        let status = http
+            .post(format!("http://{gateway}/api/accounts/login/"))
+            .json(&serde_json::json!({"username": "ria", "password": "ria-pass-123"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 429);
+    }
+}
