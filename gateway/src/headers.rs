@@ -16,7 +16,10 @@ use axum::{
 /// The policy for our only HTML, the vendored Swagger UI (utoipa-swagger-ui
 /// 9, Swagger UI 5.17). Its `index.html` loads every script and stylesheet
 /// from files next to it, and its configuration comes from a file
-/// (`swagger-initializer.js`), so scripts need nothing beyond `'self'`.
+/// (`swagger-initializer.js`), so scripts need nothing beyond `'self'`
+/// (no `'unsafe-eval'` either: the bundle's only `Function(...)` calls are
+/// polyfill fallbacks for `globalThis` and `bind`, unused in browsers that
+/// have them).
 /// Styles allow `'unsafe-inline'`: the bundle's React components and
 /// syntax highlighter set inline styles, and a style cannot run code, so
 /// this costs little. Its CSS draws icons as `data:` SVG images. It fetches

@@ -23,7 +23,9 @@
 //!
 //! Graceful shutdown is kept: on the signal the listener is dropped, every
 //! connection is told to finish its in-flight request and close, and the
-//! loop returns once all have.
+//! loop returns once all have. Connections that never sent a complete head
+//! are closed at once; a kept-alive connection halfway through sending its
+//! next head can hold shutdown for up to `header_read_timeout`.
 
 use std::{
     io,
@@ -205,6 +207,11 @@ impl Connection {
                     }
                 }
                 _ = stop.changed(), if !stopping => {
+                    // Nothing was ever asked on this connection: nothing to
+                    // finish (hyper would wait for a half-sent head).
+                    if !got_request.load(Ordering::Relaxed) {
+                        return;
+                    }
                     stopping = true;
                     connection.as_mut().graceful_shutdown();
                 }

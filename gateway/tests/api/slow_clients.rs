@@ -231,3 +231,37 @@ async fn connections_over_the_cap_are_refused_while_those_under_it_work() {
     let mut fresh = TcpStream::connect(app.addr).await.unwrap();
     assert_eq!(healthz_on(&mut fresh).await, "HTTP/1.1 200 OK");
 }
+
+#[tokio::test]
+async fn shutdown_finishes_promptly_while_slow_and_idle_connections_are_open() {
+    let config = gateway::Config::for_tests("http://127.0.0.1:1", "http://127.0.0.1:1");
+    let app = gateway::Application::build(config).await.unwrap();
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(healthz_on(&mut idle).await, "HTTP/1.1 200 OK");
+    let mut half_head = TcpStream::connect(addr).await.unwrap();
+    half_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+
+    // Well before the 10 s header timeout: nothing was in flight.
+    assert!(finished.is_ok(), "still serving after 5 s");
+    finished.unwrap().unwrap().unwrap();
+    eprintln!("shutdown took {:?}", started.elapsed());
+    for stream in [&mut idle, &mut half_head, &mut silent] {
+        let (_, closed) = read_until_closed(stream, Duration::from_secs(1)).await;
+        assert!(closed);
+    }
+    assert!(TcpStream::connect(addr).await.is_err());
+}

@@ -27,5 +27,6 @@ mod accounts;
 mod export;
 mod login;
 mod logs;
+mod proxies;
 mod readiness;
 mod resilience;
