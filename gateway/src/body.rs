@@ -52,6 +52,9 @@ pub enum BodyError {
     /// The connection failed while the body was being read.
     #[error("body could not be read")]
     Read,
+    /// The body did not arrive within `GATEWAY_BODY_TIMEOUT`.
+    #[error("body not received in time")]
+    TimedOut,
 }
 
 impl From<BodyError> for ApiError {
@@ -69,6 +72,7 @@ impl From<BodyError> for ApiError {
                 ApiError::Validation(errors)
             }
             BodyError::Read => ApiError::BadRequest("Request body could not be read.".to_owned()),
+            BodyError::TimedOut => ApiError::BodyTimeout,
         }
     }
 }
@@ -295,13 +299,32 @@ async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyEr
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| BodyError::Read)?;
+        let chunk = chunk.map_err(|e| {
+            if is_timeout(&e) {
+                BodyError::TimedOut
+            } else {
+                BodyError::Read
+            }
+        })?;
         if bytes.len() + chunk.len() > BODY_LIMIT {
             return Err(BodyError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// Whether a body read failed because the body deadline passed (the
+/// server wraps bodies in tower-http's `DeadlineBody`).
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

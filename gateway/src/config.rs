@@ -2,12 +2,16 @@
 //! once at start-up, so a bad value stops the process with one line naming
 //! the variable instead of failing later on a request.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::http::Uri;
 use common::config::{ConfigError, Secret};
+use tokio::sync::Semaphore;
 
-use crate::client_ip::TrustedProxies;
+use crate::{
+    client_ip::{ForwardedHeader, TrustedProxies},
+    server::ConnectionLimits,
+};
 
 /// Default location of auth-service.
 pub const DEFAULT_AUTH_GRPC_URL: &str = "http://127.0.0.1:50051";
@@ -15,6 +19,23 @@ pub const DEFAULT_AUTH_GRPC_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_AUDIT_GRPC_URL: &str = "http://127.0.0.1:50052";
 /// Default `iss` that access tokens must carry (auth-service's own default).
 pub const DEFAULT_JWT_ISSUER: &str = "auth-service";
+
+/// Default `GATEWAY_HEADER_READ_TIMEOUT`: a real client sends its request
+/// head in one packet right after connecting (or at once after a response
+/// on a kept-alive connection), so 10 s is generous even on a bad mobile
+/// link, yet it frees a slowloris connection 10 s after it stalls. Proxies
+/// in front keep idle upstream connections for less than that or reconnect.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `GATEWAY_BODY_TIMEOUT`: bodies are at most 64 KiB (a login or
+/// registration form is under 1 KiB); 15 s allows 64 KiB at about 4 KiB/s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default `GATEWAY_MAX_CONNECTIONS`: one idle connection costs a few KiB
+/// (the task, hyper's 8 KiB read buffer, socket buffers), so 10,000 is tens
+/// of MiB at most; it stays below common `ulimit -n` values (the container
+/// images' 1,048,576; many hosts' 65,536) with room for the gRPC channels,
+/// and far above what one gateway replica serves in practice (connections
+/// come pooled from a proxy, or are short-lived from clients).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Everything the gateway needs to start.
 #[derive(Clone, Debug)]
@@ -31,6 +52,10 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed
     /// (`TRUSTED_PROXIES`); empty means the socket peer is always the client.
     pub trusted_proxies: TrustedProxies,
+    /// The header those proxies append the client to
+    /// (`TRUSTED_PROXY_HEADER`: `x-forwarded-for`, the default, or
+    /// `forwarded`); only that one is read.
+    pub forwarded_header: ForwardedHeader,
     /// The `iss` claim access tokens must carry (`JWT_ISSUER`).
     pub jwt_issuer: String,
     /// TLS for `https://` backend URLs: `INTERNAL_TLS_CA`, and the client
@@ -40,6 +65,51 @@ pub struct Config {
     /// default `127.0.0.1:9100`), apart from the public port so scrapes
     /// never reach the internet; `None` (`off`): not served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Timeouts and the connection cap of the public listener
+    /// (`GATEWAY_HEADER_READ_TIMEOUT`, `GATEWAY_BODY_TIMEOUT`,
+    /// `GATEWAY_MAX_CONNECTIONS`).
+    pub limits: ConnectionLimits,
+    /// The URL clients reach the gateway at (`GATEWAY_PUBLIC_URL`, e.g.
+    /// `https://api.example.com`), for absolute links such as the log
+    /// listing's `next`; `None`: such links are relative paths. Never taken
+    /// from the request's `Host`, which the client writes.
+    pub public_url: Option<PublicUrl>,
+}
+
+/// An absolute `http(s)://host[:port][/prefix]` URL without user info,
+/// query or fragment, kept without a trailing slash so paths append to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Checks `raw`; the error says what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let raw = raw.trim();
+        let uri: Uri = raw
+            .parse()
+            .map_err(|_| "expected a URL such as https://api.example.com")?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err("expected an http:// or https:// URL");
+        }
+        let Some(authority) = uri.authority() else {
+            return Err("the URL has no host");
+        };
+        if authority.as_str().contains('@') {
+            return Err("the URL must not contain user info");
+        }
+        if authority.host().is_empty() {
+            return Err("the URL has no host");
+        }
+        if raw.contains('?') || raw.contains('#') {
+            return Err("the URL must not have a query or fragment");
+        }
+        Ok(Self(raw.trim_end_matches('/').to_owned()))
+    }
+
+    /// `path` (starting with `/`) under this URL.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
 }
 
 impl Config {
@@ -86,6 +156,12 @@ impl Config {
                 .parse()
                 .map_err(|reason: String| ConfigError::new("TRUSTED_PROXIES", &raw, reason))?,
         };
+        let forwarded_header = match get("TRUSTED_PROXY_HEADER") {
+            None => ForwardedHeader::default(),
+            Some(raw) => raw
+                .parse()
+                .map_err(|reason: String| ConfigError::new("TRUSTED_PROXY_HEADER", &raw, reason))?,
+        };
         let internal_tls = common::tls::ClientTls::from_lookup(get)?;
         internal_tls.check_url("AUTH_GRPC_URL", &auth_grpc_url)?;
         internal_tls.check_url("AUDIT_GRPC_URL", &audit_grpc_url)?;
@@ -99,15 +175,54 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 9100)),
         )?;
 
+        let duration = |name: &str, default: Duration| match get(name) {
+            None => Ok(default),
+            Some(raw) => common::config::parse_duration(&raw)
+                .ok_or_else(|| ConfigError::new(name, &raw, "expected a duration like 10s or 1m")),
+        };
+        let max_connections = match get("GATEWAY_MAX_CONNECTIONS") {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(raw) => raw
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=Semaphore::MAX_PERMITS).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "GATEWAY_MAX_CONNECTIONS",
+                        &raw,
+                        "expected a positive number of connections",
+                    )
+                })?,
+        };
+        let limits = ConnectionLimits {
+            header_read_timeout: duration(
+                "GATEWAY_HEADER_READ_TIMEOUT",
+                DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+            body_timeout: duration("GATEWAY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)?,
+            max_connections,
+        };
+
+        let public_url = get("GATEWAY_PUBLIC_URL")
+            .map(|raw| {
+                PublicUrl::parse(&raw)
+                    .map_err(|reason| ConfigError::new("GATEWAY_PUBLIC_URL", &raw, reason))
+            })
+            .transpose()?;
+
         Ok(Self {
             addr,
             auth_grpc_url,
             audit_grpc_url,
             internal_token,
             trusted_proxies,
+            forwarded_header,
             jwt_issuer,
             internal_tls,
             metrics_addr,
+            limits,
+            public_url,
         })
     }
 
@@ -121,9 +236,12 @@ impl Config {
             audit_grpc_url: audit_grpc_url.into(),
             internal_token: None,
             trusted_proxies: TrustedProxies::default(),
+            forwarded_header: ForwardedHeader::default(),
             jwt_issuer: DEFAULT_JWT_ISSUER.to_owned(),
             internal_tls: common::tls::ClientTls::default(),
             metrics_addr: None,
+            limits: ConnectionLimits::default(),
+            public_url: None,
         }
     }
 }
@@ -171,7 +289,35 @@ mod tests {
         assert_eq!(c.audit_grpc_url, "http://127.0.0.1:50052");
         assert!(c.internal_token.is_none());
         assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.forwarded_header, ForwardedHeader::XForwardedFor);
         assert_eq!(c.jwt_issuer, "auth-service");
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(15));
+        assert_eq!(c.limits.max_connections, 10_000);
+        assert_eq!(c.public_url, None);
+    }
+
+    #[test]
+    fn the_public_url_is_validated_and_joined_without_a_double_slash() {
+        let c = from(&[("GATEWAY_PUBLIC_URL", "https://api.example.com/")]).unwrap();
+        assert_eq!(
+            c.public_url.unwrap().join("/x/?a=1"),
+            "https://api.example.com/x/?a=1"
+        );
+        let c = from(&[("GATEWAY_PUBLIC_URL", "http://h:8080/prefix")]).unwrap();
+        assert_eq!(c.public_url.unwrap().join("/x/"), "http://h:8080/prefix/x/");
+        for bad in [
+            "api.example.com",
+            "/relative",
+            "ftp://h",
+            "https://user:pw@h",
+            "https://h/?q=1",
+            "https://h/#f",
+            "javascript:alert(1)",
+        ] {
+            let err = from(&[("GATEWAY_PUBLIC_URL", bad)]).unwrap_err();
+            assert_eq!(err.name, "GATEWAY_PUBLIC_URL", "{bad}");
+        }
     }
 
     #[test]
@@ -182,7 +328,11 @@ mod tests {
             ("AUDIT_GRPC_URL", "http://audit:2"),
             ("INTERNAL_TOKEN", "s3cret"),
             ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+            ("TRUSTED_PROXY_HEADER", "Forwarded"),
             ("JWT_ISSUER", "me"),
+            ("GATEWAY_HEADER_READ_TIMEOUT", "3s"),
+            ("GATEWAY_BODY_TIMEOUT", "1m"),
+            ("GATEWAY_MAX_CONNECTIONS", "500"),
         ])
         .unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:9000");
@@ -191,7 +341,11 @@ mod tests {
         assert_eq!(c.internal_token.unwrap().expose(), "s3cret");
         assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
         assert!(c.trusted_proxies.contains("192.168.1.1".parse().unwrap()));
+        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
         assert_eq!(c.jwt_issuer, "me");
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.max_connections, 500);
     }
 
     #[test]
@@ -218,6 +372,10 @@ mod tests {
             ("AUTH_GRPC_URL", "not a url"),
             ("AUDIT_GRPC_URL", "https://audit:443"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXY_HEADER", "x-real-ip"),
+            ("GATEWAY_HEADER_READ_TIMEOUT", "0s"),
+            ("GATEWAY_BODY_TIMEOUT", "soon"),
+            ("GATEWAY_MAX_CONNECTIONS", "0"),
             ("INTERNAL_TOKEN", "bad\ntoken"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();

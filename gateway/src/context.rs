@@ -14,11 +14,10 @@ use axum::{
 use tonic::metadata::MetadataValue;
 use tracing::Instrument;
 
-use crate::client_ip::{self, TrustedProxies};
+use crate::client_ip::{self, ProxyRules};
 
 /// The request id header, as clients send it and as we answer it.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Longest client-chosen request id we keep; longer ones are replaced.
@@ -97,7 +96,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 /// request id, resolves the client, opens the request's tracing span, and
 /// echoes the id as `X-Request-Id` on the response.
 pub async fn layer(
-    State(trusted): State<Arc<TrustedProxies>>,
+    State(rules): State<Arc<ProxyRules>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -110,10 +109,9 @@ pub async fn layer(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let client_ip =
-        peer.map(|peer| client_ip::resolve(peer, headers.get_all(&X_FORWARDED_FOR), &trusted));
+    let client_ip = peer.map(|peer| rules.resolve(peer, headers));
     let https = peer.is_some_and(|peer| {
-        client_ip::forwarded_https(peer, headers.get(&X_FORWARDED_PROTO), &trusted)
+        client_ip::forwarded_https(peer, headers.get(&X_FORWARDED_PROTO), &rules.trusted)
     });
     let user_agent = headers
         .get(header::USER_AGENT)

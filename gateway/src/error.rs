@@ -133,6 +133,9 @@ pub enum ApiError {
     /// 413: body over [`BODY_LIMIT`].
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 408: the request body did not arrive within `GATEWAY_BODY_TIMEOUT`.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// 401: no credentials on a protected path.
     #[error("not authenticated")]
     NotAuthenticated,
@@ -177,6 +180,7 @@ impl ApiError {
             Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotAuthenticated
             | Self::TokenNotValid
             | Self::NoActiveAccount
@@ -262,6 +266,9 @@ impl ApiError {
             Self::PayloadTooLarge => plain(format!(
                 "Request body too large (limit {BODY_LIMIT} bytes)."
             )),
+            Self::BodyTimeout => {
+                detail("The request body was not received in time.", "body_timeout")
+            }
             Self::NotAuthenticated => detail(
                 "Authentication credentials were not provided.",
                 "not_authenticated",

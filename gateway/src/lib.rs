@@ -8,14 +8,16 @@
 //! Layout:
 //! - [`config`]: the environment, parsed once.
 //! - [`context`]: request id, client IP and User-Agent; the per-request span.
-//! - [`client_ip`]: trusted proxies and `X-Forwarded-For`.
+//! - [`client_ip`]: trusted proxies, `X-Forwarded-For` and `Forwarded`.
 //! - [`body`]: the one body extractor (JSON, form, multipart).
 //! - [`auth`]: local verification of access tokens; the admin extractor.
 //! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
 //! - [`grpc`]: lazily connecting backend clients.
+//! - [`headers`]: `nosniff`, CSP, frame and cache headers.
 //! - [`readiness`]: `/readyz`, from the backends' gRPC health.
 //! - [`openapi`]: the OpenAPI document's shared parts.
 //! - [`metrics`]: request counts and latencies by route template.
+//! - [`server`]: the accept loop: timeouts and the connection cap.
 //! - `routes`: the handlers.
 
 pub mod auth;
@@ -25,20 +27,19 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod grpc;
+pub mod headers;
 pub mod metrics;
 pub mod openapi;
 pub mod readiness;
 mod routes;
+pub mod server;
 
 pub use crate::routes::document as openapi_document;
 
 use std::{any::Any, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::{
-    Router, extract::FromRef, middleware, response::IntoResponse, response::Response,
-    serve::ListenerExt,
-};
+use axum::{Router, extract::FromRef, middleware, response::IntoResponse, response::Response};
 use common::{internal_auth::AttachToken, metrics::Endpoint};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,7 +47,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use crate::config::Config;
 use crate::{
     auth::{GrpcJwkSource, JwkSource, KeyCache, TokenVerifier},
-    client_ip::TrustedProxies,
+    client_ip::ProxyRules,
     error::ApiError,
     grpc::{AuditClient, AuthClient},
 };
@@ -65,10 +66,13 @@ pub struct Shared {
     audit: AuditClient,
     /// Access-token verification on cached signing keys.
     verifier: Arc<TokenVerifier>,
-    /// Proxies whose `X-Forwarded-*` headers are believed.
-    trusted: Arc<TrustedProxies>,
+    /// Proxies whose forwarding headers are believed, and which header.
+    trusted: Arc<ProxyRules>,
     /// The backends' health, for `/readyz`.
     readiness: readiness::Readiness,
+    /// Where clients reach us (`GATEWAY_PUBLIC_URL`), for absolute links;
+    /// `None`: links are relative.
+    public_url: Option<config::PublicUrl>,
 }
 
 impl std::ops::Deref for AppState {
@@ -96,8 +100,12 @@ impl AppState {
             auth,
             audit,
             verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
-            trusted: Arc::new(config.trusted_proxies.clone()),
+            trusted: Arc::new(ProxyRules {
+                trusted: config.trusted_proxies.clone(),
+                header: config.forwarded_header,
+            }),
             readiness: readiness::Readiness::new(auth_channel, audit_channel),
+            public_url: config.public_url.clone(),
         })))
     }
 
@@ -111,6 +119,7 @@ impl AppState {
             verifier: Arc::new(TokenVerifier::new(keys, issuer)),
             trusted: self.trusted.clone(),
             readiness: self.readiness.clone(),
+            public_url: self.public_url.clone(),
         }))
     }
 }
@@ -123,14 +132,15 @@ impl FromRef<AppState> for Arc<TokenVerifier> {
 
 /// The complete HTTP service: routes, JSON 404/405, the request context
 /// (id, client, span) on every response, and panics turned into a JSON 500.
-/// Serve it with connection info (`into_make_service_with_connect_info`)
-/// so the client IP is known.
+/// Serve it with connection info (as [`server::serve`] does, or
+/// `into_make_service_with_connect_info`) so the client IP is known.
 pub fn router(state: AppState) -> Router {
     let trusted = state.trusted.clone();
     routes::routes()
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(trusted, context::layer))
         .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::map_response(headers::add))
         .with_state(state)
 }
 
@@ -146,6 +156,8 @@ pub struct Application {
     router: Router,
     /// The `/metrics` listener, when configured.
     metrics: Option<Endpoint>,
+    /// Timeouts and the connection cap.
+    limits: server::ConnectionLimits,
 }
 
 impl Application {
@@ -175,6 +187,7 @@ impl Application {
             local_addr,
             router: router(state),
             metrics,
+            limits: config.limits,
         })
     }
 
@@ -202,23 +215,11 @@ impl Application {
                 let _ = metrics_stopped.await;
             }))
         });
-        // Nagle off: a response's headers and body are separate writes.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed");
+        server::serve(self.listener, self.router, self.limits, shutdown).await;
         let _ = stop_metrics.send(());
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
-        served?;
         tracing::info!("gateway stopped");
         Ok(())
     }

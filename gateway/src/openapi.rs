@@ -178,6 +178,15 @@ fn body_errors(more_400: Option<RefOr<Schema>>) -> BTreeMap<String, RefOr<openap
             ),
         ),
         (
+            "408".to_owned(),
+            detail(
+                "The body did not arrive within `GATEWAY_BODY_TIMEOUT` \
+                 of the request head (`body_timeout`).",
+            )
+            .build()
+            .into(),
+        ),
+        (
             "413".to_owned(),
             detail("The body is larger than 64 KiB.").build().into(),
         ),

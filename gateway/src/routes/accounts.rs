@@ -350,10 +350,13 @@ pub async fn login(
         state.auth.clone().login(ctx.grpc_request(request)),
     )
     .await?;
-    Ok(Json(LoginTokens {
-        refresh: pair.refresh,
-        access: pair.access,
-    }))
+    Ok((
+        crate::headers::token_response(),
+        Json(LoginTokens {
+            refresh: pair.refresh,
+            access: pair.access,
+        }),
+    ))
 }
 
 /// Reports a login attempt we refuse ourselves. auth-service answers it
@@ -421,10 +424,13 @@ pub async fn refresh(
             .refresh(ctx.grpc_request(RefreshRequest { refresh })),
     )
     .await?;
-    Ok(Json(RefreshedTokens {
-        access: pair.access,
-        refresh: pair.refresh,
-    }))
+    Ok((
+        crate::headers::token_response(),
+        Json(RefreshedTokens {
+            access: pair.access,
+            refresh: pair.refresh,
+        }),
+    ))
 }
 
 /// `POST /api/accounts/logout/`: ends the session of the presented refresh

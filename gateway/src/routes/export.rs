@@ -18,7 +18,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::{Stream, StreamExt as _, stream};
+use futures::{StreamExt as _, stream};
 
 use super::logs::{AttemptItem, LogsQuery};
 use crate::{
@@ -220,6 +220,9 @@ pub async fn export(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static(format.file_name()),
     );
+    for (name, value) in crate::headers::no_store() {
+        headers.insert(name, value);
+    }
     Ok(response)
 }
 
@@ -257,7 +260,7 @@ pub async fn stream(
     AdminUser(admin): AdminUser,
     ctx: RequestContext,
     RawQuery(query): RawQuery,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
     tracing::info!(admin = admin.user_id, "tailing login attempts");
     let tail = call(
@@ -290,9 +293,13 @@ pub async fn stream(
                     .event("skipped")
                     .data(format!("{{\"skipped\":{}}}", event.skipped)),
             };
-            Some(Ok(sse))
+            Some(Ok::<_, Infallible>(sse))
         });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    // `no-store` replaces axum's `no-cache`: the events are personal data.
+    Ok((
+        crate::headers::no_store(),
+        Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)),
+    ))
 }
 
 #[cfg(test)]

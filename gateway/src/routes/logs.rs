@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use axum::{
     Json,
     extract::{RawQuery, State},
-    http::{HeaderMap, header, uri::Authority},
     response::{IntoResponse, Response},
 };
 use ipnet::IpNet;
@@ -19,6 +18,7 @@ use super::export::{self, Format};
 use crate::{
     AppState,
     auth::AdminUser,
+    config::PublicUrl,
     context::RequestContext,
     error::{ApiError, FieldErrors, Rpc},
     grpc::call,
@@ -385,7 +385,10 @@ fn rfc3339(ts: prost_types::Timestamp) -> Option<String> {
 pub struct Page {
     /// The attempts, newest first.
     pub results: Vec<AttemptItem>,
-    /// Absolute URL of the next page; `null` on the last.
+    /// Link to the next page; `null` on the last. Absolute when the server
+    /// has `GATEWAY_PUBLIC_URL`, else a path (a URI reference, resolve it
+    /// against the request URL).
+    #[schema(format = "uri-reference")]
     pub next: Option<String>,
 }
 
@@ -430,7 +433,6 @@ pub async fn list(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     ctx: RequestContext,
-    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
@@ -448,39 +450,35 @@ pub async fn list(
     )
     .await?;
     let next = (!reply.next_cursor.is_empty()).then(|| {
-        let scheme = if ctx.https { "https" } else { "http" };
         next_url(
-            scheme,
-            host(&headers),
+            state.public_url.as_ref(),
             &query.next_query(&reply.next_cursor),
         )
     });
-    Ok(Json(Page {
-        results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
-        next,
-    })
-    .into_response())
+    Ok((
+        crate::headers::no_store(),
+        Json(Page {
+            results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
+            next,
+        }),
+    )
+        .into_response())
 }
 
-/// The request's `Host`, when it is a plain `host[:port]` (no user info),
-/// so a forged header cannot turn `next` into something else.
-fn host(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get(header::HOST)?.to_str().ok()?;
-    let authority: Authority = raw.parse().ok()?;
-    (!authority.as_str().contains('@')).then(|| authority.as_str().to_owned())
-}
-
-/// `scheme://host/path?query`, or a relative link when the host is unknown.
-fn next_url(scheme: &str, host: Option<String>, query: &str) -> String {
-    match host {
-        Some(host) => format!("{scheme}://{host}{PATH}?{query}"),
-        None => format!("{PATH}?{query}"),
+/// The next page's link: under `GATEWAY_PUBLIC_URL` when configured,
+/// else a path relative to this server (RFC 3986 relative reference). Never
+/// from the request's `Host`: a client (or a cache keyed without it) could
+/// point an admin's next click anywhere.
+fn next_url(public_url: Option<&PublicUrl>, query: &str) -> String {
+    let path = format!("{PATH}?{query}");
+    match public_url {
+        Some(base) => base.join(&path),
+        None => path,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
     use proto::audit::v1::Attempt;
 
     use super::*;
@@ -637,24 +635,15 @@ mod tests {
     }
 
     #[test]
-    fn next_links_are_absolute_when_the_host_is_sane() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_static("api.example.com:8585"),
-        );
+    fn next_links_are_relative_unless_a_public_url_is_configured() {
         assert_eq!(
-            next_url("https", host(&headers), "limit=5&cursor=c"),
-            "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
-        );
-        for bad in ["evil.com/path", "user@evil.com", "a b"] {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::HOST, HeaderValue::from_str(bad).unwrap());
-            assert_eq!(host(&headers), None, "{bad}");
-        }
-        assert_eq!(
-            next_url("http", None, "cursor=c"),
+            next_url(None, "cursor=c"),
             "/api/accounts/logs/login/attemps/?cursor=c"
+        );
+        let base = PublicUrl::parse("https://api.example.com:8585/").unwrap();
+        assert_eq!(
+            next_url(Some(&base), "limit=5&cursor=c"),
+            "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
         );
     }
 

@@ -65,6 +65,64 @@ async fn malformed_forwarded_for_falls_back_to_the_peer() {
 }
 
 #[tokio::test]
+async fn junk_left_of_the_client_does_not_hide_it() {
+    let app = spawn_app_with(|c| c.trusted_proxies = "127.0.0.1/32".parse().unwrap()).await;
+
+    let metadata = send(&app, &[("x-forwarded-for", "junk, 203.0.113.50")]).await;
+
+    // Before: the whole header was dropped and the proxy (127.0.0.1) was
+    // blamed, so a blocked client escaped its block by prepending junk.
+    assert_eq!(md(&metadata, "x-client-ip"), Some("203.0.113.50"));
+}
+
+#[tokio::test]
+async fn junk_behind_a_trusted_hop_is_attributed_to_that_hop() {
+    let app =
+        spawn_app_with(|c| c.trusted_proxies = "127.0.0.1/32, 10.0.0.0/8".parse().unwrap()).await;
+
+    let metadata = send(
+        &app,
+        &[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.3")],
+    )
+    .await;
+
+    assert_eq!(md(&metadata, "x-client-ip"), Some("10.0.0.3"));
+}
+
+#[tokio::test]
+async fn forwarded_names_the_client_when_configured() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = "127.0.0.1/32".parse().unwrap();
+        c.forwarded_header = gateway::client_ip::ForwardedHeader::Forwarded;
+    })
+    .await;
+
+    let metadata = send(
+        &app,
+        &[
+            (
+                "forwarded",
+                "for=_hidden, for=\"[2001:db8::1]:4711\";proto=https",
+            ),
+            // Not the configured header: ignored, whatever it says.
+            ("x-forwarded-for", "6.6.6.6"),
+        ],
+    )
+    .await;
+
+    assert_eq!(md(&metadata, "x-client-ip"), Some("2001:db8::1"));
+}
+
+#[tokio::test]
+async fn forwarded_is_ignored_unless_configured() {
+    let app = spawn_app_with(|c| c.trusted_proxies = "127.0.0.1/32".parse().unwrap()).await;
+
+    let metadata = send(&app, &[("forwarded", "for=6.6.6.6")]).await;
+
+    assert_eq!(md(&metadata, "x-client-ip"), Some("127.0.0.1"));
+}
+
+#[tokio::test]
 async fn the_user_agent_is_forwarded_when_sent() {
     let app = spawn_app().await;
 

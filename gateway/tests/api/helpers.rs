@@ -222,7 +222,9 @@ impl AuditService for FakeAudit {
         &self,
         _: Request<proto::audit::v1::TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
-        Err(Status::unimplemented("the live tail is tested end to end"))
+        // An empty tail: the stream's contents are tested end to end; the
+        // gateway's tests only look at the response around it.
+        Ok(Response::new(Box::pin(tokio_stream::empty())))
     }
 }
 

@@ -102,9 +102,8 @@ async fn filters_reach_audit_service_and_next_keeps_them() {
     assert_eq!(
         body["next"],
         format!(
-            "http://{}{LOGS}?limit=1&successful=true&ip=198.51.100.7&email=alice%40example.com\
-             &since=2024-01-01T00%3A00%3A00Z&cursor=opaque%2Fcursor%2B1",
-            app.addr
+            "{LOGS}?limit=1&successful=true&ip=198.51.100.7&email=alice%40example.com\
+             &since=2024-01-01T00%3A00%3A00Z&cursor=opaque%2Fcursor%2B1"
         )
     );
 }
@@ -126,60 +125,17 @@ async fn following_next_passes_the_cursor_back() {
 
     let first = parts(app.get_authorized(LOGS, &token).await).await.2;
     let next = first["next"].as_str().unwrap();
-    let second = app.http.get(next).bearer_auth(&token).send().await.unwrap();
+    // A relative reference, resolved against the page's URL.
+    let second = app
+        .http
+        .get(app.url(next))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(second.status(), 200);
     assert_eq!(app.audit.list.calls()[1].0.cursor, "c+1");
-}
-
-#[tokio::test]
-async fn next_is_https_behind_a_trusted_tls_proxy() {
-    let app = spawn_app_with(|c| c.trusted_proxies = "127.0.0.1/32".parse().unwrap()).await;
-    app.audit.list.reply_with(|_| {
-        Ok(ListAttemptsResponse {
-            attempts: vec![],
-            next_cursor: "c".into(),
-        })
-    });
-
-    let response = app
-        .http
-        .get(app.url(LOGS))
-        .bearer_auth(app.key.access_token(true))
-        .header("x-forwarded-proto", "https")
-        .header("host", "api.example.com")
-        .send()
-        .await
-        .unwrap();
-
-    let body = parts(response).await.2;
-    assert_eq!(
-        body["next"],
-        format!("https://api.example.com{LOGS}?limit=50&cursor=c")
-    );
-}
-
-#[tokio::test]
-async fn forwarded_proto_from_an_untrusted_peer_is_ignored() {
-    let app = spawn_app().await;
-    app.audit.list.reply_with(|_| {
-        Ok(ListAttemptsResponse {
-            attempts: vec![],
-            next_cursor: "c".into(),
-        })
-    });
-
-    let response = app
-        .http
-        .get(app.url(LOGS))
-        .bearer_auth(app.key.access_token(true))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
-
-    let body = parts(response).await.2;
-    assert!(body["next"].as_str().unwrap().starts_with("http://"));
 }
 
 #[tokio::test]

@@ -13,3 +13,5 @@ mod login;
 mod logs;
 mod openapi;
 mod routing;
+mod security_headers;
+mod slow_clients;

@@ -29,5 +29,6 @@ mod hostile;
 mod login;
 mod logs;
 mod parallel;
+mod proxies;
 mod readiness;
 mod resilience;
