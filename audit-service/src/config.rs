@@ -86,6 +86,12 @@ impl Config {
         )?)?;
         let retention_days = parse_or(RETENTION_DAYS, Self::DEFAULT_RETENTION_DAYS)?;
         let tls = ServerTls::from_env(TLS_PREFIX)?;
+        common::internal_auth::require_gate(
+            GRPC_ADDR,
+            grpc_addr,
+            internal_token.as_ref(),
+            tls.as_ref(),
+        )?;
         let metrics_addr =
             common::metrics::addr_from_env(METRICS_ADDR, Self::DEFAULT_METRICS_ADDR)?;
         Ok(Self {

@@ -186,6 +186,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        common::internal_auth::require_gate(
+            "AUTH_GRPC_ADDR",
+            self.grpc_addr,
+            self.internal_token.as_ref(),
+            self.tls.as_ref(),
+        )?;
         self.internal_tls
             .check_url("AUDIT_GRPC_URL", &self.audit_grpc_url)?;
         let url = self.database_url.expose();

@@ -1,10 +1,69 @@
 //! The shared-secret gate on internal gRPC. When `INTERNAL_TOKEN` is set,
 //! servers refuse calls that do not present it and clients attach it.
 
+use std::net::SocketAddr;
+
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, metadata::MetadataValue, service::Interceptor};
 
-use crate::config::Secret;
+use crate::{
+    config::{ConfigError, Secret, var},
+    tls::ServerTls,
+};
+
+/// The explicit opt-out from [`require_gate`]: internal gRPC on a network
+/// address with no token and no client certificates.
+pub const ALLOW_OPEN: &str = "INTERNAL_ALLOW_OPEN";
+
+/// Refuses to start an internal gRPC server that anyone who can reach it
+/// could call: one listening on a non-loopback address (`addr_var`) with
+/// neither `INTERNAL_TOKEN` nor mutual TLS, unless `INTERNAL_ALLOW_OPEN` is
+/// `true`. Open internal gRPC lets a caller read the whole log, store
+/// forged attempts and pick its own client address for every limit. The
+/// token of the example manifests is refused too.
+pub fn require_gate(
+    addr_var: &str,
+    addr: SocketAddr,
+    token: Option<&Secret>,
+    tls: Option<&ServerTls>,
+) -> Result<(), ConfigError> {
+    if let Some(token) = token
+        && token.expose().starts_with("change-me")
+    {
+        return Err(ConfigError::new(
+            "INTERNAL_TOKEN",
+            "change-me…",
+            "is the example placeholder: set a long random secret (e.g. `openssl rand -hex 32`)",
+        ));
+    }
+    let mutual_tls = tls.is_some_and(|t| t.client_ca.is_some());
+    if addr.ip().is_loopback() || token.is_some() || mutual_tls {
+        return Ok(());
+    }
+    match var(ALLOW_OPEN).as_deref().map(str::trim) {
+        Some("true") => {
+            tracing::warn!(
+                listen = %addr,
+                "{ALLOW_OPEN}=true: internal gRPC on a network address accepts any caller"
+            );
+            Ok(())
+        }
+        Some(other) if other != "false" => Err(ConfigError::new(
+            ALLOW_OPEN,
+            other,
+            "expected true or false",
+        )),
+        _ => Err(ConfigError::new(
+            "INTERNAL_TOKEN",
+            "",
+            &format!(
+                "required when {addr_var} ({addr}) is not a loopback address: set a long random \
+                 secret (e.g. `openssl rand -hex 32`), or require client certificates \
+                 (mutual TLS), or set {ALLOW_OPEN}=true to accept any caller"
+            ),
+        )),
+    }
+}
 
 /// Server side: checks `authorization: Bearer <token>` in constant time.
 /// With no token configured every call passes (local development default).
@@ -62,5 +121,42 @@ impl Interceptor for AttachToken {
         }
         crate::trace_context::inject(req.metadata_mut());
         Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_network_listener_needs_a_token_or_client_certificates() {
+        let token = Secret::new("a-long-random-secret-0123456789");
+        // Loopback needs nothing.
+        assert!(require_gate("X_ADDR", addr("127.0.0.1:1"), None, None).is_ok());
+        assert!(require_gate("X_ADDR", addr("[::1]:1"), None, None).is_ok());
+        // A network address needs the token...
+        let err = require_gate("X_ADDR", addr("0.0.0.0:1"), None, None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("INTERNAL_TOKEN") && text.contains("X_ADDR"),
+            "{text}"
+        );
+        assert!(require_gate("X_ADDR", addr("0.0.0.0:1"), Some(&token), None).is_ok());
+        // ...or mutual TLS; server TLS alone is not a gate.
+        let mut tls = ServerTls {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            client_ca: None,
+        };
+        assert!(require_gate("X_ADDR", addr("10.0.0.1:1"), None, Some(&tls)).is_err());
+        tls.client_ca = Some("ca.pem".into());
+        assert!(require_gate("X_ADDR", addr("10.0.0.1:1"), None, Some(&tls)).is_ok());
+        // The example placeholder is no secret, even on loopback.
+        let placeholder = Secret::new("change-me-to-a-long-random-string");
+        assert!(require_gate("X_ADDR", addr("127.0.0.1:1"), Some(&placeholder), None).is_err());
     }
 }

@@ -74,6 +74,23 @@ impl Drop for Processes {
     }
 }
 
+/// Runs binary `name` with exactly `env` until it exits (for start-up
+/// refusals); returns how it exited and what it printed on stderr.
+pub fn run_to_exit(name: &str, env: &[(&str, String)]) -> (ExitStatus, String) {
+    let mut cmd = Command::new(bin_dir().join(name));
+    cmd.env_clear().stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Starts binary `name` with exactly `env` (plus `RUST_LOG=warn`).
 pub fn spawn(name: &str, env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(bin_dir().join(name));
