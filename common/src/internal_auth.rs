@@ -56,7 +56,7 @@ pub fn require_gate(
         _ => Err(ConfigError::new(
             "INTERNAL_TOKEN",
             "",
-            &format!(
+            format!(
                 "required when {addr_var} ({addr}) is not a loopback address: set a long random \
                  secret (e.g. `openssl rand -hex 32`), or require client certificates \
                  (mutual TLS), or set {ALLOW_OPEN}=true to accept any caller"
