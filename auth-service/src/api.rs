@@ -581,6 +581,14 @@ impl<S: AuthStore> AuthApi<S> {
         let Ok(claims) = self.verify_token(req.token.trim(), ACCESS).await else {
             return Ok(pb::IntrospectTokenResponse::default());
         };
+        // "Log out everywhere" ends every token issued up to that second,
+        // including any issued within it: `iat` has whole seconds only, and
+        // a token wrongly refused costs a login, one wrongly kept a breach.
+        if let Some(revoked_at) = self.store.sessions_revoked_at(claims.user_id).await?
+            && claims.iat <= revoked_at
+        {
+            return Ok(pb::IntrospectTokenResponse::default());
+        }
         match self.store.user_by_id(claims.user_id).await? {
             Some(user) if user.is_active => Ok(pb::IntrospectTokenResponse {
                 active: true,

@@ -7,8 +7,9 @@
 //! a stream of forged `kid`s cannot turn the gateway into a load generator
 //! against auth-service.
 //!
-//! The extractors: [`AuthUser`] (any valid access token) and [`AdminUser`]
-//! (one with `is_staff`). Their state needs an `Arc<TokenVerifier>`.
+//! The extractors: [`AuthUser`] (any valid access token), [`AdminUser`]
+//! (one with `is_staff`) and [`AdminSession`] (that, with the token for
+//! later re-checks). Their state needs an `Arc<TokenVerifier>`.
 
 use std::{
     collections::HashMap,
@@ -20,6 +21,7 @@ use axum::{
     extract::{FromRef, FromRequestParts},
     http::{header, request::Parts},
 };
+use common::config::Secret;
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use proto::auth::v1::{GetJwksRequest, Jwk};
@@ -326,26 +328,32 @@ where
         let ctx = RequestContext::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|never| match never {});
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::NotAuthenticated);
-        };
-        let value = value.to_str().map_err(|_| ApiError::TokenNotValid)?;
-        let mut words = value.split_ascii_whitespace();
-        // Another scheme (Basic, ...) is not an attempt at a bearer token:
-        // simplejwt answered "not provided" for it too.
-        if !words
-            .next()
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"))
-        {
-            return Err(ApiError::NotAuthenticated);
-        }
-        let (Some(token), None) = (words.next(), words.next()) else {
-            return Err(ApiError::TokenNotValid);
-        };
+        let token = bearer_token(parts)?;
         let verifier = Arc::<TokenVerifier>::from_ref(state);
         let claims = verifier.verify(token, &ctx).await?;
         tracing::Span::current().record("user_id", claims.user_id);
         Ok(Self(claims))
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, not yet verified.
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::NotAuthenticated);
+    };
+    let value = value.to_str().map_err(|_| ApiError::TokenNotValid)?;
+    let mut words = value.split_ascii_whitespace();
+    // Another scheme (Basic, ...) is not an attempt at a bearer token:
+    // simplejwt answered "not provided" for it too.
+    if !words
+        .next()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(ApiError::NotAuthenticated);
+    }
+    match (words.next(), words.next()) {
+        (Some(token), None) => Ok(token),
+        _ => Err(ApiError::TokenNotValid),
     }
 }
 
@@ -367,6 +375,33 @@ where
             return Err(ApiError::PermissionDenied);
         }
         Ok(Self(claims))
+    }
+}
+
+/// An administrator's request together with the verified token itself,
+/// for work that outlives the request and must ask auth-service again
+/// whether the token still holds (the live tail): local verification
+/// cannot see a demotion, a disabled account or a logout everywhere.
+#[derive(Clone, Debug)]
+pub struct AdminSession {
+    /// The token's claims, `is_staff` checked.
+    pub claims: Claims,
+    /// The access token as sent.
+    pub token: Secret,
+}
+
+impl<S> FromRequestParts<S> for AdminSession
+where
+    S: Send + Sync,
+    Arc<TokenVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AdminUser(claims) = AdminUser::from_request_parts(parts, state).await?;
+        // The same header the claims were just verified from.
+        let token = Secret::new(bearer_token(parts)?);
+        Ok(Self { claims, token })
     }
 }
 

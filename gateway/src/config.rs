@@ -36,6 +36,11 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(15);
 /// and far above what one gateway replica serves in practice (connections
 /// come pooled from a proxy, or are short-lived from clients).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `GATEWAY_STREAM_RECHECK`: how often an open live tail asks
+/// auth-service whether its admin may still read it. A demoted, disabled or
+/// logged-out admin stops receiving events within this time; each check is
+/// one indexed read in auth-service, and few admins tail at once.
+pub const DEFAULT_STREAM_RECHECK: Duration = Duration::from_secs(10);
 
 /// Everything the gateway needs to start.
 #[derive(Clone, Debug)]
@@ -74,6 +79,10 @@ pub struct Config {
     /// listing's `next`; `None`: such links are relative paths. Never taken
     /// from the request's `Host`, which the client writes.
     pub public_url: Option<PublicUrl>,
+    /// How often an open live tail re-checks its access token with
+    /// auth-service (`GATEWAY_STREAM_RECHECK`, default 10s); the tail also
+    /// ends at the token's expiry whatever this is.
+    pub stream_recheck: Duration,
 }
 
 /// An absolute `http(s)://host[:port][/prefix]` URL without user info,
@@ -210,6 +219,7 @@ impl Config {
                     .map_err(|reason| ConfigError::new("GATEWAY_PUBLIC_URL", &raw, reason))
             })
             .transpose()?;
+        let stream_recheck = duration("GATEWAY_STREAM_RECHECK", DEFAULT_STREAM_RECHECK)?;
 
         Ok(Self {
             addr,
@@ -223,6 +233,7 @@ impl Config {
             metrics_addr,
             limits,
             public_url,
+            stream_recheck,
         })
     }
 
@@ -242,6 +253,7 @@ impl Config {
             metrics_addr: None,
             limits: ConnectionLimits::default(),
             public_url: None,
+            stream_recheck: DEFAULT_STREAM_RECHECK,
         }
     }
 }
@@ -295,6 +307,7 @@ mod tests {
         assert_eq!(c.limits.body_timeout, Duration::from_secs(15));
         assert_eq!(c.limits.max_connections, 10_000);
         assert_eq!(c.public_url, None);
+        assert_eq!(c.stream_recheck, Duration::from_secs(10));
     }
 
     #[test]
@@ -333,6 +346,7 @@ mod tests {
             ("GATEWAY_HEADER_READ_TIMEOUT", "3s"),
             ("GATEWAY_BODY_TIMEOUT", "1m"),
             ("GATEWAY_MAX_CONNECTIONS", "500"),
+            ("GATEWAY_STREAM_RECHECK", "30s"),
         ])
         .unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:9000");
@@ -346,6 +360,7 @@ mod tests {
         assert_eq!(c.limits.header_read_timeout, Duration::from_secs(3));
         assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
         assert_eq!(c.limits.max_connections, 500);
+        assert_eq!(c.stream_recheck, Duration::from_secs(30));
     }
 
     #[test]
@@ -376,6 +391,7 @@ mod tests {
             ("GATEWAY_HEADER_READ_TIMEOUT", "0s"),
             ("GATEWAY_BODY_TIMEOUT", "soon"),
             ("GATEWAY_MAX_CONNECTIONS", "0"),
+            ("GATEWAY_STREAM_RECHECK", "0s"),
             ("INTERNAL_TOKEN", "bad\ntoken"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();

@@ -73,6 +73,9 @@ pub struct Shared {
     /// Where clients reach us (`GATEWAY_PUBLIC_URL`), for absolute links;
     /// `None`: links are relative.
     public_url: Option<config::PublicUrl>,
+    /// How often an open live tail re-checks its token
+    /// (`GATEWAY_STREAM_RECHECK`).
+    stream_recheck: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -106,6 +109,7 @@ impl AppState {
             }),
             readiness: readiness::Readiness::new(auth_channel, audit_channel),
             public_url: config.public_url.clone(),
+            stream_recheck: config.stream_recheck,
         })))
     }
 
@@ -120,6 +124,7 @@ impl AppState {
             trusted: self.trusted.clone(),
             readiness: self.readiness.clone(),
             public_url: self.public_url.clone(),
+            stream_recheck: self.stream_recheck,
         }))
     }
 }

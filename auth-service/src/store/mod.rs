@@ -476,12 +476,19 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         jti: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-    /// Revokes every refresh token of the user; returns how many families.
+    /// Revokes every refresh token of the user and records `now` as the
+    /// user's `sessions_revoked_at`; returns how many families.
     fn logout_user(
         &self,
         user_id: i64,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// When the user last logged out everywhere (Unix seconds); `None` when
+    /// never, or when there is no such user.
+    fn sessions_revoked_at(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// All signing keys, newest first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.

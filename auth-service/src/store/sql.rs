@@ -425,8 +425,31 @@ macro_rules! impl_auth_store {
                 .bind(now)
                 .fetch_all(&mut *conn)
                 .await?;
+                // Never moved back: a replica with a slower clock must not
+                // revive tokens another replica's logout already revoked.
+                sqlx::query(
+                    "UPDATE users SET sessions_revoked_at = $2
+                     WHERE id = $1 AND (sessions_revoked_at IS NULL OR sessions_revoked_at < $2)",
+                )
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
                 let distinct: std::collections::HashSet<String> = families.into_iter().collect();
                 Ok(u64::try_from(distinct.len()).unwrap_or(u64::MAX))
+            }
+
+            async fn sessions_revoked_at(
+                &self,
+                user_id: i64,
+            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT sessions_revoked_at FROM users WHERE id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten())
             }
 
             async fn signing_keys(

@@ -273,3 +273,33 @@ async fn rotation_keeps_its_rules_on_postgres() {
     };
     rotation_rules(store).await;
 }
+
+/// Logging out everywhere records when, and a later call with an earlier
+/// clock (another replica) does not move it back.
+async fn logout_everywhere_records_its_instant<S: AuthStore>(store: S) {
+    let (user, _) = session(&store, "erin").await;
+    assert_eq!(store.sessions_revoked_at(user).await.unwrap(), None);
+
+    store.logout_user(user, NOW + 10).await.unwrap();
+    store.logout_user(user, NOW + 5).await.unwrap();
+
+    assert_eq!(
+        store.sessions_revoked_at(user).await.unwrap(),
+        Some(NOW + 10)
+    );
+    assert_eq!(store.sessions_revoked_at(user + 1000).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_records_its_instant_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    logout_everywhere_records_its_instant(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_records_its_instant_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    logout_everywhere_records_its_instant(store).await;
+}

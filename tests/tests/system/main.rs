@@ -32,3 +32,4 @@ mod parallel;
 mod proxies;
 mod readiness;
 mod resilience;
+mod stream;
