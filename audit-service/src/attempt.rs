@@ -262,29 +262,80 @@ fn clean(text: String, max_chars: usize) -> String {
         .collect()
 }
 
+/// How far ahead of this host's clock an attempt may be dated: producers
+/// stamp attempts with their own clock, and NTP keeps hosts within far
+/// less than this, so more means a broken clock or a forged time that
+/// would otherwise sit at the top of every listing.
+pub const MAX_FUTURE_MICROS: Micros = 5 * 60 * 1_000_000;
+
+/// How far behind this host's clock an attempt may be dated: 366 days.
+///
+/// auth-service keeps every attempt in its outbox until audit-service acks
+/// it, with no expiry, so an attempt arrives as late as the longest outage
+/// of audit-service (or of the network to it) lasts. An age bound shorter
+/// than any outage someone could fail to notice would turn that outage into
+/// refused, and so lost, attempts; a year is far beyond that, yet still
+/// refuses the times of a broken clock (the epoch, year 1, a default date).
+/// Retention later removes what is older than it keeps, as for any row.
+pub const MAX_AGE_MICROS: Micros = 366 * 24 * 3_600 * 1_000_000;
+
 impl NewAttempt {
-    /// Validates one attempt of a batch; `index` names it in the error so the
-    /// producer can find the bad row.
-    pub fn parse(index: usize, raw: pb::Attempt) -> Result<Self, Error> {
+    /// Validates one attempt of a batch received at `now`; `index` names it
+    /// in the error so the producer can find the bad row, and every error
+    /// after the event id also names the event.
+    ///
+    /// Free text is cleaned rather than refused (see `clean`); the fields
+    /// the log filters and counts by must mean what they say: `ip` is empty
+    /// or an address, `reject_reason` is empty on success and one of
+    /// [`REASONS`] on failure, and `occurred_at` lies between
+    /// [`MAX_AGE_MICROS`] before and [`MAX_FUTURE_MICROS`] after `now`.
+    pub fn parse(index: usize, raw: pb::Attempt, now: Micros) -> Result<Self, Error> {
         let field = |name: &str| format!("attempts[{index}].{name}");
         let event_id = Uuid::parse_str(&raw.event_id)
             .map_err(|_| Error::invalid(field("event_id"), "must be a UUID"))?
             .hyphenated()
             .to_string();
+        let invalid = |name: &str, reason| Error::InvalidAttempt {
+            field: field(name),
+            reason,
+            event_id: event_id.clone(),
+        };
         let occurred_at = raw
             .occurred_at
             .as_ref()
-            .ok_or_else(|| Error::invalid(field("occurred_at"), "is required"))
+            .ok_or_else(|| invalid("occurred_at", "is required"))
             .and_then(|ts| {
                 timestamp_to_micros(ts).ok_or_else(|| {
-                    Error::invalid(
-                        field("occurred_at"),
+                    invalid(
+                        "occurred_at",
                         "must be a valid time between years 1 and 9999",
                     )
                 })
             })?;
-        let email = clean(raw.email, MAX_EMAIL_CHARS);
+        if occurred_at > now.saturating_add(MAX_FUTURE_MICROS) {
+            return Err(invalid(
+                "occurred_at",
+                "is more than 5 minutes ahead of the log's clock",
+            ));
+        }
+        if occurred_at < now.saturating_sub(MAX_AGE_MICROS) {
+            return Err(invalid("occurred_at", "is more than 366 days old"));
+        }
         let ip = clean(raw.ip, MAX_IP_CHARS);
+        if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
+            return Err(invalid("ip", "must be empty or an IP address"));
+        }
+        let reject_reason = clean(raw.reject_reason, MAX_REASON_CHARS);
+        if raw.successful && !reject_reason.is_empty() {
+            return Err(invalid("reject_reason", "must be empty on a success"));
+        }
+        if !raw.successful && !REASONS.contains(&reject_reason.as_str()) {
+            return Err(invalid(
+                "reject_reason",
+                "must be one of the known reasons on a failure",
+            ));
+        }
+        let email = clean(raw.email, MAX_EMAIL_CHARS);
         Ok(Self {
             event_id,
             occurred_at,
@@ -294,7 +345,7 @@ impl NewAttempt {
             email_lower: fold_email(&email),
             email,
             successful: raw.successful,
-            reject_reason: clean(raw.reject_reason, MAX_REASON_CHARS),
+            reject_reason,
             ip_key: ip_key(&ip),
             ip,
             user_agent: raw.user_agent.map(|ua| clean(ua, MAX_USER_AGENT_CHARS)),
@@ -302,14 +353,24 @@ impl NewAttempt {
         })
     }
 
-    /// Validates a whole batch before anything is written, so a bad batch
-    /// leaves no partial trace.
-    pub fn parse_batch(raw: Vec<pb::Attempt>) -> Result<Vec<Self>, Error> {
+    /// Validates a whole batch received at `now` before anything is
+    /// written, so a bad batch leaves no partial trace.
+    pub fn parse_batch(raw: Vec<pb::Attempt>, now: Micros) -> Result<Vec<Self>, Error> {
         raw.into_iter()
             .enumerate()
-            .map(|(i, a)| Self::parse(i, a))
+            .map(|(i, a)| Self::parse(i, a, now))
             .collect()
     }
+}
+
+/// This host's clock as [`Micros`], read once per batch at the ingest
+/// boundary so [`NewAttempt::parse`] itself stays clock-free and testable.
+pub fn now_micros() -> Micros {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // u128 microseconds fit an i64 until the year 294,247.
+    i64::try_from(since_epoch.as_micros()).unwrap_or(Micros::MAX)
 }
 
 impl From<NewAttempt> for pb::Attempt {
@@ -452,6 +513,9 @@ impl Filter {
 mod tests {
     use super::*;
 
+    /// The receiving clock in these tests: one minute after the attempt.
+    const NOW: Micros = 1_700_000_060_000_000;
+
     fn raw_attempt() -> pb::Attempt {
         pb::Attempt {
             event_id: "0190F8A2-7C3B-7D4E-8F00-123456789ABC".into(),
@@ -460,13 +524,14 @@ mod tests {
                 nanos: 123_456_789,
             }),
             email: "Alice@Example.COM".into(),
+            reject_reason: "bad_password".into(),
             ..Default::default()
         }
     }
 
     #[test]
     fn event_ids_are_stored_in_canonical_form() {
-        let a = NewAttempt::parse(0, raw_attempt()).unwrap();
+        let a = NewAttempt::parse(0, raw_attempt(), NOW).unwrap();
         assert_eq!(a.event_id, "0190f8a2-7c3b-7d4e-8f00-123456789abc");
         assert_eq!(a.email, "Alice@Example.COM");
         assert_eq!(a.email_lower, "alice@example.com");
@@ -477,8 +542,100 @@ mod tests {
     fn a_bad_event_id_names_the_row_and_field() {
         let mut raw = raw_attempt();
         raw.event_id = "nope".into();
-        let err = NewAttempt::parse_batch(vec![raw_attempt(), raw]).unwrap_err();
+        let err = NewAttempt::parse_batch(vec![raw_attempt(), raw], NOW).unwrap_err();
         assert!(err.to_string().contains("attempts[1].event_id"), "{err}");
+    }
+
+    /// The refusal of `raw` (row 2 of its batch) at `now`, as sent.
+    fn refusal(raw: pb::Attempt, now: Micros) -> String {
+        let fine = pb::Attempt {
+            occurred_at: Some(micros_to_timestamp(now)),
+            ..raw_attempt()
+        };
+        let batch = vec![fine.clone(), fine, raw];
+        NewAttempt::parse_batch(batch, now).unwrap_err().to_string()
+    }
+
+    const EVENT: &str = "(event_id 0190f8a2-7c3b-7d4e-8f00-123456789abc)";
+
+    #[test]
+    fn an_ip_must_be_empty_or_an_address() {
+        for ok in ["", "10.0.0.1", "2001:db8::1", "::ffff:10.0.0.1"] {
+            let raw = pb::Attempt {
+                ip: ok.into(),
+                ..raw_attempt()
+            };
+            assert!(NewAttempt::parse(0, raw, NOW).is_ok(), "{ok}");
+        }
+        for bad in [
+            "garbage",
+            "1.2.3",
+            " 10.0.0.1",
+            "10.0.0.0/8",
+            "fe80::1%eth0",
+        ] {
+            let raw = pb::Attempt {
+                ip: bad.into(),
+                ..raw_attempt()
+            };
+            let err = refusal(raw, NOW);
+            assert!(err.starts_with("attempts[2].ip "), "{bad}: {err}");
+            assert!(err.ends_with(EVENT), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_reason_is_empty_on_success_and_known_on_failure() {
+        for reason in REASONS {
+            let raw = pb::Attempt {
+                reject_reason: reason.into(),
+                ..raw_attempt()
+            };
+            assert!(NewAttempt::parse(0, raw, NOW).is_ok(), "{reason}");
+        }
+        let success = pb::Attempt {
+            successful: true,
+            reject_reason: String::new(),
+            ..raw_attempt()
+        };
+        assert!(NewAttempt::parse(0, success.clone(), NOW).is_ok());
+        for bad in [
+            pb::Attempt {
+                reject_reason: "bad_password".into(),
+                ..success
+            },
+            pb::Attempt {
+                reject_reason: String::new(),
+                ..raw_attempt()
+            },
+            pb::Attempt {
+                reject_reason: "Bad_Password".into(),
+                ..raw_attempt()
+            },
+            pb::Attempt {
+                reject_reason: "bored".into(),
+                ..raw_attempt()
+            },
+        ] {
+            let err = refusal(bad, NOW);
+            assert!(err.starts_with("attempts[2].reject_reason "), "{err}");
+            assert!(err.ends_with(EVENT), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_time_must_lie_within_a_year_back_and_five_minutes_ahead() {
+        let at = raw_attempt().occurred_at.unwrap();
+        let at = timestamp_to_micros(&at).unwrap();
+        // Exactly at each bound is accepted.
+        for now in [at - MAX_FUTURE_MICROS, at + MAX_AGE_MICROS] {
+            assert!(NewAttempt::parse(0, raw_attempt(), now).is_ok(), "{now}");
+        }
+        for now in [at - MAX_FUTURE_MICROS - 1, at + MAX_AGE_MICROS + 1] {
+            let err = refusal(raw_attempt(), now);
+            assert!(err.starts_with("attempts[2].occurred_at "), "{err}");
+            assert!(err.ends_with(EVENT), "{err}");
+        }
     }
 
     #[test]
@@ -486,7 +643,7 @@ mod tests {
         let mut raw = raw_attempt();
         raw.user_agent = Some("é".repeat(600));
         raw.ip = "1.2.3.4\0".into();
-        let a = NewAttempt::parse(0, raw).unwrap();
+        let a = NewAttempt::parse(0, raw, NOW).unwrap();
         assert_eq!(a.user_agent.unwrap().chars().count(), MAX_USER_AGENT_CHARS);
         assert_eq!(a.ip, "1.2.3.4");
     }

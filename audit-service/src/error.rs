@@ -13,6 +13,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An ingested attempt is unusable; the message names the row, the
+    /// field and the event, so the producer can find the one to set aside.
+    #[error("{field} {reason} (event_id {event_id})")]
+    InvalidAttempt {
+        /// The field, e.g. `attempts[3].ip`.
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// The attempt's event id, canonical.
+        event_id: String,
+    },
     /// The log database failed. Details are logged, never sent to the caller.
     #[error("log database error")]
     Database(#[from] sqlx::Error),
@@ -31,7 +42,9 @@ impl Error {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match err {
-            Error::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
+            Error::InvalidArgument { .. } | Error::InvalidAttempt { .. } => {
+                Status::invalid_argument(err.to_string())
+            }
             // Unavailable tells producers to retry later: their batch was not
             // acked, so resending it loses and duplicates nothing.
             Error::Database(source) => {

@@ -16,7 +16,7 @@ use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
-    attempt::NewAttempt,
+    attempt::{NewAttempt, now_micros},
     error::Error,
     service::{TailHub, stopped},
     store::Store,
@@ -49,7 +49,12 @@ struct Group {
 impl Group {
     fn push(&mut self, batch: IngestBatch) -> Result<(), Error> {
         self.recording.extend(recording_spans(&batch.attempts));
-        let attempts = NewAttempt::parse_batch(batch.attempts)?;
+        let attempts = NewAttempt::parse_batch(batch.attempts, now_micros()).inspect_err(|e| {
+            // The producer hears why; the log's operator should too, since a
+            // producer that cannot set the row aside resends it forever.
+            metrics::counter!("ingest_batches_refused_total").increment(1);
+            tracing::warn!(error = %e, batch_seq = batch.batch_seq, "ingest batch refused");
+        })?;
         metrics::histogram!("ingest_batch_size").record(attempts.len() as f64);
         for a in &attempts {
             self.span = Some(match self.span {

@@ -7,6 +7,13 @@
 //! sent again (audit-service ignores duplicate event ids). So delivery is
 //! at-least-once on the wire and exactly-once in the log, and logins never
 //! wait for any of this.
+//!
+//! A batch audit-service refuses as invalid (`InvalidArgument`: a row with
+//! an unknown reason, a time outside its window, ...) would be refused
+//! again on every resend and hold up everything behind it. So its rows are
+//! then sent one at a time, and a row refused on its own is taken out of
+//! the outbox with an error log naming its event and the refusal, counted
+//! in `forwarder_rows_refused_total`; the rest go on to the log.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,9 +22,12 @@ use prost::Message;
 use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::{
+    Code, Status,
+    transport::{ClientTlsConfig, Endpoint},
+};
 
-use crate::store::AuthStore;
+use crate::store::{AuthStore, OutboxRow};
 
 /// Most attempts per batch.
 const BATCH: i64 = 500;
@@ -73,8 +83,11 @@ impl<S: AuthStore> Forwarder<S> {
     /// caller gives up waiting and drops this future).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        // The last outbox seq of a refused batch: rows up to it go one at a
+        // time, to find the invalid one.
+        let mut isolating: Option<i64> = None;
         loop {
-            match self.session(&mut stop, &mut backoff).await {
+            match self.session(&mut stop, &mut backoff, &mut isolating).await {
                 Ok(Exit::Drained) => return,
                 Err(e) => {
                     metrics::counter!("forwarder_reconnects_total").increment(1);
@@ -106,10 +119,52 @@ impl<S: AuthStore> Forwarder<S> {
         }
     }
 
+    /// Handles an `InvalidArgument` reply to `rows`: a batch of several
+    /// rows is resent one row at a time; a row refused on its own is
+    /// removed, loudly, since no resend can ever be accepted.
+    async fn refused(
+        &self,
+        rows: &[OutboxRow],
+        status: &Status,
+        isolating: &mut Option<i64>,
+    ) -> anyhow::Result<()> {
+        match rows {
+            [row] => {
+                // It decoded to be sent; decoding again here is cheaper
+                // than keeping a copy of every batch.
+                let attempt = Attempt::decode(row.payload.as_slice()).unwrap_or_default();
+                metrics::counter!("forwarder_rows_refused_total").increment(1);
+                tracing::error!(
+                    seq = row.seq,
+                    event_id = %attempt.event_id,
+                    occurred_at = ?attempt.occurred_at,
+                    successful = attempt.successful,
+                    reject_reason = %attempt.reject_reason,
+                    ip = %attempt.ip,
+                    refusal = %status.message(),
+                    "audit-service refused an attempt as invalid; \
+                     removed from the outbox, it is NOT in the log"
+                );
+                self.store.outbox_remove(&[row.seq]).await?;
+            }
+            _ => {
+                let through = rows.iter().map(|r| r.seq).max();
+                tracing::warn!(
+                    rows = rows.len(),
+                    refusal = %status.message(),
+                    "audit-service refused a batch as invalid; resending its rows one at a time"
+                );
+                *isolating = (*isolating).max(through);
+            }
+        }
+        Ok(())
+    }
+
     async fn session(
         &self,
         stop: &mut watch::Receiver<bool>,
         backoff: &mut Duration,
+        isolating: &mut Option<i64>,
     ) -> anyhow::Result<Exit> {
         let mut endpoint = Endpoint::from_shared(self.audit_url.clone())?
             .connect_timeout(Duration::from_secs(3))
@@ -125,8 +180,17 @@ impl<S: AuthStore> Forwarder<S> {
         tracing::info!(url = %self.audit_url, "audit stream open");
         let mut batch_seq = 0u64;
         loop {
-            let rows = self.store.outbox_oldest(BATCH).await?;
-            self.report_backlog(rows.len()).await;
+            let limit = if isolating.is_some() { 1 } else { BATCH };
+            let rows = self.store.outbox_oldest(limit).await?;
+            match *isolating {
+                // Only a full read tells the backlog without a count.
+                None => self.report_backlog(rows.len()).await,
+                Some(through) if rows.first().is_none_or(|r| r.seq > through) => {
+                    tracing::info!("refused batch sorted out; back to full batches");
+                    *isolating = None;
+                }
+                Some(_) => {}
+            }
             if rows.is_empty() {
                 if *stop.borrow() {
                     return Ok(Exit::Drained);
@@ -158,10 +222,19 @@ impl<S: AuthStore> Forwarder<S> {
             })
             .await
             .map_err(|_| anyhow::anyhow!("audit stream closed"))?;
-            let ack = tokio::time::timeout(ACK_TIMEOUT, acks.message())
+            let reply = tokio::time::timeout(ACK_TIMEOUT, acks.message())
                 .await
-                .map_err(|_| anyhow::anyhow!("no ack within {ACK_TIMEOUT:?}"))??
-                .ok_or_else(|| anyhow::anyhow!("audit stream ended"))?;
+                .map_err(|_| anyhow::anyhow!("no ack within {ACK_TIMEOUT:?}"))?;
+            let ack = match reply {
+                Ok(Some(ack)) => ack,
+                Ok(None) => anyhow::bail!("audit stream ended"),
+                Err(status) if status.code() == Code::InvalidArgument => {
+                    // audit-service ended the stream; the next one resends.
+                    self.refused(&rows, &status, isolating).await?;
+                    anyhow::bail!("audit-service refused a batch: {}", status.message());
+                }
+                Err(status) => return Err(status.into()),
+            };
             anyhow::ensure!(
                 ack.batch_seq == batch_seq,
                 "ack for batch {} while waiting for {batch_seq}",

@@ -20,14 +20,21 @@ use tonic::{
 /// A client that attaches the internal token when it has one.
 pub type Client = AuditServiceClient<InterceptedService<Channel, AttachToken>>;
 
-/// A fixed, arbitrary point in time (2023-11-14T22:13:20Z) the tests count
-/// seconds from, so expectations do not depend on the clock.
-pub const T0: i64 = 1_700_000_000;
+/// The point in time the tests count seconds from: one day before the
+/// test run, read once. Ingest refuses attempts dated more than a year back
+/// or minutes ahead, so it cannot be a fixed date; expectations only ever
+/// depend on offsets from it.
+pub static T0: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(now.as_secs()).unwrap() - 86_400
+});
 
 /// `T0 + secs` as a protobuf time.
 pub fn at(secs: i64) -> Timestamp {
     Timestamp {
-        seconds: T0 + secs,
+        seconds: *T0 + secs,
         nanos: 0,
     }
 }

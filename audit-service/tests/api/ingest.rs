@@ -117,12 +117,87 @@ async fn an_attempt_without_a_time_is_refused(db: TestDb) {
     );
 }
 
-async fn every_field_round_trips_and_absent_optionals_stay_absent(db: TestDb) {
+/// The ways a single row can be refused: its batch is not acked and nothing
+/// of it is stored, and the message names the row, the field and the event,
+/// so the producer can find and set aside the one row.
+async fn assert_refused(db: TestDb, bad: Attempt, field: &str) {
+    let app = TestApp::spawn(db).await;
+    let earlier = failure("10.0.0.1", "a@x.io", 1);
+
+    let outcome = app
+        .ingest(vec![
+            batch(1, vec![earlier.clone()]),
+            batch(2, vec![failure("10.0.0.9", "z@x.io", 3), bad.clone()]),
+        ])
+        .await;
+
+    assert_eq!(outcome.acks, vec![(1, 1)]);
+    let status = outcome.error.unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with(&format!("attempts[1].{field} ")),
+        "{status:?}"
+    );
+    assert!(status.message().contains(&bad.event_id), "{status:?}");
+    let listed = app.list_all(ListAttemptsRequest::default()).await;
+    assert_eq!(event_ids(&listed), vec![earlier.event_id]);
+}
+
+async fn an_ip_that_is_no_address_is_refused(db: TestDb) {
+    assert_refused(db, failure("10.0.0.300", "a@x.io", 2), "ip").await;
+}
+
+async fn a_failure_with_an_unknown_reason_is_refused(db: TestDb) {
+    let bad = Attempt {
+        reject_reason: "DROP TABLE".to_owned(),
+        ..failure("10.0.0.1", "a@x.io", 2)
+    };
+    assert_refused(db, bad, "reject_reason").await;
+}
+
+async fn a_failure_without_a_reason_is_refused(db: TestDb) {
+    let bad = Attempt {
+        reject_reason: String::new(),
+        ..failure("10.0.0.1", "a@x.io", 2)
+    };
+    assert_refused(db, bad, "reject_reason").await;
+}
+
+async fn a_success_with_a_reason_is_refused(db: TestDb) {
+    let bad = Attempt {
+        reject_reason: "bad_password".to_owned(),
+        ..success("10.0.0.1", "a@x.io", 2)
+    };
+    assert_refused(db, bad, "reject_reason").await;
+}
+
+async fn an_attempt_dated_ten_minutes_ahead_is_refused(db: TestDb) {
+    // T0 is a day ago.
+    assert_refused(
+        db,
+        failure("10.0.0.1", "a@x.io", 86_400 + 600),
+        "occurred_at",
+    )
+    .await;
+}
+
+async fn an_attempt_dated_over_a_year_ago_is_refused(db: TestDb) {
+    let bad = failure("10.0.0.1", "a@x.io", -366 * 86_400);
+    assert_refused(db, bad, "occurred_at").await;
+}
+
+/// Text the log must keep exactly as sent, NUL aside (PostgreSQL cannot
+/// store it, so it is dropped everywhere): characters outside the BMP
+/// (4 bytes in UTF-8, which MariaDB keeps only in `utf8mb4`), fullwidth
+/// lookalikes, combining marks, and each text field at its full length.
+async fn every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_absent(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let full = Attempt {
         event_id: uuid::Uuid::now_v7().to_string(),
         occurred_at: Some(prost_types::Timestamp {
-            seconds: crate::helpers::T0,
+            seconds: *crate::helpers::T0,
             nanos: 123_456_000,
         }),
         identifier: "Alice".to_owned(),
@@ -153,11 +228,53 @@ async fn every_field_round_trips_and_absent_optionals_stay_absent(db: TestDb) {
         trace_parent: None,
     };
 
-    app.ingest_ok(vec![full.clone(), bare.clone()]).await;
+    // Each text field at its cap (identifier and email 320, username 150,
+    // user agent 512, request id 128 characters), in characters of 4 bytes
+    // where that is the point, with NUL sprinkled in.
+    let fraktur = "\u{1D51E}"; // 𝔞, MATHEMATICAL FRAKTUR SMALL A
+    let exotic = Attempt {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: Some(at(-20)),
+        identifier: format!("\0{}", fraktur.repeat(319)) + "\0😀",
+        user_id: Some(i64::MAX),
+        // e + COMBINING ACUTE ACCENT: two characters, one on screen.
+        username: Some("e\u{301}".repeat(75)),
+        // Fullwidth lookalikes of admin@example.com, then 4-byte padding.
+        email: format!("ａｄｍｉｎ＠ｅｘａｍｐｌｅ．ｃｏｍ{}", "🦀".repeat(303)),
+        successful: false,
+        reject_reason: "locked_out\0".to_owned(),
+        ip: "\0::ffff:192.0.2.1".to_owned(),
+        // A family emoji (ZWJ sequence), a flag, a skin tone, an RTL mark.
+        user_agent: Some(
+            "👨\u{200D}👩\u{200D}👧🇩🇪👍🏽\u{200F}"
+                .repeat(64)
+                .chars()
+                .take(512)
+                .collect(),
+        ),
+        request_id: "ｒｅｑ-𝔞\u{301}ｉｄ".repeat(16),
+        trace_parent: None,
+    };
+    let exotic_stored = Attempt {
+        identifier: exotic.identifier.replace('\0', ""),
+        reject_reason: "locked_out".to_owned(),
+        ip: "::ffff:192.0.2.1".to_owned(),
+        ..exotic.clone()
+    };
+    assert_eq!(exotic_stored.identifier.chars().count(), 320);
+    assert_eq!(exotic_stored.email.chars().count(), 320);
+    assert_eq!(
+        exotic_stored.user_agent.as_ref().unwrap().chars().count(),
+        512
+    );
+    assert_eq!(exotic_stored.request_id.chars().count(), 128);
+
+    app.ingest_ok(vec![full.clone(), bare.clone(), exotic])
+        .await;
 
     let listed = app.list_all(ListAttemptsRequest::default()).await;
     let stored: Vec<Attempt> = listed.into_iter().map(|r| r.attempt.unwrap()).collect();
-    assert_eq!(stored, vec![full, bare]);
+    assert_eq!(stored, vec![full, bare, exotic_stored]);
 }
 
 async fn overlong_text_is_truncated_rather_than_rejected(db: TestDb) {
@@ -263,7 +380,13 @@ on_every_backend!(
     a_duplicate_within_one_batch_is_stored_once,
     an_invalid_event_id_ends_the_stream_and_stores_nothing_of_its_batch,
     an_attempt_without_a_time_is_refused,
-    every_field_round_trips_and_absent_optionals_stay_absent,
+    an_ip_that_is_no_address_is_refused,
+    a_failure_with_an_unknown_reason_is_refused,
+    a_failure_without_a_reason_is_refused,
+    a_success_with_a_reason_is_refused,
+    an_attempt_dated_ten_minutes_ahead_is_refused,
+    an_attempt_dated_over_a_year_ago_is_refused,
+    every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_absent,
     overlong_text_is_truncated_rather_than_rejected,
     batches_sent_ahead_are_acked_in_order_across_group_commits,
     a_database_failure_ends_the_stream_unavailable_without_an_ack,
@@ -293,7 +416,7 @@ async fn postgres_an_event_committed_meanwhile_by_another_stream_is_stored_once(
          '10.0.0.1', '', FALSE, '00000000000000000000ffff0a000001')",
     )
     .bind(&racing.event_id)
-    .bind((crate::helpers::T0 + 1) * 1_000_000)
+    .bind((*crate::helpers::T0 + 1) * 1_000_000)
     .execute(&mut *held)
     .await
     .unwrap();
