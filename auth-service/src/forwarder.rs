@@ -11,9 +11,10 @@
 //! A batch audit-service refuses as invalid (`InvalidArgument`: a row with
 //! an unknown reason, a time outside its window, ...) would be refused
 //! again on every resend and hold up everything behind it. So its rows are
-//! then sent one at a time, and a row refused on its own is taken out of
-//! the outbox with an error log naming its event and the refusal, counted
-//! in `forwarder_rows_refused_total`; the rest go on to the log.
+//! then sent one at a time, and a row refused on its own is moved to the
+//! `refused_attempts` table (kept for an operator to fix and re-queue, never
+//! dropped) with an error log naming its event and the refusal, counted in
+//! `forwarder_rows_refused_total`; the rest go on to the log.
 
 use std::{sync::Arc, time::Duration};
 
@@ -120,8 +121,9 @@ impl<S: AuthStore> Forwarder<S> {
     }
 
     /// Handles an `InvalidArgument` reply to `rows`: a batch of several
-    /// rows is resent one row at a time; a row refused on its own is
-    /// removed, loudly, since no resend can ever be accepted.
+    /// rows is resent one row at a time; a row refused on its own is set
+    /// aside in `refused_attempts`, loudly, since no resend of it can be
+    /// accepted until someone fixes the cause.
     async fn refused(
         &self,
         rows: &[OutboxRow],
@@ -143,9 +145,12 @@ impl<S: AuthStore> Forwarder<S> {
                     ip = %attempt.ip,
                     refusal = %status.message(),
                     "audit-service refused an attempt as invalid; \
-                     removed from the outbox, it is NOT in the log"
+                     set aside in refused_attempts, it is NOT in the log until re-queued"
                 );
-                self.store.outbox_remove(&[row.seq]).await?;
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                self.store
+                    .outbox_set_aside(row.seq, status.message(), now)
+                    .await?;
             }
             _ => {
                 let through = rows.iter().map(|r| r.seq).max();

@@ -501,6 +501,17 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         &self,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
+    /// Moves outbox row `seq` to `refused_attempts` with audit-service's
+    /// `refusal`, in one transaction: kept for an operator, out of the way
+    /// of the rows behind it.
+    fn outbox_set_aside(
+        &self,
+        seq: i64,
+        refusal: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Attempts set aside as refused, for the backlog metric and tests.
+    fn refused_len(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Deletes exactly these outbox rows (acknowledged by audit-service).
     fn outbox_remove(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Rows waiting in the outbox.

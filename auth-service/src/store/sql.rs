@@ -502,6 +502,38 @@ macro_rules! impl_auth_store {
                 Ok(())
             }
 
+            async fn outbox_set_aside(
+                &self,
+                seq: i64,
+                refusal: &str,
+                now: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.write().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query(
+                    "INSERT INTO refused_attempts (event_id, payload, created_at, refused_at, refusal)
+                     SELECT event_id, payload, created_at, $2, $3 FROM attempt_outbox WHERE seq = $1
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .bind(seq)
+                .bind(now)
+                .bind(refusal)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM attempt_outbox WHERE seq = $1")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn refused_len(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM refused_attempts")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             async fn outbox_len(&self) -> Result<i64, $crate::store::StoreError> {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM attempt_outbox")
                     .fetch_one(&self.pool)

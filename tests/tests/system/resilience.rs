@@ -91,7 +91,7 @@ async fn on_auth_db(url: &str, sql: &'static str, bind: Option<(String, Vec<u8>)
 
 /// A row audit-service will never accept (here an unknown reason, as a
 /// newer auth-service could write before audit-service is upgraded) is
-/// taken out of the outbox, loudly, instead of being resent forever in
+/// moved out of the outbox into `refused_attempts`, loudly, instead of being resent forever in
 /// front of every attempt after it; the attempts around it all arrive.
 async fn an_attempt_audit_refuses_is_set_aside_and_the_rest_arrive(backend: Backend) {
     use prost::Message as _;
@@ -145,6 +145,16 @@ async fn an_attempt_audit_refuses_is_set_aside_and_the_rest_arrive(backend: Back
     assert!(
         log.iter()
             .all(|r| r.attempt.as_ref().unwrap().event_id != poison.event_id)
+    );
+    // Kept, not dropped: set aside for an operator with the refusal.
+    assert_eq!(
+        on_auth_db(
+            &db,
+            "SELECT COUNT(*) FROM refused_attempts WHERE refusal LIKE '%reject_reason%'",
+            None
+        )
+        .await,
+        1
     );
     sys.shutdown().await;
 }
