@@ -196,23 +196,6 @@ fn excerpt(entry: &[u8]) -> String {
     text
 }
 
-/// Whether the original request came in over HTTPS, as told by a trusted
-/// proxy's `X-Forwarded-Proto`; anyone else's claim is ignored.
-pub fn forwarded_https(
-    peer: IpAddr,
-    forwarded_proto: Option<&HeaderValue>,
-    trusted: &TrustedProxies,
-) -> bool {
-    if !trusted.contains(peer) {
-        return false;
-    }
-    forwarded_proto
-        .and_then(|v| v.to_str().ok())
-        // With several proxies the first value is the client-facing one.
-        .and_then(|v| v.split(',').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
-}
-
 /// The comma-separated entries of every `X-Forwarded-For` line, in order,
 /// trimmed. Lines are joined as RFC 9110 joins repeated list headers; a
 /// wholly blank line is no entry at all, but an empty entry inside a list
@@ -722,18 +705,5 @@ mod tests {
         let err = "10.0.0.0/8, nope".parse::<TrustedProxies>().unwrap_err();
         assert!(err.contains("nope"), "{err}");
         assert!("10.0.0.0/40".parse::<TrustedProxies>().is_err());
-    }
-
-    #[test]
-    fn forwarded_proto_is_believed_only_from_trusted_proxies() {
-        let https = HeaderValue::from_static("https");
-        let t = proxies("10.0.0.0/8");
-        assert!(forwarded_https(ip("10.0.0.2"), Some(&https), &t));
-        assert!(!forwarded_https(ip("203.0.113.9"), Some(&https), &t));
-        assert!(!forwarded_https(ip("10.0.0.2"), None, &t));
-        let chain = HeaderValue::from_static("HTTPS, http");
-        assert!(forwarded_https(ip("10.0.0.2"), Some(&chain), &t));
-        let http = HeaderValue::from_static("http");
-        assert!(!forwarded_https(ip("10.0.0.2"), Some(&http), &t));
     }
 }

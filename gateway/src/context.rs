@@ -14,11 +14,10 @@ use axum::{
 use tonic::metadata::MetadataValue;
 use tracing::Instrument;
 
-use crate::client_ip::{self, ProxyRules};
+use crate::client_ip::ProxyRules;
 
 /// The request id header, as clients send it and as we answer it.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Longest client-chosen request id we keep; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -38,8 +37,6 @@ pub struct RequestContext {
     /// The client's User-Agent, reduced to printable ASCII; `None` when the
     /// client sent no such header.
     pub user_agent: Option<String>,
-    /// Whether a trusted proxy says the client used HTTPS.
-    pub https: bool,
 }
 
 impl RequestContext {
@@ -50,7 +47,6 @@ impl RequestContext {
             request_id: uuid::Uuid::new_v4().to_string(),
             client_ip: None,
             user_agent: None,
-            https: false,
         }
     }
 
@@ -110,9 +106,6 @@ pub async fn layer(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     let client_ip = peer.map(|peer| rules.resolve(peer, headers));
-    let https = peer.is_some_and(|peer| {
-        client_ip::forwarded_https(peer, headers.get(&X_FORWARDED_PROTO), &rules.trusted)
-    });
     let user_agent = headers
         .get(header::USER_AGENT)
         .map(|v| printable_ascii(v.as_bytes(), MAX_USER_AGENT_LEN));
@@ -130,7 +123,6 @@ pub async fn layer(
         request_id,
         client_ip,
         user_agent,
-        https,
     });
 
     async move {
@@ -216,7 +208,6 @@ mod tests {
             request_id: "rid-1".into(),
             client_ip: Some("198.51.100.7".parse().unwrap()),
             user_agent: Some("curl/8.0".into()),
-            https: false,
         };
         let req = ctx.grpc_request(());
         let md = req.metadata();
