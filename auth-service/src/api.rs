@@ -584,13 +584,11 @@ impl<S: AuthStore> AuthApi<S> {
         // "Log out everywhere" ends every token issued up to that second,
         // including any issued within it: `iat` has whole seconds only, and
         // a token wrongly refused costs a login, one wrongly kept a breach.
-        if let Some(revoked_at) = self.store.sessions_revoked_at(claims.user_id).await?
-            && claims.iat <= revoked_at
-        {
-            return Ok(pb::IntrospectTokenResponse::default());
-        }
+        let live = |user: &User| {
+            user.is_active && user.sessions_revoked_at.is_none_or(|at| claims.iat > at)
+        };
         match self.store.user_by_id(claims.user_id).await? {
-            Some(user) if user.is_active => Ok(pb::IntrospectTokenResponse {
+            Some(user) if live(&user) => Ok(pb::IntrospectTokenResponse {
                 active: true,
                 user_id: user.id,
                 username: user.username,

@@ -338,6 +338,7 @@ mod tests {
             password_hash: String::new(),
             is_active: true,
             is_staff: true,
+            sessions_revoked_at: None,
         }
     }
 

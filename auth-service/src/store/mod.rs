@@ -189,6 +189,9 @@ pub struct User {
     pub is_active: bool,
     /// Administrator.
     pub is_staff: bool,
+    /// When the user last logged out everywhere (Unix seconds): access
+    /// tokens issued up to then no longer introspect as active.
+    pub sessions_revoked_at: Option<i64>,
 }
 
 /// An account to create.
@@ -483,12 +486,6 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// When the user last logged out everywhere (Unix seconds); `None` when
-    /// never, or when there is no such user.
-    fn sessions_revoked_at(
-        &self,
-        user_id: i64,
-    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// All signing keys, newest first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.

@@ -32,6 +32,7 @@ macro_rules! impl_auth_store {
                     password_hash: u.password_hash.to_owned(),
                     is_active: u.is_active,
                     is_staff: u.is_staff,
+                    sessions_revoked_at: None,
                 })
             }
 
@@ -42,7 +43,7 @@ macro_rules! impl_auth_store {
                 // A username may itself look like an email; an exact username
                 // match wins over another account's email.
                 Ok(sqlx::query_as(
-                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users
+                    "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users
                      WHERE username_lower = $1 OR email_lower = $1
                      ORDER BY CASE WHEN username_lower = $1 THEN 0 ELSE 1 END
                      LIMIT 1",
@@ -57,7 +58,7 @@ macro_rules! impl_auth_store {
                 email_lower: &str,
             ) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE email_lower = $1",
+                    "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users WHERE email_lower = $1",
                 )
                 .bind(email_lower)
                 .fetch_optional(&self.pool)
@@ -83,7 +84,7 @@ macro_rules! impl_auth_store {
                 id: i64,
             ) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT id, username, email, password_hash, is_active, is_staff FROM users WHERE id = $1",
+                    "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -439,19 +440,6 @@ macro_rules! impl_auth_store {
                 Ok(u64::try_from(distinct.len()).unwrap_or(u64::MAX))
             }
 
-            async fn sessions_revoked_at(
-                &self,
-                user_id: i64,
-            ) -> Result<Option<i64>, $crate::store::StoreError> {
-                Ok(sqlx::query_scalar::<_, Option<i64>>(
-                    "SELECT sessions_revoked_at FROM users WHERE id = $1",
-                )
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten())
-            }
-
             async fn signing_keys(
                 &self,
             ) -> Result<Vec<$crate::store::SigningKeyRow>, $crate::store::StoreError> {
@@ -644,42 +632,27 @@ macro_rules! impl_auth_store {
             })
         }
 
-        /// Counts one event under `key` in a fixed window of `window` seconds
-        /// that starts over once it has passed (locks and tiers with it,
-        /// unless a block is still running); also returns when the window began.
+        /// [`reserve_hit`] for a key nothing ever blocks (rate limits, the
+        /// refresh family): always counted.
         async fn count_hit(
             conn: &mut <$db as sqlx::Database>::Connection,
             key: &str,
             now: i64,
             window: i64,
         ) -> Result<($crate::throttle::Counter, i64), sqlx::Error> {
-            let (hits, blocked_until, strikes, window_start): (i64, i64, i64, i64) = sqlx::query_as(
-                "INSERT INTO throttle (key, hits, window_start) VALUES ($1, 1, $2)
-                 ON CONFLICT (key) DO UPDATE SET
-                    hits = CASE WHEN throttle.window_start <= $3 THEN 1 ELSE throttle.hits + 1 END,
-                    strikes = CASE WHEN throttle.window_start <= $3 AND throttle.blocked_until <= $2
-                                   THEN 0 ELSE throttle.strikes END,
-                    window_start = CASE WHEN throttle.window_start <= $3 THEN $2 ELSE throttle.window_start END
-                 RETURNING hits, blocked_until, strikes, window_start",
-            )
-            .bind(key)
-            .bind(now)
-            .bind(now - window)
-            .fetch_one(conn)
-            .await?;
-            Ok((
-                $crate::throttle::Counter {
-                    hits,
-                    blocked_until,
-                    strikes,
-                },
-                window_start,
-            ))
+            // Only login keys get a `blocked_until`; a refusal here would
+            // mean a rate key was blocked, which nothing does.
+            reserve_hit(conn, key, now, window)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)
         }
 
-        /// [`count_hit`] unless `key` is blocked at `now`: then nothing is
-        /// counted and `None` comes back. One statement, so the check and
-        /// the count cannot be split by a concurrent try.
+        /// Counts one event under `key` in a fixed window of `window` seconds
+        /// that starts over once it has passed (locks and tiers with it),
+        /// unless `key` is blocked at `now`: then nothing is counted and
+        /// `None` comes back. One statement, so the check and the count
+        /// cannot be split by a concurrent try. Also returns when the
+        /// window began.
         async fn reserve_hit(
             conn: &mut <$db as sqlx::Database>::Connection,
             key: &str,
