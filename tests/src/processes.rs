@@ -74,6 +74,20 @@ impl Drop for Processes {
     }
 }
 
+/// The environment of an audit-service on `addr` with its SQLite log in
+/// `dir`, serving metrics on any free port (the defaults may be taken on a
+/// shared machine).
+pub fn audit_service_env(addr: SocketAddr, dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AUDIT_GRPC_ADDR", addr.to_string()),
+        ("AUDIT_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "AUDIT_DATABASE_URL",
+            format!("sqlite://{}", dir.join("audit.db").display()),
+        ),
+    ]
+}
+
 /// Runs binary `name` with exactly `env` until it exits (for start-up
 /// refusals); returns how it exited and what it printed on stderr.
 pub fn run_to_exit(name: &str, env: &[(&str, String)]) -> (ExitStatus, String) {

@@ -13,7 +13,7 @@ use std::{
 };
 
 use system_tests::processes::{
-    Processes, all_attempts, build_binaries, free_addr, spawn, wait_listening,
+    Processes, all_attempts, audit_service_env, build_binaries, free_addr, spawn, wait_listening,
 };
 
 /// One login through the gateway; returns (status, request id).
@@ -36,15 +36,7 @@ async fn every_login_is_logged_exactly_once_across_an_audit_service_sigkill() {
     build_binaries();
     let dir = tempfile::tempdir().unwrap();
     let (audit, auth, gateway) = (free_addr(), free_addr(), free_addr());
-    let audit_env = vec![
-        ("AUDIT_GRPC_ADDR", audit.to_string()),
-        // Any free port: the defaults may be taken on a shared machine.
-        ("AUDIT_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-        (
-            "AUDIT_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("audit.db").display()),
-        ),
-    ];
+    let audit_env = audit_service_env(audit, dir.path());
     let mut procs = Processes::default();
     procs.0.push(spawn("audit-service", &audit_env));
     wait_listening(audit, "audit-service");

@@ -8,7 +8,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use system_tests::processes::{Processes, build_binaries, free_addr, spawn, wait_listening};
+use system_tests::processes::{
+    Processes, audit_service_env, build_binaries, free_addr, spawn, wait_listening,
+};
 use tokio::sync::Barrier;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,14 +32,7 @@ async fn two_auth_replicas_on_one_database_check_no_more_passwords_than_one() {
     let mut procs = Processes::default();
     procs.0.push(spawn(
         "audit-service",
-        &[
-            ("AUDIT_GRPC_ADDR", audit.to_string()),
-            ("AUDIT_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "AUDIT_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("audit.db").display()),
-            ),
-        ],
+        &audit_service_env(audit, dir.path()),
     ));
     wait_listening(audit, "audit-service");
     let mut gateways = Vec::new();
