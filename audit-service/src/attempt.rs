@@ -69,6 +69,12 @@ pub struct NewAttempt {
     pub user_agent: Option<String>,
     /// Request id carried from the edge.
     pub request_id: String,
+    /// How many attempts this record stands for (at least 1; more only for
+    /// a producer's tally of refused failures).
+    pub count: i64,
+    /// When the last of `count` attempts was decided; `None` when `count`
+    /// is 1.
+    pub last_occurred_at: Option<Micros>,
 }
 
 /// An attempt as stored, with what the log added.
@@ -321,6 +327,7 @@ impl NewAttempt {
         if occurred_at < now.saturating_sub(MAX_AGE_MICROS) {
             return Err(invalid("occurred_at", "is more than 366 days old"));
         }
+        let (count, last_occurred_at) = tally(&raw, occurred_at, now, &invalid)?;
         let ip = clean(raw.ip, MAX_IP_CHARS);
         if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
             return Err(invalid("ip", "must be empty or an IP address"));
@@ -350,6 +357,8 @@ impl NewAttempt {
             ip,
             user_agent: raw.user_agent.map(|ua| clean(ua, MAX_USER_AGENT_CHARS)),
             request_id: clean(raw.request_id, MAX_REQUEST_ID_CHARS),
+            count,
+            last_occurred_at,
         })
     }
 
@@ -361,6 +370,37 @@ impl NewAttempt {
             .map(|(i, a)| Self::parse(i, a, now))
             .collect()
     }
+}
+
+/// The count and last time of `raw`, whose first attempt is at
+/// `occurred_at`: a count above 1 is a tally of failures, so a success
+/// cannot have one, and its last time lies between its first and the
+/// future bound; a count of 0 or 1 ignores the last time.
+fn tally(
+    raw: &pb::Attempt,
+    occurred_at: Micros,
+    now: Micros,
+    invalid: &dyn Fn(&str, &'static str) -> Error,
+) -> Result<(i64, Option<Micros>), Error> {
+    if raw.count <= 1 {
+        return Ok((1, None));
+    }
+    if raw.successful {
+        return Err(invalid("count", "must be 0 or 1 on a success"));
+    }
+    let last = raw
+        .last_occurred_at
+        .as_ref()
+        .ok_or_else(|| invalid("last_occurred_at", "is required when count > 1"))?;
+    let last = timestamp_to_micros(last)
+        .filter(|&t| t >= occurred_at && t <= now.saturating_add(MAX_FUTURE_MICROS))
+        .ok_or_else(|| {
+            invalid(
+                "last_occurred_at",
+                "must lie between occurred_at and 5 minutes ahead of the log's clock",
+            )
+        })?;
+    Ok((i64::from(raw.count), Some(last)))
 }
 
 /// This host's clock as [`Micros`], read once per batch at the ingest
@@ -389,6 +429,8 @@ impl From<NewAttempt> for pb::Attempt {
             request_id: a.request_id,
             // A trace ends where the attempt is recorded; the log keeps none.
             trace_parent: None,
+            count: u32::try_from(a.count).unwrap_or(u32::MAX),
+            last_occurred_at: a.last_occurred_at.map(micros_to_timestamp),
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct AuthApi<S> {
     limits: RateLimits,
     /// The IPv6 prefix length every per-IP counter counts by.
     ipv6_prefix: u8,
+    /// How long refused attempts of one key gather into one log record.
+    refused_tally_window: std::time::Duration,
 }
 
 impl<S: AuthStore> AuthApi<S> {
@@ -70,6 +72,7 @@ impl<S: AuthStore> AuthApi<S> {
             brute_force: BruteForcePolicy::default(),
             limits: RateLimits::default(),
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            refused_tally_window: crate::attempt::DEFAULT_REFUSED_TALLY_WINDOW,
         }
     }
 
@@ -83,6 +86,13 @@ impl<S: AuthStore> AuthApi<S> {
     /// Counts IPv6 clients by networks of this prefix length.
     pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
         self.ipv6_prefix = prefix;
+        self
+    }
+
+    /// Logs refused attempts of one key and window of this length as one
+    /// record with a count.
+    pub fn with_refused_tally_window(mut self, window: std::time::Duration) -> Self {
+        self.refused_tally_window = window;
         self
     }
 
@@ -163,7 +173,14 @@ impl<S: AuthStore> AuthApi<S> {
         effects: LoginEffects<'_>,
         now: time::OffsetDateTime,
     ) -> Result<(), Error> {
-        let entry = outbox_entry(ctx, identifier, user, outcome, now);
+        let tally = crate::attempt::tally(
+            outcome,
+            &self.client(ctx),
+            user,
+            now.unix_timestamp(),
+            self.refused_tally_window,
+        );
+        let entry = outbox_entry(ctx, identifier, user, outcome, now, tally);
         self.store.record_login(&entry, effects).await?;
         self.outbox_signal.notify_one();
         crate::attempt::count(outcome);

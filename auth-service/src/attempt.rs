@@ -3,10 +3,16 @@
 use prost::Message;
 use proto::audit::v1::Attempt;
 
+use std::time::Duration;
+
 use crate::{
     context::ClientContext,
-    store::{OutboxEntry, User},
+    store::{OutboxEntry, Tally, User},
 };
+
+/// How long refused attempts of one key gather into one record by default:
+/// a flooding client costs at most a record a minute per reason.
+pub const DEFAULT_REFUSED_TALLY_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why a login failed, as stored in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +43,41 @@ impl RejectReason {
             Self::RateLimited => "rate_limited",
         }
     }
+
+    /// Whether the attempt was refused before any password work: such
+    /// attempts cost an attacker nothing, so they are tallied, not stored
+    /// one by one.
+    fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::MalformedRequest | Self::LockedOut | Self::RateLimited
+        )
+    }
+}
+
+/// Where a refused attempt decided at `now` (unix seconds) is counted: per
+/// reason and client key (`client`, IPv6 by network) and window of
+/// `window` seconds, and for a locked account per account too, so the
+/// refusals an account's lock causes stay findable by its id. `None` for
+/// any other outcome (each gets its own record).
+pub fn tally(
+    outcome: Result<(), RejectReason>,
+    client: &str,
+    user: Option<&User>,
+    now: i64,
+    window: Duration,
+) -> Option<Tally> {
+    let reason = outcome.err().filter(|r| r.is_refusal())?;
+    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
+    let start = now - now.rem_euclid(window);
+    let account = match (reason, user) {
+        (RejectReason::LockedOut, Some(user)) => user.id.to_string(),
+        _ => String::new(),
+    };
+    Some(Tally {
+        key: format!("{}|{client}|{account}|{start}", reason.as_str()),
+        due_at: start.saturating_add(window),
+    })
 }
 
 /// Counts one decided attempt in `login_attempts_total{outcome,reason}`;
@@ -53,13 +94,15 @@ pub fn count(outcome: Result<(), RejectReason>) {
 /// Longest identifier kept in the log; longer input is cut, not dropped.
 const MAX_IDENTIFIER: usize = 254;
 
-/// Builds the outbox entry for one attempt decided at `now`.
+/// Builds the outbox entry for one attempt decided at `now`, counted into
+/// `tally` when given (see [`tally`]).
 pub fn outbox_entry(
     ctx: &ClientContext,
     identifier: &str,
     user: Option<&User>,
     outcome: Result<(), RejectReason>,
     now: time::OffsetDateTime,
+    tally: Option<Tally>,
 ) -> OutboxEntry {
     let event_id = uuid::Uuid::now_v7().to_string();
     let identifier: String = identifier.chars().take(MAX_IDENTIFIER).collect();
@@ -79,10 +122,89 @@ pub fn outbox_entry(
         user_agent: ctx.user_agent.clone(),
         request_id: ctx.request_id.clone(),
         trace_parent: common::trace_context::current_traceparent(),
+        // A tally's count and last time are added when it is sent.
+        count: 0,
+        last_occurred_at: None,
     };
     OutboxEntry {
         event_id,
         payload: attempt.encode_to_vec(),
         created_at: now.unix_timestamp(),
+        occurred_micros: i64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX),
+        tally,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64) -> User {
+        User {
+            id,
+            username: "u".into(),
+            email: "u@example.com".into(),
+            password_hash: String::new(),
+            is_active: true,
+            is_staff: false,
+            sessions_revoked_at: None,
+        }
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn only_refusals_are_tallied() {
+        for reason in [
+            RejectReason::UnknownUser,
+            RejectReason::BadPassword,
+            RejectReason::Inactive,
+        ] {
+            assert_eq!(tally(Err(reason), "ip", None, 100, MINUTE), None);
+        }
+        assert_eq!(tally(Ok(()), "ip", Some(&user(1)), 100, MINUTE), None);
+    }
+
+    #[test]
+    fn a_tally_is_per_reason_client_and_window() {
+        let key = |reason, client, now| tally(Err(reason), client, Some(&user(7)), now, MINUTE);
+        let first = key(RejectReason::RateLimited, "a", 120).unwrap();
+        assert_eq!(first.due_at, 180);
+        assert_eq!(
+            Some(&first),
+            key(RejectReason::RateLimited, "a", 179).as_ref()
+        );
+        // Throttled clients are one key whatever account they name.
+        assert_eq!(
+            Some(first.clone()),
+            tally(Err(RejectReason::RateLimited), "a", None, 150, MINUTE)
+        );
+        assert_ne!(
+            Some(&first),
+            key(RejectReason::RateLimited, "a", 180).as_ref()
+        );
+        assert_ne!(
+            Some(&first),
+            key(RejectReason::RateLimited, "b", 120).as_ref()
+        );
+        assert_ne!(
+            Some(&first),
+            key(RejectReason::MalformedRequest, "a", 120).as_ref()
+        );
+    }
+
+    #[test]
+    fn lock_refusals_stay_per_account() {
+        let locked = |id| {
+            tally(
+                Err(RejectReason::LockedOut),
+                "a",
+                Some(&user(id)),
+                0,
+                MINUTE,
+            )
+        };
+        assert_ne!(locked(1), locked(2));
+        assert_eq!(locked(1), locked(1));
     }
 }

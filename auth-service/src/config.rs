@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use common::config::{ConfigError, Secret, duration_or, parse_duration, parse_or, var};
 
-use crate::throttle::{BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, RateLimits, secs};
+use crate::{
+    attempt::DEFAULT_REFUSED_TALLY_WINDOW,
+    throttle::{BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, RateLimits, secs},
+};
 
 /// Everything auth-service needs to start. Names are in `env.sample`.
 #[derive(Debug, Clone)]
@@ -40,6 +43,11 @@ pub struct Config {
     /// `AUTH_IPV6_PREFIX`: IPv6 clients are counted by networks of this
     /// prefix length (default 64) in every per-IP limit and block.
     pub ipv6_prefix: u8,
+    /// `AUTH_REFUSED_TALLY_WINDOW`: attempts refused before any password
+    /// work from one client (and reason, and locked account) within a
+    /// window of this length are logged as one record with a count
+    /// (default 60 s; 0 logs each on its own).
+    pub refused_tally_window: Duration,
     /// `AUTH_KEY_RELOAD_INTERVAL`: how often signing keys are re-read, so
     /// a key added by `rotate-keys` is used without a restart.
     pub key_reload_interval: Duration,
@@ -148,6 +156,10 @@ impl Config {
             brute_force: BruteForcePolicy::from_env()?,
             rate_limits: RateLimits::from_env()?,
             ipv6_prefix: parse_or("AUTH_IPV6_PREFIX", DEFAULT_IPV6_PREFIX)?,
+            refused_tally_window: duration_or(
+                "AUTH_REFUSED_TALLY_WINDOW",
+                DEFAULT_REFUSED_TALLY_WINDOW,
+            )?,
             key_reload_interval: duration_or("AUTH_KEY_RELOAD_INTERVAL", Duration::from_secs(60))?,
             tls: common::tls::ServerTls::from_env("AUTH_GRPC")?,
             internal_tls: common::tls::ClientTls::from_env()?,
@@ -178,6 +190,8 @@ impl Config {
             brute_force: BruteForcePolicy::default(),
             rate_limits: RateLimits::default(),
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            // Tallies reach the log within about two seconds.
+            refused_tally_window: Duration::from_secs(1),
             key_reload_interval: Duration::from_secs(60),
             tls: None,
             internal_tls: common::tls::ClientTls::default(),

@@ -186,7 +186,14 @@ impl<S: AuthStore> Forwarder<S> {
         let mut batch_seq = 0u64;
         loop {
             let limit = if isolating.is_some() { 1 } else { BATCH };
-            let rows = self.store.outbox_oldest(limit).await?;
+            // Stopping sends open tallies too, rather than keep them
+            // waiting for a window nobody here will see end.
+            let now = if *stop.borrow() {
+                i64::MAX
+            } else {
+                time::OffsetDateTime::now_utc().unix_timestamp()
+            };
+            let rows = self.store.outbox_oldest(limit, now).await?;
             match *isolating {
                 // Only a full read tells the backlog without a count.
                 None => self.report_backlog(rows.len()).await,
@@ -211,7 +218,7 @@ impl<S: AuthStore> Forwarder<S> {
             let attempts: Vec<Attempt> = rows
                 .iter()
                 .filter_map(|r| match Attempt::decode(r.payload.as_slice()) {
-                    Ok(a) => Some(a),
+                    Ok(a) => Some(with_tally(a, r)),
                     Err(e) => {
                         // Written by this service, so this means corruption:
                         // say so loudly rather than block the stream forever.
@@ -260,4 +267,17 @@ impl<S: AuthStore> Forwarder<S> {
             }
         }
     }
+}
+
+/// `attempt` as the record of its outbox `row`: a tally's count and last
+/// time are kept in columns (the payload is the first attempt's).
+fn with_tally(mut attempt: Attempt, row: &OutboxRow) -> Attempt {
+    if row.tally_count > 1 {
+        attempt.count = u32::try_from(row.tally_count).unwrap_or(u32::MAX);
+        attempt.last_occurred_at = row.last_at.map(|micros| prost_types::Timestamp {
+            seconds: micros.div_euclid(1_000_000),
+            nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+        });
+    }
+    attempt
 }

@@ -123,7 +123,8 @@ impl Application {
             signal.clone(),
         )
         .with_limits(config.brute_force.clone(), config.rate_limits)
-        .with_ipv6_prefix(config.ipv6_prefix);
+        .with_ipv6_prefix(config.ipv6_prefix)
+        .with_refused_tally_window(config.refused_tally_window);
 
         let (stop_forwarder, stop_rx) = watch::channel(false);
         let upkeep = Box::pin(upkeep(

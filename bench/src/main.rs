@@ -91,6 +91,8 @@ fn attempt(rng: &mut Rng, i: u64, rows: u64, now: i64) -> Attempt {
         user_agent: Some("bench/1.0".to_owned()),
         request_id: uuid::Uuid::new_v4().to_string(),
         trace_parent: None,
+        count: 0,
+        last_occurred_at: None,
     }
 }
 

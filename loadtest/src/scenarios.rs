@@ -167,6 +167,8 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
                         user_agent: Some("loadtest".into()),
                         request_id: String::new(),
                         trace_parent: None,
+                        count: 0,
+                        last_occurred_at: None,
                     }
                 })
                 .collect();

@@ -350,11 +350,15 @@ impl TestSystem {
         whole_log(&mut client).await.unwrap()
     }
 
-    /// Waits (up to 20 s) until the log holds `n` attempts, then returns them.
+    /// Waits (up to 20 s) until the log holds `n` attempts, then returns
+    /// them one record per attempt: a tallied record (see
+    /// `audit.v1.Attempt.count`) appears `count` times, so tests count
+    /// attempts whatever their storage. [`TestSystem::all_attempts`] shows
+    /// the records as stored.
     pub async fn wait_for_attempts(&self, n: usize) -> Vec<AttemptRecord> {
         let mut last = Vec::new();
         for _ in 0..400 {
-            last = self.all_attempts().await;
+            last = one_per_attempt(self.all_attempts().await);
             if last.len() >= n {
                 return last;
             }
@@ -362,6 +366,17 @@ impl TestSystem {
         }
         panic!("expected {n} attempts in the log, found {}", last.len());
     }
+}
+
+/// `records` with each tallied one repeated `count` times.
+pub fn one_per_attempt(records: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
+    records
+        .into_iter()
+        .flat_map(|record| {
+            let count = record.attempt.as_ref().map_or(1, |a| a.count.max(1));
+            std::iter::repeat_n(record, count as usize)
+        })
+        .collect()
 }
 
 fn audit_url(config: &audit_service::Config, addr: SocketAddr) -> String {

@@ -343,7 +343,7 @@ fn push_listing<DB>(
         .push_bind(i64::from(fetch));
 }
 
-/// Rows per multi-row INSERT: 14 parameters each, so 14,000 per statement,
+/// Rows per multi-row INSERT: 16 parameters each, so 16,000 per statement,
 /// under SQLite's 32,766 and PostgreSQL's and MySQL's 65,535.
 const INSERT_CHUNK: usize = 1000;
 
@@ -353,7 +353,8 @@ const IN_CHUNK: usize = 10_000;
 
 const INSERT_INTO: &str = "INSERT INTO login_attempts \
     (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
-     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) ";
+     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, \
+     attempt_count, last_occurred_at) ";
 
 /// Multi-row INSERTs of `rows` (attempt and flag), one per chunk, each ending
 /// after its `VALUES` list so the backend can append its conflict and
@@ -386,7 +387,9 @@ where
                     .push_bind(a.user_agent.clone())
                     .push_bind(a.request_id.clone())
                     .push_bind(*suspicious)
-                    .push_bind(a.ip_key.clone());
+                    .push_bind(a.ip_key.clone())
+                    .push_bind(a.count)
+                    .push_bind(a.last_occurred_at);
             });
             qb
         })
@@ -707,6 +710,8 @@ struct AttemptRow {
     user_agent: Option<String>,
     request_id: String,
     suspicious: bool,
+    attempt_count: i64,
+    last_occurred_at: Option<i64>,
 }
 
 impl From<AttemptRow> for StoredAttempt {
@@ -728,6 +733,8 @@ impl From<AttemptRow> for StoredAttempt {
                 ip: r.ip,
                 user_agent: r.user_agent,
                 request_id: r.request_id,
+                count: r.attempt_count,
+                last_occurred_at: r.last_occurred_at,
             },
         }
     }
@@ -769,6 +776,8 @@ mod tests {
             ip_key: ip_key(ip),
             user_agent: None,
             request_id: String::new(),
+            count: 1,
+            last_occurred_at: None,
         }
     }
 

@@ -18,8 +18,8 @@ use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 const MAX_CONNECTIONS: u32 = 10;
 
 const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
-    email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious \
-    FROM login_attempts WHERE TRUE";
+    email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious, \
+    attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
 /// The batch's event ids already stored. A plain consistent read, not a
 /// locking one: locking a missing key takes a gap lock, and two producers

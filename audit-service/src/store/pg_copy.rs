@@ -12,7 +12,8 @@ use crate::attempt::NewAttempt;
 /// The statement the rows of [`encode`] go with, columns in its order.
 pub(super) const COPY_IN: &str = "COPY login_attempts \
     (id, event_id, occurred_at, identifier, user_id, username, email, email_lower, \
-     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) FROM STDIN";
+     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, attempt_count, \
+     last_occurred_at) FROM STDIN";
 
 /// `rows` (attempt, flag) with their reserved `ids`, one line per row.
 pub(super) fn encode(rows: &[(&NewAttempt, bool)], ids: &[i64]) -> Vec<u8> {
@@ -50,6 +51,13 @@ pub(super) fn encode(rows: &[(&NewAttempt, bool)], ids: &[i64]) -> Vec<u8> {
         out.push_str(boolean(*suspicious));
         out.push('\t');
         text(&mut out, &a.ip_key);
+        let _ = write!(out, "\t{}\t", a.count);
+        match a.last_occurred_at {
+            Some(last) => {
+                let _ = write!(out, "{last}");
+            }
+            None => out.push_str(NULL),
+        }
         out.push('\n');
     }
     out.into_bytes()
@@ -108,6 +116,8 @@ mod tests {
             ip_key: String::new(),
             user_agent: None,
             request_id: "r".to_owned(),
+            count: 1,
+            last_occurred_at: None,
         };
 
         let line = encode(&[(&attempt, true)], &[7]);
@@ -115,7 +125,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(line).unwrap(),
             "7\t0190aaaa-0000-7000-8000-000000000001\t42\ta\\\\N\t\\N\ttab\\there\t\
-             line\\nbreak\\r\tx@y.z\tf\tbad_password\t\t\\N\tr\tt\t\n"
+             line\\nbreak\\r\tx@y.z\tf\tbad_password\t\t\\N\tr\tt\t\t1\t\\N\n"
         );
     }
 }

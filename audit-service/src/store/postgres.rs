@@ -26,11 +26,13 @@ const EXISTING: &str =
     "SELECT event_id::text FROM login_attempts WHERE event_id = ANY($1::text[]::uuid[])";
 const INSERT: &str = "INSERT INTO login_attempts \
     (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
-     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key) \
-    SELECT e::uuid, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k FROM UNNEST( \
+     successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, \
+     attempt_count, last_occurred_at) \
+    SELECT e::uuid, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k, c, l FROM UNNEST( \
      $1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], \
-     $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[]) \
-     AS t(e, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k) \
+     $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[], \
+     $15::int8[], $16::int8[]) \
+     AS t(e, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k, c, l) \
     ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id::text";
 
 /// Ids for a group's rows, taken ahead so `COPY` can write them. The
@@ -45,7 +47,7 @@ const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = $1 WHERE id = $2";
 
 const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \
-    suspicious FROM login_attempts WHERE TRUE";
+    suspicious, attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
 /// The PostgreSQL log database.
 #[derive(Clone)]
@@ -311,7 +313,7 @@ async fn copy_rows(
         .collect())
 }
 
-/// Inserts `rows`, skipping events already stored, in one statement of 14
+/// Inserts `rows`, skipping events already stored, in one statement of 16
 /// array parameters, and returns the new rows' ids by event id.
 async fn insert_new(
     conn: &mut PgConnection,
@@ -341,6 +343,12 @@ async fn insert_new(
         .bind(col(|a| a.request_id.clone()))
         .bind(rows.iter().map(|(_, s)| *s).collect::<Vec<_>>())
         .bind(col(|a| a.ip_key.clone()))
+        .bind(rows.iter().map(|(a, _)| a.count).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(a, _)| a.last_occurred_at)
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
     Ok(new

@@ -41,7 +41,7 @@ const COUNT_IP_RANGE: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts
 /// the `FROM` subquery is completed by `push_listing` and a `)`.
 const PAGE_AS_JSON: &str = "SELECT json_group_array(json_array(id, event_id, occurred_at, \
     identifier, user_id, username, email, email_lower, successful, reject_reason, ip, \
-    user_agent, request_id, suspicious) ORDER BY occurred_at DESC, id DESC) \
+    user_agent, request_id, suspicious, attempt_count, last_occurred_at) ORDER BY occurred_at DESC, id DESC) \
     FROM (SELECT * FROM login_attempts WHERE 1 = 1";
 
 /// One row of [`PAGE_AS_JSON`]: the [`AttemptRow`] columns in order, the
@@ -61,6 +61,8 @@ type JsonRow = (
     Option<String>,
     String,
     i64,
+    i64,
+    Option<i64>,
 );
 
 /// The SQLite log database.
@@ -218,6 +220,8 @@ impl SqliteStore {
                 user_agent: r.11,
                 request_id: r.12,
                 suspicious: r.13 != 0,
+                attempt_count: r.14,
+                last_occurred_at: r.15,
             })
             .collect())
     }
@@ -295,6 +299,8 @@ mod tests {
             ip,
             user_agent: None,
             request_id: String::new(),
+            count: 1,
+            last_occurred_at: None,
         }
     }
 

@@ -54,6 +54,8 @@ pub fn failure(ip: &str, email: &str, secs: i64) -> Attempt {
         user_agent: Some("test-agent/1.0".to_owned()),
         request_id: uuid::Uuid::new_v4().to_string(),
         trace_parent: None,
+        count: 0,
+        last_occurred_at: None,
     }
 }
 

@@ -183,6 +183,32 @@ async fn an_attempt_dated_ten_minutes_ahead_is_refused(db: TestDb) {
     .await;
 }
 
+async fn a_success_counting_several_attempts_is_refused(db: TestDb) {
+    let bad = Attempt {
+        count: 2,
+        last_occurred_at: Some(at(3)),
+        ..success("10.0.0.1", "a@x.io", 2)
+    };
+    assert_refused(db, bad, "count").await;
+}
+
+async fn a_tally_without_its_last_time_is_refused(db: TestDb) {
+    let bad = Attempt {
+        count: 5,
+        ..failure("10.0.0.1", "a@x.io", 2)
+    };
+    assert_refused(db, bad, "last_occurred_at").await;
+}
+
+async fn a_tally_ending_before_it_began_is_refused(db: TestDb) {
+    let bad = Attempt {
+        count: 5,
+        last_occurred_at: Some(at(1)),
+        ..failure("10.0.0.1", "a@x.io", 2)
+    };
+    assert_refused(db, bad, "last_occurred_at").await;
+}
+
 async fn an_attempt_dated_over_a_year_ago_is_refused(db: TestDb) {
     let bad = failure("10.0.0.1", "a@x.io", -366 * 86_400);
     assert_refused(db, bad, "occurred_at").await;
@@ -212,6 +238,8 @@ async fn every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_abs
         user_agent: Some("Mozilla/5.0 ünïcode\ttab\nline\r\\N \\.".to_owned()),
         request_id: "req-1".to_owned(),
         trace_parent: None,
+        count: 1,
+        last_occurred_at: None,
     };
     let bare = Attempt {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -226,6 +254,8 @@ async fn every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_abs
         user_agent: None,
         request_id: String::new(),
         trace_parent: None,
+        count: 0,
+        last_occurred_at: None,
     };
 
     // Each text field at its cap (identifier and email 320, username 150,
@@ -254,6 +284,9 @@ async fn every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_abs
         ),
         request_id: "ｒｅｑ-𝔞\u{301}ｉｄ".repeat(16),
         trace_parent: None,
+        // A producer's tally of refusals keeps its count and last time.
+        count: u32::MAX,
+        last_occurred_at: Some(at(-15)),
     };
     let exotic_stored = Attempt {
         identifier: exotic.identifier.replace('\0', ""),
@@ -269,12 +302,14 @@ async fn every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_abs
     );
     assert_eq!(exotic_stored.request_id.chars().count(), 128);
 
-    app.ingest_ok(vec![full.clone(), bare.clone(), exotic])
+    app.ingest_ok(vec![full.clone(), bare.clone(), exotic.clone()])
         .await;
 
     let listed = app.list_all(ListAttemptsRequest::default()).await;
     let stored: Vec<Attempt> = listed.into_iter().map(|r| r.attempt.unwrap()).collect();
-    assert_eq!(stored, vec![full, bare, exotic_stored]);
+    // A count of 0 means one attempt, and is listed as 1.
+    let bare_stored = Attempt { count: 1, ..bare };
+    assert_eq!(stored, vec![full, bare_stored, exotic_stored]);
 }
 
 async fn overlong_text_is_truncated_rather_than_rejected(db: TestDb) {
@@ -386,6 +421,9 @@ on_every_backend!(
     a_success_with_a_reason_is_refused,
     an_attempt_dated_ten_minutes_ahead_is_refused,
     an_attempt_dated_over_a_year_ago_is_refused,
+    a_success_counting_several_attempts_is_refused,
+    a_tally_without_its_last_time_is_refused,
+    a_tally_ending_before_it_began_is_refused,
     every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_absent,
     overlong_text_is_truncated_rather_than_rejected,
     batches_sent_ahead_are_acked_in_order_across_group_commits,

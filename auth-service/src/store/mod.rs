@@ -340,6 +340,21 @@ pub struct OutboxEntry {
     pub payload: Vec<u8>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Unix microseconds, the attempt's exact time (a tally's last time).
+    pub occurred_micros: i64,
+    /// Set for an attempt refused before any password work: it is counted
+    /// into the open row of its key instead of getting a row of its own.
+    pub tally: Option<Tally>,
+}
+
+/// Where a refused attempt is counted: attempts with one `key` (client,
+/// reason, window) share one outbox row until the window ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// The key, window included.
+    pub key: String,
+    /// Unix seconds when the window ends and the row may be sent.
+    pub due_at: i64,
 }
 
 /// An outbox row read for forwarding.
@@ -347,8 +362,12 @@ pub struct OutboxEntry {
 pub struct OutboxRow {
     /// Insertion order.
     pub seq: i64,
-    /// Protobuf encoding of the attempt.
+    /// Protobuf encoding of the (first) attempt.
     pub payload: Vec<u8>,
+    /// How many attempts the row stands for.
+    pub tally_count: i64,
+    /// Unix microseconds of the last of them (set on tallied rows).
+    pub last_at: Option<i64>,
 }
 
 /// A signing key as stored.
@@ -493,10 +512,13 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         &self,
         key: &SigningKeyRow,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The oldest `limit` outbox rows.
+    /// The oldest `limit` outbox rows ready to send, after closing the
+    /// tallies due at `now` (so later refusals start a new row and none is
+    /// counted into a row already sent). Tallies not yet due wait.
     fn outbox_oldest(
         &self,
         limit: i64,
+        now: i64,
     ) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
     /// Moves outbox row `seq` to `refused_attempts` with audit-service's
     /// `refusal`, in one transaction: kept for an operator, out of the way

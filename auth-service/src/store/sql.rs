@@ -250,14 +250,41 @@ macro_rules! impl_auth_store {
                 // The outbox write goes first: on SQLite a transaction that
                 // starts by writing takes the lock at once instead of failing
                 // to upgrade a read lock under contention.
-                sqlx::query(
-                    "INSERT INTO attempt_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
-                )
-                .bind(&attempt.event_id)
-                .bind(&attempt.payload)
-                .bind(attempt.created_at)
-                .execute(&mut *tx)
-                .await?;
+                match &attempt.tally {
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO attempt_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
+                        )
+                        .bind(&attempt.event_id)
+                        .bind(&attempt.payload)
+                        .bind(attempt.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    // Counted into the key's open row, or opens it. The
+                    // forwarder closes a row (clearing its key) in one
+                    // statement, so a refusal lands in a row before it is
+                    // read or in a new one, never in one already sent.
+                    Some(tally) => {
+                        sqlx::query(
+                            "INSERT INTO attempt_outbox
+                                (event_id, payload, created_at, tally_key, due_at, last_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (tally_key) DO UPDATE SET
+                                tally_count = attempt_outbox.tally_count + 1,
+                                last_at = CASE WHEN excluded.last_at > attempt_outbox.last_at
+                                               THEN excluded.last_at ELSE attempt_outbox.last_at END",
+                        )
+                        .bind(&attempt.event_id)
+                        .bind(&attempt.payload)
+                        .bind(attempt.created_at)
+                        .bind(&tally.key)
+                        .bind(tally.due_at)
+                        .bind(attempt.occurred_micros)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 if let $crate::store::LoginEffects::Success {
                     refresh,
                     keys,
@@ -467,11 +494,32 @@ macro_rules! impl_auth_store {
             async fn outbox_oldest(
                 &self,
                 limit: i64,
+                now: i64,
             ) -> Result<Vec<$crate::store::OutboxRow>, $crate::store::StoreError> {
-                Ok(sqlx::query_as("SELECT seq, payload FROM attempt_outbox ORDER BY seq LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?)
+                // Looked for on the read pool first: closing takes the write
+                // connection, and this runs every few milliseconds.
+                let due: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM attempt_outbox WHERE tally_key IS NOT NULL AND due_at <= $1 LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                if due.is_some() {
+                    let mut conn = self.write().await?;
+                    sqlx::query(
+                        "UPDATE attempt_outbox SET tally_key = NULL WHERE tally_key IS NOT NULL AND due_at <= $1",
+                    )
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(sqlx::query_as(
+                    "SELECT seq, payload, tally_count, last_at FROM attempt_outbox
+                     WHERE tally_key IS NULL ORDER BY seq LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn outbox_remove(&self, seqs: &[i64]) -> Result<(), $crate::store::StoreError> {
@@ -499,8 +547,10 @@ macro_rules! impl_auth_store {
                 let mut conn = self.write().await?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
-                    "INSERT INTO refused_attempts (event_id, payload, created_at, refused_at, refusal)
-                     SELECT event_id, payload, created_at, $2, $3 FROM attempt_outbox WHERE seq = $1
+                    "INSERT INTO refused_attempts
+                        (event_id, payload, created_at, refused_at, refusal, tally_count, last_at)
+                     SELECT event_id, payload, created_at, $2, $3, tally_count, last_at
+                     FROM attempt_outbox WHERE seq = $1
                      ON CONFLICT (event_id) DO NOTHING",
                 )
                 .bind(seq)

@@ -48,6 +48,8 @@ pub(super) async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String
         event_id: uuid::Uuid::now_v7().to_string(),
         payload: Vec::new(),
         created_at: NOW,
+        occurred_micros: NOW * 1_000_000,
+        tally: None,
     };
     store
         .record_login(
@@ -309,4 +311,95 @@ async fn logout_everywhere_records_its_instant_on_postgres() {
         return;
     };
     logout_everywhere_records_its_instant(store).await;
+}
+
+/// A refused attempt for the outbox, tallied under `key` until `due_at`.
+fn refusal(key: &str, due_at: i64, micros: i64) -> OutboxEntry {
+    OutboxEntry {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        payload: Vec::new(),
+        created_at: micros / 1_000_000,
+        occurred_micros: micros,
+        tally: Some(Tally {
+            key: key.to_owned(),
+            due_at,
+        }),
+    }
+}
+
+async fn refusals_are_tallied_per_key_until_due<S: AuthStore>(store: S) {
+    let due = NOW + 60;
+    let at = |s: i64| (NOW + s) * 1_000_000;
+    // Released together: each is counted once, into one row.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .record_login(&refusal("a", due, at(i)), LoginEffects::Nothing)
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    store
+        .record_login(&refusal("b", due, at(1)), LoginEffects::Nothing)
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 2);
+
+    // Open tallies wait for their window to end.
+    assert!(store.outbox_oldest(10, due - 1).await.unwrap().is_empty());
+
+    let rows = store.outbox_oldest(10, due).await.unwrap();
+    let counts: Vec<(i64, Option<i64>)> = rows.iter().map(|r| (r.tally_count, r.last_at)).collect();
+    assert_eq!(counts, [(40, Some(at(39))), (1, Some(at(1)))]);
+
+    // Closed rows take no more counts: a late refusal under the same key
+    // opens a new row, so nothing is counted into a row already sent.
+    store
+        .record_login(&refusal("a", due, at(59)), LoginEffects::Nothing)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    store.outbox_remove(&seqs).await.unwrap();
+    let rows = store.outbox_oldest(10, due).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].tally_count, rows[0].last_at), (1, Some(at(59))));
+
+    // A tally audit-service refuses keeps its count aside.
+    store
+        .record_login(&refusal("c", due, at(2)), LoginEffects::Nothing)
+        .await
+        .unwrap();
+    store
+        .record_login(&refusal("c", due, at(3)), LoginEffects::Nothing)
+        .await
+        .unwrap();
+    let rows = store.outbox_oldest(10, due).await.unwrap();
+    let tally = rows.iter().find(|r| r.tally_count == 2).unwrap();
+    store
+        .outbox_set_aside(tally.seq, "test", due)
+        .await
+        .unwrap();
+    assert_eq!(store.refused_len().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_tallied_per_key_until_due_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    refusals_are_tallied_per_key_until_due(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_tallied_per_key_until_due_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    refusals_are_tallied_per_key_until_due(store).await;
 }

@@ -346,6 +346,16 @@ pub struct AttemptItem {
     pub identifier: String,
     /// The request id from the edge, for finding related log lines.
     pub request_id: String,
+    /// How many attempts this record stands for: attempts refused before
+    /// any password work (`rate_limited`, `locked_out`,
+    /// `malformed_request`) from one client within one window are stored
+    /// as one record whose other fields are the first attempt's.
+    #[schema(minimum = 1)]
+    pub count: u32,
+    /// When the last of `count` attempts was decided, RFC 3339 UTC; `null`
+    /// when `count` is 1.
+    #[schema(format = DateTime)]
+    pub last_created_at: Option<String>,
 }
 
 impl From<AttemptRecord> for AttemptItem {
@@ -366,6 +376,11 @@ impl From<AttemptRecord> for AttemptItem {
             username: attempt.username,
             identifier: attempt.identifier,
             request_id: attempt.request_id,
+            count: attempt.count.max(1),
+            last_created_at: attempt
+                .last_occurred_at
+                .filter(|_| attempt.count > 1)
+                .and_then(rfc3339),
         }
     }
 }
@@ -668,6 +683,8 @@ mod tests {
                 user_agent: None,
                 request_id: "r1".into(),
                 trace_parent: None,
+                count: 0,
+                last_occurred_at: None,
             }),
         };
         let item = serde_json::to_value(AttemptItem::from(record)).unwrap();
@@ -678,8 +695,30 @@ mod tests {
                 "created_at": "2024-01-01T00:00:00.123Z", "user_agent": null,
                 "reject_reason": "bad_password", "successful": false, "suspicious": true,
                 "user": 3, "event_id": "e1", "username": "alice", "identifier": "alice",
-                "request_id": "r1",
+                "request_id": "r1", "count": 1, "last_created_at": null,
             })
+        );
+    }
+
+    #[test]
+    fn a_tally_shows_its_count_and_last_time() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        let record = AttemptRecord {
+            id: 2,
+            suspicious: false,
+            attempt: Some(Attempt {
+                reject_reason: "rate_limited".into(),
+                occurred_at: Some(at(1_704_067_200)),
+                count: 41,
+                last_occurred_at: Some(at(1_704_067_259)),
+                ..Default::default()
+            }),
+        };
+        let item = AttemptItem::from(record);
+        assert_eq!(item.count, 41);
+        assert_eq!(
+            item.last_created_at.as_deref(),
+            Some("2024-01-01T00:00:59Z")
         );
     }
 

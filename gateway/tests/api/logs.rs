@@ -32,6 +32,8 @@ fn record(id: i64, successful: bool) -> AttemptRecord {
             user_agent: successful.then(|| "curl/8".to_owned()),
             request_id: format!("req-{id}"),
             trace_parent: None,
+            count: 0,
+            last_occurred_at: None,
         }),
     }
 }
@@ -58,12 +60,12 @@ async fn an_admin_gets_a_page_of_attempts() {
                  "created_at": "2024-01-01T00:00:02Z", "user_agent": "curl/8",
                  "reject_reason": null, "successful": true, "suspicious": false, "user": 3,
                  "event_id": "event-2", "username": "alice", "identifier": "alice",
-                 "request_id": "req-2"},
+                 "request_id": "req-2", "count": 1, "last_created_at": null},
                 {"id": 1, "email": "alice@example.com", "ip": "198.51.100.7",
                  "created_at": "2024-01-01T00:00:01Z", "user_agent": null,
                  "reject_reason": "bad_password", "successful": false, "suspicious": true,
                  "user": null, "event_id": "event-1", "username": null, "identifier": "alice",
-                 "request_id": "req-1"},
+                 "request_id": "req-1", "count": 1, "last_created_at": null},
             ],
             "next": null,
         })

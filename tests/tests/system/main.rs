@@ -25,6 +25,7 @@ macro_rules! on_every_backend {
 mod abuse;
 mod accounts;
 mod export;
+mod flood;
 mod hostile;
 mod login;
 mod logs;
