@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::{
     context::ClientContext,
+    domain::LoginIdentifier,
     store::{OutboxEntry, Tally, User},
 };
 
@@ -91,21 +92,19 @@ pub fn count(outcome: Result<(), RejectReason>) {
         .increment(1);
 }
 
-/// Longest identifier kept in the log; longer input is cut, not dropped.
-const MAX_IDENTIFIER: usize = 254;
-
 /// Builds the outbox entry for one attempt decided at `now`, counted into
 /// `tally` when given (see [`tally`]).
 pub fn outbox_entry(
     ctx: &ClientContext,
-    identifier: &str,
+    identifier: &LoginIdentifier,
     user: Option<&User>,
     outcome: Result<(), RejectReason>,
     now: time::OffsetDateTime,
     tally: Option<Tally>,
 ) -> OutboxEntry {
     let event_id = uuid::Uuid::now_v7().to_string();
-    let identifier: String = identifier.chars().take(MAX_IDENTIFIER).collect();
+    // Longer input is cut, not dropped.
+    let identifier = identifier.for_log();
     let attempt = Attempt {
         event_id: event_id.clone(),
         occurred_at: Some(prost_types::Timestamp {

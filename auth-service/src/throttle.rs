@@ -25,6 +25,7 @@
 //! up does not stop the owner, whose own guesses the account+IP delays
 //! still bound.
 
+use crate::domain::LoginIdentifier;
 use std::{
     net::{IpAddr, Ipv6Addr},
     time::Duration,
@@ -224,7 +225,7 @@ impl LoginKeys {
     pub fn new(user_id: Option<i64>, identifier: &str, ip: &str) -> Self {
         let account = match user_id {
             Some(id) => account_key(id),
-            None => format!("acct:n{}", name_key(identifier)),
+            None => format!("acct:n{}", LoginIdentifier::new(identifier).counter_name()),
         };
         Self {
             user_id,
@@ -256,31 +257,6 @@ pub fn client_key(ip: &str, ipv6_prefix: u8) -> String {
         }
         Err(_) => "unknown".to_owned(),
     }
-}
-
-/// Longest identifier, in characters, that could name an account (an email
-/// of 254 bytes has at most 254 characters; usernames stop at 150).
-pub const MAX_IDENTIFIER_CHARS: usize = 254;
-
-/// Whether `lowered` could be some account's username or email at all: no
-/// NUL (which PostgreSQL text refuses) and no longer than any of them. An
-/// identifier that cannot is not looked up.
-pub fn could_name_an_account(lowered: &str) -> bool {
-    !lowered.contains('\0') && lowered.chars().count() <= MAX_IDENTIFIER_CHARS
-}
-
-/// The counter name of an identifier no account has: its lower-cased text,
-/// or, when it could name no account, a digest of it, so attacker-chosen
-/// bytes (NUL, 60 KB names) never reach a key column.
-fn name_key(identifier: &str) -> String {
-    use sha2::Digest;
-    let lowered = identifier.trim().to_lowercase();
-    if could_name_an_account(&lowered) {
-        return lowered;
-    }
-    let digest = sha2::Sha256::digest(lowered.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("#{hex}")
 }
 
 /// The per-account key of an existing account.
@@ -400,7 +376,7 @@ mod tests {
         assert_eq!(a, LoginKeys::new(None, &long.to_uppercase(), "192.0.2.1"));
         assert_eq!(a.account.len(), "acct:n#".len() + 64);
         assert_ne!(a.account, nul.account);
-        let edge = "y".repeat(MAX_IDENTIFIER_CHARS);
+        let edge = "y".repeat(LoginIdentifier::MAX_CHARS);
         assert_eq!(
             LoginKeys::new(None, &edge, "192.0.2.1").account,
             format!("acct:n{edge}")

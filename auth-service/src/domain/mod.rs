@@ -3,11 +3,13 @@
 
 mod code;
 mod email;
+mod identifier;
 mod password;
 mod username;
 
 pub use code::VerificationCode;
 pub use email::EmailAddress;
+pub use identifier::LoginIdentifier;
 pub use password::Password;
 pub use username::Username;
 

@@ -1,0 +1,226 @@
+//! Logging in: the try is reserved against the brute-force counters
+//! before any password work, decided, and recorded in the outbox with what
+//! it changes, in that order.
+
+use proto::auth::v1 as pb;
+
+use super::{AuthApi, new_id};
+use crate::{
+    attempt::{RejectReason, outbox_entry},
+    context::ClientContext,
+    domain::{FieldError, LoginIdentifier},
+    error::Error,
+    store::{AuthStore, LoginEffects, LoginReservation, NewRefreshToken, User},
+    throttle::{LoginKeys, wait},
+};
+
+impl<S: AuthStore> AuthApi<S> {
+    /// Tells the owner, once per lock, that their account is locked.
+    fn notify_lock(&self, user: &User) {
+        let (mailer, from, to, id) = (
+            self.mailer.clone(),
+            self.mail_from.clone(),
+            user.email.clone(),
+            user.id,
+        );
+        let body = format!(
+            "Hello {},\n\nYour account was temporarily locked after many failed sign-in attempts. \
+             It unlocks by itself after a short wait. If these attempts were not you, \
+             consider changing your password.\n",
+            user.username
+        );
+        tokio::spawn(async move {
+            match mailer
+                .send(&from, &to, "Your account was temporarily locked", body)
+                .await
+            {
+                Ok(()) => tracing::info!(user_id = id, "lock notification sent"),
+                Err(e) => tracing::error!(user_id = id, error = %e, "lock notification failed"),
+            }
+        });
+    }
+
+    /// Writes the attempt to the outbox (with what it changes) and wakes
+    /// the forwarder.
+    async fn record(
+        &self,
+        ctx: &ClientContext,
+        identifier: &LoginIdentifier,
+        user: Option<&User>,
+        outcome: Result<(), RejectReason>,
+        effects: LoginEffects<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), Error> {
+        let tally = crate::attempt::tally(
+            outcome,
+            &self.client(ctx),
+            user,
+            now.unix_timestamp(),
+            self.refused_tally_window,
+        );
+        let entry = outbox_entry(ctx, identifier, user, outcome, now, tally);
+        self.store.record_login(&entry, effects).await?;
+        self.outbox_signal.notify_one();
+        crate::attempt::count(outcome);
+        tracing::info!(
+            event_id = %entry.event_id,
+            successful = outcome.is_ok(),
+            reason = outcome.err().map_or("", RejectReason::as_str),
+            user_id = user.map(|u| u.id),
+            "login attempt"
+        );
+        Ok(())
+    }
+
+    /// Logs in at `at`: one instant for the whole attempt, its counters,
+    /// tokens and log record.
+    pub async fn log_in(
+        &self,
+        ctx: &ClientContext,
+        req: pb::LoginRequest,
+        at: time::OffsetDateTime,
+    ) -> Result<pb::TokenPair, Error> {
+        let now = at.unix_timestamp();
+        let identifier = LoginIdentifier::new(&req.username);
+        let mut problems: Vec<FieldError> = req
+            .malformed_fields
+            .iter()
+            .map(|f| FieldError::new(f.clone(), "Malformed value."))
+            .collect();
+        if problems.is_empty() {
+            if identifier.is_empty() {
+                problems.push(FieldError::required("username"));
+            }
+            if req.password.is_empty() {
+                problems.push(FieldError::required("password"));
+            }
+        }
+        if !problems.is_empty() {
+            self.record(
+                ctx,
+                &identifier,
+                None,
+                Err(RejectReason::MalformedRequest),
+                LoginEffects::Nothing,
+                at,
+            )
+            .await?;
+            return Err(Error::Invalid(problems));
+        }
+
+        let user = match identifier.lookup_key() {
+            Some(key) => self.store.user_by_login(&key).await?,
+            None => None,
+        };
+        let keys = LoginKeys::new(
+            user.as_ref().map(|u| u.id),
+            identifier.as_str(),
+            &self.client(ctx),
+        );
+
+        // The try is counted before, and decided without, looking at the
+        // password: a refused attempt says nothing about whether the
+        // password was right, and a burst gets no more password checks
+        // than the thresholds allow.
+        let reserved = match self
+            .store
+            .reserve_login(&keys, &self.brute_force, now)
+            .await?
+        {
+            LoginReservation::Granted(reserved) => reserved,
+            LoginReservation::Refused {
+                until,
+                account_locked,
+            } => {
+                let reason = if account_locked {
+                    RejectReason::LockedOut
+                } else {
+                    RejectReason::RateLimited
+                };
+                self.record(
+                    ctx,
+                    &identifier,
+                    user.as_ref(),
+                    Err(reason),
+                    LoginEffects::Nothing,
+                    at,
+                )
+                .await?;
+                return Err(Error::Throttled {
+                    retry_after: wait(until, now),
+                });
+            }
+        };
+
+        let password = req.password;
+        let matched = self
+            .hasher
+            .verify(
+                password.clone(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
+        let outcome = match &user {
+            None => Err(RejectReason::UnknownUser),
+            Some(_) if !matched => Err(RejectReason::BadPassword),
+            Some(u) if !u.is_active => Err(RejectReason::Inactive),
+            Some(_) => Ok(()),
+        };
+        let (Some(user), Ok(())) = (&user, outcome) else {
+            // Inactive stays counted too: otherwise the lock arriving one
+            // attempt late would tell a guesser that one password was right.
+            self.record(
+                ctx,
+                &identifier,
+                user.as_ref(),
+                outcome,
+                LoginEffects::Nothing,
+                at,
+            )
+            .await?;
+            if reserved.lock_started {
+                tracing::warn!(user_id = user.as_ref().map(|u| u.id), "account locked");
+                if let Some(user) = &user {
+                    self.notify_lock(user);
+                }
+            }
+            return Err(Error::BadCredentials);
+        };
+        if crate::hasher::needs_rehash(&user.password_hash) {
+            // The one moment we hold the plain password of a known-good
+            // login: upgrade a hash made with older, weaker parameters.
+            let upgraded = self.hasher.hash(password).await?;
+            self.store.set_password_hash(user.id, &upgraded).await?;
+            tracing::info!(
+                user_id = user.id,
+                "password hash upgraded to current parameters"
+            );
+        }
+        let jti = new_id();
+        let pair = self.tokens.issue(user, now, jti.clone())?;
+        let refresh = NewRefreshToken {
+            jti,
+            family_id: new_id(),
+            user_id: user.id,
+            issued_at: now,
+            expires_at: pair.refresh_exp,
+        };
+        self.record(
+            ctx,
+            &identifier,
+            Some(user),
+            Ok(()),
+            LoginEffects::Success {
+                refresh: &refresh,
+                keys: &keys,
+                reserved: &reserved,
+            },
+            at,
+        )
+        .await?;
+        Ok(pb::TokenPair {
+            access: pair.access,
+            refresh: pair.refresh,
+        })
+    }
+}

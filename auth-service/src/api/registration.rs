@@ -1,0 +1,206 @@
+//! Registration and email verification by emailed code.
+
+use proto::auth::v1 as pb;
+use rand::RngCore;
+
+use super::AuthApi;
+use crate::{
+    context::ClientContext,
+    domain::{EmailAddress, FieldError, Password, Username, VerificationCode},
+    error::Error,
+    store::{AuthStore, NewUser, StoreError, StoredCode},
+};
+
+/// A verification code's lifetime.
+const CODE_TTL_SECS: i64 = 600;
+/// Wrong tries after which a code is dead.
+const CODE_MAX_TRIES: i32 = 5;
+/// Least time between two codes for one address.
+const CODE_RESEND_SECS: i64 = 60;
+
+impl<S: AuthStore> AuthApi<S> {
+    /// Creates an inactive account, to be activated by an emailed code.
+    pub async fn register_account(
+        &self,
+        ctx: &ClientContext,
+        req: pb::RegisterRequest,
+        now: i64,
+    ) -> Result<pb::RegisterResponse, Error> {
+        self.rate_limit("register", self.limits.register, ctx, now)
+            .await?;
+        let mut errors = Vec::new();
+        let username = Username::parse(&req.username)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let email = EmailAddress::parse("email", &req.email)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let password = Password::parse_new(&req.password, username.as_ref(), email.as_ref())
+            .map_err(|e| errors.extend(e))
+            .ok();
+        if req
+            .password2
+            .as_deref()
+            .is_some_and(|p2| p2 != req.password)
+        {
+            errors.push(FieldError::new(
+                "password2",
+                "Password fields didn't match.",
+            ));
+        }
+        let (Some(username), Some(email), Some(password), true) =
+            (username, email, password, errors.is_empty())
+        else {
+            return Err(Error::Invalid(errors));
+        };
+        let hash = self.hasher.hash(password.expose().to_owned()).await?;
+        let user = self
+            .store
+            .create_user(NewUser {
+                username: username.as_str(),
+                username_lower: &username.lookup_key(),
+                email: email.as_str(),
+                email_lower: &email.lookup_key(),
+                password_hash: &hash,
+                is_active: false,
+                is_staff: false,
+                now,
+            })
+            .await
+            .map_err(conflict)?;
+        tracing::info!(user_id = user.id, "account registered");
+        Ok(pb::RegisterResponse {
+            username: user.username,
+            email: user.email,
+        })
+    }
+
+    /// Mails a fresh code to an inactive account; answers the same for
+    /// any address.
+    pub async fn send_verification_code(
+        &self,
+        ctx: &ClientContext,
+        req: pb::RequestVerificationCodeRequest,
+        now: i64,
+    ) -> Result<(), Error> {
+        self.rate_limit("code", self.limits.code_request, ctx, now)
+            .await?;
+        let email =
+            EmailAddress::parse("email", &req.email).map_err(|e| Error::Invalid(vec![e]))?;
+        // Same answer, and nearly the same work, whether or not the account
+        // exists: the mail is sent in the background either way.
+        let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
+            return Ok(());
+        };
+        if user.is_active {
+            return Ok(());
+        }
+        let code = VerificationCode::generate();
+        let mut salt = vec![0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let stored = StoredCode {
+            code_hash: code.digest(&salt),
+            salt,
+            created_at: now,
+            expires_at: now + CODE_TTL_SECS,
+            tries: 0,
+        };
+        if !self
+            .store
+            .put_code(user.id, &stored, now - CODE_RESEND_SECS)
+            .await?
+        {
+            tracing::info!(
+                user_id = user.id,
+                "verification code not re-sent: last one is under 60 s old"
+            );
+            return Ok(());
+        }
+        let (mailer, from, to) = (
+            self.mailer.clone(),
+            self.mail_from.clone(),
+            user.email.clone(),
+        );
+        let body = format!(
+            "Hello {},\n\nYour verification code is: {}\n\nIt expires in 10 minutes. If you did not ask for it, ignore this email.\n",
+            user.username,
+            code.expose()
+        );
+        tokio::spawn(async move {
+            match mailer
+                .send(&from, &to, "Your verification code", body)
+                .await
+            {
+                Ok(()) => tracing::info!(user_id = user.id, "verification code sent"),
+                Err(e) => {
+                    tracing::error!(user_id = user.id, error = %e, "verification email failed")
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Activates the account when the code is right and alive.
+    pub async fn verify_email(
+        &self,
+        ctx: &ClientContext,
+        req: pb::VerifyCodeRequest,
+        now: i64,
+    ) -> Result<pb::VerifyOutcome, Error> {
+        self.rate_limit("verify", self.limits.code_verify, ctx, now)
+            .await?;
+        use pb::VerifyOutcome as O;
+        let mut missing = Vec::new();
+        if req.email.trim().is_empty() {
+            missing.push(FieldError::required("email"));
+        }
+        if req.code.trim().is_empty() {
+            missing.push(FieldError::required("code"));
+        }
+        if !missing.is_empty() {
+            return Err(Error::Invalid(missing));
+        }
+        let Ok(email) = EmailAddress::parse("email", &req.email) else {
+            return Ok(O::CodeWrong);
+        };
+        let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
+            return Ok(O::CodeWrong);
+        };
+        // The try is counted before the comparison, so a burst of guesses
+        // gets at most CODE_MAX_TRIES comparisons against one code.
+        let Some(stored) = self.store.reserve_code_try(user.id, CODE_MAX_TRIES).await? else {
+            return Ok(match self.store.code(user.id).await? {
+                Some(_) => O::TooManyAttempts,
+                None => O::CodeWrong,
+            });
+        };
+        let matches = VerificationCode::parse(&req.code)
+            .is_some_and(|c| c.matches(&stored.salt, &stored.code_hash));
+        if !matches {
+            return Ok(O::CodeWrong);
+        }
+        if now >= stored.expires_at {
+            return Ok(O::CodeExpired);
+        }
+        if self
+            .store
+            .activate_with_code(user.id, &stored.code_hash, now)
+            .await?
+        {
+            tracing::info!(user_id = user.id, "account activated");
+            Ok(O::Activated)
+        } else {
+            Ok(O::CodeWrong)
+        }
+    }
+}
+
+fn conflict(e: StoreError) -> Error {
+    match e {
+        StoreError::Duplicate(field) => Error::Conflict(vec![FieldError::new(
+            field,
+            format!("A user with that {field} already exists."),
+        )]),
+        other => other.into(),
+    }
+}

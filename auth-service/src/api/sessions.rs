@@ -1,0 +1,126 @@
+//! Sessions and tokens: refresh rotation, logout (one session or every
+//! one), and introspection for the gateway's long-lived streams.
+
+use proto::auth::v1 as pb;
+
+use super::{AuthApi, new_id};
+use crate::{
+    domain::FieldError,
+    error::Error,
+    store::{AuthStore, NewRefreshToken, Rotation, User},
+    tokens::{ACCESS, REFRESH},
+};
+
+impl<S: AuthStore> AuthApi<S> {
+    /// Rotates a refresh token into a new pair; a reused one revokes its
+    /// family.
+    pub async fn refresh_session(
+        &self,
+        req: pb::RefreshRequest,
+        now: i64,
+    ) -> Result<pb::TokenPair, Error> {
+        if req.refresh.trim().is_empty() {
+            return Err(Error::Invalid(vec![FieldError::required("refresh")]));
+        }
+        let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
+        let jti = new_id();
+        let next = NewRefreshToken {
+            jti: jti.clone(),
+            family_id: String::new(),
+            user_id: claims.user_id,
+            issued_at: now,
+            expires_at: now + self.tokens.refresh_ttl(),
+        };
+        match self
+            .store
+            .rotate_refresh(&claims.jti, now, &next, self.limits.refresh_family)
+            .await?
+        {
+            Rotation::Rotated(owner) => {
+                let pair = self.tokens.issue(owner, now, jti)?;
+                Ok(pb::TokenPair {
+                    access: pair.access,
+                    refresh: pair.refresh,
+                })
+            }
+            Rotation::Reused => {
+                tracing::warn!(
+                    user_id = claims.user_id,
+                    "refresh token reused: family revoked"
+                );
+                Err(Error::InvalidToken)
+            }
+            Rotation::Throttled(retry_after) => {
+                tracing::warn!(
+                    user_id = claims.user_id,
+                    "refresh family over its rate limit"
+                );
+                Err(Error::Throttled { retry_after })
+            }
+            Rotation::Inactive | Rotation::Invalid => Err(Error::InvalidToken),
+        }
+    }
+
+    /// Ends the refresh token's session (its family).
+    pub async fn log_out(&self, req: pb::LogoutRequest, now: i64) -> Result<(), Error> {
+        if req.refresh.trim().is_empty() {
+            return Err(Error::Invalid(vec![FieldError::required("refresh")]));
+        }
+        let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
+        if !self.store.logout_family(&claims.jti, now).await? {
+            return Err(Error::InvalidToken);
+        }
+        tracing::info!(user_id = claims.user_id, "session logged out");
+        Ok(())
+    }
+
+    /// Ends every session of the token's user, and every access token
+    /// issued up to `now` as far as introspection is concerned.
+    pub async fn log_out_everywhere(
+        &self,
+        req: pb::LogoutAllRequest,
+        now: i64,
+    ) -> Result<pb::LogoutAllResponse, Error> {
+        let user_id = if !req.refresh.trim().is_empty() {
+            let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
+            self.store
+                .live_refresh_owner(&claims.jti, now)
+                .await?
+                .ok_or(Error::InvalidToken)?
+        } else if !req.access.trim().is_empty() {
+            self.verify_token(req.access.trim(), ACCESS).await?.user_id
+        } else {
+            return Err(Error::Invalid(vec![FieldError::required("refresh")]));
+        };
+        let revoked_sessions = self.store.logout_user(user_id, now).await?;
+        tracing::info!(user_id, revoked_sessions, "all sessions logged out");
+        Ok(pb::LogoutAllResponse { revoked_sessions })
+    }
+
+    /// Whether an access token is still good for its user right now.
+    pub async fn introspect(
+        &self,
+        req: pb::IntrospectTokenRequest,
+    ) -> Result<pb::IntrospectTokenResponse, Error> {
+        let Ok(claims) = self.verify_token(req.token.trim(), ACCESS).await else {
+            return Ok(pb::IntrospectTokenResponse::default());
+        };
+        // "Log out everywhere" ends every token issued up to that second,
+        // including any issued within it: `iat` has whole seconds only, and
+        // a token wrongly refused costs a login, one wrongly kept a breach.
+        let live = |user: &User| {
+            user.is_active && user.sessions_revoked_at.is_none_or(|at| claims.iat > at)
+        };
+        match self.store.user_by_id(claims.user_id).await? {
+            Some(user) if live(&user) => Ok(pb::IntrospectTokenResponse {
+                active: true,
+                user_id: user.id,
+                username: user.username,
+                is_staff: user.is_staff,
+                exp: claims.exp,
+                jti: claims.jti,
+            }),
+            _ => Ok(pb::IntrospectTokenResponse::default()),
+        }
+    }
+}

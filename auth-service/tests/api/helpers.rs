@@ -1,0 +1,198 @@
+//! Two ways into auth-service: [`TestApp`], the real binary's application
+//! served on loopback and called over gRPC, and [`Rules`], the use cases
+//! over a real store, called at whatever instant a test names.
+
+use std::sync::Arc;
+
+use auth_service::{
+    Config,
+    api::AuthApi,
+    context::ClientContext,
+    error::Error,
+    hasher::PasswordHasher,
+    mail::Mailer,
+    store::{AuthStore, NewUser, PgStore, SqliteStore},
+    throttle::BruteForcePolicy,
+    tokens::TokenService,
+};
+use proto::auth::v1::{LoginRequest, TokenPair, auth_service_client::AuthServiceClient};
+use tokio::sync::{Notify, oneshot};
+use tonic::transport::Channel;
+
+/// An instant far from the wall clock, so nothing here can pass by
+/// accident of timing: every rule about time is exercised by naming times.
+pub const T0: i64 = 1_900_000_000;
+
+/// The use cases over a real store, with a clock the test holds.
+pub struct Rules<S: AuthStore> {
+    /// The API under test.
+    pub api: AuthApi<S>,
+    /// Its store, for what a test sets up directly.
+    pub store: S,
+    hasher: PasswordHasher,
+    _dir: tempfile::TempDir,
+}
+
+impl Rules<SqliteStore> {
+    /// On a fresh SQLite file.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        Self::over(store, dir).await
+    }
+}
+
+impl Rules<PgStore> {
+    /// On a fresh PostgreSQL database; `None` when `TEST_POSTGRES_URL` is
+    /// unset (CI sets it, and then an unreachable server fails the test).
+    pub async fn postgres() -> Option<Self> {
+        let server = common::testing::server_url("TEST_POSTGRES_URL")?;
+        let url = common::testing::fresh_postgres(&server).await;
+        let store = PgStore::connect(&url).await.unwrap();
+        Some(Self::over(store, tempfile::tempdir().unwrap()).await)
+    }
+}
+
+impl<S: AuthStore> Rules<S> {
+    async fn over(store: S, dir: tempfile::TempDir) -> Self {
+        let tokens = TokenService::load(
+            &store,
+            "auth-service".into(),
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_secs(86_400),
+            T0,
+        )
+        .await
+        .unwrap();
+        let hasher = PasswordHasher::new(2).unwrap();
+        let mailer = Mailer::new(None, dir.path().join("mail")).unwrap();
+        let api = AuthApi::new(
+            store.clone(),
+            hasher.clone(),
+            Arc::new(tokens),
+            mailer,
+            "Accounts <no-reply@example.com>".parse().unwrap(),
+            Arc::new(Notify::new()),
+        );
+        Self {
+            api,
+            store,
+            hasher,
+            _dir: dir,
+        }
+    }
+
+    /// The same, with these brute-force thresholds.
+    pub fn with_policy(self, policy: BruteForcePolicy) -> Self {
+        Self {
+            api: self.api.with_limits(policy, Default::default()),
+            ..self
+        }
+    }
+
+    /// A verified account.
+    pub async fn active_user(&self, username: &str, password: &str) -> i64 {
+        let hash = self.hasher.hash(password.to_owned()).await.unwrap();
+        let email = format!("{username}@example.com");
+        self.store
+            .create_user(NewUser {
+                username,
+                username_lower: &username.to_lowercase(),
+                email: &email,
+                email_lower: &email,
+                password_hash: &hash,
+                is_active: true,
+                is_staff: false,
+                now: T0,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// A login from client address `ip` at unix second `at`.
+    pub async fn login(
+        &self,
+        ip: &str,
+        username: &str,
+        password: &str,
+        at: i64,
+    ) -> Result<TokenPair, Error> {
+        let ctx = ClientContext {
+            ip: ip.to_owned(),
+            user_agent: None,
+            request_id: "test".to_owned(),
+        };
+        let req = LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            ..Default::default()
+        };
+        let at = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+        self.api.log_in(&ctx, req, at).await
+    }
+}
+
+/// How a login ended, for assertions.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Tokens issued.
+    LoggedIn,
+    /// The one answer every wrong credential gets.
+    Refused,
+    /// Throttled; seconds to wait.
+    Wait(u64),
+}
+
+/// The [`Outcome`] of a login; panics on any other error.
+pub fn outcome(result: Result<TokenPair, Error>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::LoggedIn,
+        Err(Error::BadCredentials) => Outcome::Refused,
+        Err(Error::Throttled { retry_after }) => Outcome::Wait(retry_after),
+        Err(other) => panic!("unexpected error: {other:?}"),
+    }
+}
+
+/// auth-service as its binary runs it, on loopback, over a fresh SQLite
+/// file; audit-service is not running (attempts wait in the outbox).
+pub struct TestApp {
+    /// A client of its gRPC API.
+    pub client: AuthServiceClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Builds and serves it with `configure` applied to the test config.
+    pub async fn spawn(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        // A port nothing listens on: the forwarder retries in the background.
+        let mut config = Config::for_tests(&url, "http://127.0.0.1:9", dir.path().join("mail"));
+        configure(&mut config);
+        let app = auth_service::Application::build(config).await.unwrap();
+        let addr = app.local_addr();
+        let (stop, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let client = AuthServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        Self {
+            client,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
