@@ -23,8 +23,6 @@ pub const MAX_EMAIL_CHARS: usize = 320;
 pub const MAX_USERNAME_CHARS: usize = 150;
 /// Longest stored IP text (an IPv6 address with a zone fits easily).
 pub const MAX_IP_CHARS: usize = 64;
-/// Longest stored reject reason (the known values are short words).
-pub const MAX_REASON_CHARS: usize = 64;
 /// Longest stored request id.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
@@ -105,7 +103,7 @@ pub struct Filter {
     pub identifier: Option<String>,
     /// The account's id.
     pub user_id: Option<i64>,
-    /// One of [`REASONS`].
+    /// A failure reason's code (`bad_password`).
     pub reason: Option<String>,
     /// Only flagged (`true`) or only unflagged (`false`) attempts.
     pub suspicious: Option<bool>,
@@ -119,17 +117,6 @@ pub struct IpRange {
     /// Key of the last address (equal to `lo` for one address).
     pub hi: String,
 }
-
-/// The failure reasons producers send; a filter naming anything else is
-/// refused rather than silently matching nothing.
-pub const REASONS: [&str; 6] = [
-    "unknown_user",
-    "bad_password",
-    "inactive",
-    "malformed_request",
-    "locked_out",
-    "rate_limited",
-];
 
 /// The stored, indexable form of an IP: 32 hex digits of its IPv6 form
 /// (IPv4 as `::ffff:a.b.c.d`), so every spelling of one address has one key
@@ -293,7 +280,7 @@ impl NewAttempt {
     /// Free text is cleaned rather than refused (see `clean`); the fields
     /// the log filters and counts by must mean what they say: `ip` is empty
     /// or an address, `reject_reason` is empty on success and one of
-    /// [`REASONS`] on failure, and `occurred_at` lies between
+    /// `pb::RejectReason::FAILURES` on failure, and `occurred_at` lies between
     /// [`MAX_AGE_MICROS`] before and [`MAX_FUTURE_MICROS`] after `now`.
     pub fn parse(index: usize, raw: pb::Attempt, now: Micros) -> Result<Self, Error> {
         let field = |name: &str| format!("attempts[{index}].{name}");
@@ -328,19 +315,18 @@ impl NewAttempt {
             return Err(invalid("occurred_at", "is more than 366 days old"));
         }
         let (count, last_occurred_at) = tally(&raw, occurred_at, now, &invalid)?;
+        let reason =
+            reason_of(&raw).ok_or_else(|| invalid("reason", "must be one of the known reasons"))?;
+        if raw.successful && reason != pb::RejectReason::Unspecified {
+            return Err(invalid("reason", "must be unspecified on a success"));
+        }
+        if !raw.successful && reason == pb::RejectReason::Unspecified {
+            return Err(invalid("reason", "is required on a failure"));
+        }
+        let reject_reason = reason.code().to_owned();
         let ip = clean(raw.ip, MAX_IP_CHARS);
         if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
             return Err(invalid("ip", "must be empty or an IP address"));
-        }
-        let reject_reason = clean(raw.reject_reason, MAX_REASON_CHARS);
-        if raw.successful && !reject_reason.is_empty() {
-            return Err(invalid("reject_reason", "must be empty on a success"));
-        }
-        if !raw.successful && !REASONS.contains(&reject_reason.as_str()) {
-            return Err(invalid(
-                "reject_reason",
-                "must be one of the known reasons on a failure",
-            ));
         }
         let email = clean(raw.email, MAX_EMAIL_CHARS);
         Ok(Self {
@@ -370,6 +356,20 @@ impl NewAttempt {
             .map(|(i, a)| Self::parse(i, a, now))
             .collect()
     }
+}
+
+/// The reason `raw` gives: its `reason`, or from a producer that predates
+/// it, its text; `None` when it names none the log knows.
+#[allow(deprecated)]
+fn reason_of(raw: &pb::Attempt) -> Option<pb::RejectReason> {
+    if raw.reason != 0 {
+        return pb::RejectReason::try_from(raw.reason).ok();
+    }
+    let legacy = raw.legacy_reject_reason.replace('\0', "");
+    if legacy.is_empty() {
+        return Some(pb::RejectReason::Unspecified);
+    }
+    pb::RejectReason::from_code(&legacy)
 }
 
 /// The count and last time of `raw`, whose first attempt is at
@@ -423,7 +423,7 @@ impl From<NewAttempt> for pb::Attempt {
             username: a.username,
             email: a.email,
             successful: a.successful,
-            reject_reason: a.reject_reason,
+            reason: pb::RejectReason::from_code(&a.reject_reason).unwrap_or_default() as i32,
             ip: a.ip,
             user_agent: a.user_agent,
             request_id: a.request_id,
@@ -431,6 +431,7 @@ impl From<NewAttempt> for pb::Attempt {
             trace_parent: None,
             count: u32::try_from(a.count).unwrap_or(u32::MAX),
             last_occurred_at: a.last_occurred_at.map(micros_to_timestamp),
+            ..Default::default()
         }
     }
 }
@@ -445,56 +446,12 @@ impl From<StoredAttempt> for pb::AttemptRecord {
     }
 }
 
-/// The filter fields shared by `ListAttemptsRequest` and `TailRequest`.
-pub struct FilterFields<'a> {
-    /// See `ListAttemptsRequest.successful`.
-    pub successful: Option<bool>,
-    /// See `ListAttemptsRequest.ip`.
-    pub ip: Option<&'a str>,
-    /// See `ListAttemptsRequest.email`.
-    pub email: Option<&'a str>,
-    /// See `ListAttemptsRequest.since`.
-    pub since: Option<&'a Timestamp>,
-    /// See `ListAttemptsRequest.until`.
-    pub until: Option<&'a Timestamp>,
-    /// See `ListAttemptsRequest.identifier`.
-    pub identifier: Option<&'a str>,
-    /// See `ListAttemptsRequest.user_id`.
-    pub user_id: Option<i64>,
-    /// See `ListAttemptsRequest.reason`.
-    pub reason: Option<&'a str>,
-    /// See `ListAttemptsRequest.suspicious`.
-    pub suspicious: Option<bool>,
-}
-
-/// `From` for each request carrying the filter fields, which protobuf
-/// generates as two unrelated structs with the same field names.
-macro_rules! filter_fields_from {
-    ($($request:ty),+) => {$(
-        impl<'a> From<&'a $request> for FilterFields<'a> {
-            fn from(r: &'a $request) -> Self {
-                Self {
-                    successful: r.successful,
-                    ip: r.ip.as_deref(),
-                    email: r.email.as_deref(),
-                    since: r.since.as_ref(),
-                    until: r.until.as_ref(),
-                    identifier: r.identifier.as_deref(),
-                    user_id: r.user_id,
-                    reason: r.reason.as_deref(),
-                    suspicious: r.suspicious,
-                }
-            }
-        }
-    )+};
-}
-
-filter_fields_from!(pb::ListAttemptsRequest, pb::TailRequest);
-
 impl Filter {
-    /// The filters of a listing or tail request.
-    pub fn parse<'a>(req: impl Into<FilterFields<'a>>) -> Result<Self, Error> {
-        let req = req.into();
+    /// The filters of a listing or tail request (none when absent).
+    pub fn parse(req: Option<&pb::AttemptFilter>) -> Result<Self, Error> {
+        let Some(req) = req else {
+            return Ok(Self::default());
+        };
         let time = |name: &str, ts: Option<&Timestamp>| {
             ts.map(|ts| {
                 timestamp_to_micros(ts).ok_or_else(|| {
@@ -505,6 +462,7 @@ impl Filter {
         };
         let ip = req
             .ip
+            .as_deref()
             .map(|raw| {
                 IpRange::parse(raw)
                     .ok_or_else(|| Error::invalid("ip", "must be an IP address or a CIDR block"))
@@ -513,19 +471,20 @@ impl Filter {
         let reason = req
             .reason
             .map(|r| {
-                REASONS
-                    .contains(&r)
-                    .then(|| r.to_owned())
+                pb::RejectReason::try_from(r)
+                    .ok()
+                    .filter(|r| *r != pb::RejectReason::Unspecified)
+                    .map(|r| r.code().to_owned())
                     .ok_or_else(|| Error::invalid("reason", "must be one of the known reasons"))
             })
             .transpose()?;
         Ok(Self {
             successful: req.successful,
             ip,
-            email_lower: req.email.map(fold_email),
-            since: time("since", req.since)?,
-            until: time("until", req.until)?,
-            identifier: req.identifier.map(str::to_owned),
+            email_lower: req.email.as_deref().map(fold_email),
+            since: time("since", req.since.as_ref())?,
+            until: time("until", req.until.as_ref())?,
+            identifier: req.identifier.clone(),
             user_id: req.user_id,
             reason,
             suspicious: req.suspicious,
@@ -566,7 +525,7 @@ mod tests {
                 nanos: 123_456_789,
             }),
             email: "Alice@Example.COM".into(),
-            reject_reason: "bad_password".into(),
+            reason: pb::RejectReason::BadPassword as i32,
             ..Default::default()
         }
     }
@@ -626,41 +585,55 @@ mod tests {
         }
     }
 
+    /// `raw_attempt` failing with `reason`, spelled the current way.
+    fn failing(reason: i32) -> pb::Attempt {
+        pb::Attempt {
+            reason,
+            ..raw_attempt()
+        }
+    }
+
+    /// `raw_attempt` failing with `reason`, spelled as producers did
+    /// before `reason` existed (outbox rows of that time still do).
+    #[allow(deprecated)]
+    fn failing_legacy(reason: &str) -> pb::Attempt {
+        pb::Attempt {
+            reason: 0,
+            legacy_reject_reason: reason.into(),
+            ..raw_attempt()
+        }
+    }
+
     #[test]
-    fn a_reason_is_empty_on_success_and_known_on_failure() {
-        for reason in REASONS {
-            let raw = pb::Attempt {
-                reject_reason: reason.into(),
-                ..raw_attempt()
-            };
-            assert!(NewAttempt::parse(0, raw, NOW).is_ok(), "{reason}");
+    fn a_reason_is_unspecified_on_success_and_known_on_failure() {
+        for reason in pb::RejectReason::FAILURES {
+            for raw in [failing(reason as i32), failing_legacy(reason.code())] {
+                let a = NewAttempt::parse(0, raw, NOW).unwrap();
+                assert_eq!(a.reject_reason, reason.code());
+            }
         }
         let success = pb::Attempt {
             successful: true,
-            reject_reason: String::new(),
+            reason: 0,
             ..raw_attempt()
         };
         assert!(NewAttempt::parse(0, success.clone(), NOW).is_ok());
         for bad in [
             pb::Attempt {
-                reject_reason: "bad_password".into(),
-                ..success
+                reason: pb::RejectReason::BadPassword as i32,
+                ..success.clone()
             },
             pb::Attempt {
-                reject_reason: String::new(),
-                ..raw_attempt()
+                successful: true,
+                ..failing_legacy("bad_password")
             },
-            pb::Attempt {
-                reject_reason: "Bad_Password".into(),
-                ..raw_attempt()
-            },
-            pb::Attempt {
-                reject_reason: "bored".into(),
-                ..raw_attempt()
-            },
+            failing(0),
+            failing(99),
+            failing_legacy("Bad_Password"),
+            failing_legacy("bored"),
         ] {
             let err = refusal(bad, NOW);
-            assert!(err.starts_with("attempts[2].reject_reason "), "{err}");
+            assert!(err.starts_with("attempts[2].reason "), "{err}");
             assert!(err.ends_with(EVENT), "{err}");
         }
     }
@@ -734,22 +707,25 @@ mod tests {
 
     #[test]
     fn bad_filters_name_the_field() {
-        let req = pb::ListAttemptsRequest {
-            reason: Some("bored".into()),
-            ..Default::default()
-        };
-        assert!(
-            Filter::parse(&req)
-                .unwrap_err()
-                .to_string()
-                .starts_with("reason")
-        );
-        let req = pb::ListAttemptsRequest {
+        for reason in [0, 99] {
+            let req = pb::AttemptFilter {
+                reason: Some(reason),
+                ..Default::default()
+            };
+            assert!(
+                Filter::parse(Some(&req))
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("reason")
+            );
+        }
+        assert_eq!(Filter::parse(None).unwrap(), Filter::default());
+        let req = pb::AttemptFilter {
             ip: Some("1.2.3".into()),
             ..Default::default()
         };
         assert!(
-            Filter::parse(&req)
+            Filter::parse(Some(&req))
                 .unwrap_err()
                 .to_string()
                 .starts_with("ip")

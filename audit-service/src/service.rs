@@ -98,7 +98,7 @@ impl AuditService for AuditApi {
         request: Request<TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
         let span = tracing::info_span!("tail", request_id = %request_id(&request));
-        let filter = Filter::parse(request.get_ref())?;
+        let filter = Filter::parse(request.get_ref().filter.as_ref())?;
         // Subscribe before answering, so nothing committed after the client
         // sees the response headers is missed.
         let updates = self.hub.sender.subscribe();
@@ -143,7 +143,7 @@ impl AuditService for AuditApi {
                 "" => None,
                 raw => Some(Cursor::decode(raw)?),
             };
-            let filter = Filter::parse(&req)?;
+            let filter = Filter::parse(req.filter.as_ref())?;
             let page = self.store.list(&filter, limit, cursor).await?;
             Ok(Response::new(ListAttemptsResponse {
                 attempts: page.attempts.into_iter().map(Into::into).collect(),

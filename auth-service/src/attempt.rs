@@ -15,45 +15,18 @@ use crate::{
 /// a flooding client costs at most a record a minute per reason.
 pub const DEFAULT_REFUSED_TALLY_WINDOW: Duration = Duration::from_secs(60);
 
-/// Why a login failed, as stored in the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// No account has this username or email.
-    UnknownUser,
-    /// The password did not match.
-    BadPassword,
-    /// Right password, but the account is not verified or is disabled.
-    Inactive,
-    /// The request could not be read or lacked a field.
-    MalformedRequest,
-    /// The account is locked after too many failures (from any IP).
-    LockedOut,
-    /// This IP, or this account from this IP, is throttled.
-    RateLimited,
-}
+/// Why a login failed: the log's own enum, so producer and log share one
+/// list (stored as its `code()`).
+pub use proto::audit::v1::RejectReason;
 
-impl RejectReason {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnknownUser => "unknown_user",
-            Self::BadPassword => "bad_password",
-            Self::Inactive => "inactive",
-            Self::MalformedRequest => "malformed_request",
-            Self::LockedOut => "locked_out",
-            Self::RateLimited => "rate_limited",
-        }
-    }
-
-    /// Whether the attempt was refused before any password work: such
-    /// attempts cost an attacker nothing, so they are tallied, not stored
-    /// one by one.
-    fn is_refusal(self) -> bool {
-        matches!(
-            self,
-            Self::MalformedRequest | Self::LockedOut | Self::RateLimited
-        )
-    }
+/// Whether the attempt was refused before any password work: such
+/// attempts cost an attacker nothing, so they are tallied, not stored one
+/// by one.
+fn is_refusal(reason: RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::MalformedRequest | RejectReason::LockedOut | RejectReason::RateLimited
+    )
 }
 
 /// Where a refused attempt decided at `now` (unix seconds) is counted: per
@@ -68,7 +41,7 @@ pub fn tally(
     now: i64,
     window: Duration,
 ) -> Option<Tally> {
-    let reason = outcome.err().filter(|r| r.is_refusal())?;
+    let reason = outcome.err().filter(|r| is_refusal(*r))?;
     let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
     let start = now - now.rem_euclid(window);
     let account = match (reason, user) {
@@ -76,7 +49,7 @@ pub fn tally(
         _ => String::new(),
     };
     Some(Tally {
-        key: format!("{}|{client}|{account}|{start}", reason.as_str()),
+        key: format!("{}|{client}|{account}|{start}", reason.code()),
         due_at: start.saturating_add(window),
     })
 }
@@ -86,7 +59,7 @@ pub fn tally(
 pub fn count(outcome: Result<(), RejectReason>) {
     let (outcome, reason) = match outcome {
         Ok(()) => ("success", "none"),
-        Err(reason) => ("failure", reason.as_str()),
+        Err(reason) => ("failure", reason.code()),
     };
     metrics::counter!("login_attempts_total", "outcome" => outcome, "reason" => reason)
         .increment(1);
@@ -116,7 +89,7 @@ pub fn outbox_entry(
         user_id: user.map(|u| u.id),
         username: user.map(|u| u.username.clone()),
         successful: outcome.is_ok(),
-        reject_reason: outcome.err().map_or("", RejectReason::as_str).to_owned(),
+        reason: outcome.err().map_or(0, |r| r as i32),
         ip: ctx.ip.clone(),
         user_agent: ctx.user_agent.clone(),
         request_id: ctx.request_id.clone(),
@@ -124,6 +97,7 @@ pub fn outbox_entry(
         // A tally's count and last time are added when it is sent.
         count: 0,
         last_occurred_at: None,
+        ..Default::default()
     };
     OutboxEntry {
         event_id,

@@ -141,7 +141,7 @@ impl<S: AuthStore> Forwarder<S> {
                     event_id = %attempt.event_id,
                     occurred_at = ?attempt.occurred_at,
                     successful = attempt.successful,
-                    reject_reason = %attempt.reject_reason,
+                    reason = attempt.reason().code(),
                     ip = %attempt.ip,
                     refusal = %status.message(),
                     "audit-service refused an attempt as invalid; \

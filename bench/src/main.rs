@@ -32,14 +32,19 @@ use anyhow::Context as _;
 use audit_service::{Application, Config};
 use prost_types::Timestamp;
 use proto::audit::v1::{
-    Attempt, IngestBatch, ListAttemptsRequest, audit_service_client::AuditServiceClient,
+    Attempt, IngestBatch, ListAttemptsRequest, RejectReason,
+    audit_service_client::AuditServiceClient,
 };
 
 /// Attempts per ingest batch.
 const BATCH: usize = 500;
 /// Timed calls per query.
 const QUERY_RUNS: usize = 50;
-const REASONS: [&str; 3] = ["bad_password", "unknown_user", "locked_out"];
+const REASONS: [RejectReason; 3] = [
+    RejectReason::BadPassword,
+    RejectReason::UnknownUser,
+    RejectReason::LockedOut,
+];
 
 /// Deterministic pseudo-random numbers (xorshift), so runs are comparable.
 struct Rng(u64);
@@ -71,9 +76,9 @@ fn attempt(rng: &mut Rng, i: u64, rows: u64, now: i64) -> Attempt {
     let who = format!("user{}@example.com", rng.below(50_000));
     let successful = rng.below(10) == 0;
     let reason = if successful {
-        String::new()
+        RejectReason::Unspecified
     } else {
-        REASONS[usize::try_from(rng.below(3)).unwrap_or(0)].to_owned()
+        REASONS[usize::try_from(rng.below(3)).unwrap_or(0)]
     };
     Attempt {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -86,13 +91,14 @@ fn attempt(rng: &mut Rng, i: u64, rows: u64, now: i64) -> Attempt {
         username: None,
         email: who,
         successful,
-        reject_reason: reason,
+        reason: reason as i32,
         ip,
         user_agent: Some("bench/1.0".to_owned()),
         request_id: uuid::Uuid::new_v4().to_string(),
         trace_parent: None,
         count: 0,
         last_occurred_at: None,
+        ..Default::default()
     }
 }
 
@@ -221,75 +227,105 @@ fn page_queries(now: i64) -> Vec<(&'static str, ListAttemptsRequest)> {
         (
             "ip = one address",
             ListAttemptsRequest {
-                ip: Some("10.0.1.7".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    ip: Some("10.0.1.7".to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "ip in 10.1.0.0/16",
             ListAttemptsRequest {
-                ip: Some("10.1.0.0/16".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    ip: Some("10.1.0.0/16".to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "ip in 10.0.3.0/24",
             ListAttemptsRequest {
-                ip: Some("10.0.3.0/24".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    ip: Some("10.0.3.0/24".to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "reason = locked_out",
             ListAttemptsRequest {
-                reason: Some("locked_out".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    reason: Some(proto::audit::v1::RejectReason::LockedOut as i32),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "email + last 10 minutes",
             ListAttemptsRequest {
-                email: Some("user42@example.com".to_owned()),
-                since: at(600),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    email: Some("user42@example.com".to_owned()),
+                    since: at(600),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "identifier",
             ListAttemptsRequest {
-                identifier: Some("user4242@example.com".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    identifier: Some("user4242@example.com".to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "user id",
             ListAttemptsRequest {
-                user_id: Some(4242),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    user_id: Some(4242),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "suspicious",
             ListAttemptsRequest {
-                suspicious: Some(true),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    suspicious: Some(true),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "failures, one day 15 d ago",
             ListAttemptsRequest {
-                successful: Some(false),
-                since: at(16 * day),
-                until: at(15 * day),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    successful: Some(false),
+                    since: at(16 * day),
+                    until: at(15 * day),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
         (
             "/16 + locked_out, 7 d ago",
             ListAttemptsRequest {
-                ip: Some("10.1.0.0/16".to_owned()),
-                reason: Some("locked_out".to_owned()),
-                until: at(7 * day),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    ip: Some("10.1.0.0/16".to_owned()),
+                    reason: Some(proto::audit::v1::RejectReason::LockedOut as i32),
+                    until: at(7 * day),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),

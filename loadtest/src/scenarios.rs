@@ -158,10 +158,10 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
                         username: Some(format!("user{}", n % 5000)),
                         email: format!("user{}@example.com", n % 5000),
                         successful: n % 3 != 0,
-                        reject_reason: if n % 3 == 0 {
-                            "bad_password".into()
+                        reason: if n % 3 == 0 {
+                            proto::audit::v1::RejectReason::BadPassword as i32
                         } else {
-                            String::new()
+                            0
                         },
                         ip: format!("10.{}.{}.{}", n % 7, n % 251, n % 13),
                         user_agent: Some("loadtest".into()),
@@ -169,6 +169,7 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
                         trace_parent: None,
                         count: 0,
                         last_occurred_at: None,
+                        ..Default::default()
                     }
                 })
                 .collect();

@@ -155,7 +155,7 @@ fn each_request_is_one_trace_across_the_internal_grpc_hops() {
         assert_eq!(handler.parent_span_id, rpc.span_id);
         assert_eq!(
             attr(handler, "target").as_deref(),
-            Some("auth_service::api")
+            Some("auth_service::api::grpc")
         );
 
         // The attempt travelled through the outbox and the Ingest stream;

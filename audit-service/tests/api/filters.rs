@@ -18,7 +18,10 @@ async fn an_ip_filter_matches_a_cidr_block_and_any_spelling(db: TestDb) {
 
     let list = |ip: &str| {
         app.list_all(ListAttemptsRequest {
-            ip: Some(ip.to_owned()),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                ip: Some(ip.to_owned()),
+                ..Default::default()
+            }),
             ..Default::default()
         })
     };
@@ -37,7 +40,7 @@ async fn identifier_user_reason_and_flag_filters_select_their_rows(db: TestDb) {
     let app = TestApp::spawn_with(db, |c| c.suspicious_threshold = 1).await;
     let bad_password = failure("10.0.0.1", "a@x.io", 1);
     let unknown_user = proto::audit::v1::Attempt {
-        reject_reason: "unknown_user".to_owned(),
+        reason: proto::audit::v1::RejectReason::UnknownUser as i32,
         identifier: "ghost".to_owned(),
         ..failure("10.0.0.2", "ghost", 2)
     };
@@ -47,32 +50,47 @@ async fn identifier_user_reason_and_flag_filters_select_their_rows(db: TestDb) {
 
     let by_identifier = app
         .list_all(ListAttemptsRequest {
-            identifier: Some("ghost".to_owned()),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                identifier: Some("ghost".to_owned()),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
     let by_user = app
         .list_all(ListAttemptsRequest {
-            user_id: Some(7),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                user_id: Some(7),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
     let by_reason = app
         .list_all(ListAttemptsRequest {
-            reason: Some("bad_password".to_owned()),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                reason: Some(proto::audit::v1::RejectReason::BadPassword as i32),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
     // With a threshold of 1 every failure is flagged and no success is.
     let flagged = app
         .list_all(ListAttemptsRequest {
-            suspicious: Some(true),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                suspicious: Some(true),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
     let unflagged = app
         .list_all(ListAttemptsRequest {
-            suspicious: Some(false),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                suspicious: Some(false),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -95,21 +113,30 @@ async fn bad_filters_are_refused_naming_the_field(db: TestDb) {
     let cases = [
         (
             ListAttemptsRequest {
-                ip: Some("10.0.0.0/33".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    ip: Some("10.0.0.0/33".to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             "ip",
         ),
         (
             ListAttemptsRequest {
-                ip: Some("not-an-ip".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    ip: Some("not-an-ip".to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             "ip",
         ),
         (
             ListAttemptsRequest {
-                reason: Some("bored".to_owned()),
+                filter: Some(proto::audit::v1::AttemptFilter {
+                    reason: Some(99),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             "reason",

@@ -49,13 +49,14 @@ pub fn failure(ip: &str, email: &str, secs: i64) -> Attempt {
         username: None,
         email: email.to_owned(),
         successful: false,
-        reject_reason: "bad_password".to_owned(),
+        reason: proto::audit::v1::RejectReason::BadPassword as i32,
         ip: ip.to_owned(),
         user_agent: Some("test-agent/1.0".to_owned()),
         request_id: uuid::Uuid::new_v4().to_string(),
         trace_parent: None,
         count: 0,
         last_occurred_at: None,
+        ..Default::default()
     }
 }
 
@@ -63,7 +64,7 @@ pub fn failure(ip: &str, email: &str, secs: i64) -> Attempt {
 pub fn success(ip: &str, email: &str, secs: i64) -> Attempt {
     Attempt {
         successful: true,
-        reject_reason: String::new(),
+        reason: 0,
         user_id: Some(7),
         username: Some("alice".to_owned()),
         ..failure(ip, email, secs)

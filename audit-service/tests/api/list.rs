@@ -152,13 +152,19 @@ async fn filtering_by_outcome_returns_only_that_outcome(db: TestDb) {
 
     let successes = app
         .list_all(ListAttemptsRequest {
-            successful: Some(true),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                successful: Some(true),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
     let failures = app
         .list_all(ListAttemptsRequest {
-            successful: Some(false),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                successful: Some(false),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -179,7 +185,10 @@ async fn filtering_by_ip_matches_exactly(db: TestDb) {
 
     let listed = app
         .list_all(ListAttemptsRequest {
-            ip: Some("10.0.0.1".to_owned()),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                ip: Some("10.0.0.1".to_owned()),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -200,7 +209,10 @@ async fn filtering_by_email_ignores_case(db: TestDb) {
 
     let listed = app
         .list_all(ListAttemptsRequest {
-            email: Some("ALICE@example.com".to_owned()),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                email: Some("ALICE@example.com".to_owned()),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -215,8 +227,11 @@ async fn since_is_inclusive_and_until_exclusive(db: TestDb) {
 
     let listed = app
         .list_all(ListAttemptsRequest {
-            since: Some(at(2)),
-            until: Some(at(4)),
+            filter: Some(proto::audit::v1::AttemptFilter {
+                since: Some(at(2)),
+                until: Some(at(4)),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -238,9 +253,12 @@ async fn paging_with_a_filter_stays_within_the_filter(db: TestDb) {
 
     let listed = app
         .list_all(ListAttemptsRequest {
+            filter: Some(proto::audit::v1::AttemptFilter {
+                ip: Some("10.0.0.2".to_owned()),
+                successful: Some(true),
+                ..Default::default()
+            }),
             limit: 3,
-            ip: Some("10.0.0.2".to_owned()),
-            successful: Some(true),
             ..Default::default()
         })
         .await;

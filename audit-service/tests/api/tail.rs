@@ -47,9 +47,11 @@ async fn a_tail_streams_matching_attempts_as_they_are_committed(db: TestDb) {
     let mut client = app.client().await;
     let mut tail = client
         .tail(TailRequest {
-            successful: Some(false),
-            ip: Some("10.0.0.0/8".to_owned()),
-            ..Default::default()
+            filter: Some(proto::audit::v1::AttemptFilter {
+                successful: Some(false),
+                ip: Some("10.0.0.0/8".to_owned()),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
@@ -102,8 +104,10 @@ async fn a_bad_tail_filter_is_refused_naming_the_field(db: TestDb) {
         .client()
         .await
         .tail(TailRequest {
-            reason: Some("whatever".to_owned()),
-            ..Default::default()
+            filter: Some(proto::audit::v1::AttemptFilter {
+                reason: Some(99),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap_err();

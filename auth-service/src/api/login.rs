@@ -65,7 +65,7 @@ impl<S: AuthStore> AuthApi<S> {
         tracing::info!(
             event_id = %entry.event_id,
             successful = outcome.is_ok(),
-            reason = outcome.err().map_or("", RejectReason::as_str),
+            reason = outcome.err().map_or("", RejectReason::code),
             user_id = user.map(|u| u.id),
             "login attempt"
         );

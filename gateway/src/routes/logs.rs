@@ -10,7 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ipnet::IpNet;
-use proto::audit::v1::{AttemptRecord, ListAttemptsRequest, TailRequest};
+use proto::audit::v1::{
+    AttemptFilter, AttemptRecord, ListAttemptsRequest, RejectReason, TailRequest,
+};
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -33,16 +35,6 @@ const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 /// Longest filter value accepted; nothing legitimate comes close.
 const MAX_VALUE_LEN: usize = 1024;
-/// The failure reasons audit-service knows; anything else is a typo the
-/// client should hear about, not an empty result.
-pub const REASONS: [&str; 6] = [
-    "unknown_user",
-    "bad_password",
-    "inactive",
-    "malformed_request",
-    "locked_out",
-    "rate_limited",
-];
 /// Parameters this endpoint reads; others are ignored.
 const PARAMS: [&str; 12] = [
     "limit",
@@ -76,8 +68,8 @@ pub struct LogsQuery {
     pub identifier: Option<String>,
     /// The account's id.
     pub user_id: Option<i64>,
-    /// One of [`REASONS`].
-    pub reason: Option<String>,
+    /// One failure reason.
+    pub reason: Option<RejectReason>,
     /// Only flagged or only unflagged attempts.
     pub suspicious: Option<bool>,
     /// Attempts at or after this instant.
@@ -169,20 +161,22 @@ impl LogsQuery {
             }
             parsed
         });
+        // Anything but a known reason is a typo the client should hear
+        // about, not an empty result.
         let reason = get("reason").and_then(|v| {
             let v = v.trim();
-            if REASONS.contains(&v) {
-                Some(v.to_owned())
-            } else {
+            let reason = RejectReason::from_code(v);
+            if reason.is_none() {
+                let choices: Vec<&str> = RejectReason::FAILURES.map(RejectReason::code).into();
                 errors.add(
                     "reason",
                     format!(
                         "\"{v}\" is not a valid choice. Choose one of: {}.",
-                        REASONS.join(", ")
+                        choices.join(", ")
                     ),
                 );
-                None
             }
+            reason
         });
         let format = get("format").and_then(|v| {
             if v.trim().eq_ignore_ascii_case("json") {
@@ -249,21 +243,20 @@ impl LogsQuery {
         ListAttemptsRequest {
             limit: self.limit,
             cursor: self.cursor.clone().unwrap_or_default(),
-            successful: self.successful,
-            ip: self.ip.clone(),
-            email: self.email.clone(),
-            since: self.since.map(timestamp),
-            until: self.until.map(timestamp),
-            identifier: self.identifier.clone(),
-            user_id: self.user_id,
-            reason: self.reason.clone(),
-            suspicious: self.suspicious,
+            filter: Some(self.filter()),
         }
     }
 
     /// The audit-service tail request with this query's filters.
     pub fn to_tail_request(&self) -> TailRequest {
         TailRequest {
+            filter: Some(self.filter()),
+        }
+    }
+
+    /// The filters, as audit.v1 takes them for a listing and a tail alike.
+    fn filter(&self) -> AttemptFilter {
+        AttemptFilter {
             successful: self.successful,
             ip: self.ip.clone(),
             email: self.email.clone(),
@@ -271,7 +264,7 @@ impl LogsQuery {
             until: self.until.map(timestamp),
             identifier: self.identifier.clone(),
             user_id: self.user_id,
-            reason: self.reason.clone(),
+            reason: self.reason.map(|r| r as i32),
             suspicious: self.suspicious,
         }
     }
@@ -362,13 +355,14 @@ impl From<AttemptRecord> for AttemptItem {
     fn from(record: AttemptRecord) -> Self {
         let attempt = record.attempt.unwrap_or_default();
         let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        let reason = attempt.reason().code();
         Self {
             id: record.id,
             email: attempt.email,
             ip: non_empty(attempt.ip),
             created_at: attempt.occurred_at.and_then(rfc3339),
             user_agent: attempt.user_agent,
-            reject_reason: non_empty(attempt.reject_reason),
+            reject_reason: non_empty(reason.to_owned()),
             successful: attempt.successful,
             suspicious: record.suspicious,
             user: attempt.user_id,
@@ -514,7 +508,8 @@ mod tests {
             q.to_request(),
             ListAttemptsRequest {
                 limit: 50,
-                ..Default::default()
+                cursor: String::new(),
+                filter: Some(AttemptFilter::default()),
             }
         );
     }
@@ -529,6 +524,12 @@ mod tests {
         let r = q.to_request();
         assert_eq!(r.limit, 10);
         assert_eq!(r.cursor, "abc");
+        let r = r.filter.unwrap();
+        assert_eq!(
+            q.to_tail_request().filter.unwrap(),
+            r,
+            "one filter for both"
+        );
         assert_eq!(r.successful, Some(false));
         assert_eq!(r.ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(r.email.as_deref(), Some("A@b.c"));
@@ -591,18 +592,21 @@ mod tests {
         let r =
             parse("ip=10.1.2.3/8&identifier=Al%20ice&user_id=42&reason=locked_out&suspicious=1")
                 .unwrap()
-                .to_request();
+                .to_request()
+                .filter
+                .unwrap();
         assert_eq!(r.ip.as_deref(), Some("10.0.0.0/8"));
         assert_eq!(r.identifier.as_deref(), Some("Al ice"));
         assert_eq!(r.user_id, Some(42));
-        assert_eq!(r.reason.as_deref(), Some("locked_out"));
+        assert_eq!(r.reason, Some(RejectReason::LockedOut as i32));
         assert_eq!(r.suspicious, Some(true));
     }
 
     #[test]
     fn an_unencoded_plus_in_an_offset_is_understood() {
         let q = parse("since=2024-01-01T01:00:00+01:00").unwrap();
-        assert_eq!(q.to_request().since.unwrap().seconds, 1_704_067_200);
+        let filter = q.to_request().filter.unwrap();
+        assert_eq!(filter.since.unwrap().seconds, 1_704_067_200);
     }
 
     #[test]
@@ -678,13 +682,14 @@ mod tests {
                 username: Some("alice".into()),
                 email: "alice@example.com".into(),
                 successful: false,
-                reject_reason: "bad_password".into(),
+                reason: RejectReason::BadPassword as i32,
                 ip: "198.51.100.7".into(),
                 user_agent: None,
                 request_id: "r1".into(),
                 trace_parent: None,
                 count: 0,
                 last_occurred_at: None,
+                ..Default::default()
             }),
         };
         let item = serde_json::to_value(AttemptItem::from(record)).unwrap();
@@ -707,7 +712,7 @@ mod tests {
             id: 2,
             suspicious: false,
             attempt: Some(Attempt {
-                reject_reason: "rate_limited".into(),
+                reason: RejectReason::RateLimited as i32,
                 occurred_at: Some(at(1_704_067_200)),
                 count: 41,
                 last_occurred_at: Some(at(1_704_067_259)),

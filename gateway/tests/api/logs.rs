@@ -23,10 +23,10 @@ fn record(id: i64, successful: bool) -> AttemptRecord {
             username: successful.then(|| "alice".to_owned()),
             email: "alice@example.com".into(),
             successful,
-            reject_reason: if successful {
-                String::new()
+            reason: if successful {
+                0
             } else {
-                "bad_password".into()
+                proto::audit::v1::RejectReason::BadPassword as i32
             },
             ip: "198.51.100.7".into(),
             user_agent: successful.then(|| "curl/8".to_owned()),
@@ -34,6 +34,7 @@ fn record(id: i64, successful: bool) -> AttemptRecord {
             trace_parent: None,
             count: 0,
             last_occurred_at: None,
+            ..Default::default()
         }),
     }
 }
@@ -97,10 +98,11 @@ async fn filters_reach_audit_service_and_next_keeps_them() {
     assert_eq!(status, 200);
     let (request, _) = app.audit.list.only_call();
     assert_eq!(request.limit, 1);
-    assert_eq!(request.successful, Some(true));
-    assert_eq!(request.ip.as_deref(), Some("198.51.100.7"));
-    assert_eq!(request.email.as_deref(), Some("alice@example.com"));
-    assert_eq!(request.since.unwrap().seconds, 1_704_067_200);
+    let filter = request.filter.unwrap();
+    assert_eq!(filter.successful, Some(true));
+    assert_eq!(filter.ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(filter.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(filter.since.unwrap().seconds, 1_704_067_200);
     assert_eq!(
         body["next"],
         format!(

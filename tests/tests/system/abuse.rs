@@ -107,7 +107,7 @@ async fn reasons(sys: &TestSystem, n: usize) -> Vec<String> {
     sys.wait_for_attempts(n)
         .await
         .into_iter()
-        .map(|r| r.attempt.unwrap().reject_reason)
+        .map(|r| r.attempt.unwrap().reason().code().to_owned())
         .collect()
 }
 

@@ -30,7 +30,7 @@ fn attempt(ip: &str, identifier: &str, reason: &str) -> Attempt {
         identifier: identifier.to_owned(),
         email: identifier.to_owned(),
         successful: reason.is_empty(),
-        reject_reason: reason.to_owned(),
+        reason: proto::audit::v1::RejectReason::from_code(reason).map_or(0, |r| r as i32),
         ip: ip.to_owned(),
         request_id: uuid::Uuid::new_v4().to_string(),
         ..Default::default()

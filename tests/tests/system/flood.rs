@@ -92,7 +92,7 @@ async fn a_flood_of_refused_logins_is_stored_as_counted_records(backend: Backend
     let sum = |reason: &str| -> (usize, usize) {
         let of: Vec<&Attempt> = records
             .iter()
-            .filter(|a| a.reject_reason == reason)
+            .filter(|a| a.reason().code() == reason)
             .collect();
         let attempts = of.iter().map(|a| a.count.max(1) as usize).sum();
         (of.len(), attempts)

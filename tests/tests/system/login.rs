@@ -56,7 +56,7 @@ async fn every_login_failure_gets_the_same_401_and_its_own_log_reason(backend: B
             .map(|r| r.attempt.as_ref().unwrap())
             .find(|a| a.identifier == username)
             .unwrap_or_else(|| panic!("no attempt for {username}"));
-        assert_eq!(rec.reject_reason, reason);
+        assert_eq!(rec.reason().code(), reason);
         assert!(!rec.successful);
     }
     let ok = log
@@ -115,13 +115,13 @@ async fn malformed_and_agentless_logins_are_logged_too(backend: Backend) {
     assert_eq!(log.len(), 4);
     let malformed = log
         .iter()
-        .filter(|r| r.attempt.as_ref().unwrap().reject_reason == "malformed_request")
+        .filter(|r| r.attempt.as_ref().unwrap().reason().code() == "malformed_request")
         .count();
     assert_eq!(malformed, 3);
     let agentless = log
         .iter()
         .map(|r| r.attempt.as_ref().unwrap())
-        .find(|a| a.reject_reason == "unknown_user")
+        .find(|a| a.reason().code() == "unknown_user")
         .unwrap();
     assert_eq!(agentless.user_agent, None);
     sys.shutdown().await;

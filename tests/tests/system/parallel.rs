@@ -96,7 +96,7 @@ async fn reasons(sys: &TestSystem, n: usize) -> std::collections::BTreeMap<Strin
         let reason = if attempt.successful {
             "success".to_owned()
         } else {
-            attempt.reject_reason
+            attempt.reason().code().to_owned()
         };
         *counts.entry(reason).or_insert(0) += 1;
     }

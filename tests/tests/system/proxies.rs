@@ -58,7 +58,7 @@ async fn junk_left_of_a_blocked_client_does_not_lift_its_block(backend: Backend)
     let attempts: Vec<_> = log.into_iter().map(|r| r.attempt.unwrap()).collect();
     let throttled: Vec<_> = attempts
         .iter()
-        .filter(|a| a.reject_reason == "rate_limited")
+        .filter(|a| a.reason().code() == "rate_limited")
         .collect();
     assert_eq!(throttled.len(), 1);
     assert_eq!(throttled[0].ip, "203.0.113.50");
