@@ -103,6 +103,9 @@ impl Application {
                 None
             }
         };
+        common::metrics::grpc::describe();
+        common::metrics::describe_pools();
+        ingest::describe();
         let threshold = config::parse_threshold(config.suspicious_threshold)?;
         let database_url = config::parse_database_url(config.database_url)?;
         let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;

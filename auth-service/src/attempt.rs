@@ -26,6 +26,16 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, for registering each series at zero.
+    pub const ALL: [Self; 6] = [
+        Self::UnknownUser,
+        Self::BadPassword,
+        Self::Inactive,
+        Self::MalformedRequest,
+        Self::LockedOut,
+        Self::RateLimited,
+    ];
+
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +46,25 @@ impl RejectReason {
             Self::LockedOut => "locked_out",
             Self::RateLimited => "rate_limited",
         }
+    }
+}
+
+/// Describes `login_attempts_total` and registers each of its series at
+/// zero, so an alert on, say, `locked_out` has a series before the first
+/// lock. Called once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(
+        "login_attempts_total",
+        metrics::Unit::Count,
+        "Logins decided by auth-service (count), by outcome (success, failure) and \
+         reason (none for a success, else the log's reason: unknown_user, bad_password, \
+         inactive, malformed_request, locked_out, rate_limited)."
+    );
+    metrics::counter!("login_attempts_total", "outcome" => "success", "reason" => "none")
+        .increment(0);
+    for reason in RejectReason::ALL {
+        metrics::counter!("login_attempts_total", "outcome" => "failure", "reason" => reason.as_str())
+            .increment(0);
     }
 }
 

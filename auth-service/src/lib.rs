@@ -81,6 +81,10 @@ impl Application {
                 None
             }
         };
+        common::metrics::grpc::describe();
+        common::metrics::describe_pools();
+        attempt::describe();
+        forwarder::describe();
         if url.starts_with("sqlite:") {
             let store = SqliteStore::connect(&url).await?;
             let hook = pool_hook(store.clone());

@@ -157,3 +157,26 @@ async fn the_docs_page_is_served_with_the_document_url() {
     assert_eq!(init.status(), 200);
     assert!(init.text().await.unwrap().contains("/api/openapi.json"));
 }
+
+#[tokio::test]
+async fn the_docs_page_never_asks_an_online_validator() {
+    let app = spawn_app().await;
+
+    let init = app.get("/api/docs/swagger-initializer.js").await;
+    assert_eq!(init.status(), 200);
+    let script = init.text().await.unwrap();
+
+    // Swagger UI 5 (online-validator-badge.jsx) shows a badge image from
+    // https://validator.swagger.io/validator?url=<document URL> unless
+    // `validatorUrl` is "none", null or a localhost URL; left unset it
+    // defaults to that third-party address.
+    let config = script
+        .split_once("SwaggerUIBundle(")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no SwaggerUIBundle call in {script}"));
+    assert!(
+        config.contains(r#""validatorUrl": "none""#) || config.contains(r#""validatorUrl":"none""#),
+        "validatorUrl is not switched off: {script}"
+    );
+    assert!(!script.contains("validator.swagger.io"), "{script}");
+}
