@@ -339,6 +339,15 @@ async fn the_readme_reads_the_newest_code_of_the_address_after_another_registrat
     );
 }
 
+/// A documented exchange: path under `/api/accounts/`, form fields, status
+/// and body.
+type Documented = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    u16,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_shows_the_bodies_the_gateway_sends() {
     let sys = RealSystem::start();
@@ -351,7 +360,7 @@ async fn the_readme_shows_the_bodies_the_gateway_sends() {
         ("password", "correct horse"),
         ("password2", "correct horse"),
     ];
-    let cases: [(&str, Vec<(&str, &str)>, u16, &str); 6] = [
+    let cases: [Documented; 6] = [
         (
             "register/",
             form.to_vec(),
