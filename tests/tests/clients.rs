@@ -424,3 +424,47 @@ async fn the_readme_shows_the_bodies_the_gateway_sends() {
     assert_eq!(refused.text().await.unwrap(), body);
     assert!(readme.contains(body));
 }
+
+#[test]
+fn swagger_ui_opened_under_a_host_name_asks_no_online_validator() {
+    let Some(chromium) = tools::program("chromium", "apt-get install chromium") else {
+        return;
+    };
+    let sys = RealSystem::start();
+    let profile = tempfile::tempdir().unwrap();
+    // Swagger UI skips its validator badge for localhost and 127.0.0.1
+    // only, so the page is opened under another name, resolved to the
+    // gateway; every other name fails to resolve, so nothing leaves the
+    // machine even if the page tried.
+    let rules = "MAP docs.internal.test 127.0.0.1, MAP * ~NOTFOUND";
+    let page = format!("http://docs.internal.test:{}/api/docs/", sys.gateway.port());
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--host-resolver-rules={rules}"),
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            &page,
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+
+    // The document was fetched and rendered (its title is on the page), so
+    // the badge would be there too if the validator were on.
+    assert!(
+        dom.contains("Auth gateway"),
+        "Swagger UI did not render: {dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dom.contains("validator.swagger.io"), "{dom}");
+    assert!(!dom.contains("Online validator badge"), "{dom}");
+}
