@@ -14,7 +14,9 @@
 //! Every metric is described (`# HELP`, with its unit) by the service that
 //! records it, right after [`install`], and counters a healthy service may
 //! never touch are registered at zero, so a scrape lists every series an
-//! alert may refer to and `promtool check metrics` passes.
+//! alert may refer to and `promtool check metrics` passes. Registering is
+//! `increment(0)`, never `absolute(0)`: a service restarted inside one
+//! process (tests, the all-in-one launcher) must not reset its counts.
 //!
 //! - [`grpc`]: the tower layer counting and timing gRPC calls.
 
