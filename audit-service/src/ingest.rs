@@ -34,6 +34,52 @@ pub(crate) const GROUP_ROWS: usize = 5_000;
 /// of their own.
 const GROUP_SPAN_MICROS: i64 = 5 * 60 * 1_000_000;
 
+/// Describes the ingest metrics and registers them at zero, so a healthy
+/// service shows `ingest_batches_refused_total 0` before its first batch.
+/// Called once the recorder is installed.
+pub(crate) fn describe() {
+    metrics::describe_counter!(
+        "ingest_batches_refused_total",
+        metrics::Unit::Count,
+        "Ingest batches refused as invalid with InvalidArgument naming the row, field \
+         and event (count)."
+    );
+    metrics::describe_histogram!(
+        "ingest_batch_size",
+        metrics::Unit::Count,
+        "Login attempts per batch received on an Ingest stream (count)."
+    );
+    metrics::describe_histogram!(
+        "ingest_group_rows",
+        metrics::Unit::Count,
+        "Login attempts per commit (count): batches already queued on a stream are \
+         committed together."
+    );
+    metrics::describe_counter!(
+        "ingest_rows_total",
+        metrics::Unit::Count,
+        "Login attempts received (count), by result: inserted, or duplicate (a resend \
+         already stored)."
+    );
+    metrics::describe_histogram!(
+        "ingest_commit_seconds",
+        metrics::Unit::Seconds,
+        "Seconds to commit one group of ingested batches."
+    );
+    metrics::counter!("ingest_batches_refused_total").increment(0);
+    for result in ["inserted", "duplicate"] {
+        metrics::counter!("ingest_rows_total", "result" => result).increment(0);
+    }
+    // Registered, not recorded: empty histograms (count 0).
+    for name in [
+        "ingest_batch_size",
+        "ingest_group_rows",
+        "ingest_commit_seconds",
+    ] {
+        let _ = metrics::histogram!(name);
+    }
+}
+
 /// Batches merged into one commit.
 #[derive(Default)]
 struct Group {

@@ -103,6 +103,9 @@ impl Application {
                 None
             }
         };
+        common::metrics::grpc::describe();
+        common::metrics::describe_pools();
+        ingest::describe();
         let threshold = config::parse_threshold(config.suspicious_threshold)?;
         let database_url = config::parse_database_url(config.database_url)?;
         let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;
@@ -177,14 +180,10 @@ impl Application {
                 async move { store.ping().await }
             },
         ));
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection().build_v1()?;
+        let reflection = || common::reflection::builder(proto::FILE_DESCRIPTOR_SET, SERVICE_NAME);
+        let reflection_v1 = reflection()?.build_v1()?;
         // grpcurl 1.8 speaks only v1alpha.
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection_v1alpha = reflection()?.build_v1alpha()?;
         let audit = AuditServiceServer::with_interceptor(
             AuditApi::new(self.store.clone(), self.hub.clone(), stop_rx.clone()),
             RequireToken(self.internal_token),

@@ -54,6 +54,25 @@ pub fn tally(
     })
 }
 
+/// Describes `login_attempts_total` and registers each of its series at
+/// zero, so an alert on, say, `locked_out` has a series before the first
+/// lock. Called once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(
+        "login_attempts_total",
+        metrics::Unit::Count,
+        "Logins decided by auth-service (count), by outcome (success, failure) and \
+         reason (none for a success, else the log's reason: unknown_user, bad_password, \
+         inactive, malformed_request, locked_out, rate_limited)."
+    );
+    metrics::counter!("login_attempts_total", "outcome" => "success", "reason" => "none")
+        .increment(0);
+    for reason in RejectReason::FAILURES {
+        metrics::counter!("login_attempts_total", "outcome" => "failure", "reason" => reason.code())
+            .increment(0);
+    }
+}
+
 /// Counts one decided attempt in `login_attempts_total{outcome,reason}`;
 /// both labels come from fixed sets, never from the request.
 pub fn count(outcome: Result<(), RejectReason>) {

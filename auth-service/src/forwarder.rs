@@ -44,6 +44,38 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// an attempt reaches the log at most this much later.
 const LINGER: Duration = Duration::from_millis(50);
 
+/// Describes the forwarder's metrics and registers them at zero, so a
+/// healthy service shows `forwarder_reconnects_total 0` and an empty
+/// backlog before the first login. Called once the recorder is installed.
+pub fn describe() {
+    metrics::describe_gauge!(
+        "outbox_backlog",
+        metrics::Unit::Count,
+        "Login attempts in auth-service's outbox not yet acknowledged by audit-service \
+         (count); growing means the audit stream is down or slow."
+    );
+    metrics::describe_counter!(
+        "forwarder_reconnects_total",
+        metrics::Unit::Count,
+        "Times the outbox stream to audit-service failed and was reopened (count)."
+    );
+    metrics::describe_histogram!(
+        "forwarder_batch_size",
+        metrics::Unit::Count,
+        "Login attempts per batch sent to audit-service and acknowledged (count)."
+    );
+    metrics::describe_counter!(
+        "forwarder_rows_refused_total",
+        metrics::Unit::Count,
+        "Login attempts audit-service refused as invalid, moved from the outbox to \
+         refused_attempts and logged as errors (count); should stay 0."
+    );
+    metrics::counter!("forwarder_reconnects_total").increment(0);
+    metrics::counter!("forwarder_rows_refused_total").increment(0);
+    // Registered, not recorded: an empty histogram (count 0).
+    let _ = metrics::histogram!("forwarder_batch_size");
+}
+
 /// The forwarder task's state.
 pub struct Forwarder<S> {
     store: S,

@@ -81,6 +81,10 @@ impl Application {
                 None
             }
         };
+        common::metrics::grpc::describe();
+        common::metrics::describe_pools();
+        attempt::describe();
+        forwarder::describe();
         if url.starts_with("sqlite:") {
             let store = SqliteStore::connect(&url).await?;
             let hook = pool_hook(store.clone());
@@ -153,11 +157,7 @@ impl Application {
         )
         .with_tls(config.internal_tls.for_url(&config.audit_grpc_url)?);
 
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
+        let reflection = || common::reflection::builder(proto::FILE_DESCRIPTOR_SET, SERVICE_NAME);
         let mut server = Server::builder().trace_fn(common::trace_context::server_span);
         if let Some(tls) = &config.tls {
             server = server.tls_config(tls.load("AUTH_GRPC")?)?;
@@ -165,8 +165,8 @@ impl Application {
         let router = server
             .layer(GrpcMetricsLayer)
             .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
+            .add_service(reflection()?.build_v1()?)
+            .add_service(reflection()?.build_v1alpha()?)
             .add_service(AuthServiceServer::with_interceptor(
                 api,
                 RequireToken(config.internal_token.clone()),

@@ -18,6 +18,7 @@ pub mod internal_auth;
 pub mod metadata;
 pub mod metrics;
 pub mod net;
+pub mod reflection;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

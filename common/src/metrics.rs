@@ -11,6 +11,13 @@
 //! names of the served services, status codes, reasons): never raw input,
 //! which would let a client grow the series without bound.
 //!
+//! Every metric is described (`# HELP`, with its unit) by the service that
+//! records it, right after [`install`], and counters a healthy service may
+//! never touch are registered at zero, so a scrape lists every series an
+//! alert may refer to and `promtool check metrics` passes. Registering is
+//! `increment(0)`, never `absolute(0)`: a service restarted inside one
+//! process (tests, the all-in-one launcher) must not reset its counts.
+//!
 //! - [`grpc`]: the tower layer counting and timing gRPC calls.
 
 pub mod grpc;
@@ -144,6 +151,23 @@ pub fn render(handle: &PrometheusHandle) -> String {
     }
     handle.run_upkeep();
     handle.render()
+}
+
+/// Describes the pool gauges of [`record_pool`], for services with a
+/// database.
+pub fn describe_pools() {
+    ::metrics::describe_gauge!(
+        "db_pool_connections",
+        ::metrics::Unit::Count,
+        "Database pool connections at scrape time (count), by service and state \
+         (in_use: held by a request or task; idle: open and free)."
+    );
+    ::metrics::describe_gauge!(
+        "db_pool_max_connections",
+        ::metrics::Unit::Count,
+        "The most connections the service's database pool opens (count); in_use at this \
+         ceiling means requests queue for a connection."
+    );
 }
 
 /// A connection pool's state at one moment, as sqlx reports it.

@@ -187,6 +187,7 @@ impl Application {
                 None
             }
         };
+        crate::metrics::describe();
         Ok(Self {
             listener,
             local_addr,

@@ -16,6 +16,31 @@ use axum::{
     response::Response,
 };
 
+/// Describes the gateway's metrics and registers its refusal counter at
+/// zero (a healthy gateway shows `gateway_connections_refused_total 0`).
+/// Called once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(
+        "http_requests_total",
+        metrics::Unit::Count,
+        "HTTP requests the gateway answered (count), by matched route template \
+         (unmatched for 404s), method and status."
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Seconds from a request's arrival to its response headers (for the export \
+         stream: to its start), by route, method and status."
+    );
+    metrics::describe_counter!(
+        "gateway_connections_refused_total",
+        metrics::Unit::Count,
+        "Connections answered 503 and closed because GATEWAY_MAX_CONNECTIONS were \
+         already open (count)."
+    );
+    metrics::counter!("gateway_connections_refused_total").increment(0);
+}
+
 /// The middleware recording every request (see the module docs).
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req

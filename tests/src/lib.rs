@@ -2,10 +2,12 @@
 //! gateway exactly as production does (the same `Application` code), on
 //! port 0, over real SQLite files or fresh PostgreSQL databases, with a real
 //! SMTP server receiving the verification emails; [`processes`] runs the
-//! real binaries for signal tests.
+//! real binaries for signal tests and outside tools; [`tools`] finds the
+//! tools (promtool, PyPI packages) that some tests point at them.
 
 pub mod processes;
 pub mod smtp;
 pub mod system;
+pub mod tools;
 
 pub use system::{Backend, MetricsAddrs, TestSystem};

@@ -151,3 +151,86 @@ pub async fn all_attempts(audit: SocketAddr) -> Option<Vec<AttemptRecord>> {
         .ok()?;
     crate::system::whole_log(&mut client).await.ok()
 }
+
+/// The three real binaries on free loopback ports over SQLite in a
+/// temporary folder, mail written as files, each serving `/metrics`:
+/// what an operator runs, for tests that point outside tools at it.
+pub struct RealSystem {
+    /// The gateway's HTTP address.
+    pub gateway: SocketAddr,
+    /// auth-service's gRPC address.
+    pub auth: SocketAddr,
+    /// audit-service's gRPC address.
+    pub audit: SocketAddr,
+    /// `/metrics` of the gateway, auth-service and audit-service.
+    pub metrics: [(&'static str, SocketAddr); 3],
+    /// Where auth-service writes each email (`MAIL_DIR`).
+    pub mail_dir: PathBuf,
+    /// The databases and mail; removed when the system is dropped.
+    pub dir: tempfile::TempDir,
+    _processes: Processes,
+}
+
+impl RealSystem {
+    /// Builds the binaries, starts them and waits until each listens.
+    pub fn start() -> Self {
+        build_binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, auth, gateway) = (free_addr(), free_addr(), free_addr());
+        let metrics = [
+            ("gateway", free_addr()),
+            ("auth-service", free_addr()),
+            ("audit-service", free_addr()),
+        ];
+        // `data/mail` under the folder, as the README has it under the
+        // repository: its commands run there unchanged.
+        let mail_dir = dir.path().join("data").join("mail");
+        let mut audit_env = audit_service_env(audit, dir.path());
+        audit_env.retain(|(k, _)| *k != "AUDIT_METRICS_ADDR");
+        audit_env.push(("AUDIT_METRICS_ADDR", metrics[2].1.to_string()));
+        let mut processes = Processes::default();
+        processes.0.push(spawn("audit-service", &audit_env));
+        wait_listening(audit, "audit-service");
+        processes.0.push(spawn(
+            "auth-service",
+            &[
+                ("AUTH_GRPC_ADDR", auth.to_string()),
+                ("AUTH_METRICS_ADDR", metrics[1].1.to_string()),
+                (
+                    "AUTH_DATABASE_URL",
+                    format!("sqlite://{}", dir.path().join("auth.db").display()),
+                ),
+                ("AUDIT_GRPC_URL", format!("http://{audit}")),
+                ("MAIL_DIR", mail_dir.display().to_string()),
+            ],
+        ));
+        wait_listening(auth, "auth-service");
+        processes.0.push(spawn(
+            "gateway",
+            &[
+                ("GATEWAY_ADDR", gateway.to_string()),
+                ("GATEWAY_METRICS_ADDR", metrics[0].1.to_string()),
+                ("AUTH_GRPC_URL", format!("http://{auth}")),
+                ("AUDIT_GRPC_URL", format!("http://{audit}")),
+            ],
+        ));
+        wait_listening(gateway, "gateway");
+        for (name, addr) in metrics {
+            wait_listening(addr, name);
+        }
+        Self {
+            gateway,
+            auth,
+            audit,
+            metrics,
+            mail_dir,
+            dir,
+            _processes: processes,
+        }
+    }
+
+    /// The gateway's base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.gateway)
+    }
+}

@@ -13,7 +13,7 @@
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use serde_json::json;
-use system_tests::{Backend, TestSystem};
+use system_tests::{Backend, TestSystem, processes::RealSystem, tools};
 
 /// One scrape: each series (name and sorted labels) ⇒ its value.
 #[derive(Debug)]
@@ -290,4 +290,90 @@ async fn the_outbox_backlog_and_forwarder_reconnects_follow_an_audit_outage() {
     );
 
     sys.shutdown().await;
+}
+
+/// `promtool check metrics` on `text`: its complaints, empty when clean.
+fn promtool_complaints(promtool: &std::path::Path, text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        String::new()
+    } else {
+        format!("{} {complaints}", out.status)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metrics_endpoint_of_the_real_binaries_passes_promtool() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(promtool) = tools::program("promtool", "apt-get install prometheus") else {
+        return;
+    };
+    let sys = RealSystem::start();
+    let http = reqwest::Client::new();
+    // Idle, each service already lists the counters an alert would watch,
+    // at zero.
+    let zero_at_start = [
+        ("gateway", "gateway_connections_refused_total"),
+        ("auth-service", "forwarder_reconnects_total"),
+        ("auth-service", "forwarder_rows_refused_total"),
+        (
+            "auth-service",
+            r#"login_attempts_total{outcome="failure",reason="locked_out"}"#,
+        ),
+        ("audit-service", "ingest_batches_refused_total"),
+    ];
+    for (name, addr) in sys.metrics {
+        let text = Scrape::take(&http, addr).await.text;
+        for (_, series) in zero_at_start.iter().filter(|(n, _)| *n == name) {
+            assert!(
+                text.lines().any(|l| l == format!("{series} 0")),
+                "{name} does not show `{series} 0`:\n{text}"
+            );
+        }
+        assert_eq!(promtool_complaints(&promtool, &text), "", "{name} idle");
+    }
+
+    // After traffic every series that appeared is described too.
+    let status = http
+        .post(format!("{}{LOGIN}", sys.base()))
+        .json(&json!({"username": "nobody", "password": "whatever-12"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    let audit = sys.metrics[2].1;
+    scrape_until(&http, audit, "the attempt ingested", |s| {
+        s.get("ingest_rows_total", &[("result", "inserted")]) >= 1.0
+    })
+    .await;
+    for (name, addr) in sys.metrics {
+        let text = Scrape::take(&http, addr).await.text;
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert!(
+            types > 0 && helps == types,
+            "{name}: {helps} HELP for {types} TYPE"
+        );
+        assert_eq!(promtool_complaints(&promtool, &text), "", "{name} busy");
+    }
 }

@@ -23,6 +23,23 @@ use pin_project_lite::pin_project;
 use tonic::Code;
 use tower::{Layer, Service};
 
+/// Describes the two series [`GrpcMetrics`] records; gRPC services call
+/// it once the recorder is installed.
+pub fn describe() {
+    ::metrics::describe_counter!(
+        "grpc_server_requests_total",
+        ::metrics::Unit::Count,
+        "gRPC calls served (count), by method (/package.Service/Method, unmatched for \
+         unknown paths) and gRPC status code (Canceled when the client left first)."
+    );
+    ::metrics::describe_histogram!(
+        "grpc_server_request_duration_seconds",
+        ::metrics::Unit::Seconds,
+        "Seconds from a gRPC call's start to its status, by method and code: a unary \
+         call's whole answer, a stream's whole life."
+    );
+}
+
 /// Adds [`GrpcMetrics`] around a tonic server's routes
 /// (`Server::builder().layer(GrpcMetricsLayer)`).
 #[derive(Debug, Clone, Copy, Default)]

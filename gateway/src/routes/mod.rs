@@ -55,8 +55,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// everything else.
 pub fn routes() -> Router<AppState> {
     let (router, _) = documented().split_for_parts();
+    // No validator: Swagger UI otherwise sends the document's URL to
+    // validator.swagger.io (a badge image) whenever the page is opened
+    // under a host name other than localhost, leaking an internal address
+    // to a third party. "none" is Swagger UI's documented off switch.
     let docs = SwaggerUi::new(openapi::DOCS_PATH)
-        .config(utoipa_swagger_ui::Config::from(openapi::DOCUMENT_PATH));
+        .config(utoipa_swagger_ui::Config::from(openapi::DOCUMENT_PATH).validator_url("none"));
     router
         .merge(docs)
         // Must come after the routes: it applies to those already added.
