@@ -708,9 +708,10 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         if let Err(e) = self.tokens.reload(&self.store).await {
             tracing::warn!(error = %e, "signing keys not reloaded; serving the loaded ones");
         }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let keys = self
             .tokens
-            .jwks()
+            .jwks(now)
             .iter()
             .map(|k| pb::Jwk {
                 kty: "OKP".into(),
@@ -721,6 +722,9 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
                 r#use: "sig".into(),
             })
             .collect();
-        Ok(Response::new(pb::GetJwksResponse { keys }))
+        Ok(Response::new(pb::GetJwksResponse {
+            keys,
+            signing_kid: self.tokens.signing_kid(now),
+        }))
     }
 }

@@ -100,14 +100,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let tokens = Arc::new(
-            TokenService::load(
-                &store,
-                config.issuer.clone(),
-                config.access_ttl,
-                config.refresh_ttl,
-                now,
-            )
-            .await?,
+            TokenService::load(&store, &config.token_policy(), now).await?,
         );
         let mailer = Mailer::new(
             config.smtp_url.as_ref().map(|s| s.expose()),

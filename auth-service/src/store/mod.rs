@@ -358,8 +358,12 @@ pub struct SigningKeyRow {
     pub kid: String,
     /// Ed25519 seed (32 bytes).
     pub secret: Vec<u8>,
-    /// Unix seconds; the newest key signs.
+    /// Unix seconds: when it was added, and so published.
     pub created_at: i64,
+    /// Unix seconds: when it starts signing (later than `created_at` by
+    /// the publish delay, so cached key sets learn it first). The key with
+    /// the latest `not_before` that has passed signs.
+    pub not_before: i64,
 }
 
 /// The persistence auth-service needs. Every method is one short
@@ -486,7 +490,7 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// All signing keys, newest first.
+    /// All signing keys, latest `not_before` first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.
     fn add_signing_key(
