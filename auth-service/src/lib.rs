@@ -99,9 +99,7 @@ impl Application {
         pool_metrics: ScrapeHook,
     ) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let tokens = Arc::new(
-            TokenService::load(&store, &config.token_policy(), now).await?,
-        );
+        let tokens = Arc::new(TokenService::load(&store, &config.token_policy(), now).await?);
         let mailer = Mailer::new(
             config.smtp_url.as_ref().map(|s| s.expose()),
             config.mail_dir.clone(),

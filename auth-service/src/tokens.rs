@@ -517,9 +517,8 @@ mod tests {
         let old = generate_key(now - 1_000, now - 1_000);
         let new = generate_key(now, now + 600);
         let tokens = service(&[new.clone(), old.clone()]);
-        let published = |at: i64| -> Vec<String> {
-            tokens.jwks(at).into_iter().map(|k| k.kid).collect()
-        };
+        let published =
+            |at: i64| -> Vec<String> { tokens.jwks(at).into_iter().map(|k| k.kid).collect() };
 
         // Before its not_before: published, but the old key still signs.
         assert_eq!(published(now), vec![new.kid.clone(), old.kid.clone()]);

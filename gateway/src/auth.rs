@@ -45,10 +45,7 @@ use crate::{context::RequestContext, error::ApiError, grpc::AuthClient};
 pub const DEFAULT_KEY_MAX_AGE: Duration = Duration::from_secs(60);
 /// The least time between two fetches of the key set.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
-/// The least time between two fetches caused by a token auth-service just
-/// issued with a signer the cache does not know (trusted input, unlike a
-/// client's `kid`, but still bounded).
-const MIN_SIGNER_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 /// Longest `kid` looked up; longer ones cannot be ours.
@@ -129,8 +126,10 @@ pub struct KeyCache {
     /// Held while fetching so concurrent misses share one fetch; holds the
     /// time of the last attempt, successful or not.
     refresh: Mutex<Option<Instant>>,
-    /// Set when auth-service issued a token whose `kid` is not the cached
-    /// signer: the next use refetches, however fresh the set.
+    /// Set when auth-service issued a token whose `kid` is not in the
+    /// cached set: the next use refetches, however fresh the set and however
+    /// recent the last fetch (this comes from auth-service, not a client,
+    /// and a fetch clears it).
     signer_changed: std::sync::atomic::AtomicBool,
     min_interval: Duration,
     max_age: Duration,
@@ -156,17 +155,17 @@ impl KeyCache {
     }
 
     /// Notes the `kid` of a token auth-service has just issued (a login or
-    /// refresh passing through): when it is not the signer of the cached
-    /// set, the keys rotated since the fetch, so the next use refetches
-    /// before serving or verifying. Cheap: the header is decoded, nothing
+    /// refresh passing through): when the cached set lacks it, the keys
+    /// rotated since the fetch (an immediate rotation), so the next use
+    /// refetches before serving or verifying. Cheap: the header is decoded, nothing
     /// is verified, nothing is fetched here.
     pub fn note_issued(&self, token: &str) {
         let Some(kid) = decode_header(token).ok().and_then(|h| h.kid) else {
             return;
         };
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-        if keys.fetched_at.is_some() && keys.signing_kid != kid {
-            tracing::debug!(%kid, cached = %keys.signing_kid, "tokens signed by a new key; key set to be refetched");
+        if keys.fetched_at.is_some() && !keys.by_kid.contains_key(&kid) {
+            tracing::debug!(%kid, cached_signer = %keys.signing_kid, "tokens signed by a key not cached; key set to be refetched");
             self.signer_changed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -189,7 +188,9 @@ impl KeyCache {
         if kid.len() > MAX_KID_LEN {
             return Ok(None);
         }
-        if !self.signer_changed() && let Some(key) = self.lookup(kid, true) {
+        if !self.signer_changed()
+            && let Some(key) = self.lookup(kid, true)
+        {
             return Ok(Some(key));
         }
         self.refresh(ctx).await;
@@ -244,10 +245,13 @@ impl KeyCache {
     /// Failures are logged and leave the old keys in place.
     async fn refresh(&self, ctx: &RequestContext) {
         let mut last = self.refresh.lock().await;
+        // auth-service's own word that the set changed is acted on at once;
+        // otherwise never more often than the interval, nor less often than
+        // the cache lives.
         let interval = if self.signer_changed() {
-            MIN_SIGNER_REFRESH_INTERVAL.min(self.min_interval)
+            Duration::ZERO
         } else {
-            self.min_interval
+            self.min_interval.min(self.max_age)
         };
         if last.is_some_and(|at| at.elapsed() < interval) {
             return;
@@ -270,7 +274,7 @@ impl KeyCache {
                         }
                     })
                     .collect();
-                tracing::debug!(keys = by_kid.len(), "signing keys refreshed");
+                tracing::debug!(keys = by_kid.len(), %signing_kid, "signing keys refreshed");
                 let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
                 *keys = KeySet {
                     published: Arc::new(jwks),
@@ -572,7 +576,7 @@ mod tests {
         let cache = KeyCache::new(src.clone());
         let ctx = RequestContext::detached();
         assert_eq!(cache.published(&ctx).await.unwrap().len(), 1);
-        // The cached signer issued it: the fresh set is served as is.
+        // A cached key issued it: the fresh set is served as is.
         cache.note_issued(&issued_by("k1"));
         cache.note_issued("not a token");
         assert_eq!(cache.published(&ctx).await.unwrap().len(), 1);
@@ -580,7 +584,6 @@ mod tests {
 
         // An immediate rotation: auth-service signs with k2 at once.
         *src.keys.lock().unwrap() = Ok(vec![jwk("k2"), jwk("k1")]);
-        tokio::time::sleep(MIN_SIGNER_REFRESH_INTERVAL).await;
         cache.note_issued(&issued_by("k2"));
         let kids: Vec<_> = cache
             .published(&ctx)
@@ -591,7 +594,7 @@ mod tests {
             .collect();
         assert_eq!(kids, ["k2", "k1"]);
         assert_eq!(src.calls.load(Ordering::SeqCst), 2);
-        // Once: the new set's signer is k2.
+        // Once: the new set holds k2.
         cache.note_issued(&issued_by("k2"));
         assert!(cache.key("k2", &ctx).await.unwrap().is_some());
         assert_eq!(src.calls.load(Ordering::SeqCst), 2);

@@ -5,6 +5,7 @@
 //! real binaries for signal tests.
 
 pub mod processes;
+pub mod pyjwt;
 pub mod smtp;
 pub mod system;
 

@@ -26,6 +26,7 @@ mod abuse;
 mod accounts;
 mod export;
 mod hostile;
+mod keys;
 mod login;
 mod logs;
 mod parallel;
