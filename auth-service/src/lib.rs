@@ -23,6 +23,8 @@ pub mod tokens;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
+
 use common::{
     internal_auth::{AttachToken, RequireToken},
     metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
@@ -81,12 +83,18 @@ impl Application {
                 None
             }
         };
+        let opening = || {
+            format!(
+                "AUTH_DATABASE_URL: cannot open and migrate the database at {}",
+                common::config::database_location(&url)
+            )
+        };
         if url.starts_with("sqlite:") {
-            let store = SqliteStore::connect(&url).await?;
+            let store = SqliteStore::connect(&url).await.with_context(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         } else {
-            let store = PgStore::connect(&url).await?;
+            let store = PgStore::connect(&url).await.with_context(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         }
@@ -99,6 +107,12 @@ impl Application {
         pool_metrics: ScrapeHook,
     ) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        common::health::require_writable(
+            "AUTH_DATABASE_URL",
+            config.database_url.expose(),
+            store.check_writable(now),
+        )
+        .await?;
         let tokens = Arc::new(TokenService::load(&store, &config.token_policy(), now).await?);
         let mailer = Mailer::new(
             config.smtp_url.as_ref().map(|s| s.expose()),
@@ -132,7 +146,10 @@ impl Application {
             SERVICE_NAME,
             move || {
                 let store = pinged.clone();
-                async move { store.ping().await }
+                async move {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    store.check_writable(now).await
+                }
             },
         ));
         let forwarder = Forwarder::new(

@@ -517,8 +517,10 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     fn outbox_remove(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Rows waiting in the outbox.
     fn outbox_len(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// One round trip to the database, for readiness.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A write (an upsert of the heartbeat row at `now`), for readiness and
+    /// the start-up check: a ping passes on a database that answers reads
+    /// but refuses every write, and then every request that writes fails.
+    fn check_writable(&self, now: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Maps a unique violation to the request field it concerns.

@@ -531,8 +531,17 @@ macro_rules! impl_auth_store {
                     .await?)
             }
 
-            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+            async fn check_writable(&self, now: i64) -> Result<(), $crate::store::StoreError> {
+                // On the connection every write uses (SQLite's single
+                // writer): that is the one that must be able to write.
+                let mut conn = self.write().await?;
+                sqlx::query(
+                    "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+                )
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
                 Ok(())
             }
         }
