@@ -108,7 +108,20 @@ impl Application {
         ingest::describe();
         let threshold = config::parse_threshold(config.suspicious_threshold)?;
         let database_url = config::parse_database_url(config.database_url)?;
-        let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;
+        let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold))
+            .await
+            .with_context(|| {
+                format!(
+                    "AUDIT_DATABASE_URL: the database at {}",
+                    common::config::database_location(&database_url)
+                )
+            })?;
+        common::health::require_writable(
+            "AUDIT_DATABASE_URL",
+            &database_url,
+            store.check_writable(unix_now()),
+        )
+        .await?;
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on AUDIT_GRPC_ADDR={}", config.grpc_addr))?;
@@ -177,7 +190,7 @@ impl Application {
             SERVICE_NAME,
             move || {
                 let store = store.clone();
-                async move { store.ping().await }
+                async move { store.check_writable(unix_now()).await }
             },
         ));
         let reflection = || common::reflection::builder(proto::FILE_DESCRIPTOR_SET, SERVICE_NAME);
@@ -265,6 +278,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?
         .run_until(common::shutdown::signal())
         .await
+}
+
+/// Now, in Unix seconds (for the heartbeat row).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -78,20 +78,53 @@ pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
     })
 }
 
-/// Adds a fresh signing key, which signs from now on (each running
-/// replica picks it up within `AUTH_KEY_RELOAD_INTERVAL`, or at once when
-/// it meets a token signed with it); older keys keep verifying.
-pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {
+/// A key added by [`rotate_keys`].
+#[derive(Debug, Clone)]
+pub struct RotatedKey {
+    /// Its `kid`.
+    pub kid: String,
+    /// When it starts signing (Unix seconds); published from now on.
+    pub not_before: i64,
+}
+
+/// How `rotate-keys` schedules the new key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollover {
+    /// Published now, signing after `AUTH_KEY_PUBLISH_DELAY`: verifiers that
+    /// cache the key set learn it before it signs anything.
+    Scheduled,
+    /// Signing at once (a leaked key): verifiers holding a cached key set
+    /// reject new tokens until they refetch it (up to the publish delay).
+    Immediate,
+}
+
+/// Adds a fresh signing key. It is published at once (auth-service reads
+/// the keys on every JWKS request) and signs from its `not_before`, which
+/// every replica honours to the second whenever it last read the keys;
+/// superseded keys keep verifying until their tokens have expired.
+pub async fn rotate_keys(config: &Config, rollover: Rollover) -> anyhow::Result<RotatedKey> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let delay = match rollover {
+        Rollover::Scheduled => i64::try_from(config.key_publish_delay.as_secs())?,
+        Rollover::Immediate => 0,
+    };
     with_store!(config, |store| {
-        // Strictly newer than every existing key, even within one second.
-        let newest = store
-            .signing_keys()
-            .await?
-            .first()
-            .map_or(0, |k| k.created_at);
-        let key = crate::tokens::generate_key(now.max(newest + 1));
+        let keys = store.signing_keys().await?;
+        // Strictly newer than every existing key, even within one second,
+        // so it wins over keys starting at the same time; and, scheduled,
+        // after every key already scheduled, so it is the one that ends up
+        // signing.
+        let created_at = now.max(keys.iter().map(|k| k.created_at + 1).max().unwrap_or(0));
+        let latest_start = keys.first().map_or(0, |k| k.not_before);
+        let not_before = match rollover {
+            Rollover::Scheduled => (now + delay).max(latest_start + 1),
+            Rollover::Immediate => now,
+        };
+        let key = crate::tokens::generate_key(created_at, not_before);
         store.add_signing_key(&key).await?;
-        Ok(key.kid)
+        Ok(RotatedKey {
+            kid: key.kid,
+            not_before,
+        })
     })
 }

@@ -9,6 +9,10 @@ use crate::{
     throttle::{BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, RateLimits, secs},
 };
 
+/// Default `AUTH_KEY_PUBLISH_DELAY`: the gateway's key cache (1 minute) plus
+/// the JWKS `max-age` (5 minutes), with room to spare.
+pub const DEFAULT_KEY_PUBLISH_DELAY: Duration = Duration::from_secs(600);
+
 /// Everything auth-service needs to start. Names are in `env.sample`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +55,11 @@ pub struct Config {
     /// `AUTH_KEY_RELOAD_INTERVAL`: how often signing keys are re-read, so
     /// a key added by `rotate-keys` is used without a restart.
     pub key_reload_interval: Duration,
+    /// `AUTH_KEY_PUBLISH_DELAY`: how long a key added by `rotate-keys` is
+    /// published before it signs (default 10m). It must cover every cache of
+    /// the key set: the gateway's (`GATEWAY_JWKS_CACHE_TTL`, 1m) plus the
+    /// `max-age` of `/.well-known/jwks.json` (5m).
+    pub key_publish_delay: Duration,
     /// `AUTH_GRPC_TLS_CERT` / `_KEY` / `_CLIENT_CA`: serve gRPC over TLS,
     /// optionally requiring client certificates; `None`: plain HTTP/2.
     pub tls: Option<common::tls::ServerTls>,
@@ -161,6 +170,7 @@ impl Config {
                 DEFAULT_REFUSED_TALLY_WINDOW,
             )?,
             key_reload_interval: duration_or("AUTH_KEY_RELOAD_INTERVAL", Duration::from_secs(60))?,
+            key_publish_delay: duration_or("AUTH_KEY_PUBLISH_DELAY", DEFAULT_KEY_PUBLISH_DELAY)?,
             tls: common::tls::ServerTls::from_env("AUTH_GRPC")?,
             internal_tls: common::tls::ClientTls::from_env()?,
             metrics_addr: common::metrics::addr_from_env(
@@ -193,9 +203,20 @@ impl Config {
             // Tallies reach the log within about two seconds.
             refused_tally_window: Duration::from_secs(1),
             key_reload_interval: Duration::from_secs(60),
+            key_publish_delay: DEFAULT_KEY_PUBLISH_DELAY,
             tls: None,
             internal_tls: common::tls::ClientTls::default(),
             metrics_addr: None,
+        }
+    }
+
+    /// What the token service needs from this configuration.
+    pub fn token_policy(&self) -> crate::tokens::TokenPolicy {
+        crate::tokens::TokenPolicy {
+            issuer: self.issuer.clone(),
+            access_ttl: self.access_ttl,
+            refresh_ttl: self.refresh_ttl,
+            key_reload_interval: self.key_reload_interval,
         }
     }
 

@@ -23,6 +23,8 @@ pub mod tokens;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
+
 use common::{
     internal_auth::{AttachToken, RequireToken},
     metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
@@ -85,12 +87,18 @@ impl Application {
         common::metrics::describe_pools();
         attempt::describe();
         forwarder::describe();
+        let opening = || {
+            format!(
+                "AUTH_DATABASE_URL: cannot open and migrate the database at {}",
+                common::config::database_location(&url)
+            )
+        };
         if url.starts_with("sqlite:") {
-            let store = SqliteStore::connect(&url).await?;
+            let store = SqliteStore::connect(&url).await.with_context(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         } else {
-            let store = PgStore::connect(&url).await?;
+            let store = PgStore::connect(&url).await.with_context(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         }
@@ -103,16 +111,13 @@ impl Application {
         pool_metrics: ScrapeHook,
     ) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let tokens = Arc::new(
-            TokenService::load(
-                &store,
-                config.issuer.clone(),
-                config.access_ttl,
-                config.refresh_ttl,
-                now,
-            )
-            .await?,
-        );
+        common::health::require_writable(
+            "AUTH_DATABASE_URL",
+            config.database_url.expose(),
+            store.check_writable(now),
+        )
+        .await?;
+        let tokens = Arc::new(TokenService::load(&store, &config.token_policy(), now).await?);
         let mailer = Mailer::new(
             config.smtp_url.as_ref().map(|s| s.expose()),
             config.mail_dir.clone(),
@@ -146,7 +151,10 @@ impl Application {
             SERVICE_NAME,
             move || {
                 let store = pinged.clone();
-                async move { store.ping().await }
+                async move {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    store.check_writable(now).await
+                }
             },
         ));
         let forwarder = Forwarder::new(

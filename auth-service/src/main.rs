@@ -36,8 +36,15 @@ enum Command {
         #[arg(long)]
         username: String,
     },
-    /// Add a new signing key; it signs from now on, older keys keep verifying.
-    RotateKeys,
+    /// Add a new signing key: published now, signing after
+    /// AUTH_KEY_PUBLISH_DELAY (default 10m); older keys keep verifying
+    /// until their tokens expire.
+    RotateKeys {
+        /// Sign with the new key at once (a leaked key). Breaks verifiers
+        /// holding a cached key set until they refetch it.
+        #[arg(long)]
+        now: bool,
+    },
 }
 
 #[tokio::main]
@@ -59,9 +66,7 @@ async fn main() -> std::process::ExitCode {
         Command::Unlock { username } => auth_service::admin::unlock(&config, &username)
             .await
             .map(|n| println!("unlocked {username} ({n} counters cleared)")),
-        Command::RotateKeys => auth_service::admin::rotate_keys(&config)
-            .await
-            .map(|kid| println!("added signing key {kid}")),
+        Command::RotateKeys { now } => rotate_keys(&config, now).await,
     };
     telemetry.shutdown().await;
     match result {
@@ -83,5 +88,22 @@ async fn create_admin(
     let password = password.trim_end_matches(['\r', '\n']);
     let user = auth_service::admin::create_admin(config, username, email, password).await?;
     println!("created admin {} (id {})", user.username, user.id);
+    Ok(())
+}
+
+async fn rotate_keys(config: &auth_service::Config, now: bool) -> anyhow::Result<()> {
+    use auth_service::admin::Rollover;
+    let rollover = if now {
+        Rollover::Immediate
+    } else {
+        Rollover::Scheduled
+    };
+    let key = auth_service::admin::rotate_keys(config, rollover).await?;
+    let starts = time::OffsetDateTime::from_unix_timestamp(key.not_before)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    println!(
+        "added signing key {}: published now, signs from {starts}",
+        key.kid
+    );
     Ok(())
 }

@@ -1,5 +1,12 @@
 //! Ed25519 JWTs: signing keys persisted in the auth database, so restarts and
-//! replicas share them; the newest key signs and every key verifies.
+//! replicas share them.
+//!
+//! Key rollover, as Keycloak and Zitadel do it: `rotate-keys` adds a key that
+//! is published at once but signs only from its `not_before`, after
+//! `AUTH_KEY_PUBLISH_DELAY`, so every verifier that caches the key set (the
+//! gateway, HTTP caches honouring `max-age`, PyJWT, jose) has it before the
+//! first token it signs. A superseded key stays published and accepted until
+//! every token it can have signed has expired ([`TokenPolicy::retention`]).
 
 use std::{
     collections::HashMap,
@@ -53,11 +60,52 @@ pub struct PublicJwk {
     pub x: String,
 }
 
-/// One loaded generation of keys: the newest signs, all verify.
-struct Keys {
+/// One key as loaded, with the times that decide what it does.
+struct LoadedKey {
+    /// Signs tokens from this time on (Unix seconds), until a later key does.
+    not_before: i64,
+    /// When every token it can have signed has expired (Unix seconds):
+    /// from then on it is neither published nor accepted. `None` while no
+    /// later key has been added.
+    retired_at: Option<i64>,
     signer: KeySigner,
-    verifying: HashMap<String, DecodingKey>,
-    jwks: Vec<PublicJwk>,
+    verifying: DecodingKey,
+    jwk: PublicJwk,
+}
+
+impl LoadedKey {
+    fn live(&self, now: i64) -> bool {
+        self.retired_at.is_none_or(|at| now < at)
+    }
+}
+
+/// One loaded generation of keys, latest `not_before` first. Which key
+/// signs and which are published depend on the time, so they are decided
+/// at each use, never at load: a key becomes the signer at its exact
+/// `not_before` whenever the keys were last read.
+struct Keys {
+    keys: Vec<LoadedKey>,
+    by_kid: HashMap<String, usize>,
+}
+
+impl Keys {
+    /// The key that signs at `now`: the latest whose `not_before` has
+    /// passed. Were none active yet (a clock behind the one that added
+    /// them), the earliest: tokens are still signed with a published key.
+    fn signer(&self, now: i64) -> Option<&LoadedKey> {
+        self.keys
+            .iter()
+            .find(|k| k.not_before <= now)
+            .or_else(|| self.keys.last())
+    }
+
+    /// A key that verifies at `now`.
+    fn verifying(&self, kid: &str, now: i64) -> Option<&LoadedKey> {
+        self.by_kid
+            .get(kid)
+            .map(|&i| &self.keys[i])
+            .filter(|k| k.live(now))
+    }
 }
 
 /// The newest key, ready to sign: the expanded key and the encoded JWT
@@ -108,6 +156,8 @@ pub struct TokenService {
     issuer: String,
     access_ttl: i64,
     refresh_ttl: i64,
+    /// Seconds a superseded key stays published ([`TokenPolicy::retention`]).
+    retention: i64,
 }
 
 /// A freshly issued pair.
@@ -137,8 +187,9 @@ fn public_jwk(row: &SigningKeyRow) -> anyhow::Result<(SigningKey, PublicJwk)> {
     ))
 }
 
-/// Makes a new random signing key; its id is derived from the public key.
-pub fn generate_key(now: i64) -> SigningKeyRow {
+/// Makes a new random signing key, added at `now` and signing from
+/// `not_before`; its id is derived from the public key.
+pub fn generate_key(now: i64, not_before: i64) -> SigningKeyRow {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
@@ -147,51 +198,86 @@ pub fn generate_key(now: i64) -> SigningKeyRow {
         kid,
         secret: seed.to_vec(),
         created_at: now,
+        not_before,
     }
 }
 
-fn build_keys(rows: &[SigningKeyRow]) -> anyhow::Result<Keys> {
-    let mut verifying = HashMap::new();
-    let mut jwks = Vec::new();
-    let mut signer = None;
+/// Loads `rows` (latest `not_before` first, as the store lists them). A key
+/// stops signing when the key before it in that order starts; it retires
+/// `retention` seconds later.
+fn build_keys(rows: &[SigningKeyRow], retention: i64) -> anyhow::Result<Keys> {
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut by_kid = HashMap::new();
+    let mut successor_starts: Option<i64> = None;
     for row in rows {
         let (key, jwk) = public_jwk(row)?;
-        verifying.insert(jwk.kid.clone(), DecodingKey::from_ed_components(&jwk.x)?);
-        if signer.is_none() {
-            signer = Some(KeySigner::new(&row.kid, key)?);
-        }
-        jwks.push(jwk);
+        by_kid.insert(jwk.kid.clone(), keys.len());
+        keys.push(LoadedKey {
+            not_before: row.not_before,
+            retired_at: successor_starts.map(|at| at.saturating_add(retention)),
+            signer: KeySigner::new(&row.kid, key)?,
+            verifying: DecodingKey::from_ed_components(&jwk.x)?,
+            jwk,
+        });
+        successor_starts = Some(row.not_before);
     }
-    let signer = signer.ok_or_else(|| anyhow::anyhow!("no signing key in the database"))?;
-    Ok(Keys {
-        signer,
-        verifying,
-        jwks,
-    })
+    if keys.is_empty() {
+        anyhow::bail!("no signing key in the database");
+    }
+    Ok(Keys { keys, by_kid })
+}
+
+/// What the token service needs besides the keys.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// The `iss` written and required (`JWT_ISSUER`).
+    pub issuer: String,
+    /// `JWT_ACCESS_TTL`.
+    pub access_ttl: std::time::Duration,
+    /// `JWT_REFRESH_TTL`.
+    pub refresh_ttl: std::time::Duration,
+    /// `AUTH_KEY_RELOAD_INTERVAL`: a replica may sign with a superseded key
+    /// for this long after its successor starts, until it re-reads the keys.
+    pub key_reload_interval: std::time::Duration,
+}
+
+/// Slack on top of the longest token lifetime before a superseded key is
+/// retired: clock skew between replicas and the verifiers' leeway.
+const RETIREMENT_SLACK_SECS: i64 = 300;
+
+impl TokenPolicy {
+    /// Seconds a superseded key stays published: until every token it can
+    /// have signed has expired. Both token types are signed with the same
+    /// key, so the longer lifetime counts.
+    fn retention(&self) -> anyhow::Result<i64> {
+        let longest = self.access_ttl.max(self.refresh_ttl) + self.key_reload_interval;
+        Ok(i64::try_from(longest.as_secs())?.saturating_add(RETIREMENT_SLACK_SECS))
+    }
 }
 
 impl TokenService {
-    /// Loads the keys, creating the first one on a fresh database.
+    /// Loads the keys, creating the first one on a fresh database (it
+    /// signs at once: no verifier can have cached an older set).
     pub async fn load<S: AuthStore>(
         store: &S,
-        issuer: String,
-        access_ttl: std::time::Duration,
-        refresh_ttl: std::time::Duration,
+        policy: &TokenPolicy,
         now: i64,
     ) -> anyhow::Result<Self> {
         let mut rows = store.signing_keys().await?;
         if rows.is_empty() {
-            store.add_signing_key(&generate_key(now)).await?;
+            store.add_signing_key(&generate_key(now, now)).await?;
             // Re-read: a replica starting at the same moment may have added
             // its own key; everyone then signs with the same newest one.
             rows = store.signing_keys().await?;
         }
+        let retention = policy.retention()?;
         Ok(Self {
-            keys: RwLock::new(Arc::new(build_keys(&rows)?)),
+            keys: RwLock::new(Arc::new(build_keys(&rows, retention)?)),
             last_reload: Mutex::new(std::time::Instant::now()),
-            issuer,
-            access_ttl: i64::try_from(access_ttl.as_secs())?,
-            refresh_ttl: i64::try_from(refresh_ttl.as_secs())?,
+            issuer: policy.issuer.clone(),
+            access_ttl: i64::try_from(policy.access_ttl.as_secs())?,
+            refresh_ttl: i64::try_from(policy.refresh_ttl.as_secs())?,
+            retention,
         })
     }
 
@@ -209,7 +295,7 @@ impl TokenService {
         if rows.is_empty() {
             return Ok(());
         }
-        let keys = Arc::new(build_keys(&rows)?);
+        let keys = Arc::new(build_keys(&rows, self.retention)?);
         *self
             .keys
             .write()
@@ -230,7 +316,7 @@ impl TokenService {
         let Some(kid) = header.kid else {
             return false;
         };
-        !self.current().verifying.contains_key(&kid)
+        !self.current().by_kid.contains_key(&kid)
             && self
                 .last_reload
                 .lock()
@@ -239,14 +325,31 @@ impl TokenService {
                 >= MIN_RELOAD_INTERVAL
     }
 
-    /// Public keys for JWKS.
-    pub fn jwks(&self) -> Vec<PublicJwk> {
-        self.current().jwks.clone()
+    /// The public keys to publish at `now` (JWKS): the signer, keys added
+    /// to sign later, and superseded keys until they retire.
+    pub fn jwks(&self, now: i64) -> Vec<PublicJwk> {
+        self.current()
+            .keys
+            .iter()
+            .filter(|k| k.live(now))
+            .map(|k| k.jwk.clone())
+            .collect()
+    }
+
+    /// The `kid` that signs tokens issued at `now`.
+    pub fn signing_kid(&self, now: i64) -> String {
+        self.current()
+            .signer(now)
+            .map(|k| k.jwk.kid.clone())
+            .unwrap_or_default()
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, Error> {
-        self.current()
-            .signer
+        let keys = self.current();
+        let key = keys
+            .signer(claims.iat)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key loaded")))?;
+        key.signer
             .sign(claims)
             .map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
     }
@@ -294,10 +397,12 @@ impl TokenService {
     pub fn verify(&self, token: &str, token_type: &str) -> Result<Claims, Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
         let keys = self.current();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| keys.verifying.get(kid))
+            .and_then(|kid| keys.verifying(kid, now))
+            .map(|k| &k.verifying)
             .ok_or(Error::InvalidToken)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.issuer]);
@@ -320,14 +425,21 @@ mod tests {
     use crate::store::User;
     use ed25519_dalek::pkcs8::EncodePrivateKey;
 
+    const RETENTION: i64 = 90_000;
+
     fn service(rows: &[SigningKeyRow]) -> TokenService {
         TokenService {
-            keys: RwLock::new(Arc::new(build_keys(rows).unwrap())),
+            keys: RwLock::new(Arc::new(build_keys(rows, RETENTION).unwrap())),
             last_reload: Mutex::new(std::time::Instant::now()),
             issuer: "issuer".into(),
             access_ttl: 300,
             refresh_ttl: 86_400,
+            retention: RETENTION,
         }
+    }
+
+    fn kid_of(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
     }
 
     fn user() -> User {
@@ -346,7 +458,7 @@ mod tests {
     fn cached_signer_matches_jsonwebtoken_encode_byte_for_byte() {
         // Ed25519 signatures are deterministic, so the hand-built token must
         // equal what `jsonwebtoken::encode` makes from the same key.
-        let row = generate_key(1_700_000_000);
+        let row = generate_key(1_700_000_000, 1_700_000_000);
         let tokens = service(std::slice::from_ref(&row));
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let pair = tokens.issue(&user(), now, "jti-1".into()).unwrap();
@@ -367,7 +479,7 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify_with_their_claims_and_type() {
-        let tokens = service(&[generate_key(2), generate_key(1)]);
+        let tokens = service(&[generate_key(2, 2), generate_key(1, 1)]);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let pair = tokens.issue(&user(), now, "jti-2".into()).unwrap();
 
@@ -393,9 +505,58 @@ mod tests {
                 .is_err()
         );
         assert!(
-            service(&[generate_key(3)])
+            service(&[generate_key(3, 3)])
                 .verify(&pair.refresh, REFRESH)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_rotated_key_is_published_first_then_signs_and_the_old_one_retires() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let old = generate_key(now - 1_000, now - 1_000);
+        let new = generate_key(now, now + 600);
+        let tokens = service(&[new.clone(), old.clone()]);
+        let published =
+            |at: i64| -> Vec<String> { tokens.jwks(at).into_iter().map(|k| k.kid).collect() };
+
+        // Before its not_before: published, but the old key still signs.
+        assert_eq!(published(now), vec![new.kid.clone(), old.kid.clone()]);
+        assert_eq!(tokens.signing_kid(now + 599), old.kid);
+        let before = tokens.issue(&user(), now, "jti-a".into()).unwrap();
+        assert_eq!(kid_of(&before.access), old.kid);
+        assert_eq!(kid_of(&before.refresh), old.kid);
+
+        // From its not_before it signs; the old key keeps verifying.
+        assert_eq!(tokens.signing_kid(now + 600), new.kid);
+        let after = tokens.issue(&user(), now + 600, "jti-b".into()).unwrap();
+        assert_eq!(kid_of(&after.access), new.kid);
+        assert!(tokens.verify(&before.refresh, REFRESH).is_ok());
+
+        // The old key is published until every token it signed has expired.
+        assert_eq!(published(now + 600 + RETENTION - 1).len(), 2);
+        assert_eq!(published(now + 600 + RETENTION), vec![new.kid.clone()]);
+    }
+
+    #[test]
+    fn a_retired_key_no_longer_verifies() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let old = generate_key(now - 2 * RETENTION, now - 2 * RETENTION);
+        let newer = generate_key(now - RETENTION - 10, now - RETENTION - 10);
+        let signed_by_old = service(std::slice::from_ref(&old))
+            .issue(&user(), now, "jti-c".into())
+            .unwrap();
+        let tokens = service(&[newer.clone(), old]);
+        assert!(tokens.verify(&signed_by_old.refresh, REFRESH).is_err());
+        assert_eq!(tokens.signing_kid(now), newer.kid);
+    }
+
+    #[test]
+    fn with_no_key_active_yet_the_earliest_signs() {
+        // A clock behind the one that added the keys: still a published key.
+        let first = generate_key(100, 100);
+        let second = generate_key(100, 700);
+        let tokens = service(&[second, first.clone()]);
+        assert_eq!(tokens.signing_kid(50), first.kid);
     }
 }

@@ -100,6 +100,22 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where a database URL points, for messages: the file of a `sqlite:` URL,
+/// else `scheme://host[:port]/database`. User, password and query
+/// parameters are left out, so the result may be logged.
+pub fn database_location(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    if let Some(rest) = without_query.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        return path.to_owned();
+    }
+    let Some((scheme, rest)) = without_query.split_once("://") else {
+        return "(unparsable URL)".to_owned();
+    };
+    let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    format!("{scheme}://{host_and_path}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +135,23 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn database_locations_leave_out_credentials_and_parameters() {
+        assert_eq!(
+            database_location("sqlite://data/auth.db?mode=rwc"),
+            "data/auth.db"
+        );
+        assert_eq!(database_location("sqlite:///var/lib/a.db"), "/var/lib/a.db");
+        assert_eq!(
+            database_location("postgres://app:s3cret@db.internal:5432/auth?sslmode=require"),
+            "postgres://db.internal:5432/auth"
+        );
+        assert_eq!(
+            database_location("mysql://root@127.0.0.1:3306/test"),
+            "mysql://127.0.0.1:3306/test"
+        );
+        assert_eq!(database_location("nonsense"), "(unparsable URL)");
     }
 }

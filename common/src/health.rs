@@ -6,18 +6,64 @@
 //! probes and the gateway's `/readyz` read. Only the named entry follows the
 //! database, so a database outage takes replicas out of rotation without
 //! making the orchestrator restart them in a loop.
+//!
+//! The check is a write (each service upserts a heartbeat row), not a ping:
+//! a database that answers reads but refuses writes (files made read-only, a
+//! PostgreSQL standby after a failover, a role without INSERT) fails every
+//! register, login and stored attempt, so the service is not ready. The same
+//! check runs once at start-up ([`require_writable`]), which refuses to
+//! start rather than serve 503s behind a green readiness probe.
 
 use std::time::Duration;
 
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-/// How often the database is pinged.
+/// How often the database is checked.
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
-/// A ping slower than this counts as "not answering".
+/// A check slower than this counts as "not answering".
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Pings the database every [`PING_INTERVAL`] and sets `service`'s health
-/// to `SERVING` when it answered within [`PING_TIMEOUT`], `NOT_SERVING`
+/// The start-up write check failed: the service cannot do its job.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{variable}: the database at {location} cannot be written ({reason}); \
+     refusing to start: readiness would fail and so would every request that writes"
+)]
+pub struct NotWritable {
+    /// The variable holding the database URL.
+    pub variable: &'static str,
+    /// Where it points, without credentials ([`crate::config::database_location`]).
+    pub location: String,
+    /// The database's answer, or that it timed out.
+    pub reason: String,
+}
+
+/// Runs the service's write `check` once, at start-up, within
+/// [`PING_TIMEOUT`] (plus slack for a first connection); an error names
+/// `variable` and where `url` points, never its credentials.
+pub async fn require_writable<F, E>(
+    variable: &'static str,
+    url: &str,
+    check: F,
+) -> Result<(), NotWritable>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let reason = match tokio::time::timeout(PING_TIMEOUT * 5, check).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {:?}", PING_TIMEOUT * 5),
+    };
+    Err(NotWritable {
+        variable,
+        location: crate::config::database_location(url),
+        reason,
+    })
+}
+
+/// Runs the write check every [`PING_INTERVAL`] and sets `service`'s health
+/// to `SERVING` when it succeeded within [`PING_TIMEOUT`], `NOT_SERVING`
 /// otherwise. Runs until the task is aborted (at shutdown, before the
 /// service marks itself `NOT_SERVING` for the drain).
 pub async fn follow_database<P, F, E>(reporter: HealthReporter, service: &'static str, mut ping: P)
@@ -35,20 +81,20 @@ where
             Ok(Ok(())) => ServingStatus::Serving,
             Ok(Err(error)) => {
                 if last != Some(ServingStatus::NotServing) {
-                    tracing::warn!(%error, service, "database does not answer; not ready");
+                    tracing::warn!(%error, service, "database check failed (cannot write or does not answer); not ready");
                 }
                 ServingStatus::NotServing
             }
             Err(_) => {
                 if last != Some(ServingStatus::NotServing) {
-                    tracing::warn!(timeout = ?PING_TIMEOUT, service, "database ping timed out; not ready");
+                    tracing::warn!(timeout = ?PING_TIMEOUT, service, "database check timed out; not ready");
                 }
                 ServingStatus::NotServing
             }
         };
         if last != Some(status) {
             if last.is_some() && status == ServingStatus::Serving {
-                tracing::info!(service, "database answers again; ready");
+                tracing::info!(service, "database writable again; ready");
             }
             reporter.set_service_status(service, status).await;
             last = Some(status);
@@ -121,5 +167,25 @@ mod tests {
             health_check_response::ServingStatus::NotServing as i32
         );
         task.abort();
+    }
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_failed_start_up_check_names_the_variable_and_the_place_not_the_password() {
+        let error = require_writable(
+            "AUTH_DATABASE_URL",
+            "postgres://app:s3cret@db:5432/auth",
+            async { Err::<(), _>("cannot execute INSERT in a read-only transaction") },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("AUTH_DATABASE_URL: the database at postgres://db:5432/auth cannot be written (cannot execute INSERT in a read-only transaction)"), "{error}");
+        assert!(!error.contains("s3cret"));
+        assert!(
+            require_writable("X", "sqlite://a.db", async { Ok::<(), &str>(()) })
+                .await
+                .is_ok()
+        );
     }
 }

@@ -7,6 +7,14 @@
 //! a stream of forged `kid`s cannot turn the gateway into a load generator
 //! against auth-service.
 //!
+//! The same cache serves `/.well-known/jwks.json`, so it must never serve a
+//! set that lacks the key signing right now. A scheduled rotation publishes
+//! the new key `AUTH_KEY_PUBLISH_DELAY` before it signs, longer than this
+//! cache lives (`GATEWAY_JWKS_CACHE_TTL`); and every token pair passing back
+//! through the gateway is checked against the cached signer
+//! ([`KeyCache::note_issued`]), so an immediate rotation is picked up at the
+//! first login or refresh after it.
+//!
 //! The extractors: [`AuthUser`] (any valid access token), [`AdminUser`]
 //! (one with `is_staff`) and [`AdminSession`] (that, with the token for
 //! later re-checks). Their state needs an `Arc<TokenVerifier>`.
@@ -24,17 +32,20 @@ use axum::{
 use common::config::Secret;
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use proto::auth::v1::{GetJwksRequest, Jwk};
+use proto::auth::v1::{GetJwksRequest, GetJwksResponse, Jwk};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::{context::RequestContext, error::ApiError, grpc::AuthClient};
 
-/// How long fetched keys are trusted before the next use refreshes them
-/// (so a key auth-service retired stops being accepted).
-const KEY_MAX_AGE: Duration = Duration::from_secs(300);
+/// Default `GATEWAY_JWKS_CACHE_TTL`: how long fetched keys are trusted
+/// before the next use refreshes them (so a key auth-service retired stops
+/// being accepted). auth-service's default publish delay (10 minutes)
+/// covers this plus the JWKS `max-age`.
+pub const DEFAULT_KEY_MAX_AGE: Duration = Duration::from_secs(60);
 /// The least time between two fetches of the key set.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 /// Longest `kid` looked up; longer ones cannot be ours.
@@ -43,12 +54,12 @@ const MAX_KID_LEN: usize = 128;
 /// Where the public keys come from. The real one asks auth-service; tests
 /// and tools can supply a fixed set.
 pub trait JwkSource: Send + Sync + 'static {
-    /// Fetches the current key set. `ctx` is the request that needed it, so
-    /// the call carries that request's id and client.
+    /// Fetches the current key set and its signer. `ctx` is the request
+    /// that needed it, so the call carries that request's id and client.
     fn fetch<'a>(
         &'a self,
         ctx: &'a RequestContext,
-    ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>>;
+    ) -> BoxFuture<'a, Result<GetJwksResponse, tonic::Status>>;
 }
 
 /// Keys from auth-service's `GetJwks`.
@@ -59,16 +70,17 @@ impl JwkSource for GrpcJwkSource {
     fn fetch<'a>(
         &'a self,
         ctx: &'a RequestContext,
-    ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>> {
+    ) -> BoxFuture<'a, Result<GetJwksResponse, tonic::Status>> {
         let mut client = self.0.clone();
         Box::pin(async move {
             let response = client.get_jwks(ctx.grpc_request(GetJwksRequest {})).await?;
-            Ok(response.into_inner().keys)
+            Ok(response.into_inner())
         })
     }
 }
 
-/// A fixed key set, for tests and for running without auth-service.
+/// A fixed key set, for tests and for running without auth-service; the
+/// first key is the signer.
 #[derive(Clone, Debug, Default)]
 pub struct StaticJwks(pub Vec<Jwk>);
 
@@ -76,9 +88,12 @@ impl JwkSource for StaticJwks {
     fn fetch<'a>(
         &'a self,
         _: &'a RequestContext,
-    ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>> {
-        let keys = self.0.clone();
-        Box::pin(async move { Ok(keys) })
+    ) -> BoxFuture<'a, Result<GetJwksResponse, tonic::Status>> {
+        let response = GetJwksResponse {
+            signing_kid: self.0.first().map(|k| k.kid.clone()).unwrap_or_default(),
+            keys: self.0.clone(),
+        };
+        Box::pin(async move { Ok(response) })
     }
 }
 
@@ -89,6 +104,8 @@ struct KeySet {
     published: Arc<Vec<Jwk>>,
     /// The usable Ed25519 keys by `kid`.
     by_kid: HashMap<String, DecodingKey>,
+    /// The `kid` auth-service said signs, when fetched.
+    signing_kid: String,
     /// When they were fetched; `None` before the first success.
     fetched_at: Option<Instant>,
 }
@@ -109,6 +126,11 @@ pub struct KeyCache {
     /// Held while fetching so concurrent misses share one fetch; holds the
     /// time of the last attempt, successful or not.
     refresh: Mutex<Option<Instant>>,
+    /// Set when auth-service issued a token whose `kid` is not in the
+    /// cached set: the next use refetches, however fresh the set and however
+    /// recent the last fetch (this comes from auth-service, not a client,
+    /// and a fetch clears it).
+    signer_changed: std::sync::atomic::AtomicBool,
     min_interval: Duration,
     max_age: Duration,
 }
@@ -120,8 +142,32 @@ impl KeyCache {
             source,
             keys: RwLock::new(KeySet::default()),
             refresh: Mutex::new(None),
+            signer_changed: std::sync::atomic::AtomicBool::new(false),
             min_interval: MIN_REFRESH_INTERVAL,
-            max_age: KEY_MAX_AGE,
+            max_age: DEFAULT_KEY_MAX_AGE,
+        }
+    }
+
+    /// Overrides how long a fetched set is used (`GATEWAY_JWKS_CACHE_TTL`).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Notes the `kid` of a token auth-service has just issued (a login or
+    /// refresh passing through): when the cached set lacks it, the keys
+    /// rotated since the fetch (an immediate rotation), so the next use
+    /// refetches before serving or verifying. Cheap: the header is decoded, nothing
+    /// is verified, nothing is fetched here.
+    pub fn note_issued(&self, token: &str) {
+        let Some(kid) = decode_header(token).ok().and_then(|h| h.kid) else {
+            return;
+        };
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        if keys.fetched_at.is_some() && !keys.by_kid.contains_key(&kid) {
+            tracing::debug!(%kid, cached_signer = %keys.signing_kid, "tokens signed by a key not cached; key set to be refetched");
+            self.signer_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -142,7 +188,9 @@ impl KeyCache {
         if kid.len() > MAX_KID_LEN {
             return Ok(None);
         }
-        if let Some(key) = self.lookup(kid, true) {
+        if !self.signer_changed()
+            && let Some(key) = self.lookup(kid, true)
+        {
             return Ok(Some(key));
         }
         self.refresh(ctx).await;
@@ -156,7 +204,7 @@ impl KeyCache {
     /// The published key set (refreshed when stale; a stale set is served
     /// when auth-service cannot be reached).
     pub async fn published(&self, ctx: &RequestContext) -> Result<Arc<Vec<Jwk>>, KeyError> {
-        if !self.fresh() {
+        if !self.fresh() || self.signer_changed() {
             self.refresh(ctx).await;
         }
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -177,6 +225,11 @@ impl KeyCache {
         keys.by_kid.get(kid).cloned()
     }
 
+    fn signer_changed(&self) -> bool {
+        self.signer_changed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn loaded(&self) -> bool {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         keys.fetched_at.is_some()
@@ -192,12 +245,25 @@ impl KeyCache {
     /// Failures are logged and leave the old keys in place.
     async fn refresh(&self, ctx: &RequestContext) {
         let mut last = self.refresh.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.min_interval) {
+        // auth-service's own word that the set changed is acted on at once;
+        // otherwise never more often than the interval, nor less often than
+        // the cache lives.
+        let interval = if self.signer_changed() {
+            Duration::ZERO
+        } else {
+            self.min_interval.min(self.max_age)
+        };
+        if last.is_some_and(|at| at.elapsed() < interval) {
             return;
         }
         *last = Some(Instant::now());
+        self.signer_changed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         match self.source.fetch(ctx).await {
-            Ok(jwks) => {
+            Ok(GetJwksResponse {
+                keys: jwks,
+                signing_kid,
+            }) => {
                 let by_kid: HashMap<_, _> = jwks
                     .iter()
                     .filter_map(|jwk| match usable_key(jwk) {
@@ -208,11 +274,12 @@ impl KeyCache {
                         }
                     })
                     .collect();
-                tracing::debug!(keys = by_kid.len(), "signing keys refreshed");
+                tracing::debug!(keys = by_kid.len(), %signing_kid, "signing keys refreshed");
                 let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
                 *keys = KeySet {
                     published: Arc::new(jwks),
                     by_kid,
+                    signing_kid,
                     fetched_at: Some(Instant::now()),
                 };
             }
@@ -421,10 +488,17 @@ mod tests {
         fn fetch<'a>(
             &'a self,
             _: &'a RequestContext,
-        ) -> BoxFuture<'a, Result<Vec<Jwk>, tonic::Status>> {
+        ) -> BoxFuture<'a, Result<GetJwksResponse, tonic::Status>> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let keys = self.keys.lock().unwrap().clone();
-            Box::pin(async move { keys.map_err(|()| tonic::Status::unavailable("down")) })
+            // The first key signs, as with `StaticJwks`.
+            let response = keys
+                .map(|keys| GetJwksResponse {
+                    signing_kid: keys.first().map(|k| k.kid.clone()).unwrap_or_default(),
+                    keys,
+                })
+                .map_err(|()| tonic::Status::unavailable("down"));
+            Box::pin(async move { response })
         }
     }
 
@@ -484,6 +558,60 @@ mod tests {
         *src.keys.lock().unwrap() = Ok(vec![jwk("k1"), jwk("k2")]);
         assert!(cache.key("k2", &ctx).await.unwrap().is_some());
         assert_eq!(src.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A token whose header names `kid` (nothing else is read of it).
+    fn issued_by(kid: &str) -> String {
+        use base64::Engine as _;
+        let header = format!(r#"{{"typ":"JWT","alg":"EdDSA","kid":"{kid}"}}"#);
+        format!(
+            "{}.e30.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+        )
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_by_a_new_signer_makes_the_fresh_set_refetch() {
+        let src = source(Ok(vec![jwk("k1")]));
+        let cache = KeyCache::new(src.clone());
+        let ctx = RequestContext::detached();
+        assert_eq!(cache.published(&ctx).await.unwrap().len(), 1);
+        // A cached key issued it: the fresh set is served as is.
+        cache.note_issued(&issued_by("k1"));
+        cache.note_issued("not a token");
+        assert_eq!(cache.published(&ctx).await.unwrap().len(), 1);
+        assert_eq!(src.calls.load(Ordering::SeqCst), 1);
+
+        // An immediate rotation: auth-service signs with k2 at once.
+        *src.keys.lock().unwrap() = Ok(vec![jwk("k2"), jwk("k1")]);
+        cache.note_issued(&issued_by("k2"));
+        let kids: Vec<_> = cache
+            .published(&ctx)
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect();
+        assert_eq!(kids, ["k2", "k1"]);
+        assert_eq!(src.calls.load(Ordering::SeqCst), 2);
+        // Once: the new set holds k2.
+        cache.note_issued(&issued_by("k2"));
+        assert!(cache.key("k2", &ctx).await.unwrap().is_some());
+        assert_eq!(src.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_set_is_refetched_after_its_max_age() {
+        let src = source(Ok(vec![jwk("k1")]));
+        let cache = KeyCache::new(src.clone())
+            .with_max_age(Duration::from_millis(50))
+            .with_min_refresh_interval(Duration::ZERO);
+        let ctx = RequestContext::detached();
+        cache.published(&ctx).await.unwrap();
+        *src.keys.lock().unwrap() = Ok(vec![jwk("k2"), jwk("k1")]);
+        assert_eq!(cache.published(&ctx).await.unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(cache.published(&ctx).await.unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -83,6 +83,11 @@ pub struct Config {
     /// auth-service (`GATEWAY_STREAM_RECHECK`, default 10s); the tail also
     /// ends at the token's expiry whatever this is.
     pub stream_recheck: Duration,
+    /// How long the signing keys fetched from auth-service are used before
+    /// the next use refetches them (`GATEWAY_JWKS_CACHE_TTL`, default 1m).
+    /// auth-service's `AUTH_KEY_PUBLISH_DELAY` must exceed this plus the
+    /// 5-minute `max-age` of `/.well-known/jwks.json`.
+    pub jwks_cache_ttl: Duration,
 }
 
 /// An absolute `http(s)://host[:port][/prefix]` URL without user info,
@@ -220,6 +225,7 @@ impl Config {
             })
             .transpose()?;
         let stream_recheck = duration("GATEWAY_STREAM_RECHECK", DEFAULT_STREAM_RECHECK)?;
+        let jwks_cache_ttl = duration("GATEWAY_JWKS_CACHE_TTL", crate::auth::DEFAULT_KEY_MAX_AGE)?;
 
         Ok(Self {
             addr,
@@ -234,6 +240,7 @@ impl Config {
             limits,
             public_url,
             stream_recheck,
+            jwks_cache_ttl,
         })
     }
 
@@ -254,6 +261,7 @@ impl Config {
             limits: ConnectionLimits::default(),
             public_url: None,
             stream_recheck: DEFAULT_STREAM_RECHECK,
+            jwks_cache_ttl: crate::auth::DEFAULT_KEY_MAX_AGE,
         }
     }
 }

@@ -98,7 +98,10 @@ impl AppState {
             .context("AUDIT_GRPC_URL")?;
         let auth = grpc::auth_client(auth_channel.clone(), token.clone());
         let audit = grpc::audit_client(audit_channel.clone(), token);
-        let keys = Arc::new(KeyCache::new(Arc::new(GrpcJwkSource(auth.clone()))));
+        let keys = Arc::new(
+            KeyCache::new(Arc::new(GrpcJwkSource(auth.clone())))
+                .with_max_age(config.jwks_cache_ttl),
+        );
         Ok(Self(Arc::new(Shared {
             auth,
             audit,

@@ -6,6 +6,7 @@
 //! tools (promtool, PyPI packages) that some tests point at them.
 
 pub mod processes;
+pub mod pyjwt;
 pub mod smtp;
 pub mod system;
 pub mod tools;

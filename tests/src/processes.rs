@@ -105,6 +105,48 @@ pub fn run_to_exit(name: &str, env: &[(&str, String)]) -> (ExitStatus, String) {
     )
 }
 
+/// Like [`run_to_exit`] (stdout and stderr together), but fails the test
+/// when the binary is still running after `limit` (a start-up that should
+/// be refused and is not would otherwise hang the test); the child is
+/// killed then.
+pub fn exit_within(name: &str, env: &[(&str, String)], limit: Duration) -> (ExitStatus, String) {
+    // Both streams into one pipe: the services log (to stdout) and print
+    // their last error (to stderr).
+    let (mut output, writer) = std::io::pipe().expect("a pipe");
+    let mut cmd = Command::new(bin_dir().join(name));
+    cmd.env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(writer.try_clone().expect("a pipe"))
+        .stderr(writer);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    // Our copies of the write end must close, or the read never ends.
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut output, &mut text);
+        text
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = reader.join().unwrap_or_default();
+            panic!("{name} was still running after {limit:?}; it printed:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
 /// Starts binary `name` with exactly `env` (plus `RUST_LOG=warn`).
 pub fn spawn(name: &str, env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(bin_dir().join(name));

@@ -329,6 +329,11 @@ impl TestSystem {
         body
     }
 
+    /// audit-service's database URL.
+    pub fn audit_database_url(&self) -> &str {
+        &self.audit_config.database_url
+    }
+
     /// audit-service's gRPC URL (`https://` when it speaks TLS).
     pub fn audit_url(&self) -> String {
         audit_url(&self.audit_config, self.audit_addr)

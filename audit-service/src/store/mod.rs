@@ -191,12 +191,14 @@ impl Store {
         Ok(page_from_rows(rows, limit))
     }
 
-    /// One round trip to the database, for readiness.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    /// A write (the heartbeat row, at `now` in Unix seconds), for readiness
+    /// and the start-up check: reads alone would pass on a database that
+    /// refuses every insert.
+    pub async fn check_writable(&self, now: i64) -> Result<(), sqlx::Error> {
         match self {
-            Self::Sqlite(s) => s.ping().await,
-            Self::Postgres(s) => s.ping().await,
-            Self::Mysql(s) => s.ping().await,
+            Self::Sqlite(s) => s.check_writable(now).await,
+            Self::Postgres(s) => s.check_writable(now).await,
+            Self::Mysql(s) => s.check_writable(now).await,
         }
     }
 

@@ -39,6 +39,8 @@ const DELETE_BEFORE: &str =
     "DELETE FROM login_attempts WHERE occurred_at < ? ORDER BY occurred_at, id LIMIT ?";
 const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
 const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
+const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
+    ON DUPLICATE KEY UPDATE written_at = VALUES(written_at)";
 
 /// The MySQL/MariaDB log database.
 #[derive(Clone)]

@@ -44,6 +44,8 @@ const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
     (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)";
 const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT $1";
 const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = $1 WHERE id = $2";
+const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
+    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
 
 const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \

@@ -89,8 +89,14 @@ macro_rules! shared_backend_ops {
                 self.pool.close().await;
             }
 
-            pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
-                sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+            /// Upserts the heartbeat row: a write, so a database that
+            /// answers but refuses writes fails it.
+            pub(super) async fn check_writable(&self, now: i64) -> Result<(), sqlx::Error> {
+                sqlx::query(HEARTBEAT)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map(drop)
             }
 
             pub(super) fn pool_usage(&self) -> common::metrics::PoolUsage {

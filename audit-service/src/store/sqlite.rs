@@ -30,6 +30,8 @@ const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
     (SELECT id FROM login_attempts WHERE occurred_at < ? LIMIT ?)";
 const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
 const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
+const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
+    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
 
 /// Rows of an IP range from which a page reads the newest rows first (see
 /// `ip_path`).

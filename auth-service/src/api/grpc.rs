@@ -102,9 +102,10 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         if let Err(e) = self.tokens.reload(&self.store).await {
             tracing::warn!(error = %e, "signing keys not reloaded; serving the loaded ones");
         }
+        let now = now();
         let keys = self
             .tokens
-            .jwks()
+            .jwks(now)
             .iter()
             .map(|k| pb::Jwk {
                 kty: "OKP".into(),
@@ -115,7 +116,10 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
                 r#use: "sig".into(),
             })
             .collect();
-        Ok(Response::new(pb::GetJwksResponse { keys }))
+        Ok(Response::new(pb::GetJwksResponse {
+            keys,
+            signing_kid: self.tokens.signing_kid(now),
+        }))
     }
 }
 

@@ -377,8 +377,12 @@ pub struct SigningKeyRow {
     pub kid: String,
     /// Ed25519 seed (32 bytes).
     pub secret: Vec<u8>,
-    /// Unix seconds; the newest key signs.
+    /// Unix seconds: when it was added, and so published.
     pub created_at: i64,
+    /// Unix seconds: when it starts signing (later than `created_at` by
+    /// the publish delay, so cached key sets learn it first). The key with
+    /// the latest `not_before` that has passed signs.
+    pub not_before: i64,
 }
 
 /// The persistence auth-service needs. Every method is one short
@@ -505,7 +509,7 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// All signing keys, newest first.
+    /// All signing keys, latest `not_before` first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.
     fn add_signing_key(
@@ -535,8 +539,10 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     fn outbox_remove(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Rows waiting in the outbox.
     fn outbox_len(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// One round trip to the database, for readiness.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A write (an upsert of the heartbeat row at `now`), for readiness and
+    /// the start-up check: a ping passes on a database that answers reads
+    /// but refuses every write, and then every request that writes fails.
+    fn check_writable(&self, now: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Maps a unique violation to the request field it concerns.

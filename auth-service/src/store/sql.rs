@@ -471,7 +471,7 @@ macro_rules! impl_auth_store {
                 &self,
             ) -> Result<Vec<$crate::store::SigningKeyRow>, $crate::store::StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+                    "SELECT kid, secret, created_at, not_before FROM signing_keys ORDER BY not_before DESC, created_at DESC, kid DESC",
                 )
                 .fetch_all(&self.pool)
                 .await?)
@@ -482,10 +482,13 @@ macro_rules! impl_auth_store {
                 key: &$crate::store::SigningKeyRow,
             ) -> Result<(), $crate::store::StoreError> {
                 let mut conn = self.write().await?;
-                sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
-                    .bind(&key.kid)
-                    .bind(&key.secret)
-                    .bind(key.created_at)
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, secret, created_at, not_before) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&key.kid)
+                .bind(&key.secret)
+                .bind(key.created_at)
+                .bind(key.not_before)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -578,8 +581,17 @@ macro_rules! impl_auth_store {
                     .await?)
             }
 
-            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+            async fn check_writable(&self, now: i64) -> Result<(), $crate::store::StoreError> {
+                // On the connection every write uses (SQLite's single
+                // writer): that is the one that must be able to write.
+                let mut conn = self.write().await?;
+                sqlx::query(
+                    "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+                )
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
                 Ok(())
             }
         }

@@ -13,7 +13,7 @@ use auth_service::{
     mail::Mailer,
     store::{AuthStore, NewUser, PgStore, SqliteStore},
     throttle::BruteForcePolicy,
-    tokens::TokenService,
+    tokens::{TokenPolicy, TokenService},
 };
 use proto::auth::v1::{LoginRequest, TokenPair, auth_service_client::AuthServiceClient};
 use tokio::sync::{Notify, oneshot};
@@ -56,15 +56,13 @@ impl Rules<PgStore> {
 
 impl<S: AuthStore> Rules<S> {
     async fn over(store: S, dir: tempfile::TempDir) -> Self {
-        let tokens = TokenService::load(
-            &store,
-            "auth-service".into(),
-            std::time::Duration::from_secs(300),
-            std::time::Duration::from_secs(86_400),
-            T0,
-        )
-        .await
-        .unwrap();
+        let policy = TokenPolicy {
+            issuer: "auth-service".into(),
+            access_ttl: std::time::Duration::from_secs(300),
+            refresh_ttl: std::time::Duration::from_secs(86_400),
+            key_reload_interval: std::time::Duration::from_secs(60),
+        };
+        let tokens = TokenService::load(&store, &policy, T0).await.unwrap();
         let hasher = PasswordHasher::new(2).unwrap();
         let mailer = Mailer::new(None, dir.path().join("mail")).unwrap();
         let api = AuthApi::new(

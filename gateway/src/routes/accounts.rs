@@ -366,6 +366,7 @@ pub async fn login(
         state.auth.clone().login(ctx.grpc_request(request)),
     )
     .await?;
+    state.verifier.keys().note_issued(&pair.access);
     Ok((
         crate::headers::token_response(),
         Json(LoginTokens {
@@ -443,6 +444,7 @@ pub async fn refresh(
             .refresh(ctx.grpc_request(RefreshRequest { refresh })),
     )
     .await?;
+    state.verifier.keys().note_issued(&pair.access);
     Ok((
         crate::headers::token_response(),
         Json(RefreshedTokens {

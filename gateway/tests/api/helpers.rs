@@ -119,6 +119,7 @@ impl FakeAuth {
             }),
             jwks: Rpc::new(move |_| {
                 Ok(GetJwksResponse {
+                    signing_kid: jwk.kid.clone(),
                     keys: vec![jwk.clone()],
                 })
             }),

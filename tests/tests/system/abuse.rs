@@ -461,15 +461,9 @@ async fn issue_at(sys: &TestSystem, username: &str, at: i64) -> (String, String)
         username: &str,
         at: i64,
     ) -> (String, String) {
-        let tokens = auth_service::tokens::TokenService::load(
-            &store,
-            config.issuer.clone(),
-            config.access_ttl,
-            config.refresh_ttl,
-            at,
-        )
-        .await
-        .unwrap();
+        let tokens = auth_service::tokens::TokenService::load(&store, &config.token_policy(), at)
+            .await
+            .unwrap();
         let user = store.user_by_login(username).await.unwrap().unwrap();
         let pair = tokens.issue(&user, at, "forged-jti".into()).unwrap();
         (pair.access, pair.refresh)
@@ -782,9 +776,14 @@ async fn rotated_keys_sign_new_tokens_while_old_ones_still_verify(backend: Backe
     let old_pair = sys.login("root", "admin-pass-123").await;
     let old_kid = decode_part(&old_access, 0)["kid"].clone();
 
-    let new_kid = auth_service::admin::rotate_keys(&sys.auth_config)
-        .await
-        .unwrap();
+    // An emergency rotation: the new key signs at once.
+    let new_kid = auth_service::admin::rotate_keys(
+        &sys.auth_config,
+        auth_service::admin::Rollover::Immediate,
+    )
+    .await
+    .unwrap()
+    .kid;
     assert_ne!(json!(new_kid), old_kid);
     let mut client = AuthServiceClient::connect(sys.auth_url.clone())
         .await

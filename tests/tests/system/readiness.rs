@@ -53,6 +53,78 @@ async fn readyz_follows_the_backend_services(backend: Backend) {
     sys.shutdown().await;
 }
 
+/// The name of the database a PostgreSQL URL points at.
+fn database_name(url: &str) -> String {
+    url.rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// Makes new sessions of `database` read-only (or writable again) and drops
+/// the open ones, so the pools reconnect into the new setting: what a
+/// service sees when its primary fails over to a standby. Reads keep
+/// working; every write fails.
+async fn set_read_only(admin: &mut sqlx::PgConnection, database: &str, read_only: bool) {
+    let sql = if read_only {
+        format!("ALTER DATABASE {database} SET default_transaction_read_only = on")
+    } else {
+        format!("ALTER DATABASE {database} RESET default_transaction_read_only")
+    };
+    admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .execute(&mut *admin)
+    .await
+    .unwrap();
+}
+
+/// Before: a database that answered but refused writes kept `/readyz` at
+/// 200 while every register and login answered 503. The services' check is
+/// a write now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_503_when_a_database_stops_taking_writes() {
+    let Some(sys) = TestSystem::start(Backend::Postgres).await else {
+        return;
+    };
+    readyz_until(&sys, 200).await;
+    let server = std::env::var("TEST_POSTGRES_URL").unwrap();
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    let auth_db = database_name(sys.auth_config.database_url.expose());
+    let audit_db = database_name(sys.audit_database_url());
+
+    set_read_only(&mut admin, &auth_db, true).await;
+    let body = readyz_until(&sys, 503).await;
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "auth": "not_serving", "audit": "serving"})
+    );
+    // What readiness now predicts: writes fail.
+    let (status, _) = sys
+        .post_json(
+            "/api/accounts/register/",
+            json!({"username": "tove", "email": "tove@example.com", "password": "tove-pass-123"}),
+        )
+        .await;
+    assert_eq!(status, 503);
+    set_read_only(&mut admin, &auth_db, false).await;
+    readyz_until(&sys, 200).await;
+
+    set_read_only(&mut admin, &audit_db, true).await;
+    let body = readyz_until(&sys, 503).await;
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "auth": "serving", "audit": "not_serving"})
+    );
+    set_read_only(&mut admin, &audit_db, false).await;
+    readyz_until(&sys, 200).await;
+    sys.shutdown().await;
+}
+
 /// A real database outage: PostgreSQL stops accepting connections to the
 /// auth database and drops the existing ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
