@@ -9,17 +9,18 @@
 
 use std::collections::HashMap;
 
+use common::shutdown::Shutdown;
 use futures::FutureExt as _;
 use proto::audit::v1::{IngestAck, IngestBatch};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
     attempt::{NewAttempt, now_micros},
     error::Error,
-    service::{TailHub, stopped},
     store::Store,
+    tail::TailHub,
 };
 
 /// Most rows merged into one commit; bounds a transaction's size and the
@@ -217,10 +218,10 @@ pub(crate) async fn serve(
     hub: TailHub,
     mut inbound: Streaming<IngestBatch>,
     acks: mpsc::Sender<Result<IngestAck, Status>>,
-    stopping: watch::Receiver<bool>,
+    stopping: Shutdown,
 ) {
     let stop_now = stopping.clone();
-    let stop = stopped(stopping);
+    let stop = stopping.into_started();
     tokio::pin!(stop);
     let mut committing: Option<Committing> = None;
     let after = loop {
@@ -265,7 +266,7 @@ pub(crate) async fn serve(
         }
         // Shutdown began during that commit: this group is left to the
         // producer's resend rather than making shutdown wait for it.
-        if *stop_now.borrow() {
+        if stop_now.is_started() {
             break After::Fail(shutting_down());
         }
         if !group.batches.is_empty() {

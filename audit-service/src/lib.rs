@@ -14,6 +14,8 @@
 //! - `store`: the database, one module per backend (SQLite, PostgreSQL, MySQL).
 //! - `service`: the gRPC handlers.
 //! - `ingest`: one producer's stream, group-committed and acked in order.
+//! - `tail`: the fan-out of committed attempts to live tails.
+//! - `retention`: deleting what is older than the configured days.
 //! - `error`: the one error enum and its mapping to gRPC status.
 //!
 //! [`Application`] is what `main`, the all-in-one launcher and the tests
@@ -26,6 +28,7 @@ mod ingest;
 mod retention;
 mod service;
 mod store;
+mod tail;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -36,16 +39,17 @@ use common::{
     metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
 };
 use proto::audit::v1::audit_service_server::{AuditServiceServer, SERVICE_NAME};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
 pub use config::Config;
-pub use service::TailHub;
+pub use tail::TailHub;
 
 use crate::{
-    service::{AuditApi, TAIL_CAPACITY},
+    service::AuditApi,
     store::{Store, SuspicionRule},
+    tail::TAIL_CAPACITY,
 };
 
 /// How long shutdown waits for in-flight calls before closing connections.
@@ -170,14 +174,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let builder = server_builder(self.tls)?;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = common::shutdown::channel();
         let _pool_metrics = self.pool_metrics;
         if let Some(endpoint) = self.metrics {
-            // Stops with the gRPC server (the `stop_tx` send below, or its drop).
-            let mut stop = stop_rx.clone();
-            tokio::spawn(endpoint.serve(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }));
+            // Stops with the gRPC server (the `stop_tx` start below, or its drop).
+            tokio::spawn(endpoint.serve(stop_rx.clone().into_started()));
         }
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -211,23 +212,20 @@ impl Application {
             ))
         });
         let incoming = common::net::incoming_nodelay(self.listener);
-        let mut server_stop = stop_rx;
         let server = builder
             .layer(GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(audit)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            });
+            .serve_with_incoming_shutdown(incoming, stop_rx.into_started());
         tokio::pin!(server);
         tracing::info!(addr = %self.local_addr, "audit-service serving");
 
         tokio::select! {
             result = &mut server => {
                 readiness.abort();
-                stop_tx.send_replace(true);
+                stop_tx.start();
                 if let Some(task) = retention {
                     let _ = task.await;
                 }
@@ -242,7 +240,7 @@ impl Application {
         health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;
-        stop_tx.send_replace(true);
+        stop_tx.start();
         let result = match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
             Ok(result) => result.context("gRPC server failed"),
             Err(_) => {

@@ -4,9 +4,8 @@
 //! batches, so no statement holds locks for long and ingest keeps flowing
 //! while a large backlog drains.
 
+use common::shutdown::Shutdown;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::sync::watch;
 
 use crate::{attempt::Micros, store::Store};
 
@@ -34,13 +33,13 @@ pub(crate) fn cutoff(now: Micros, days: u32) -> Micros {
 pub(crate) async fn purge(
     store: &Store,
     cutoff: Micros,
-    stopping: &watch::Receiver<bool>,
+    stopping: &Shutdown,
 ) -> Result<u64, sqlx::Error> {
     let mut total = 0u64;
     loop {
         let deleted = store.delete_before(cutoff, BATCH).await?;
         total = total.saturating_add(deleted);
-        if deleted < u64::from(BATCH) || *stopping.borrow() {
+        if deleted < u64::from(BATCH) || stopping.is_started() {
             return Ok(total);
         }
         tokio::time::sleep(PAUSE).await;
@@ -48,12 +47,7 @@ pub(crate) async fn purge(
 }
 
 /// Purges now and then every `interval` until shutdown.
-pub(crate) async fn run(
-    store: Store,
-    days: u32,
-    interval: Duration,
-    mut stopping: watch::Receiver<bool>,
-) {
+pub(crate) async fn run(store: Store, days: u32, interval: Duration, mut stopping: Shutdown) {
     loop {
         match purge(&store, cutoff(now_micros(), days), &stopping).await {
             Ok(0) => {}
@@ -63,7 +57,7 @@ pub(crate) async fn run(
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            _ = stopping.wait_for(|s| *s) => return,
+            () = stopping.started() => return,
         }
     }
 }

@@ -19,9 +19,10 @@
 use std::{sync::Arc, time::Duration};
 
 use common::internal_auth::AttachToken;
+use common::shutdown::Shutdown;
 use prost::Message;
 use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
     Code, Status,
@@ -114,7 +115,7 @@ impl<S: AuthStore> Forwarder<S> {
 
     /// Runs until `stop` turns true and the outbox is drained (or the
     /// caller gives up waiting and drops this future).
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: Shutdown) {
         let mut backoff = Duration::from_millis(100);
         // The last outbox seq of a refused batch: rows up to it go one at a
         // time, to find the invalid one.
@@ -131,9 +132,15 @@ impl<S: AuthStore> Forwarder<S> {
                     tracing::warn!(error = %e, backlog, retry_in_ms = backoff.as_millis() as u64, "audit stream down");
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
+            // While stopping, the backoff still paces the retries: the
+            // drain keeps trying until the caller gives up.
+            if stop.is_started() {
+                tokio::time::sleep(backoff).await;
+            } else {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.started() => {}
+                }
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -199,7 +206,7 @@ impl<S: AuthStore> Forwarder<S> {
 
     async fn session(
         &self,
-        stop: &mut watch::Receiver<bool>,
+        stop: &mut Shutdown,
         backoff: &mut Duration,
         isolating: &mut Option<i64>,
     ) -> anyhow::Result<Exit> {
@@ -220,7 +227,7 @@ impl<S: AuthStore> Forwarder<S> {
             let limit = if isolating.is_some() { 1 } else { BATCH };
             // Stopping sends open tallies too, rather than keep them
             // waiting for a window nobody here will see end.
-            let now = if *stop.borrow() {
+            let now = if stop.is_started() {
                 i64::MAX
             } else {
                 time::OffsetDateTime::now_utc().unix_timestamp()
@@ -236,13 +243,13 @@ impl<S: AuthStore> Forwarder<S> {
                 Some(_) => {}
             }
             if rows.is_empty() {
-                if *stop.borrow() {
+                if stop.is_started() {
                     return Ok(Exit::Drained);
                 }
                 tokio::select! {
                     () = self.signal.notified() => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = stop.changed() => {}
+                    () = stop.started() => {}
                 }
                 continue;
             }
@@ -291,10 +298,10 @@ impl<S: AuthStore> Forwarder<S> {
                 inserted = ack.inserted,
                 "batch acknowledged"
             );
-            if seqs.len() < BATCH as usize && !*stop.borrow() {
+            if seqs.len() < BATCH as usize && !stop.is_started() {
                 tokio::select! {
                     () = tokio::time::sleep(LINGER) => {}
-                    _ = stop.changed() => {}
+                    () = stop.started() => {}
                 }
             }
         }

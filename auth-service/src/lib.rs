@@ -28,12 +28,10 @@ use anyhow::Context as _;
 use common::{
     internal_auth::{AttachToken, RequireToken},
     metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
+    shutdown::Shutdown,
 };
 use proto::auth::v1::auth_service_server::{AuthServiceServer, SERVICE_NAME};
-use tokio::{
-    net::TcpListener,
-    sync::{Notify, watch},
-};
+use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::Router};
 use tower::layer::util::{Identity, Stack};
 
@@ -67,7 +65,7 @@ pub struct Application {
     /// Keeps the named health entry in step with the database.
     readiness: Pin<Box<dyn Future<Output = ()> + Send>>,
     health: tonic_health::server::HealthReporter,
-    stop_forwarder: watch::Sender<bool>,
+    stop_forwarder: common::shutdown::Trigger,
 }
 
 impl Application {
@@ -135,7 +133,7 @@ impl Application {
         .with_ipv6_prefix(config.ipv6_prefix)
         .with_refused_tally_window(config.refused_tally_window);
 
-        let (stop_forwarder, stop_rx) = watch::channel(false);
+        let (stop_forwarder, stop_rx) = common::shutdown::channel();
         let upkeep = Box::pin(upkeep(
             store.clone(),
             tokens.clone(),
@@ -243,7 +241,7 @@ impl Application {
             .serve_with_incoming_shutdown(common::net::incoming_nodelay(self.listener), shutdown)
             .await;
         readiness.abort();
-        let _ = self.stop_forwarder.send(true);
+        self.stop_forwarder.start();
         if tokio::time::timeout(DRAIN_TIMEOUT, forwarder)
             .await
             .is_err()
@@ -276,7 +274,7 @@ async fn upkeep<S: AuthStore>(
     tokens: Arc<TokenService>,
     every: Duration,
     known_client_ttl: i64,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -284,7 +282,7 @@ async fn upkeep<S: AuthStore>(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.started() => return,
         }
         if let Err(e) = tokens.reload(&store).await {
             tracing::warn!(error = %e, "signing keys not reloaded");
