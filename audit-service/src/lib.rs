@@ -110,7 +110,12 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on AUDIT_GRPC_ADDR={}", config.grpc_addr))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(backend = ?store.backend(), tls = tls.is_some(), "log database ready");
+        tracing::info!(
+            backend = ?store.backend(),
+            database = %common::database::location(&database_url),
+            tls = tls.is_some(),
+            "log database ready"
+        );
         let pool_metrics = {
             let store = store.clone();
             common::metrics::on_scrape(move || {

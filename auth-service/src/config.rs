@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use common::config::{ConfigError, Secret, duration_or, parse_duration, parse_or, var};
+use common::config::{
+    ConfigError, Secret, duration_or, listen_addr_or, parse_duration, parse_or, var,
+};
 
 use crate::throttle::{BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, RateLimits, secs};
 
@@ -131,7 +133,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let config = Self {
-            grpc_addr: parse_or("AUTH_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
+            grpc_addr: listen_addr_or("AUTH_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             database_url: Secret::new(
                 var("AUTH_DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into()),
             ),
@@ -201,7 +203,7 @@ impl Config {
         {
             return Err(ConfigError::new(
                 "AUTH_DATABASE_URL",
-                url.split(':').next().unwrap_or(""),
+                &common::config::redact_url(url),
                 "expected a sqlite:// or postgres:// URL",
             ));
         }

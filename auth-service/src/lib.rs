@@ -23,6 +23,7 @@ pub mod tokens;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use common::{
     internal_auth::{AttachToken, RequireToken},
     metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
@@ -81,12 +82,13 @@ impl Application {
                 None
             }
         };
+        let opening = |e: store::StoreError| e.opening("AUTH_DATABASE_URL", &url);
         if url.starts_with("sqlite:") {
-            let store = SqliteStore::connect(&url).await?;
+            let store = SqliteStore::connect(&url).await.map_err(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         } else {
-            let store = PgStore::connect(&url).await?;
+            let store = PgStore::connect(&url).await.map_err(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         }
@@ -171,8 +173,14 @@ impl Application {
                 RequireToken(config.internal_token.clone()),
             ));
 
-        let listener = TcpListener::bind(config.grpc_addr).await?;
-        tracing::info!(addr = %listener.local_addr()?, "auth-service listening");
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on AUTH_GRPC_ADDR={}", config.grpc_addr))?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            database = %common::database::location(config.database_url.expose()),
+            "auth-service listening"
+        );
         if let Some(addr) = metrics.as_ref().and_then(Endpoint::local_addr) {
             tracing::info!(%addr, "auth-service metrics at /metrics");
         }
