@@ -2,8 +2,8 @@
 //!
 //! They open the configured database with [`Open::Existing`]: a missing
 //! SQLite file (a relative path read from another working directory is the
-//! usual cause) or a database auth-service never set up is an error naming
-//! `AUTH_DATABASE_URL` and the absolute path, never a new empty database.
+//! usual cause) is an error naming `AUTH_DATABASE_URL` and the absolute
+//! path, never a new empty database.
 
 use crate::{
     config::Config,
@@ -26,7 +26,7 @@ macro_rules! with_store {
                 .map_err(|e| e.opening(DATABASE_URL, url))?;
             $body
         } else {
-            let $store = PgStore::open(url, Open::Existing)
+            let $store = PgStore::connect(url)
                 .await
                 .map_err(|e| e.opening(DATABASE_URL, url))?;
             $body

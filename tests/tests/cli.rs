@@ -499,17 +499,6 @@ fn operator_commands_refuse_a_missing_database_and_create_nothing() {
             "{args:?} created files"
         );
     }
-
-    // A file that is not an auth database is refused too.
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(&expected, b"").unwrap();
-    let out = run_in(dir.path(), "auth-service", &["rotate-keys"], &[], "");
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no auth-service tables"),
-        "{}",
-        stderr(&out)
-    );
 }
 
 #[tokio::test]

@@ -166,10 +166,11 @@ pub enum Open {
     /// Create a missing SQLite file (and its folder), then migrate: what
     /// serving does on a fresh machine.
     OrCreate,
-    /// Refuse a missing SQLite file, or a database that holds no
-    /// auth-service tables: what operator commands do, so a wrong path or
-    /// working directory is an error instead of a new empty database that
-    /// the command then acts on.
+    /// Refuse a missing SQLite file: what operator commands do, so a wrong
+    /// path or working directory is an error instead of a new empty
+    /// database that the command then acts on. (A server refuses a missing
+    /// database by itself; an existing, empty one, such as a PostgreSQL
+    /// database just created for the service, is migrated as serving would.)
     Existing,
 }
 
@@ -192,9 +193,6 @@ pub enum StoreError {
     /// [`Open::Existing`] and there is no database file here.
     #[error("no database file at {}", .0.display())]
     Missing(std::path::PathBuf),
-    /// [`Open::Existing`] and the database holds no auth-service tables.
-    #[error("the database holds no auth-service tables")]
-    NotSetUp,
 }
 
 impl StoreError {
@@ -213,16 +211,6 @@ impl StoreError {
                      once to create it, run from the folder it runs in (a relative sqlite path \
                      is read from the working directory), or give an absolute path \
                      (sqlite:///var/lib/auth/auth.db)",
-                    location(url)
-                ),
-            )
-            .into(),
-            Self::NotSetUp => config_error(
-                var,
-                url,
-                format!(
-                    "the database at {} holds no auth-service tables; start auth-service once \
-                     against it, or fix the URL",
                     location(url)
                 ),
             )

@@ -26,8 +26,8 @@ impl SqliteStore {
         Self::open(url, Open::OrCreate).await
     }
 
-    /// Opens and migrates; with [`Open::Existing`] a missing file or one
-    /// without auth-service's tables is refused, and nothing is created.
+    /// Opens and migrates; with [`Open::Existing`] a missing file is
+    /// refused, and nothing is created.
     pub async fn open(url: &str, open: Open) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(open == Open::OrCreate)
@@ -46,16 +46,6 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
         let mut writer = options.connect().await?;
-        if open == Open::Existing {
-            let tables: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'users'",
-            )
-            .fetch_one(&mut writer)
-            .await?;
-            if tables == 0 {
-                return Err(StoreError::NotSetUp);
-            }
-        }
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
             .await?;
