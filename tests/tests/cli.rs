@@ -169,6 +169,25 @@ fn an_unknown_database_scheme_exits_2_naming_the_variable_without_the_password()
 }
 
 #[test]
+fn an_unusable_smtp_url_exits_2_naming_it_without_the_password() {
+    build();
+    let dir = tempfile::tempdir().unwrap();
+    let env = with(
+        quiet_env(dir.path()),
+        "SMTP_URL",
+        &format!("foo://mailer:{PASSWORD}@mail.example"),
+    );
+    let out = run_in(dir.path(), "auth-service", &[], &env, "");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SMTP_URL") && err.contains("mailer:***@"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "printed the password: {err}");
+}
+
+#[test]
 fn an_unreachable_database_server_fails_within_seconds_naming_variable_and_host() {
     build();
     // A port nothing listens on: every connection is refused.
@@ -281,6 +300,26 @@ fn a_listen_address_in_use_is_named_with_its_variable() {
 #[test]
 fn rust_log_off_does_not_hide_the_fatal_error() {
     busy_address_is_named(Some("off"));
+}
+
+#[test]
+fn text_logs_carry_no_colour_codes_off_a_terminal() {
+    build();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Logs while starting its first two services, then fails on the third.
+    let env = with(
+        quiet_env(dir.path()),
+        "GATEWAY_ADDR",
+        &taken.local_addr().unwrap().to_string(),
+    );
+    let out = run_in(dir.path(), "all-in-one", &[], &env, "");
+    let logs = stdout(&out);
+    assert!(logs.contains("INFO"), "no log lines: {logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI codes in piped logs: {logs:?}"
+    );
 }
 
 #[test]
