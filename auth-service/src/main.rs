@@ -8,16 +8,20 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about = "Accounts, verification, login and JWTs over gRPC (auth.v1)",
-    after_help = common::cli::AFTER_HELP
+    after_help = format!("{OPERATOR_HELP}\n\n{}", common::cli::AFTER_HELP)
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// Operator commands act on the database in AUTH_DATABASE_URL (default
-/// sqlite://data/auth.db, relative to the working directory) and never
-/// create it: run them where auth-service runs, or give an absolute path.
+/// What the operator commands act on, for `--help`.
+const OPERATOR_HELP: &str = "\
+The operator commands (create-admin, unlock, rotate-keys) act on the database
+in AUTH_DATABASE_URL (default sqlite://data/auth.db, relative to the working
+directory) and never create it: run them where auth-service runs, or give an
+absolute path (sqlite:///var/lib/auth/auth.db).";
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the gRPC API (the default).
