@@ -2,11 +2,26 @@
 //! same `Application` its own binary runs, bound to its configured address,
 //! and they talk gRPC over loopback exactly as separate processes would.
 //!
+//! Where one service dials another (gateway -> auth-service, gateway and
+//! auth-service -> audit-service) follows the addresses they are bound to,
+//! unless `AUTH_GRPC_URL` / `AUDIT_GRPC_URL` are set: changing
+//! `AUTH_GRPC_ADDR` alone moves both ends. A wildcard listen address
+//! (`0.0.0.0`, `[::]`) is dialled on loopback.
+//!
 //! Shutdown order matters: the gateway stops first (no new requests), then
 //! auth-service (which drains its attempt outbox into audit-service), then
 //! audit-service.
 
+use std::process::ExitCode;
+
+use clap::Parser;
 use tokio::sync::watch;
+
+/// The three services (gateway, auth-service, audit-service) in one
+/// process for local use, still speaking gRPC to each other over loopback.
+#[derive(Parser)]
+#[command(version, about, long_about = None, after_help = common::cli::AFTER_HELP)]
+struct Cli {}
 
 fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
@@ -18,19 +33,39 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
 async fn run() -> anyhow::Result<()> {
     let mut audit_config = audit_service::Config::from_env()?;
     let mut auth_config = auth_service::Config::from_env()?;
-    let gateway_config = gateway::Config::from_env()?;
+    let mut gateway_config = gateway::Config::from_env()?;
     // One process has one metrics registry: served once (at
     // GATEWAY_METRICS_ADDR), or a scraper of all three would count it thrice.
     audit_config.metrics_addr = None;
     auth_config.metrics_addr = None;
 
+    let audit_tls = audit_config.tls.is_some();
+    let auth_tls = auth_config.tls.is_some();
+
     let audit = audit_service::Application::build(audit_config).await?;
+    if common::config::var("AUDIT_GRPC_URL").is_none() {
+        let url = common::net::dial_url(audit.local_addr(), audit_tls);
+        auth_config.internal_tls.check_url("AUDIT_GRPC_URL", &url)?;
+        auth_config.audit_grpc_url.clone_from(&url);
+        gateway_config.audit_grpc_url = url;
+    }
     let auth = auth_service::Application::build(auth_config).await?;
+    if common::config::var("AUTH_GRPC_URL").is_none() {
+        let url = common::net::dial_url(auth.local_addr(), auth_tls);
+        gateway_config
+            .internal_tls
+            .check_url("AUTH_GRPC_URL", &url)?;
+        gateway_config.auth_grpc_url = url;
+    }
+    let auth_url = gateway_config.auth_grpc_url.clone();
+    let audit_url = gateway_config.audit_grpc_url.clone();
     let gateway = gateway::Application::build(gateway_config).await?;
     tracing::info!(
         gateway = %gateway.local_addr(),
         auth = %auth.local_addr(),
         audit = %audit.local_addr(),
+        auth_url,
+        audit_url,
         metrics = ?gateway.metrics_addr(),
         "all services up"
     );
@@ -46,9 +81,9 @@ async fn run() -> anyhow::Result<()> {
     // lingering half-alive.
     tokio::select! {
         () = common::shutdown::signal() => {}
-        r = &mut audit_task => return Err(anyhow::anyhow!("audit-service stopped: {:?}", r?.err())),
-        r = &mut auth_task => return Err(anyhow::anyhow!("auth-service stopped: {:?}", r?.err())),
-        r = &mut gateway_task => return Err(anyhow::anyhow!("gateway stopped: {:?}", r?.err())),
+        r = &mut audit_task => return Err(stopped_early("audit-service", r?)),
+        r = &mut auth_task => return Err(stopped_early("auth-service", r?)),
+        r = &mut gateway_task => return Err(stopped_early("gateway", r?)),
     }
     let _ = stop_gateway.send(true);
     gateway_task.await??;
@@ -59,16 +94,15 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let telemetry = common::telemetry::init("all-in-one");
-    let result = run().await;
-    telemetry.shutdown().await;
+/// A service that ended before shutdown was asked for, as an error.
+fn stopped_early(service: &str, result: anyhow::Result<()>) -> anyhow::Error {
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
+        Ok(()) => anyhow::anyhow!("{service} stopped by itself"),
+        Err(e) => e.context(format!("{service} stopped")),
     }
+}
+
+fn main() -> ExitCode {
+    let Cli {} = Cli::parse();
+    common::cli::run("all-in-one", run)
 }

@@ -3,7 +3,7 @@
 use std::{fmt, net::SocketAddr};
 
 use common::{
-    config::{ConfigError, Secret, parse_or, var},
+    config::{ConfigError, Secret, listen_addr_or, parse_or, redact_url, var},
     tls::ServerTls,
 };
 
@@ -75,7 +75,7 @@ impl Config {
     /// Reads and validates the environment, so a bad value stops start-up
     /// with one line naming the variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let grpc_addr = parse_or(GRPC_ADDR, Self::DEFAULT_GRPC_ADDR)?;
+        let grpc_addr = listen_addr_or(GRPC_ADDR, Self::DEFAULT_GRPC_ADDR)?;
         let database_url = parse_database_url(
             var(DATABASE_URL).unwrap_or_else(|| Self::DEFAULT_DATABASE_URL.to_owned()),
         )?;
@@ -164,22 +164,6 @@ pub(crate) fn parse_threshold(n: u32) -> Result<u32, ConfigError> {
     }
 }
 
-/// The URL with any password replaced by `***`, safe for logs and errors.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,22 +195,6 @@ mod tests {
             "AUDIT_SUSPICIOUS_THRESHOLD"
         );
         assert_eq!(parse_threshold(3).unwrap(), 3);
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/audit?sslmode=require"),
-            "postgres://app:***@db:5432/audit?sslmode=require"
-        );
-        assert_eq!(
-            redact_url("postgres://app@db/audit"),
-            "postgres://app@db/audit"
-        );
-        assert_eq!(
-            redact_url("sqlite://data/audit.db"),
-            "sqlite://data/audit.db"
-        );
     }
 
     #[test]

@@ -112,14 +112,8 @@ impl Application {
         ingest::describe();
         let threshold = config::parse_threshold(config.suspicious_threshold)?;
         let database_url = config::parse_database_url(config.database_url)?;
-        let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold))
-            .await
-            .with_context(|| {
-                format!(
-                    "AUDIT_DATABASE_URL: the database at {}",
-                    common::config::database_location(&database_url)
-                )
-            })?;
+        // Its errors name the variable and the file or server already.
+        let store = Store::connect(&database_url, SuspicionRule::per_hour(threshold)).await?;
         common::health::require_writable(
             "AUDIT_DATABASE_URL",
             &database_url,
@@ -130,7 +124,12 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on AUDIT_GRPC_ADDR={}", config.grpc_addr))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(backend = ?store.backend(), tls = tls.is_some(), "log database ready");
+        tracing::info!(
+            backend = ?store.backend(),
+            database = %common::database::location(&database_url),
+            tls = tls.is_some(),
+            "log database ready"
+        );
         let pool_metrics = {
             let store = store.clone();
             common::metrics::on_scrape(move || {

@@ -2,23 +2,18 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let telemetry = common::telemetry::init("audit-service");
-    let config = match audit_service::Config::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = audit_service::run(config).await;
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "audit-service failed");
-            ExitCode::FAILURE
-        }
-    }
+use clap::Parser;
+
+/// The only owner of the login-attempt log: ingest from auth-service's
+/// outbox, paged and filtered queries, and a live tail (audit.v1 over gRPC).
+#[derive(Parser)]
+#[command(version, about, long_about = None, after_help = common::cli::AFTER_HELP)]
+struct Cli {}
+
+fn main() -> ExitCode {
+    let Cli {} = Cli::parse();
+    common::cli::run("audit-service", || async {
+        let config = audit_service::Config::from_env()?;
+        audit_service::run(config).await
+    })
 }

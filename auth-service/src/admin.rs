@@ -1,11 +1,44 @@
 //! Operator commands that act on the auth database directly.
+//!
+//! They open the configured database with [`Open::Existing`]: a missing
+//! SQLite file (a relative path read from another working directory is the
+//! usual cause) is an error naming `AUTH_DATABASE_URL` and the absolute
+//! path, never a new empty database.
 
 use crate::{
     config::Config,
     domain::{EmailAddress, FieldError, Password, Username},
     hasher::PasswordHasher,
-    store::{AuthStore, NewUser, PgStore, SqliteStore, StoreError, User},
+    store::{AuthStore, NewUser, Open, PgStore, SqliteStore, StoreError, User},
 };
+
+/// The variable operator commands read the database from.
+const DATABASE_URL: &str = "AUTH_DATABASE_URL";
+
+/// Runs `$body` on the configured store, whichever backend it is, opened
+/// with [`Open::Existing`].
+macro_rules! with_store {
+    ($config:expr, |$store:ident| $body:expr) => {{
+        let url = $config.database_url.expose();
+        if url.starts_with("sqlite:") {
+            let $store = SqliteStore::open(url, Open::Existing)
+                .await
+                .map_err(|e| e.opening(DATABASE_URL, url))?;
+            $body
+        } else {
+            let $store = PgStore::connect(url)
+                .await
+                .map_err(|e| e.opening(DATABASE_URL, url))?;
+            $body
+        }
+    }};
+}
+
+/// Where the configured database is, for the commands' output: a SQLite
+/// file as an absolute path, a server as `host:port`.
+pub fn database_location(config: &Config) -> String {
+    common::database::location(config.database_url.expose())
+}
 
 fn describe(errors: &[FieldError]) -> String {
     errors
@@ -39,30 +72,40 @@ pub async fn create_admin(
         is_staff: true,
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let url = config.database_url.expose();
-    let created = if url.starts_with("sqlite:") {
-        SqliteStore::connect(url).await?.create_user(user).await
-    } else {
-        PgStore::connect(url).await?.create_user(user).await
-    };
+    let created = with_store!(config, |store| store.create_user(user).await);
     created.map_err(|e| match e {
-        StoreError::Duplicate(field) => anyhow::anyhow!("a user with that {field} already exists"),
+        StoreError::Duplicate(field) => {
+            let taken = if field == "email" {
+                email.as_str()
+            } else {
+                username.as_str()
+            };
+            anyhow::anyhow!(
+                "a user with that {field} already exists; to make that account an admin, run \
+                 `auth-service create-admin --promote --username {taken}`"
+            )
+        }
         other => other.into(),
     })
 }
 
-/// Runs `f` on the configured store, whichever backend it is.
-macro_rules! with_store {
-    ($config:expr, |$store:ident| $body:expr) => {{
-        let url = $config.database_url.expose();
-        if url.starts_with("sqlite:") {
-            let $store = SqliteStore::connect(url).await?;
-            $body
-        } else {
-            let $store = PgStore::connect(url).await?;
-            $body
-        }
-    }};
+/// Makes the existing account `login` (username or email) an
+/// administrator and returns it as it now is. Its password and state are
+/// left alone: an account that has not verified its email still cannot
+/// log in.
+pub async fn promote(config: &Config, login: &str) -> anyhow::Result<User> {
+    let key = login.trim().to_lowercase();
+    with_store!(config, |store| {
+        let user = store
+            .user_by_login(&key)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no account {login:?}"))?;
+        store.make_staff(user.id).await?;
+        Ok(User {
+            is_staff: true,
+            ..user
+        })
+    })
 }
 
 /// Lifts a brute-force lock early: clears the account's lock and its

@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use common::config::{ConfigError, Secret, duration_or, parse_duration, parse_or, var};
+use common::config::{
+    ConfigError, Secret, duration_or, listen_addr_or, parse_duration, parse_or, var,
+};
 
 use crate::{
     attempt::DEFAULT_REFUSED_TALLY_WINDOW,
@@ -148,7 +150,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let config = Self {
-            grpc_addr: parse_or("AUTH_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
+            grpc_addr: listen_addr_or("AUTH_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             database_url: Secret::new(
                 var("AUTH_DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into()),
             ),
@@ -236,7 +238,7 @@ impl Config {
         {
             return Err(ConfigError::new(
                 "AUTH_DATABASE_URL",
-                url.split(':').next().unwrap_or(""),
+                &common::config::redact_url(url),
                 "expected a sqlite:// or postgres:// URL",
             ));
         }

@@ -85,18 +85,13 @@ impl Application {
         common::metrics::describe_pools();
         attempt::describe();
         forwarder::describe();
-        let opening = || {
-            format!(
-                "AUTH_DATABASE_URL: cannot open and migrate the database at {}",
-                common::config::database_location(&url)
-            )
-        };
+        let opening = |e: store::StoreError| e.opening("AUTH_DATABASE_URL", &url);
         if url.starts_with("sqlite:") {
-            let store = SqliteStore::connect(&url).await.with_context(opening)?;
+            let store = SqliteStore::connect(&url).await.map_err(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         } else {
-            let store = PgStore::connect(&url).await.with_context(opening)?;
+            let store = PgStore::connect(&url).await.map_err(opening)?;
             let hook = pool_hook(store.clone());
             Self::assemble(config, store, metrics, hook).await
         }
@@ -178,8 +173,14 @@ impl Application {
                 RequireToken(config.internal_token.clone()),
             ));
 
-        let listener = TcpListener::bind(config.grpc_addr).await?;
-        tracing::info!(addr = %listener.local_addr()?, "auth-service listening");
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on AUTH_GRPC_ADDR={}", config.grpc_addr))?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            database = %common::database::location(config.database_url.expose()),
+            "auth-service listening"
+        );
         if let Some(addr) = metrics.as_ref().and_then(Endpoint::local_addr) {
             tracing::info!(%addr, "auth-service metrics at /metrics");
         }

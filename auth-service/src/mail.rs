@@ -31,7 +31,13 @@ impl Mailer {
         match smtp_url {
             Some(url) => Ok(Self::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("SMTP_URL is not a valid SMTP URL: {e}"))?
+                    .map_err(|e| {
+                        common::config::ConfigError::new(
+                            "SMTP_URL",
+                            &common::config::redact_url(url),
+                            format!("not a valid SMTP URL: {e}"),
+                        )
+                    })?
                     .build(),
             )),
             None => {

@@ -1,34 +1,49 @@
 //! auth-service binary: serves by default; operator subcommands otherwise.
 
-use std::io::Read;
+use std::{io::Read, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Accounts, verification, login and JWTs over gRPC (auth.v1)"
+    about = "Accounts, verification, login and JWTs over gRPC (auth.v1)",
+    after_help = format!("{OPERATOR_HELP}\n\n{}", common::cli::AFTER_HELP)
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// What the operator commands act on, for `--help`.
+const OPERATOR_HELP: &str = "\
+The operator commands (create-admin, unlock, rotate-keys) act on the database
+in AUTH_DATABASE_URL (default sqlite://data/auth.db, relative to the working
+directory) and never create it: run them where auth-service runs, or give an
+absolute path (sqlite:///var/lib/auth/auth.db).";
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the gRPC API (the default).
     Serve,
-    /// Create a verified administrator in the configured auth database.
+    /// Create a verified administrator, or with --promote make an existing
+    /// account one.
+    #[command(
+        after_help = "Examples:\n  printf '%s' \"$PASSWORD\" | auth-service create-admin --username admin --email admin@example.com --password-stdin\n  auth-service create-admin --promote --username alice\n\nA new admin is active at once. A promoted account keeps its password and state (an unverified one still cannot log in); its tokens carry the admin claim from its next login or refresh.\n\nThe database must exist (auth-service creates it when it first serves): a relative sqlite path in AUTH_DATABASE_URL is read from the working directory."
+    )]
     CreateAdmin {
-        /// The admin's username.
+        /// The admin's username (with --promote: the existing account's username or email).
         #[arg(long)]
         username: String,
-        /// The admin's email.
-        #[arg(long)]
-        email: String,
-        /// Read the password from standard input (required: passwords never go on the command line).
-        #[arg(long, required = true)]
+        /// The new admin's email.
+        #[arg(long, required_unless_present = "promote", conflicts_with = "promote")]
+        email: Option<String>,
+        /// Read the new admin's password from standard input (passwords never go on the command line).
+        #[arg(long, required_unless_present = "promote", conflicts_with = "promote")]
         password_stdin: bool,
+        /// Make the existing account --username an admin instead of creating one.
+        #[arg(long)]
+        promote: bool,
     },
     /// Lift a brute-force lock on an account (all IPs) before it expires.
     Unlock {
@@ -47,51 +62,70 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let telemetry = common::telemetry::init("auth-service");
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match auth_service::Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
+    common::cli::run("auth-service", || async move {
+        let config = auth_service::Config::from_env()?;
+        let command = cli.command.unwrap_or(Command::Serve);
+        let location = auth_service::admin::database_location(&config);
+        match command {
+            Command::Serve => auth_service::run(config).await,
+            Command::CreateAdmin {
+                username,
+                promote: true,
+                ..
+            } => {
+                let user = auth_service::admin::promote(&config, &username).await?;
+                let note = if user.is_active {
+                    ""
+                } else {
+                    "; the account is not verified yet and cannot log in until it is"
+                };
+                println!(
+                    "promoted {} (id {}) to admin in {location}{note}",
+                    user.username, user.id
+                );
+                Ok(())
+            }
+            Command::CreateAdmin {
+                username, email, ..
+            } => {
+                let email = email.unwrap_or_default();
+                let user = create_admin(&config, &username, &email).await?;
+                println!(
+                    "created admin {} (id {}) in {location}",
+                    user.username, user.id
+                );
+                Ok(())
+            }
+            Command::Unlock { username } => {
+                let n = auth_service::admin::unlock(&config, &username).await?;
+                println!("unlocked {username} in {location} ({n} counters cleared)");
+                Ok(())
+            }
+            Command::RotateKeys { now } => rotate_keys(&config, now, &location).await,
         }
-    };
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => auth_service::run(config).await,
-        Command::CreateAdmin {
-            username, email, ..
-        } => create_admin(&config, &username, &email).await,
-        Command::Unlock { username } => auth_service::admin::unlock(&config, &username)
-            .await
-            .map(|n| println!("unlocked {username} ({n} counters cleared)")),
-        Command::RotateKeys { now } => rotate_keys(&config, now).await,
-    };
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
 
+/// Reads the password from stdin (one trailing newline dropped) and
+/// creates the admin.
 async fn create_admin(
     config: &auth_service::Config,
     username: &str,
     email: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<auth_service::store::User> {
     let mut password = String::new();
     std::io::stdin().read_to_string(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);
-    let user = auth_service::admin::create_admin(config, username, email, password).await?;
-    println!("created admin {} (id {})", user.username, user.id);
-    Ok(())
+    auth_service::admin::create_admin(config, username, email, password).await
 }
 
-async fn rotate_keys(config: &auth_service::Config, now: bool) -> anyhow::Result<()> {
+async fn rotate_keys(
+    config: &auth_service::Config,
+    now: bool,
+    location: &str,
+) -> anyhow::Result<()> {
     use auth_service::admin::Rollover;
     let rollover = if now {
         Rollover::Immediate
@@ -102,7 +136,7 @@ async fn rotate_keys(config: &auth_service::Config, now: bool) -> anyhow::Result
     let starts = time::OffsetDateTime::from_unix_timestamp(key.not_before)?
         .format(&time::format_description::well_known::Rfc3339)?;
     println!(
-        "added signing key {}: published now, signs from {starts}",
+        "added signing key {} in {location}: published now, signs from {starts}",
         key.kid
     );
     Ok(())

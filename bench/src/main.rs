@@ -18,7 +18,7 @@
 //! 100 are timed for each filter. Backends whose URL variable is unset are
 //! skipped; `BENCH_BACKENDS=sqlite,postgres` picks some.
 //!
-//! For "a page of 100 out of 10 million":
+//! `audit-bench --help` lists the variables. For "a page of 100 out of 10 million":
 //!
 //! ```text
 //! BENCH_SEED_ROWS=10000000 BENCH_BACKENDS=postgres TEST_POSTGRES_URL=… target/release/audit-bench
@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 mod seed;
 
-use anyhow::Context as _;
 use audit_service::{Application, Config};
 use prost_types::Timestamp;
 use proto::audit::v1::{
@@ -335,13 +334,47 @@ fn page_queries(now: i64) -> Vec<(&'static str, ListAttemptsRequest)> {
 /// A whole number from the environment, or `default` when unset.
 fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
     std::env::var(name).map_or(Ok(default), |v| {
-        v.parse()
-            .with_context(|| format!("{name} must be a whole number"))
+        v.trim().parse().map_err(|_| {
+            common::config::ConfigError::new(name, &v, "expected a whole number").into()
+        })
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Benchmark of audit-service on each backend: ingest throughput over the
+/// real gRPC Ingest stream, then filtered-page latency.
+#[derive(clap::Parser)]
+#[command(version, about, long_about = None, after_help = HELP)]
+struct Cli {}
+
+/// The `--help` epilogue: the benchmark is driven by the environment.
+const HELP: &str = "\
+Environment (a .env file in the working directory is read first):
+  BENCH_ROWS=N          rows ingested and timed (default 100000)
+  BENCH_SEED_ROWS=N     rows of history bulk-inserted first (default 0)
+  BENCH_STREAMS=N       concurrent Ingest streams (default 1)
+  BENCH_BACKENDS=LIST   of sqlite,postgres,mysql (default all three)
+  TEST_POSTGRES_URL     server for a fresh PostgreSQL database (unset: skipped)
+  TEST_MYSQL_URL        server for a fresh MySQL/MariaDB database (unset: skipped)
+
+Exit status: 0 done, 1 failed, 2 invalid configuration or usage.";
+
+fn main() -> std::process::ExitCode {
+    let Cli {} = <Cli as clap::Parser>::parse();
+    // No logging set-up: the report goes to stdout, and the services'
+    // own info lines would interleave with it.
+    if let Err(e) = common::cli::load_dotenv() {
+        return common::cli::fail("audit-bench", &e.into());
+    }
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(bench_all()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => common::cli::fail("audit-bench", &e),
+    }
+}
+
+async fn bench_all() -> anyhow::Result<()> {
     let rows = env_number("BENCH_ROWS", 100_000)?;
     let seed_rows = env_number("BENCH_SEED_ROWS", 0)?;
     let streams = env_number("BENCH_STREAMS", 1)?.max(1);

@@ -3,7 +3,12 @@
 //! Every reader returns a [`ConfigError`] naming the variable, so a bad value
 //! stops start-up with one line an operator can act on.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::{SocketAddr, ToSocketAddrs as _},
+    str::FromStr,
+    time::Duration,
+};
 
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +36,87 @@ impl ConfigError {
 /// The variable's value, or `None` when unset or empty.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The listen address in variable `name`, or `default` when unset; see
+/// [`parse_listen_addr`].
+pub fn listen_addr_or(name: &str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    var(name).map_or(Ok(default), |raw| parse_listen_addr(name, &raw))
+}
+
+/// `IP:PORT` (`127.0.0.1:8585`, `[::]:8585`) or `HOST:PORT`
+/// (`localhost:8585`), the host resolved once, here, so a name that does
+/// not resolve stops start-up naming the variable. Of several addresses the
+/// first IPv4 one is taken (`localhost` is `127.0.0.1`, as clients dialling
+/// `localhost` usually try first), else the first.
+pub fn parse_listen_addr(name: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    let raw = raw.trim();
+    if let Ok(addr) = raw.parse() {
+        return Ok(addr);
+    }
+    let usage = "expected HOST:PORT such as 127.0.0.1:8585, [::1]:8585 or localhost:8585";
+    let Some((host, port)) = raw.rsplit_once(':') else {
+        return Err(ConfigError::new(name, raw, usage));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(ConfigError::new(name, raw, usage));
+    };
+    if host.is_empty() {
+        return Err(ConfigError::new(name, raw, usage));
+    }
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConfigError::new(name, raw, format!("cannot resolve {host}: {e}")))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| ConfigError::new(name, raw, format!("{host} has no address")))
+}
+
+/// `url` with any password replaced by `***`, safe for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+/// The `host:port` a server URL points at (the scheme's usual port when
+/// none is written), for messages; `None` when the URL names no host
+/// (a Unix socket given as a query parameter, a file).
+pub fn url_host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        return None;
+    }
+    let has_port = match host.rfind(']') {
+        Some(end) => host[end..].contains(':'),
+        None => host.contains(':'),
+    };
+    if has_port {
+        return Some(host.to_owned());
+    }
+    let port = match scheme {
+        "postgres" | "postgresql" => 5432,
+        "mysql" | "mariadb" => 3306,
+        _ => return Some(host.to_owned()),
+    };
+    Some(format!("{host}:{port}"))
 }
 
 /// The variable parsed with `FromStr`, or `default` when unset.
@@ -128,6 +214,66 @@ mod tests {
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn listen_addresses_take_ips_and_host_names() {
+        assert_eq!(
+            parse_listen_addr("X", "0.0.0.0:80").unwrap().to_string(),
+            "0.0.0.0:80"
+        );
+        assert_eq!(
+            parse_listen_addr("X", "[::1]:80").unwrap().to_string(),
+            "[::1]:80"
+        );
+        assert!(
+            parse_listen_addr("X", "localhost:8585")
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        for bad in [
+            "localhost",
+            "localhost:http",
+            ":80",
+            "no-such-host.invalid:80",
+        ] {
+            let err = parse_listen_addr("GATEWAY_ADDR", bad).unwrap_err();
+            assert_eq!(err.name, "GATEWAY_ADDR", "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/audit?sslmode=require"),
+            "postgres://app:***@db:5432/audit?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/audit"),
+            "postgres://app@db/audit"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/audit.db"),
+            "sqlite://data/audit.db"
+        );
+    }
+
+    #[test]
+    fn server_urls_name_their_host_and_port() {
+        assert_eq!(
+            url_host_port("postgres://u:p@db/x").as_deref(),
+            Some("db:5432")
+        );
+        assert_eq!(
+            url_host_port("mysql://root@127.0.0.1:3307/t").as_deref(),
+            Some("127.0.0.1:3307")
+        );
+        assert_eq!(
+            url_host_port("postgres://[::1]/x").as_deref(),
+            Some("[::1]:5432")
+        );
+        assert_eq!(url_host_port("postgres:///x?host=/run/pg"), None);
     }
 
     #[test]

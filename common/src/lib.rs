@@ -1,7 +1,11 @@
 //! Plumbing shared by the three services, kept here so each service's own
 //! crate holds only its domain.
 //!
+//! - [`cli`]: what every binary does around its work: `.env`, logging, the
+//!   fatal line and the exit status.
 //! - [`config`]: typed environment parsing with one clear error per variable.
+//! - `database` (feature `database`): opening a database with errors that
+//!   name the variable and the server, quickly.
 //! - [`telemetry`]: tracing set-up (human or JSON), optional OTLP export.
 //! - [`trace_context`]: W3C trace context across the internal gRPC hops.
 //! - [`health`]: readiness that follows the database.
@@ -12,7 +16,10 @@
 //! - [`tls`]: optional TLS (and client certificates) for internal gRPC.
 //! - [`metrics`]: the Prometheus recorder, its `/metrics` endpoint and the gRPC layer.
 
+pub mod cli;
 pub mod config;
+#[cfg(feature = "database")]
+pub mod database;
 pub mod health;
 pub mod internal_auth;
 pub mod metadata;

@@ -9,12 +9,17 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
 //! `OTEL_EXPORTER_OTLP_COMPRESSION`, `OTEL_BSP_*`, ...).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    io::IsTerminal as _,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt as _};
+
+use crate::config::{ConfigError, var};
 
 /// The variable whose presence turns export on.
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -64,21 +69,27 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`),
-/// `LOG_FORMAT=json` switches to one JSON object per line for containers,
-/// and spans are exported by OTLP when an endpoint is configured, under
-/// `OTEL_SERVICE_NAME` or else `service` (the binary's name).
+/// `LOG_FORMAT=json` switches to one JSON object per line for containers
+/// (`text`, the default, is for people: coloured only on a terminal and
+/// without `NO_COLOR`), and spans are exported by OTLP when an endpoint is
+/// configured, under `OTEL_SERVICE_NAME` or else `service` (the binary's
+/// name).
+///
+/// A `RUST_LOG` that does not parse, or an unknown `LOG_FORMAT`, is a
+/// [`ConfigError`] rather than a silent fallback, so a typo does not hide
+/// the logs someone asked for.
 ///
 /// Calling it again is harmless (later calls install nothing and return an
 /// inert handle), which lets tests and the all-in-one launcher share it.
 /// Must run inside a Tokio runtime: the exporter's channel lives on it.
 /// A broken OTel configuration is reported and export stays off; logging
 /// never depends on it.
-pub fn init(service: &str) -> Telemetry {
+pub fn init(service: &str) -> Result<Telemetry, ConfigError> {
     if tracing::dispatcher::has_been_set() {
-        return Telemetry::default();
+        return Ok(Telemetry::default());
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let filter = log_filter(var("RUST_LOG").as_deref())?;
+    let json = log_format_is_json(var("LOG_FORMAT").as_deref())?;
     let fmt_layer = if json {
         fmt::layer()
             .with_target(true)
@@ -86,7 +97,8 @@ pub fn init(service: &str) -> Telemetry {
             .flatten_event(true)
             .boxed()
     } else {
-        fmt::layer().with_target(true).boxed()
+        let colour = std::io::stdout().is_terminal() && var("NO_COLOR").is_none();
+        fmt::layer().with_target(true).with_ansi(colour).boxed()
     };
 
     let (provider, otel_error) = match otlp_endpoint() {
@@ -111,7 +123,7 @@ pub fn init(service: &str) -> Telemetry {
         if let Some(p) = provider {
             let _ = p.shutdown();
         }
-        return Telemetry::default();
+        return Ok(Telemetry::default());
     }
     if let Some(e) = otel_error {
         tracing::error!(error = %e, "OpenTelemetry export not started");
@@ -120,7 +132,31 @@ pub fn init(service: &str) -> Telemetry {
         EXPORTING.store(true, Ordering::Relaxed);
         tracing::info!("exporting traces by OTLP/gRPC");
     }
-    Telemetry { provider }
+    Ok(Telemetry { provider })
+}
+
+/// The `RUST_LOG` filter; unset means `info`.
+fn log_filter(raw: Option<&str>) -> Result<EnvFilter, ConfigError> {
+    match raw {
+        None => Ok(EnvFilter::new("info")),
+        Some(raw) => EnvFilter::builder().parse(raw.trim()).map_err(|e| {
+            ConfigError::new(
+                "RUST_LOG",
+                raw,
+                format!("{e} (expected directives such as info, warn,auth_service=debug or off)"),
+            )
+        }),
+    }
+}
+
+/// Whether `LOG_FORMAT` asks for JSON; unset means text.
+fn log_format_is_json(raw: Option<&str>) -> Result<bool, ConfigError> {
+    match raw.map(str::trim) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("json") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("text") => Ok(false),
+        Some(v) => Err(ConfigError::new("LOG_FORMAT", v, "expected json or text")),
+    }
 }
 
 /// The configured collector, traces-only variable first; empty means unset.
@@ -158,4 +194,29 @@ fn tracer_provider(
         .with_resource(resource.build())
         .with_batch_exporter(exporter)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_filter_is_refused_naming_rust_log() {
+        let err = log_filter(Some("[[[bad")).unwrap_err();
+        assert_eq!(err.name, "RUST_LOG");
+        for good in ["off", "info", "warn,auth_service=debug", "  debug "] {
+            assert!(log_filter(Some(good)).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn log_format_is_json_or_text() {
+        assert!(log_format_is_json(Some("JSON")).unwrap());
+        assert!(!log_format_is_json(Some("text")).unwrap());
+        assert!(!log_format_is_json(None).unwrap());
+        assert_eq!(
+            log_format_is_json(Some("jsn")).unwrap_err().name,
+            "LOG_FORMAT"
+        );
+    }
 }

@@ -140,13 +140,7 @@ impl Config {
 
         let addr = match get("GATEWAY_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 8585)),
-            Some(raw) => raw.trim().parse().map_err(|_| {
-                ConfigError::new(
-                    "GATEWAY_ADDR",
-                    &raw,
-                    "expected host:port such as 127.0.0.1:8585",
-                )
-            })?,
+            Some(raw) => common::config::parse_listen_addr("GATEWAY_ADDR", &raw)?,
         };
         let auth_grpc_url = grpc_url(
             "AUTH_GRPC_URL",
@@ -369,6 +363,13 @@ mod tests {
         assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
         assert_eq!(c.limits.max_connections, 500);
         assert_eq!(c.stream_recheck, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_host_name_listen_address_is_resolved() {
+        let c = from(&[("GATEWAY_ADDR", "localhost:8586")]).unwrap();
+        assert!(c.addr.ip().is_loopback(), "{}", c.addr);
+        assert_eq!(c.addr.port(), 8586);
     }
 
     #[test]

@@ -1,26 +1,20 @@
 //! `gateway`: the public REST API. Configuration comes from the environment
-//! (see `env.sample`); an invalid value exits with status 2 and one line.
+//! (see `env.sample`); `common::cli` maps failures to exit statuses.
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let telemetry = common::telemetry::init("gateway");
-    let config = match gateway::Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("gateway: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = gateway::run(config).await;
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "gateway failed");
-            eprintln!("gateway: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+use clap::Parser;
+
+/// The public REST API (registration, verification, login, the
+/// login-attempt log) in front of auth-service and audit-service.
+#[derive(Parser)]
+#[command(version, about, long_about = None, after_help = common::cli::AFTER_HELP)]
+struct Cli {}
+
+fn main() -> ExitCode {
+    let Cli {} = Cli::parse();
+    common::cli::run("gateway", || async {
+        let config = gateway::Config::from_env()?;
+        gateway::run(config).await
+    })
 }

@@ -51,7 +51,10 @@ pub enum Scenario {
 
 /// Command-line options.
 #[derive(Debug, Parser)]
-#[command(about = "Drive the running system over loopback and report throughput and latency")]
+#[command(
+    version,
+    about = "Drive the running system over loopback and report throughput and latency"
+)]
 pub struct Args {
     /// Database engine for both services.
     #[arg(long, value_enum, default_value = "sqlite")]

@@ -44,6 +44,62 @@ pub fn build_binaries() {
     assert!(status.success(), "building the services failed");
 }
 
+/// Builds every binary of the workspace (the services, all-in-one and the
+/// benchmarks) in this test's profile. One cargo run per group of the same
+/// dependency features: a binary built once with one feature set and then
+/// another is relinked each time, so the three services are built exactly
+/// as [`build_binaries`] builds them.
+pub fn build_all_binaries() {
+    build_binaries();
+    for package in ["all-in-one", "audit-bench", "loadtest"] {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .args(["build", "--bins", "-p", package]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building {package} failed");
+    }
+}
+
+/// Binary `name` with an empty environment: callers add what it needs,
+/// so nothing from the test's own environment leaks in.
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(bin_dir().join(name));
+    cmd.env_clear();
+    cmd
+}
+
+/// Runs `cmd` with `stdin` as its input until it exits, failing the test
+/// if that takes longer than `limit` (a binary that starts serving
+/// instead of answering, or waits where it should fail fast).
+pub fn output_within(cmd: &mut Command, stdin: &str, limit: Duration) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A port nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")

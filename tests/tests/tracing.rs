@@ -95,7 +95,7 @@ fn each_request_is_one_trace_across_the_internal_grpc_hops() {
                 .add_service(TraceServiceServer::new(collector.clone()))
                 .serve_with_incoming(incoming),
         );
-        let telemetry = common::telemetry::init("system-tests");
+        let telemetry = common::telemetry::init("system-tests").unwrap();
         assert!(telemetry.is_exporting());
 
         let sys = TestSystem::start(Backend::Sqlite).await.unwrap();

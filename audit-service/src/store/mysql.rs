@@ -1,14 +1,16 @@
 //! MySQL/MariaDB backend, for operators whose shared database is one of
 //! those.
 
+use std::str::FromStr as _;
+
 use sqlx::{
     MySql,
-    mysql::{MySqlPool, MySqlPoolOptions},
+    mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, SuspicionRule, in_queries,
-    insert_queries, ip_key, push_listing, stored_attempts,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, Opening as _,
+    SuspicionRule, in_queries, insert_queries, ip_key, push_listing, stored_attempts,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -64,22 +66,25 @@ impl MySqlStore {
     /// Connects and migrates (sqlx serialises concurrent migrators with a
     /// named lock, so replicas may start together).
     pub(super) async fn connect(url: &str, rule: SuspicionRule) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
+        let options = MySqlConnectOptions::from_str(url).opening(url, "")?;
+        // One plain connection first: the pool would retry a refusing
+        // server for its whole acquire timeout and then hide the cause.
+        common::database::probe(&options).await.opening(url, "")?;
         let pool = MySqlPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+            .connect_with(options)
             .await
-            .context("cannot connect to the MySQL log database")?;
+            .opening(url, "")?;
         sqlx::migrate!("migrations/mysql")
             .run(&pool)
             .await
-            .context("cannot migrate the MySQL log database")?;
+            .opening(url, "")?;
         let store = Self { pool, rule };
         store
             .backfill_ip_keys()
             .await
-            .context("cannot fill in IP keys of the MySQL log database")?;
+            .opening(url, "while filling in IP keys: ")?;
         Ok(store)
     }
 

@@ -1,13 +1,15 @@
 //! PostgreSQL backend: the shared engine when the service runs as replicas.
 
+use std::str::FromStr as _;
+
 use sqlx::{
     Connection as _, Postgres,
     pool::PoolConnection,
-    postgres::{PgConnection, PgPool, PgPoolOptions},
+    postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, InsertError, Judge, KeyKind, Keyset,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, InsertError, Judge, KeyKind, Keyset, Opening as _,
     SuspicionRule, ip_key, pg_copy, push_listing, stored_attempts,
 };
 use std::collections::{HashMap, HashSet};
@@ -73,23 +75,26 @@ impl PgStore {
     /// Connects and migrates (sqlx serialises concurrent migrators with an
     /// advisory lock, so replicas may start together).
     pub(super) async fn connect(url: &str, rule: SuspicionRule) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
+        let options = PgConnectOptions::from_str(url).opening(url, "")?;
+        // One plain connection first: the pool would retry a refusing
+        // server for its whole acquire timeout and then hide the cause.
+        common::database::probe(&options).await.opening(url, "")?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .min_connections(MIN_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+            .connect_with(options)
             .await
-            .context("cannot connect to the PostgreSQL log database")?;
+            .opening(url, "")?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
-            .context("cannot migrate the PostgreSQL log database")?;
+            .opening(url, "")?;
         let store = Self { pool, rule };
         store
             .backfill_ip_keys()
             .await
-            .context("cannot fill in IP keys of the PostgreSQL log database")?;
+            .opening(url, "while filling in IP keys: ")?;
         Ok(store)
     }
 

@@ -15,8 +15,8 @@ use sqlx::{
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, IpPath, Judge, KeyKind, Keyset, SuspicionRule,
-    in_queries, insert_queries, ip_key, push_listing, stored_attempts,
+    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, IpPath, Judge, KeyKind, Keyset, Opening as _,
+    SuspicionRule, in_queries, insert_queries, ip_key, push_listing, stored_attempts,
 };
 use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
@@ -99,9 +99,8 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating file and parent directory if missing) and migrates.
     pub(super) async fn connect(url: &str, rule: SuspicionRule) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
         let options = SqliteConnectOptions::from_str(url)
-            .context("AUDIT_DATABASE_URL is not a valid SQLite URL")?
+            .opening(url, "")?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an ack promises durability, even across power loss.
@@ -116,9 +115,9 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                super::open_error(url, format!("cannot create folder {}: {e}", dir.display()))
+            })?;
         }
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -128,11 +127,11 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await
-            .context("cannot open the SQLite log database")?;
+            .opening(url, "")?;
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
-            .context("cannot migrate the SQLite log database")?;
+            .opening(url, "")?;
         let store = Self {
             pool,
             rule,
@@ -141,7 +140,7 @@ impl SqliteStore {
         store
             .backfill_ip_keys()
             .await
-            .context("cannot fill in IP keys of the SQLite log database")?;
+            .opening(url, "while filling in IP keys: ")?;
         Ok(store)
     }
 

@@ -160,6 +160,20 @@ pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 /// PostgreSQL-backed store.
 pub type PgStore = SqlStore<sqlx::Postgres>;
 
+/// Whether opening a store may create its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Create a missing SQLite file (and its folder), then migrate: what
+    /// serving does on a fresh machine.
+    OrCreate,
+    /// Refuse a missing SQLite file: what operator commands do, so a wrong
+    /// path or working directory is an error instead of a new empty
+    /// database that the command then acts on. (A server refuses a missing
+    /// database by itself; an existing, empty one, such as a PostgreSQL
+    /// database just created for the service, is migrated as serving would.)
+    Existing,
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -172,6 +186,41 @@ pub enum StoreError {
     /// Migrations failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The first connection could not be opened (server unreachable or
+    /// refusing).
+    #[error(transparent)]
+    Connect(#[from] common::database::ConnectError),
+    /// [`Open::Existing`] and there is no database file here.
+    #[error("no database file at {}", .0.display())]
+    Missing(std::path::PathBuf),
+}
+
+impl StoreError {
+    /// This error as a failure to open the database of variable `var`
+    /// holding `url`: one line naming both and the file or server, never
+    /// the password. A missing or empty database is a configuration error
+    /// (the URL points at the wrong place).
+    pub fn opening(self, var: &str, url: &str) -> anyhow::Error {
+        use common::database::{config_error, describe, describe_migration, location, open_error};
+        match self {
+            Self::Missing(_) => config_error(
+                var,
+                url,
+                format!(
+                    "no database at {}; operator commands never create one. Start auth-service \
+                     once to create it, run from the folder it runs in (a relative sqlite path \
+                     is read from the working directory), or give an absolute path \
+                     (sqlite:///var/lib/auth/auth.db)",
+                    location(url)
+                ),
+            )
+            .into(),
+            Self::Connect(e) => open_error(var, url, e),
+            Self::Database(e) => open_error(var, url, describe(&e)),
+            Self::Migrate(e) => open_error(var, url, describe_migration(&e)),
+            Self::Duplicate(_) => open_error(var, url, self),
+        }
+    }
 }
 
 /// A stored account.
@@ -411,6 +460,9 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The account with this id.
     fn user_by_id(&self, id: i64) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// Makes the account an administrator (`is_staff`); its tokens say so
+    /// from its next login or refresh.
+    fn make_staff(&self, user_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces the account's code unless the current one was created after
     /// `resend_cutoff`; returns whether the new code was stored.
     fn put_code(

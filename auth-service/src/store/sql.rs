@@ -79,6 +79,15 @@ macro_rules! impl_auth_store {
                 Ok(())
             }
 
+            async fn make_staff(&self, user_id: i64) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.write().await?;
+                sqlx::query("UPDATE users SET is_staff = TRUE WHERE id = $1")
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
             async fn user_by_id(
                 &self,
                 id: i64,

@@ -16,18 +16,31 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{MAX_ROTATION_BATCH, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError};
+use super::{
+    MAX_ROTATION_BATCH, Open, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError,
+};
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if needed) and migrates.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, Open::OrCreate).await
+    }
+
+    /// Opens and migrates; with [`Open::Existing`] a missing file is
+    /// refused, and nothing is created.
+    pub async fn open(url: &str, open: Open) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(open == Open::OrCreate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent()
+        if open == Open::Existing {
+            let file = options.get_filename();
+            if !file.exists() {
+                return Err(StoreError::Missing(file.to_path_buf()));
+            }
+        } else if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;

@@ -1,0 +1,261 @@
+//! Opening a service's database so that a failure says, once and within
+//! seconds, which variable, which server or file, and why.
+//!
+//! sqlx's pool retries a failing first connection until its acquire
+//! timeout (30 s by default) and then reports only "pool timed out",
+//! losing the cause; its database errors print the server's message twice
+//! (once in its own text, once as the source) with the server's internal C
+//! source line appended. So start-up first opens one plain connection with
+//! [`probe`] and words errors with [`describe`].
+
+use std::{
+    fmt,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use sqlx::ConnectOptions;
+
+use crate::config::{ConfigError, redact_url, url_host_port};
+
+/// How long start-up keeps retrying a server that refuses or does not
+/// answer (one that is still starting, as under docker compose) before
+/// giving up with the cause.
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+/// Longest single connection attempt (a host that drops packets never
+/// refuses).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// First pause between attempts; it doubles, up to a second.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+
+/// A database error in an operator's words: the server's message and
+/// SQLSTATE (without sqlx's prefix or the server's source line), the
+/// socket error, or sqlx's text for anything else.
+pub fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(e) => match e.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", e.message()),
+            None => e.message().to_owned(),
+        },
+        sqlx::Error::Io(e) => e.to_string(),
+        sqlx::Error::Tls(e) => format!("TLS: {e}"),
+        other => other.to_string(),
+    }
+}
+
+/// A migration failure in an operator's words (see [`describe`]).
+pub fn describe_migration(error: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match error {
+        MigrateError::Execute(e) => format!("while migrating: {}", describe(e)),
+        MigrateError::ExecuteMigration(e, version) => {
+            format!("while applying migration {version}: {}", describe(e))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Why the first connection could not be opened.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// [`describe`] of the last attempt's error.
+    cause: String,
+    /// Attempts made.
+    tries: u32,
+    /// From the first attempt to giving up.
+    waited: Duration,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.cause)?;
+        if self.tries > 1 {
+            write!(
+                f,
+                " (still failing after {} tries over {:.1} s)",
+                self.tries,
+                self.waited.as_secs_f64()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+// No `source()`: the cause is already in the message.
+impl std::error::Error for ConnectError {}
+
+/// Opens one connection with `options` and closes it again, retrying for
+/// up to [`CONNECT_PATIENCE`] while the server refuses or does not answer;
+/// an answer that will not change (wrong password, unknown database, TLS)
+/// fails at once.
+pub async fn probe<O>(options: &O) -> Result<(), ConnectError>
+where
+    O: ConnectOptions,
+    O::Connection: Sized,
+{
+    let start = Instant::now();
+    let deadline = start + CONNECT_PATIENCE;
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let cause = match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), options.connect()).await {
+            Ok(Ok(connection)) => {
+                let _ = sqlx::Connection::close(connection).await;
+                return Ok(());
+            }
+            Ok(Err(e)) if !transient(&e) => describe(&e),
+            Ok(Err(e)) => {
+                let cause = describe(&e);
+                if Instant::now() + pause >= deadline {
+                    return Err(ConnectError {
+                        cause,
+                        tries,
+                        waited: start.elapsed(),
+                    });
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Err(_) => {
+                let cause = format!(
+                    "no answer within {:.1} s",
+                    left.min(ATTEMPT_TIMEOUT).as_secs_f64()
+                );
+                if Instant::now() + pause >= deadline {
+                    return Err(ConnectError {
+                        cause,
+                        tries,
+                        waited: start.elapsed(),
+                    });
+                }
+                continue;
+            }
+        };
+        return Err(ConnectError {
+            cause,
+            tries,
+            waited: start.elapsed(),
+        });
+    }
+}
+
+/// Errors a server that is starting (or a network that is settling) gives.
+fn transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // PostgreSQL: "the database system is starting up" / "shutting down".
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("57P03" | "57P01")),
+        _ => false,
+    }
+}
+
+/// The file of a SQLite URL, as given (maybe relative); `None` for an
+/// in-memory database or another scheme.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = &rest[..rest.find('?').unwrap_or(rest.len())];
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Where a database URL points, for messages: a SQLite file as an
+/// absolute path (a relative one is read from the working directory, which
+/// is easy to get wrong), a server as `host:port`.
+pub fn location(url: &str) -> String {
+    if let Some(file) = sqlite_file(url) {
+        return std::path::absolute(&file)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+    }
+    if url.starts_with("sqlite:") {
+        return "memory".to_owned();
+    }
+    url_host_port(url).unwrap_or_else(|| redact_url(url))
+}
+
+/// Failing to open the database in variable `var` holding `url`, as one
+/// error naming both and [`location`]; the URL's password never appears
+/// (also scrubbed from `cause`, should a driver echo it).
+pub fn open_error(var: &str, url: &str, cause: impl fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot open the database at {} ({var}={}): {}",
+        location(url),
+        redact_url(url),
+        scrub(&cause.to_string(), url)
+    )
+}
+
+/// A configuration error for variable `var` holding `url`, the password
+/// redacted.
+pub fn config_error(var: &str, url: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(var, &redact_url(url), reason)
+}
+
+/// `text` with the password of `url` (if any) replaced by `***`.
+fn scrub(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .map(|(_, rest)| &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://data/auth.db"),
+            Some("data/auth.db".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/a.db?mode=rwc"),
+            Some("/var/a.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
+        assert!(location("sqlite://data/auth.db").ends_with("/data/auth.db"));
+        assert!(location("sqlite://data/auth.db").starts_with('/'));
+    }
+
+    #[test]
+    fn open_errors_never_show_the_password() {
+        let url = "postgres://app:hunter2@db:5433/auth";
+        let err = open_error("AUTH_DATABASE_URL", url, "login for app:hunter2 refused");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("AUTH_DATABASE_URL") && text.contains("db:5433"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_fails_within_the_patience_naming_the_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let options: sqlx::postgres::PgConnectOptions = format!("postgres://u@127.0.0.1:{port}/x")
+            .parse()
+            .unwrap_or_default();
+        let start = Instant::now();
+        let err = probe(&options).await.err().map(|e| e.to_string());
+        let text = err.unwrap_or_default();
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(start.elapsed() < CONNECT_PATIENCE + Duration::from_secs(2));
+    }
+}
