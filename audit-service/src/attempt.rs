@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use crate::error::Error;
 
-/// Longest stored User-Agent; real ones stay far below, and the cap keeps a
-/// hostile client from bloating the log.
-pub const MAX_USER_AGENT_CHARS: usize = 512;
+/// Longest stored User-Agent and request id: the limits the edge applies.
+pub use common::metadata::{MAX_REQUEST_ID_CHARS, MAX_USER_AGENT_CHARS};
 /// Longest stored identifier or email: an email address can be 254 octets,
 /// and the identifier is whatever the client typed, so a little headroom.
 pub const MAX_EMAIL_CHARS: usize = 320;
@@ -23,8 +22,6 @@ pub const MAX_EMAIL_CHARS: usize = 320;
 pub const MAX_USERNAME_CHARS: usize = 150;
 /// Longest stored IP text (an IPv6 address with a zone fits easily).
 pub const MAX_IP_CHARS: usize = 64;
-/// Longest stored request id.
-pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
 /// Microseconds since the Unix epoch (UTC): the stored time, identical on
 /// every backend so ordering and cursors behave the same everywhere.

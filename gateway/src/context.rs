@@ -14,16 +14,12 @@ use axum::{
 use tonic::metadata::MetadataValue;
 use tracing::Instrument;
 
+use common::metadata::{printable_user_agent, sane_request_id};
+
 use crate::client_ip::ProxyRules;
 
 /// The request id header, as clients send it and as we answer it.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Longest client-chosen request id we keep; longer ones are replaced.
-const MAX_REQUEST_ID_LEN: usize = 128;
-/// Longest User-Agent passed on; the rest is cut so one client cannot bloat
-/// every log row.
-const MAX_USER_AGENT_LEN: usize = 512;
 
 /// What we know about the client of the current request.
 #[derive(Clone, Debug)]
@@ -99,7 +95,7 @@ pub async fn layer(
     let headers = request.headers();
     let request_id = headers
         .get(&X_REQUEST_ID)
-        .and_then(sane_request_id)
+        .and_then(|v| sane_request_id(v.as_bytes()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let peer = request
         .extensions()
@@ -108,7 +104,7 @@ pub async fn layer(
     let client_ip = peer.map(|peer| rules.resolve(peer, headers));
     let user_agent = headers
         .get(header::USER_AGENT)
-        .map(|v| printable_ascii(v.as_bytes(), MAX_USER_AGENT_LEN));
+        .map(|v| printable_user_agent(v.as_bytes()));
 
     let span = tracing::info_span!(
         "http",
@@ -142,65 +138,9 @@ pub async fn layer(
     .await
 }
 
-/// The client's request id when it is 1..=128 visible ASCII characters; any
-/// other value could smuggle junk into logs and is replaced.
-fn sane_request_id(value: &HeaderValue) -> Option<String> {
-    let bytes = value.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= MAX_REQUEST_ID_LEN
-        && bytes.iter().all(|b| b.is_ascii_graphic());
-    // `is_ascii_graphic` makes the bytes valid UTF-8.
-    ok.then(|| String::from_utf8_lossy(bytes).into_owned())
-}
-
-/// `bytes` as printable ASCII (other bytes become `?`), cut to `max` bytes,
-/// so any header can travel as gRPC ASCII metadata.
-fn printable_ascii(bytes: &[u8], max: usize) -> String {
-    bytes
-        .iter()
-        .take(max)
-        .map(|&b| match b {
-            b'\t' => ' ',
-            0x20..=0x7e => char::from(b),
-            _ => '?',
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sane_request_ids_are_kept() {
-        let v = HeaderValue::from_static("abc-123_XYZ.:/");
-        assert_eq!(sane_request_id(&v).as_deref(), Some("abc-123_XYZ.:/"));
-        let max = "a".repeat(128);
-        assert!(sane_request_id(&HeaderValue::from_str(&max).unwrap()).is_some());
-    }
-
-    #[test]
-    fn odd_request_ids_are_refused() {
-        for bad in ["", "has space", "tab\there"] {
-            assert!(
-                sane_request_id(&HeaderValue::from_str(bad).unwrap()).is_none(),
-                "{bad:?}"
-            );
-        }
-        let long = "a".repeat(129);
-        assert!(sane_request_id(&HeaderValue::from_str(&long).unwrap()).is_none());
-        let binary = HeaderValue::from_bytes(b"id\xc3\xa9").unwrap();
-        assert!(sane_request_id(&binary).is_none());
-    }
-
-    #[test]
-    fn user_agents_become_printable_ascii() {
-        assert_eq!(
-            printable_ascii(b"curl/8.0\t(x)\xc3\xa9", 100),
-            "curl/8.0 (x)??"
-        );
-        assert_eq!(printable_ascii(b"abcdef", 3), "abc");
-    }
 
     #[test]
     fn grpc_requests_carry_the_context_as_metadata() {
