@@ -5,14 +5,17 @@ use std::str::FromStr as _;
 
 use sqlx::{
     MySql,
-    mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions},
+    mysql::{MySqlConnectOptions, MySqlPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, Opening as _,
-    SuspicionRule, in_queries, insert_queries, ip_key, push_listing, stored_attempts,
+    insert::{in_queries, insert_queries, stored_attempts, stored_event_ids},
+    listing::{AttemptRow, Keyset, fetch_rows},
+    opening::{ACQUIRE_TIMEOUT, Opening as _},
+    pooled::{Pooled, UpkeepSql},
+    suspicion::{SuspicionRule, judge_batch},
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
@@ -23,10 +26,6 @@ const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, use
     email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious, \
     attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
-/// The batch's event ids already stored. A plain consistent read, not a
-/// locking one: locking a missing key takes a gap lock, and two producers
-/// doing so would deadlock. The insert below stays idempotent on its own.
-const EXISTING: &str = "SELECT event_id FROM login_attempts WHERE event_id IN (";
 const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id IN (";
 
 // `ON DUPLICATE KEY UPDATE` on the unique key only, where `INSERT IGNORE`
@@ -35,20 +34,21 @@ const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id
 // check above and this insert (a concurrent producer) is absorbed here.
 const ON_DUPLICATE: &str = " ON DUPLICATE KEY UPDATE event_id = event_id";
 
-// MySQL allows ORDER BY/LIMIT on a single-table DELETE (not LIMIT in a
-// subquery), and the order walks the time index from the oldest row.
-const DELETE_BEFORE: &str =
-    "DELETE FROM login_attempts WHERE occurred_at < ? ORDER BY occurred_at, id LIMIT ?";
-const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
-const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
-const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
-    ON DUPLICATE KEY UPDATE written_at = VALUES(written_at)";
+const UPKEEP: UpkeepSql = UpkeepSql {
+    // MySQL allows ORDER BY/LIMIT on a single-table DELETE (not LIMIT in a
+    // subquery), and the order walks the time index from the oldest row.
+    delete_before: "DELETE FROM login_attempts WHERE occurred_at < ? ORDER BY occurred_at, id LIMIT ?",
+    missing_ip_keys: "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?",
+    set_ip_key: "UPDATE login_attempts SET ip_key = ? WHERE id = ?",
+    heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
+        ON DUPLICATE KEY UPDATE written_at = VALUES(written_at)",
+};
 
 /// The MySQL/MariaDB log database.
 #[derive(Clone)]
 pub struct MySqlStore {
-    /// Connection pool.
-    pool: MySqlPool,
+    /// Connection pool and upkeep.
+    pub(super) db: Pooled<MySql>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
 }
@@ -80,8 +80,12 @@ impl MySqlStore {
             .run(&pool)
             .await
             .opening(url, "")?;
-        let store = Self { pool, rule };
+        let store = Self {
+            db: Pooled::new(pool, &UPKEEP),
+            rule,
+        };
         store
+            .db
             .backfill_ip_keys()
             .await
             .opening(url, "while filling in IP keys: ")?;
@@ -92,30 +96,17 @@ impl MySqlStore {
         &self,
         attempts: &[NewAttempt],
     ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
-        let mut stored = HashSet::new();
-        for mut qb in in_queries::<MySql>(EXISTING, &event_ids, "") {
-            stored.extend(
-                qb.build_query_scalar::<String>()
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
-        }
-        let mut judge = Judge::new(self.rule, attempts, &stored);
-        if judge.is_empty() {
+        let mut tx = self.db.pool.begin().await?;
+        // A plain consistent read, not a locking one: locking a missing key
+        // takes a gap lock, and two producers doing so would deadlock. The
+        // insert below stays idempotent on its own.
+        let stored = stored_event_ids::<MySql>(&mut tx, attempts).await?;
+        let judged = judge_batch::<MySql>(&mut tx, self.rule, attempts, &stored).await?;
+        if judged.is_empty() {
             return Ok(Vec::new());
         }
-        for kind in KeyKind::ALL {
-            for mut qb in judge.count_queries::<MySql>(kind) {
-                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
-                judge.add_counts(kind, counts);
-            }
-        }
-        let mut rows = Vec::new();
-        for (i, verdict) in judge.verdicts() {
-            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
-        }
+        let rows: Vec<(&NewAttempt, bool)> =
+            judged.into_iter().map(|(i, s)| (&attempts[i], s)).collect();
         for mut qb in insert_queries::<MySql>(&rows, "") {
             qb.push(ON_DUPLICATE).build().execute(&mut *tx).await?;
         }
@@ -133,6 +124,23 @@ impl MySqlStore {
         tx.commit().await?;
         Ok(stored_attempts(&rows, &ids))
     }
-}
 
-super::shared::shared_backend_ops!(MySqlStore, sqlx::MySql, Keyset::Expanded);
+    /// One page of `filter` after `cursor`, `fetch` rows at most; the
+    /// keyset spelled out, which MySQL/MariaDB seek on.
+    pub(super) async fn list(
+        &self,
+        filter: &Filter,
+        fetch: u32,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        fetch_rows(
+            &self.db.pool,
+            SELECT,
+            filter,
+            fetch,
+            cursor,
+            Keyset::Expanded,
+        )
+        .await
+    }
+}

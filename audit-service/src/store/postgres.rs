@@ -5,12 +5,16 @@ use std::str::FromStr as _;
 use sqlx::{
     Connection as _, Postgres,
     pool::PoolConnection,
-    postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions},
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, InsertError, Judge, KeyKind, Keyset, Opening as _,
-    SuspicionRule, ip_key, pg_copy, push_listing, stored_attempts,
+    insert::{InsertError, stored_attempts},
+    listing::{AttemptRow, Keyset, fetch_rows},
+    opening::{ACQUIRE_TIMEOUT, Opening as _},
+    pg_copy,
+    pooled::{Pooled, UpkeepSql},
+    suspicion::{Judge, KeyKind, SuspicionRule},
 };
 use std::collections::{HashMap, HashSet};
 
@@ -42,12 +46,14 @@ const INSERT: &str = "INSERT INTO login_attempts \
 /// per row (measured: ten times the cost of the `nextval`s themselves).
 const RESERVE_IDS: &str = "SELECT nextval('login_attempts_id_seq') FROM generate_series(1, $1)";
 
-const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
-    (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)";
-const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT $1";
-const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = $1 WHERE id = $2";
-const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
-    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
+const UPKEEP: UpkeepSql = UpkeepSql {
+    delete_before: "DELETE FROM login_attempts WHERE id IN \
+        (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)",
+    missing_ip_keys: "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT $1",
+    set_ip_key: "UPDATE login_attempts SET ip_key = $1 WHERE id = $2",
+    heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
+        ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+};
 
 const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \
@@ -56,8 +62,8 @@ const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identi
 /// The PostgreSQL log database.
 #[derive(Clone)]
 pub struct PgStore {
-    /// Connection pool.
-    pool: PgPool,
+    /// Connection pool and upkeep.
+    pub(super) db: Pooled<Postgres>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
 }
@@ -90,8 +96,12 @@ impl PgStore {
             .run(&pool)
             .await
             .opening(url, "")?;
-        let store = Self { pool, rule };
+        let store = Self {
+            db: Pooled::new(pool, &UPKEEP),
+            rule,
+        };
         store
+            .db
             .backfill_ip_keys()
             .await
             .opening(url, "while filling in IP keys: ")?;
@@ -103,7 +113,7 @@ impl PgStore {
         attempts: &[NewAttempt],
         batch_ends: &[usize],
     ) -> Result<Vec<StoredAttempt>, InsertError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.db.pool.acquire().await?;
         // One more connection for the whole group, if one is idle: the
         // email count runs on it, then the second part.
         let mut other = self.idle_connection().await;
@@ -150,7 +160,7 @@ impl PgStore {
     /// does not depend on connections the group used earlier having gone
     /// back to the pool yet (that happens in the background).
     async fn idle_connection(&self) -> Option<PoolConnection<Postgres>> {
-        let mut conn = self.pool.try_acquire()?;
+        let mut conn = self.db.pool.try_acquire()?;
         if conn.ping().await.is_err() {
             conn.close_on_drop();
             return None;
@@ -194,11 +204,25 @@ impl PgStore {
         };
         judge.add_counts(ip, ip_counts?);
         judge.add_counts(email, email_counts?);
-        let mut rows = Vec::new();
-        for (i, verdict) in judge.verdicts() {
-            rows.push((i, settle(&mut *conn, verdict).await?));
-        }
-        Ok(rows)
+        judge.flags::<Postgres>(conn).await
+    }
+
+    /// One page of `filter` after `cursor`, `fetch` rows at most.
+    pub(super) async fn list(
+        &self,
+        filter: &Filter,
+        fetch: u32,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        fetch_rows(
+            &self.db.pool,
+            SELECT,
+            filter,
+            fetch,
+            cursor,
+            Keyset::RowValue,
+        )
+        .await
     }
 }
 
@@ -368,8 +392,6 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-super::shared::shared_backend_ops!(PgStore, sqlx::Postgres, Keyset::RowValue);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,7 +422,7 @@ mod tests {
     fn attempt(batch: usize, i: usize) -> NewAttempt {
         let ip = format!("10.{batch}.{}.{}", i / 250, i % 250);
         let at = i64::try_from(i).unwrap();
-        crate::store::tests::failure(&uuid::Uuid::now_v7().to_string(), &ip, at)
+        crate::store::suspicion::tests::failure(&uuid::Uuid::now_v7().to_string(), &ip, at)
     }
 
     /// Four batches of 1,000 go in as two transactions of two batches. When
@@ -423,7 +445,7 @@ mod tests {
              CREATE TRIGGER refuse_boom BEFORE INSERT ON login_attempts \
              FOR EACH ROW EXECUTE FUNCTION refuse_boom();",
         )
-        .execute(&store.pool)
+        .execute(&store.db.pool)
         .await
         .unwrap();
         let mut attempts: Vec<NewAttempt> = (0..4)
@@ -432,7 +454,7 @@ mod tests {
         let ends = [1_000, 2_000, 3_000, 4_000];
         let count = async || -> i64 {
             sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
-                .fetch_one(&store.pool)
+                .fetch_one(&store.db.pool)
                 .await
                 .unwrap()
         };
@@ -441,7 +463,7 @@ mod tests {
         // is idle).
         let idle = async || {
             for _ in 0..500 {
-                if store.pool.num_idle() >= MIN_CONNECTIONS as usize {
+                if store.db.pool.num_idle() >= MIN_CONNECTIONS as usize {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
