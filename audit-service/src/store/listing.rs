@@ -124,10 +124,10 @@ pub(super) fn push_listing<DB>(
 pub(super) async fn fetch_rows<DB>(
     pool: &Pool<DB>,
     select: &str,
+    keyset: Keyset,
     filter: &Filter,
     fetch: u32,
     cursor: Option<Cursor>,
-    keyset: Keyset,
 ) -> Result<Vec<AttemptRow>, sqlx::Error>
 where
     DB: Database,

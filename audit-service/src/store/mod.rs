@@ -24,6 +24,8 @@ mod postgres;
 mod sqlite;
 mod suspicion;
 
+use listing::Keyset;
+
 use crate::attempt::{Cursor, Filter, Micros, NewAttempt, Page, StoredAttempt};
 
 pub use insert::InsertError;
@@ -131,10 +133,20 @@ impl Store {
         limit: u32,
         cursor: Option<Cursor>,
     ) -> Result<Page, sqlx::Error> {
+        let fetch = limit + 1;
         let rows = match self {
-            Self::Sqlite(s) => s.list(filter, limit + 1, cursor).await?,
-            Self::Postgres(s) => s.list(filter, limit + 1, cursor).await?,
-            Self::Mysql(s) => s.list(filter, limit + 1, cursor).await?,
+            // A page as one JSON value, and its own path to an IP range.
+            Self::Sqlite(s) => s.list(filter, fetch, cursor).await?,
+            Self::Postgres(s) => {
+                let select = postgres::SELECT;
+                listing::fetch_rows(&s.db.pool, select, Keyset::RowValue, filter, fetch, cursor)
+                    .await?
+            }
+            Self::Mysql(s) => {
+                let select = mysql::SELECT;
+                listing::fetch_rows(&s.db.pool, select, Keyset::Expanded, filter, fetch, cursor)
+                    .await?
+            }
         };
         Ok(listing::page_from_rows(rows, limit))
     }

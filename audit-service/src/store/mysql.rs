@@ -9,20 +9,20 @@ use sqlx::{
 };
 
 use super::{
-    insert::{in_queries, insert_queries, stored_attempts, stored_event_ids},
-    listing::{AttemptRow, Keyset, fetch_rows},
+    insert::{in_queries, insert_queries, stored_attempts},
     opening::{ACQUIRE_TIMEOUT, Opening as _},
     pooled::{Pooled, UpkeepSql},
     suspicion::{SuspicionRule, judge_batch},
 };
 use std::collections::HashMap;
 
-use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
+use crate::attempt::{NewAttempt, StoredAttempt};
 
 /// Pool size per replica, as for PostgreSQL.
 const MAX_CONNECTIONS: u32 = 10;
 
-const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
+/// A listing's columns, completed by `listing::push_listing`.
+pub(super) const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
     email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious, \
     attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
@@ -45,21 +45,12 @@ const UPKEEP: UpkeepSql = UpkeepSql {
 };
 
 /// The MySQL/MariaDB log database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MySqlStore {
     /// Connection pool and upkeep.
     pub(super) db: Pooled<MySql>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
-}
-
-// By hand: the pool's own `Debug` shows its connect options, password included.
-impl std::fmt::Debug for MySqlStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MySqlStore")
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MySqlStore {
@@ -76,20 +67,10 @@ impl MySqlStore {
             .connect_with(options)
             .await
             .opening(url, "")?;
-        sqlx::migrate!("migrations/mysql")
-            .run(&pool)
-            .await
-            .opening(url, "")?;
-        let store = Self {
-            db: Pooled::new(pool, &UPKEEP),
+        Ok(Self {
+            db: Pooled::open(pool, &sqlx::migrate!("migrations/mysql"), &UPKEEP, url).await?,
             rule,
-        };
-        store
-            .db
-            .backfill_ip_keys()
-            .await
-            .opening(url, "while filling in IP keys: ")?;
-        Ok(store)
+        })
     }
 
     pub(super) async fn insert_batch(
@@ -97,16 +78,14 @@ impl MySqlStore {
         attempts: &[NewAttempt],
     ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
         let mut tx = self.db.pool.begin().await?;
-        // A plain consistent read, not a locking one: locking a missing key
-        // takes a gap lock, and two producers doing so would deadlock. The
-        // insert below stays idempotent on its own.
-        let stored = stored_event_ids::<MySql>(&mut tx, attempts).await?;
-        let judged = judge_batch::<MySql>(&mut tx, self.rule, attempts, &stored).await?;
-        if judged.is_empty() {
+        // The batch's stored event ids are looked up with a plain consistent
+        // read, not a locking one: locking a missing key takes a gap lock,
+        // and two producers doing so would deadlock. The insert below stays
+        // idempotent on its own.
+        let rows = judge_batch::<MySql>(&mut tx, self.rule, attempts).await?;
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(&NewAttempt, bool)> =
-            judged.into_iter().map(|(i, s)| (&attempts[i], s)).collect();
         for mut qb in insert_queries::<MySql>(&rows, "") {
             qb.push(ON_DUPLICATE).build().execute(&mut *tx).await?;
         }
@@ -123,24 +102,5 @@ impl MySqlStore {
 
         tx.commit().await?;
         Ok(stored_attempts(&rows, &ids))
-    }
-
-    /// One page of `filter` after `cursor`, `fetch` rows at most; the
-    /// keyset spelled out, which MySQL/MariaDB seek on.
-    pub(super) async fn list(
-        &self,
-        filter: &Filter,
-        fetch: u32,
-        cursor: Option<Cursor>,
-    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-        fetch_rows(
-            &self.db.pool,
-            SELECT,
-            filter,
-            fetch,
-            cursor,
-            Keyset::Expanded,
-        )
-        .await
     }
 }

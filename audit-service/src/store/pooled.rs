@@ -1,9 +1,14 @@
 //! What every backend does with its pool the same way, each in its own SQL
 //! dialect: retention's deletes, the readiness heartbeat, the IP-key
-//! backfill, pool usage and closing.
+//! backfill, pool usage and closing, and the migrations and backfill that
+//! opening runs.
 
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type,
+    migrate::{Migrate, Migrator},
+};
 
+use super::opening::Opening as _;
 use crate::attempt::{Micros, ip_key};
 
 /// Rows a background pass (IP-key backfill) touches per statement, so no
@@ -57,6 +62,14 @@ pub(super) struct Pooled<DB: Database> {
     sql: &'static UpkeepSql,
 }
 
+// By hand: the pool's own `Debug` shows its connect options, password
+// included, so every backend's `Debug` shows none of them.
+impl<DB: Database> std::fmt::Debug for Pooled<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pooled").finish_non_exhaustive()
+    }
+}
+
 // By hand: deriving would ask `DB: Clone` of the driver's marker type.
 impl<DB: Database> Clone for Pooled<DB> {
     fn clone(&self) -> Self {
@@ -72,14 +85,27 @@ where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
     DB::QueryResult: RowsAffected,
+    DB::Connection: Migrate,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// `pool` with the statements `sql`.
-    pub(super) fn new(pool: Pool<DB>, sql: &'static UpkeepSql) -> Self {
-        Self { pool, sql }
+    /// `pool` with the statements `sql`, once `migrator` has applied its
+    /// pending migrations and rows stored before IP keys existed have
+    /// theirs; errors name `url` as opening errors do.
+    pub(super) async fn open(
+        pool: Pool<DB>,
+        migrator: &Migrator,
+        sql: &'static UpkeepSql,
+        url: &str,
+    ) -> anyhow::Result<Self> {
+        migrator.run(&pool).await.opening(url, "")?;
+        let db = Self { pool, sql };
+        db.backfill_ip_keys()
+            .await
+            .opening(url, "while filling in IP keys: ")?;
+        Ok(db)
     }
 
     /// Deletes at most `batch` attempts that occurred before `cutoff`, in
@@ -99,7 +125,7 @@ where
 
     /// Computes `ip_key` for rows stored before it existed, a bounded batch
     /// per transaction; a no-op query once done.
-    pub(super) async fn backfill_ip_keys(&self) -> Result<(), sqlx::Error> {
+    async fn backfill_ip_keys(&self) -> Result<(), sqlx::Error> {
         loop {
             let rows: Vec<(i64, String)> = sqlx::query_as(self.sql.missing_ip_keys)
                 .bind(BACKFILL_BATCH)

@@ -10,7 +10,6 @@ use sqlx::{
 
 use super::{
     insert::{InsertError, stored_attempts},
-    listing::{AttemptRow, Keyset, fetch_rows},
     opening::{ACQUIRE_TIMEOUT, Opening as _},
     pg_copy,
     pooled::{Pooled, UpkeepSql},
@@ -18,7 +17,7 @@ use super::{
 };
 use std::collections::{HashMap, HashSet};
 
-use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
+use crate::attempt::{NewAttempt, StoredAttempt};
 
 /// Pool size per replica; ingest is one transaction per batch and listing is
 /// an admin action, so a handful of connections is plenty.
@@ -55,26 +54,18 @@ const UPKEEP: UpkeepSql = UpkeepSql {
         ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
 };
 
-const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
+/// A listing's columns, completed by `listing::push_listing`.
+pub(super) const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \
     suspicious, attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
 /// The PostgreSQL log database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PgStore {
     /// Connection pool and upkeep.
     pub(super) db: Pooled<Postgres>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
-}
-
-// By hand: the pool's own `Debug` shows its connect options, password included.
-impl std::fmt::Debug for PgStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PgStore {
@@ -92,20 +83,10 @@ impl PgStore {
             .connect_with(options)
             .await
             .opening(url, "")?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .opening(url, "")?;
-        let store = Self {
-            db: Pooled::new(pool, &UPKEEP),
+        Ok(Self {
+            db: Pooled::open(pool, &sqlx::migrate!("migrations/postgres"), &UPKEEP, url).await?,
             rule,
-        };
-        store
-            .db
-            .backfill_ip_keys()
-            .await
-            .opening(url, "while filling in IP keys: ")?;
-        Ok(store)
+        })
     }
 
     pub(super) async fn insert_batch(
@@ -205,24 +186,6 @@ impl PgStore {
         judge.add_counts(ip, ip_counts?);
         judge.add_counts(email, email_counts?);
         judge.flags::<Postgres>(conn).await
-    }
-
-    /// One page of `filter` after `cursor`, `fetch` rows at most.
-    pub(super) async fn list(
-        &self,
-        filter: &Filter,
-        fetch: u32,
-        cursor: Option<Cursor>,
-    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-        fetch_rows(
-            &self.db.pool,
-            SELECT,
-            filter,
-            fetch,
-            cursor,
-            Keyset::RowValue,
-        )
-        .await
     }
 }
 

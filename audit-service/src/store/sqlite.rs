@@ -13,7 +13,7 @@ use sqlx::{
 };
 
 use super::{
-    insert::{insert_queries, stored_attempts, stored_event_ids},
+    insert::{insert_queries, stored_attempts},
     listing::{AttemptRow, IpPath, Keyset, push_listing},
     opening::{ACQUIRE_TIMEOUT, Opening as _, open_error},
     pooled::{Pooled, UpkeepSql},
@@ -70,7 +70,7 @@ type JsonRow = (
 );
 
 /// The SQLite log database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Connection pool (readers run concurrently under WAL) and upkeep.
     pub(super) db: Pooled<Sqlite>,
@@ -88,15 +88,6 @@ type IpPathDecision = ((String, String, i64), IpPath, Instant);
 /// How long an IP-range decision is reused. Either path lists the same
 /// rows, so a stale one costs at most speed.
 const IP_PATH_FRESH: Duration = Duration::from_secs(60);
-
-// By hand, as for PostgreSQL: the pool's own `Debug` dumps all its options.
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
-}
 
 impl SqliteStore {
     /// Opens (creating file and parent directory if missing) and migrates.
@@ -130,21 +121,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .opening(url, "")?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .opening(url, "")?;
-        let store = Self {
-            db: Pooled::new(pool, &UPKEEP),
+        Ok(Self {
+            db: Pooled::open(pool, &sqlx::migrate!("migrations/sqlite"), &UPKEEP, url).await?,
             rule,
             last_ip_path: Arc::default(),
-        };
-        store
-            .db
-            .backfill_ip_keys()
-            .await
-            .opening(url, "while filling in IP keys: ")?;
-        Ok(store)
+        })
     }
 
     pub(super) async fn insert_batch(
@@ -155,13 +136,10 @@ impl SqliteStore {
         // suspicious counts) before it writes, and a deferred one upgrading
         // from reader to writer fails with SQLITE_BUSY despite busy_timeout.
         let mut tx = self.db.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let stored = stored_event_ids::<Sqlite>(&mut tx, attempts).await?;
-        let judged = judge_batch::<Sqlite>(&mut tx, self.rule, attempts, &stored).await?;
-        if judged.is_empty() {
+        let rows = judge_batch::<Sqlite>(&mut tx, self.rule, attempts).await?;
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(&NewAttempt, bool)> =
-            judged.into_iter().map(|(i, s)| (&attempts[i], s)).collect();
         let mut ids = HashMap::new();
         for mut qb in insert_queries::<Sqlite>(&rows, "") {
             qb.push(ON_CONFLICT);

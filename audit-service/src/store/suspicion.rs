@@ -1,10 +1,10 @@
 //! The suspicious-activity rule and the queries that apply it to a batch.
 //!
-//! [`Judge`] decides in memory from grouped counts of stored failures;
-//! [`judge_batch`] runs those counts and the exact checks they leave open on
-//! any backend's connection. PostgreSQL counts its own way (arrays, two
-//! connections at once) and then settles with [`Judge::flags`], the same
-//! code as every other backend.
+//! [`Judge`] decides in memory from grouped counts of stored failures, and
+//! [`Judge::flags`] runs the exact checks those counts leave open, on any
+//! backend's connection. [`judge_batch`] is the whole rule for SQLite and
+//! MySQL/MariaDB; PostgreSQL looks up and counts its own way (arrays, two
+//! connections at once, measured faster) and then calls [`Judge::flags`].
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,7 +13,7 @@ use std::{
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type};
 
-use super::insert::IN_CHUNK;
+use super::insert::{IN_CHUNK, stored_event_ids};
 use crate::attempt::{Micros, NewAttempt};
 
 /// The suspicious-activity rule: a failed attempt is flagged when, counting
@@ -339,21 +339,37 @@ impl<'a> Judge<'a> {
     {
         let mut rows = Vec::new();
         for (i, verdict) in self.verdicts() {
-            rows.push((i, settle::<DB>(conn, verdict).await?));
+            let flagged = match verdict {
+                Verdict::Flag(flag) => flag,
+                // Flagged when the first check that holds is found.
+                Verdict::Check(checks) => {
+                    let mut holds = false;
+                    for check in &checks {
+                        let mut qb = Self::check_query::<DB>(check);
+                        let failures: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
+                        if failures >= check.needed {
+                            holds = true;
+                            break;
+                        }
+                    }
+                    holds
+                }
+            };
+            rows.push((i, flagged));
         }
         Ok(rows)
     }
 }
 
-/// Applies the rule to `attempts` on `conn`, counting stored failures with
-/// `IN` lists (SQLite, MySQL/MariaDB): the rows to insert (the first of each
-/// event id not in `stored`), by index in batch order, each with its flag.
-pub(super) async fn judge_batch<DB>(
+/// Applies the rule to a batch on `conn`, for the backends that look up
+/// and count with `IN` lists (SQLite, MySQL/MariaDB): the rows to insert
+/// (the first of each event id not stored yet), in batch order, each with
+/// its flag.
+pub(super) async fn judge_batch<'a, DB>(
     conn: &mut DB::Connection,
     rule: SuspicionRule,
-    attempts: &[NewAttempt],
-    stored: &HashSet<String>,
-) -> Result<Vec<(usize, bool)>, sqlx::Error>
+    attempts: &'a [NewAttempt],
+) -> Result<Vec<(&'a NewAttempt, bool)>, sqlx::Error>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
@@ -362,7 +378,8 @@ where
     for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let mut judge = Judge::new(rule, attempts, stored);
+    let stored = stored_event_ids::<DB>(&mut *conn, attempts).await?;
+    let mut judge = Judge::new(rule, attempts, &stored);
     if judge.is_empty() {
         return Ok(Vec::new());
     }
@@ -372,31 +389,8 @@ where
             judge.add_counts(kind, counts);
         }
     }
-    judge.flags::<DB>(conn).await
-}
-
-/// Settles a flag the batch-wide counts left open with exact counts.
-async fn settle<DB>(conn: &mut DB::Connection, verdict: Verdict) -> Result<bool, sqlx::Error>
-where
-    DB: Database,
-    DB::Arguments: IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
-    let checks = match verdict {
-        Verdict::Flag(flag) => return Ok(flag),
-        Verdict::Check(checks) => checks,
-    };
-    for check in &checks {
-        let mut qb = Judge::check_query::<DB>(check);
-        let failures: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
-        if failures >= check.needed {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let flags = judge.flags::<DB>(conn).await?;
+    Ok(flags.into_iter().map(|(i, s)| (&attempts[i], s)).collect())
 }
 
 #[cfg(test)]
