@@ -62,8 +62,9 @@ pub(super) struct Pooled<DB: Database> {
     sql: &'static UpkeepSql,
 }
 
-// By hand: the pool's own `Debug` shows its connect options, password
-// included, so every backend's `Debug` shows none of them.
+// By hand, showing nothing of the connection: sqlx's connect options print
+// their password in `Debug`, and every backend's derived `Debug` goes
+// through this one.
 impl<DB: Database> std::fmt::Debug for Pooled<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pooled").finish_non_exhaustive()

@@ -382,6 +382,29 @@ mod tests {
         assert_eq!(part_cut(&one_batch, &[5_000]), None);
     }
 
+    /// The pool's connect options print the password they connect with;
+    /// the store's `Debug` must not.
+    #[tokio::test]
+    async fn a_store_shows_no_password_in_debug() {
+        let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
+            return;
+        };
+        let url = common::testing::fresh_postgres(&server).await;
+        // Trust authentication accepts any password.
+        let url = url.replacen("://postgres@", "://postgres:not-to-be-shown@", 1);
+        assert!(url.contains("not-to-be-shown"), "{url}");
+        let store = PgStore::connect(&url, SuspicionRule::per_hour(10))
+            .await
+            .unwrap();
+
+        let options = format!("{:?}", store.db.pool.connect_options());
+        let shown = format!("{store:?}");
+
+        assert!(options.contains("not-to-be-shown"), "premise: {options}");
+        assert!(!shown.contains("not-to-be-shown"), "{shown}");
+        assert!(shown.contains("threshold: 10"), "{shown}");
+    }
+
     fn attempt(batch: usize, i: usize) -> NewAttempt {
         let ip = format!("10.{batch}.{}.{}", i / 250, i % 250);
         let at = i64::try_from(i).unwrap();
