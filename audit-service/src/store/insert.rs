@@ -1,6 +1,7 @@
-//! Building the INSERTs of a batch and the `IN`-list lookups around them,
-//! for the backends that insert with bound `VALUES` (SQLite, MySQL/MariaDB;
-//! PostgreSQL copies its rows in, see `postgres` and `pg_copy`).
+//! Inserting a batch: the error that says what was committed all the same,
+//! the rows as stored, and, for the backends that insert with bound
+//! `VALUES` (SQLite, MySQL/MariaDB; PostgreSQL copies its rows in, see
+//! `pg_copy`), the multi-row INSERTs and the `IN`-list lookups around them.
 
 use std::collections::{HashMap, HashSet};
 

@@ -6,10 +6,11 @@
 //!
 //! Layout (each module depends only on those listed before it):
 //! - `opening`: connection limits and opening errors in an operator's words.
-//! - `pooled`: what every backend does with its pool alike (retention
-//!   deletes, heartbeat, IP-key backfill, pool usage), in its own SQL.
+//! - `pooled`: what every backend does with its pool alike, in its own SQL
+//!   (migrations and IP-key backfill on opening, retention deletes, the
+//!   readiness heartbeat, pool usage), and a `Debug` without secrets.
 //! - `listing`: a page's SQL (filters, keyset, order) and its row type.
-//! - `insert`: a batch's multi-row INSERTs and `IN`-list lookups.
+//! - `insert`: the insert error, multi-row INSERTs and `IN`-list lookups.
 //! - `suspicion`: the suspicious-activity rule and the queries applying it.
 //! - `sqlite`, `postgres` (with `pg_copy`), `mysql`: one module per backend,
 //!   its connection options, dialect and insert path.
