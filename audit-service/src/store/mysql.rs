@@ -5,28 +5,27 @@ use std::str::FromStr as _;
 
 use sqlx::{
     MySql,
-    mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions},
+    mysql::{MySqlConnectOptions, MySqlPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, Judge, KeyKind, Keyset, Opening as _,
-    SuspicionRule, in_queries, insert_queries, ip_key, push_listing, stored_attempts,
+    insert::{in_queries, insert_queries, stored_attempts},
+    opening::{ACQUIRE_TIMEOUT, Opening as _},
+    pooled::{Pooled, UpkeepSql},
+    suspicion::{SuspicionRule, judge_batch},
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
+use crate::attempt::{NewAttempt, StoredAttempt};
 
 /// Pool size per replica, as for PostgreSQL.
 const MAX_CONNECTIONS: u32 = 10;
 
-const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
+/// A listing's columns, completed by `listing::push_listing`.
+pub(super) const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
     email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious, \
     attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
-/// The batch's event ids already stored. A plain consistent read, not a
-/// locking one: locking a missing key takes a gap lock, and two producers
-/// doing so would deadlock. The insert below stays idempotent on its own.
-const EXISTING: &str = "SELECT event_id FROM login_attempts WHERE event_id IN (";
 const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id IN (";
 
 // `ON DUPLICATE KEY UPDATE` on the unique key only, where `INSERT IGNORE`
@@ -35,31 +34,23 @@ const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id
 // check above and this insert (a concurrent producer) is absorbed here.
 const ON_DUPLICATE: &str = " ON DUPLICATE KEY UPDATE event_id = event_id";
 
-// MySQL allows ORDER BY/LIMIT on a single-table DELETE (not LIMIT in a
-// subquery), and the order walks the time index from the oldest row.
-const DELETE_BEFORE: &str =
-    "DELETE FROM login_attempts WHERE occurred_at < ? ORDER BY occurred_at, id LIMIT ?";
-const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
-const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
-const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
-    ON DUPLICATE KEY UPDATE written_at = VALUES(written_at)";
+const UPKEEP: UpkeepSql = UpkeepSql {
+    // MySQL allows ORDER BY/LIMIT on a single-table DELETE (not LIMIT in a
+    // subquery), and the order walks the time index from the oldest row.
+    delete_before: "DELETE FROM login_attempts WHERE occurred_at < ? ORDER BY occurred_at, id LIMIT ?",
+    missing_ip_keys: "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?",
+    set_ip_key: "UPDATE login_attempts SET ip_key = ? WHERE id = ?",
+    heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
+        ON DUPLICATE KEY UPDATE written_at = VALUES(written_at)",
+};
 
 /// The MySQL/MariaDB log database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MySqlStore {
-    /// Connection pool.
-    pool: MySqlPool,
+    /// Connection pool and upkeep.
+    pub(super) db: Pooled<MySql>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
-}
-
-// By hand: the pool's own `Debug` shows its connect options, password included.
-impl std::fmt::Debug for MySqlStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MySqlStore")
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MySqlStore {
@@ -76,45 +67,24 @@ impl MySqlStore {
             .connect_with(options)
             .await
             .opening(url, "")?;
-        sqlx::migrate!("migrations/mysql")
-            .run(&pool)
-            .await
-            .opening(url, "")?;
-        let store = Self { pool, rule };
-        store
-            .backfill_ip_keys()
-            .await
-            .opening(url, "while filling in IP keys: ")?;
-        Ok(store)
+        Ok(Self {
+            db: Pooled::open(pool, &sqlx::migrate!("migrations/mysql"), &UPKEEP, url).await?,
+            rule,
+        })
     }
 
     pub(super) async fn insert_batch(
         &self,
         attempts: &[NewAttempt],
     ) -> Result<Vec<StoredAttempt>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
-        let mut stored = HashSet::new();
-        for mut qb in in_queries::<MySql>(EXISTING, &event_ids, "") {
-            stored.extend(
-                qb.build_query_scalar::<String>()
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
-        }
-        let mut judge = Judge::new(self.rule, attempts, &stored);
-        if judge.is_empty() {
+        let mut tx = self.db.pool.begin().await?;
+        // The batch's stored event ids are looked up with a plain consistent
+        // read, not a locking one: locking a missing key takes a gap lock,
+        // and two producers doing so would deadlock. The insert below stays
+        // idempotent on its own.
+        let rows = judge_batch::<MySql>(&mut tx, self.rule, attempts).await?;
+        if rows.is_empty() {
             return Ok(Vec::new());
-        }
-        for kind in KeyKind::ALL {
-            for mut qb in judge.count_queries::<MySql>(kind) {
-                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
-                judge.add_counts(kind, counts);
-            }
-        }
-        let mut rows = Vec::new();
-        for (i, verdict) in judge.verdicts() {
-            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
         }
         for mut qb in insert_queries::<MySql>(&rows, "") {
             qb.push(ON_DUPLICATE).build().execute(&mut *tx).await?;
@@ -134,5 +104,3 @@ impl MySqlStore {
         Ok(stored_attempts(&rows, &ids))
     }
 }
-
-super::shared::shared_backend_ops!(MySqlStore, sqlx::MySql, Keyset::Expanded);

@@ -5,16 +5,19 @@ use std::str::FromStr as _;
 use sqlx::{
     Connection as _, Postgres,
     pool::PoolConnection,
-    postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions},
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, InsertError, Judge, KeyKind, Keyset, Opening as _,
-    SuspicionRule, ip_key, pg_copy, push_listing, stored_attempts,
+    insert::{InsertError, stored_attempts},
+    opening::{ACQUIRE_TIMEOUT, Opening as _},
+    pg_copy,
+    pooled::{Pooled, UpkeepSql},
+    suspicion::{Judge, KeyKind, SuspicionRule},
 };
 use std::collections::{HashMap, HashSet};
 
-use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
+use crate::attempt::{NewAttempt, StoredAttempt};
 
 /// Pool size per replica; ingest is one transaction per batch and listing is
 /// an admin action, so a handful of connections is plenty.
@@ -42,33 +45,27 @@ const INSERT: &str = "INSERT INTO login_attempts \
 /// per row (measured: ten times the cost of the `nextval`s themselves).
 const RESERVE_IDS: &str = "SELECT nextval('login_attempts_id_seq') FROM generate_series(1, $1)";
 
-const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
-    (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)";
-const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT $1";
-const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = $1 WHERE id = $2";
-const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
-    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
+const UPKEEP: UpkeepSql = UpkeepSql {
+    delete_before: "DELETE FROM login_attempts WHERE id IN \
+        (SELECT id FROM login_attempts WHERE occurred_at < $1 LIMIT $2)",
+    missing_ip_keys: "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT $1",
+    set_ip_key: "UPDATE login_attempts SET ip_key = $1 WHERE id = $2",
+    heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
+        ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+};
 
-const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
+/// A listing's columns, completed by `listing::push_listing`.
+pub(super) const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \
     suspicious, attempt_count, last_occurred_at FROM login_attempts WHERE TRUE";
 
 /// The PostgreSQL log database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PgStore {
-    /// Connection pool.
-    pool: PgPool,
+    /// Connection pool and upkeep.
+    pub(super) db: Pooled<Postgres>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
-}
-
-// By hand: the pool's own `Debug` shows its connect options, password included.
-impl std::fmt::Debug for PgStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PgStore {
@@ -86,16 +83,10 @@ impl PgStore {
             .connect_with(options)
             .await
             .opening(url, "")?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .opening(url, "")?;
-        let store = Self { pool, rule };
-        store
-            .backfill_ip_keys()
-            .await
-            .opening(url, "while filling in IP keys: ")?;
-        Ok(store)
+        Ok(Self {
+            db: Pooled::open(pool, &sqlx::migrate!("migrations/postgres"), &UPKEEP, url).await?,
+            rule,
+        })
     }
 
     pub(super) async fn insert_batch(
@@ -103,7 +94,7 @@ impl PgStore {
         attempts: &[NewAttempt],
         batch_ends: &[usize],
     ) -> Result<Vec<StoredAttempt>, InsertError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.db.pool.acquire().await?;
         // One more connection for the whole group, if one is idle: the
         // email count runs on it, then the second part.
         let mut other = self.idle_connection().await;
@@ -150,7 +141,7 @@ impl PgStore {
     /// does not depend on connections the group used earlier having gone
     /// back to the pool yet (that happens in the background).
     async fn idle_connection(&self) -> Option<PoolConnection<Postgres>> {
-        let mut conn = self.pool.try_acquire()?;
+        let mut conn = self.db.pool.try_acquire()?;
         if conn.ping().await.is_err() {
             conn.close_on_drop();
             return None;
@@ -194,11 +185,7 @@ impl PgStore {
         };
         judge.add_counts(ip, ip_counts?);
         judge.add_counts(email, email_counts?);
-        let mut rows = Vec::new();
-        for (i, verdict) in judge.verdicts() {
-            rows.push((i, settle(&mut *conn, verdict).await?));
-        }
-        Ok(rows)
+        judge.flags::<Postgres>(conn).await
     }
 }
 
@@ -368,8 +355,6 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-super::shared::shared_backend_ops!(PgStore, sqlx::Postgres, Keyset::RowValue);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,10 +382,33 @@ mod tests {
         assert_eq!(part_cut(&one_batch, &[5_000]), None);
     }
 
+    /// The pool's connect options print the password they connect with;
+    /// the store's `Debug` must not.
+    #[tokio::test]
+    async fn a_store_shows_no_password_in_debug() {
+        let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
+            return;
+        };
+        let url = common::testing::fresh_postgres(&server).await;
+        // Trust authentication accepts any password.
+        let url = url.replacen("://postgres@", "://postgres:not-to-be-shown@", 1);
+        assert!(url.contains("not-to-be-shown"), "{url}");
+        let store = PgStore::connect(&url, SuspicionRule::per_hour(10))
+            .await
+            .unwrap();
+
+        let options = format!("{:?}", store.db.pool.connect_options());
+        let shown = format!("{store:?}");
+
+        assert!(options.contains("not-to-be-shown"), "premise: {options}");
+        assert!(!shown.contains("not-to-be-shown"), "{shown}");
+        assert!(shown.contains("threshold: 10"), "{shown}");
+    }
+
     fn attempt(batch: usize, i: usize) -> NewAttempt {
         let ip = format!("10.{batch}.{}.{}", i / 250, i % 250);
         let at = i64::try_from(i).unwrap();
-        crate::store::tests::failure(&uuid::Uuid::now_v7().to_string(), &ip, at)
+        crate::store::suspicion::tests::failure(&uuid::Uuid::now_v7().to_string(), &ip, at)
     }
 
     /// Four batches of 1,000 go in as two transactions of two batches. When
@@ -423,7 +431,7 @@ mod tests {
              CREATE TRIGGER refuse_boom BEFORE INSERT ON login_attempts \
              FOR EACH ROW EXECUTE FUNCTION refuse_boom();",
         )
-        .execute(&store.pool)
+        .execute(&store.db.pool)
         .await
         .unwrap();
         let mut attempts: Vec<NewAttempt> = (0..4)
@@ -432,7 +440,7 @@ mod tests {
         let ends = [1_000, 2_000, 3_000, 4_000];
         let count = async || -> i64 {
             sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
-                .fetch_one(&store.pool)
+                .fetch_one(&store.db.pool)
                 .await
                 .unwrap()
         };
@@ -441,7 +449,7 @@ mod tests {
         // is idle).
         let idle = async || {
             for _ in 0..500 {
-                if store.pool.num_idle() >= MIN_CONNECTIONS as usize {
+                if store.db.pool.num_idle() >= MIN_CONNECTIONS as usize {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -1,7 +1,7 @@
 //! SQLite backend: one file, WAL mode, writes serialised by the engine.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     str::FromStr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -9,29 +9,31 @@ use std::{
 
 use sqlx::{
     Sqlite,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
 use super::{
-    ACQUIRE_TIMEOUT, AttemptRow, BACKFILL_BATCH, IpPath, Judge, KeyKind, Keyset, Opening as _,
-    SuspicionRule, in_queries, insert_queries, ip_key, push_listing, stored_attempts,
+    insert::{insert_queries, stored_attempts},
+    listing::{AttemptRow, IpPath, Keyset, push_listing},
+    opening::{ACQUIRE_TIMEOUT, Opening as _, open_error},
+    pooled::{Pooled, UpkeepSql},
+    suspicion::{SuspicionRule, judge_batch},
 };
 use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const EXISTING: &str = "SELECT event_id FROM login_attempts WHERE event_id IN (";
 const ON_CONFLICT: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id";
 
-const DELETE_BEFORE: &str = "DELETE FROM login_attempts WHERE id IN \
-    (SELECT id FROM login_attempts WHERE occurred_at < ? LIMIT ?)";
-const MISSING_IP_KEYS: &str = "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?";
-const SET_IP_KEY: &str = "UPDATE login_attempts SET ip_key = ? WHERE id = ?";
-const HEARTBEAT: &str = "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
-    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
+const UPKEEP: UpkeepSql = UpkeepSql {
+    delete_before: "DELETE FROM login_attempts WHERE id IN \
+        (SELECT id FROM login_attempts WHERE occurred_at < ? LIMIT ?)",
+    missing_ip_keys: "SELECT id, ip FROM login_attempts WHERE ip_key IS NULL LIMIT ?",
+    set_ip_key: "UPDATE login_attempts SET ip_key = ? WHERE id = ?",
+    heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
+        ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+};
 
 /// Rows of an IP range from which a page reads the newest rows first (see
 /// `ip_path`).
@@ -68,10 +70,10 @@ type JsonRow = (
 );
 
 /// The SQLite log database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// Connection pool; readers run concurrently under WAL.
-    pool: SqlitePool,
+    /// Connection pool (readers run concurrently under WAL) and upkeep.
+    pub(super) db: Pooled<Sqlite>,
     /// The suspicious-activity rule applied at ingest.
     rule: SuspicionRule,
     /// The last IP-range decision of `ip_path_from`, kept for
@@ -86,15 +88,6 @@ type IpPathDecision = ((String, String, i64), IpPath, Instant);
 /// How long an IP-range decision is reused. Either path lists the same
 /// rows, so a stale one costs at most speed.
 const IP_PATH_FRESH: Duration = Duration::from_secs(60);
-
-// By hand, as for PostgreSQL: the pool's own `Debug` dumps all its options.
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
-}
 
 impl SqliteStore {
     /// Opens (creating file and parent directory if missing) and migrates.
@@ -116,7 +109,7 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
         {
             tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                super::open_error(url, format!("cannot create folder {}: {e}", dir.display()))
+                open_error(url, format!("cannot create folder {}: {e}", dir.display()))
             })?;
         }
         let pool = SqlitePoolOptions::new()
@@ -128,20 +121,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .opening(url, "")?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .opening(url, "")?;
-        let store = Self {
-            pool,
+        Ok(Self {
+            db: Pooled::open(pool, &sqlx::migrate!("migrations/sqlite"), &UPKEEP, url).await?,
             rule,
             last_ip_path: Arc::default(),
-        };
-        store
-            .backfill_ip_keys()
-            .await
-            .opening(url, "while filling in IP keys: ")?;
-        Ok(store)
+        })
     }
 
     pub(super) async fn insert_batch(
@@ -151,29 +135,10 @@ impl SqliteStore {
         // IMMEDIATE takes the write lock up front: this transaction reads (the
         // suspicious counts) before it writes, and a deferred one upgrading
         // from reader to writer fails with SQLITE_BUSY despite busy_timeout.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let event_ids: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
-        let mut stored = HashSet::new();
-        for mut qb in in_queries::<Sqlite>(EXISTING, &event_ids, "") {
-            stored.extend(
-                qb.build_query_scalar::<String>()
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
-        }
-        let mut judge = Judge::new(self.rule, attempts, &stored);
-        if judge.is_empty() {
+        let mut tx = self.db.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = judge_batch::<Sqlite>(&mut tx, self.rule, attempts).await?;
+        if rows.is_empty() {
             return Ok(Vec::new());
-        }
-        for kind in KeyKind::ALL {
-            for mut qb in judge.count_queries::<Sqlite>(kind) {
-                let counts = qb.build_query_as().fetch_all(&mut *tx).await?;
-                judge.add_counts(kind, counts);
-            }
-        }
-        let mut rows = Vec::new();
-        for (i, verdict) in judge.verdicts() {
-            rows.push((&attempts[i], settle(&mut tx, verdict).await?));
         }
         let mut ids = HashMap::new();
         for mut qb in insert_queries::<Sqlite>(&rows, "") {
@@ -201,7 +166,7 @@ impl SqliteStore {
         let mut qb = sqlx::QueryBuilder::<Sqlite>::new(PAGE_AS_JSON);
         push_listing(&mut qb, filter, cursor, fetch, Keyset::RowValue, ip_path);
         qb.push(")");
-        let page: String = qb.build_query_scalar().fetch_one(&self.pool).await?;
+        let page: String = qb.build_query_scalar().fetch_one(&self.db.pool).await?;
         let rows: Vec<JsonRow> =
             serde_json::from_str(&page).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         Ok(rows
@@ -239,6 +204,17 @@ impl SqliteStore {
         self.ip_path_from(filter, DENSE_IP_RANGE).await
     }
 
+    /// One page of `filter` after `cursor`, `fetch` rows at most.
+    pub(super) async fn list(
+        &self,
+        filter: &Filter,
+        fetch: u32,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        let ip_path = self.ip_path(filter).await?;
+        self.list_via(filter, fetch, cursor, ip_path).await
+    }
+
     /// [`Self::ip_path`] with the threshold `dense`.
     async fn ip_path_from(&self, filter: &Filter, dense: i64) -> Result<IpPath, sqlx::Error> {
         let Some(ip) = filter.ip.as_ref().filter(|ip| ip.lo != ip.hi) else {
@@ -255,7 +231,7 @@ impl SqliteStore {
             .bind(&ip.lo)
             .bind(&ip.hi)
             .bind(dense)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.pool)
             .await?;
         let path = if rows >= dense {
             IpPath::NewestFirst
@@ -275,12 +251,10 @@ impl SqliteStore {
     }
 }
 
-super::shared::shared_backend_ops!(SqliteStore, sqlx::Sqlite, Keyset::RowValue, own_listing);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attempt::IpRange;
+    use crate::attempt::{IpRange, ip_key};
 
     /// Attempt `i`: one a second, from 10.0.0.x for even `i` and 10.1.0.x
     /// for odd `i`, cycling through 50 hosts each.
@@ -317,7 +291,7 @@ mod tests {
         let (mut ids, mut cursor) = (Vec::new(), None);
         loop {
             let rows = store.list_via(filter, 8, cursor, path).await.unwrap();
-            let page = super::super::page_from_rows(rows, 7);
+            let page = super::super::listing::page_from_rows(rows, 7);
             ids.extend(page.attempts.iter().map(|a| a.attempt.occurred_at));
             match page.next {
                 Some(next) => cursor = Some(next),
