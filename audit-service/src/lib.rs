@@ -11,7 +11,8 @@
 //! Layout:
 //! - [`config`]: the environment-derived [`Config`].
 //! - `attempt`: domain types and their conversion from and to protobuf.
-//! - `store`: the database, one module per backend (SQLite, PostgreSQL, MySQL).
+//! - `store`: the database behind one `Store` enum: listing, insert and the
+//!   suspicious-activity rule shared, one module per backend (map in `store/mod.rs`).
 //! - `service`: the gRPC handlers.
 //! - `ingest`: one producer's stream, group-committed and acked in order.
 //! - `tail`: the fan-out of committed attempts to live tails.
