@@ -2,7 +2,6 @@
 //! everything else.
 
 pub mod accounts;
-pub mod export;
 pub mod logs;
 
 use std::sync::LazyLock;
@@ -38,8 +37,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::refresh))
         .routes(routes!(accounts::logout))
         .routes(routes!(accounts::logout_all))
-        .routes(routes!(logs::list))
-        .routes(routes!(export::stream))
+        .routes(routes!(logs::list::list))
+        .routes(routes!(logs::stream::stream))
         .routes(routes!(jwks))
         .routes(routes!(health))
         .routes(routes!(crate::readiness::readyz))
