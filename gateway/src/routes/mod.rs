@@ -19,10 +19,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    AppState,
     context::RequestContext,
     error::ApiError,
     openapi::{self, ApiDoc, Unavailable},
+    state::AppState,
 };
 
 /// Every public route. Paths are the old service's, trailing slashes and

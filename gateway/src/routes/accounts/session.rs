@@ -15,12 +15,12 @@ use super::{
     replies::{LoggedOutEverywhere, LoginTokens, Outcome, RefreshedTokens},
 };
 use crate::{
-    AppState,
     body::{BodyError, Fields, Invalid},
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::call,
     openapi::{BodyErrors, Throttled, Unauthorized},
+    state::AppState,
 };
 
 /// `POST /api/accounts/login/`: exchanges credentials for a token pair.

@@ -11,12 +11,12 @@ use super::{
     replies::{Outcome, Registered, VerifyErrors},
 };
 use crate::{
-    AppState,
     body::Fields,
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::call,
     openapi::{BodyErrors, Throttled},
+    state::AppState,
 };
 
 /// `POST /api/accounts/register/`: creates an inactive account.

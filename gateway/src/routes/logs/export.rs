@@ -16,10 +16,10 @@ use super::{
     query::{Format, LogsQuery},
 };
 use crate::{
-    AppState,
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::{AuditClient, call},
+    state::AppState,
 };
 
 /// Rows fetched per audit-service call during an export.

@@ -11,13 +11,13 @@ use serde::Serialize;
 
 use super::{export, item::AttemptItem, query::LogsQuery};
 use crate::{
-    AppState,
     auth::AdminUser,
     config::PublicUrl,
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::call,
     openapi::AdminErrors,
+    state::AppState,
 };
 
 /// The path, for building `next` links.

@@ -28,12 +28,12 @@ use time::OffsetDateTime;
 
 use super::{item::AttemptItem, query::LogsQuery};
 use crate::{
-    AppState,
     auth::{AdminSession, Claims},
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::{AuthClient, call},
     openapi::AdminErrors,
+    state::AppState,
 };
 
 /// The live tail's path.
