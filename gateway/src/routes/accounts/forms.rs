@@ -15,6 +15,9 @@ use crate::body::{FieldReader, FromFields};
 /// #1451) and, since the three branches test the same class, would send
 /// multipart. So the document names JSON and says the rest in words.
 pub const JSON: &str = "application/json";
+/// Each request body's description in the document: the other encodings.
+pub const ALSO_FORMS: &str = "JSON; the same fields as `application/x-www-form-urlencoded` or \
+                              `multipart/form-data` work too.";
 
 /// `POST /api/accounts/register/`.
 #[derive(Debug, ToSchema)]

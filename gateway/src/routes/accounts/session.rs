@@ -11,7 +11,7 @@ use axum::{
 use proto::auth::v1::{LoginRequest, LogoutAllRequest, LogoutRequest, RefreshRequest};
 
 use super::{
-    forms::{JSON, LoginForm, RefreshForm},
+    forms::{ALSO_FORMS, JSON, LoginForm, RefreshForm},
     replies::{LoggedOutEverywhere, LoginTokens, Outcome, RefreshedTokens},
 };
 use crate::{
@@ -35,12 +35,7 @@ use crate::{
     operation_id = "login",
     tag = "accounts",
     summary = "Exchange credentials for a token pair",
-    request_body(
-        content = LoginForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = LoginForm, content_type = JSON, description = ALSO_FORMS),
     responses(
         (status = 200, description = "Signed in.", body = LoginTokens),
         BodyErrors,
@@ -129,12 +124,7 @@ async fn record_malformed_login(
     operation_id = "refreshTokens",
     tag = "accounts",
     summary = "Rotate a refresh token",
-    request_body(
-        content = RefreshForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = RefreshForm, content_type = JSON, description = ALSO_FORMS),
     responses(
         (status = 200, description = "Rotated.", body = RefreshedTokens),
         BodyErrors,
@@ -176,12 +166,7 @@ pub async fn refresh(
     operation_id = "logout",
     tag = "accounts",
     summary = "End the session of a refresh token",
-    request_body(
-        content = RefreshForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = RefreshForm, content_type = JSON, description = ALSO_FORMS),
     responses(
         (status = 200, description = "Signed out.", body = Outcome),
         BodyErrors,
@@ -221,12 +206,7 @@ pub async fn logout(
     summary = "End every session of the user",
     description = "The user is the bearer token's when `Authorization: Bearer` is sent (the body \
                    is then ignored), else the owner of the `refresh` token in the body.",
-    request_body(
-        content = RefreshForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = RefreshForm, content_type = JSON, description = ALSO_FORMS),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Every session ended.", body = LoggedOutEverywhere),

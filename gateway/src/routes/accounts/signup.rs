@@ -7,7 +7,7 @@ use proto::auth::v1::{
 };
 
 use super::{
-    forms::{CodeRequestForm, JSON, RegisterForm, VerifyForm},
+    forms::{ALSO_FORMS, CodeRequestForm, JSON, RegisterForm, VerifyForm},
     replies::{Outcome, Registered, VerifyErrors},
 };
 use crate::{
@@ -26,12 +26,7 @@ use crate::{
     operation_id = "register",
     tag = "accounts",
     summary = "Create an inactive account",
-    request_body(
-        content = RegisterForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = RegisterForm, content_type = JSON, description = ALSO_FORMS),
     responses(
         (status = 201, description = "Created; a verification code can now be requested.", body = Registered),
         BodyErrors,
@@ -78,12 +73,7 @@ pub async fn register(
     operation_id = "requestVerificationCode",
     tag = "accounts",
     summary = "Email a verification code",
-    request_body(
-        content = CodeRequestForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = CodeRequestForm, content_type = JSON, description = ALSO_FORMS),
     responses(
         (status = 200, description = "Sent if the address has an inactive account; the same answer otherwise.", body = Outcome),
         BodyErrors,
@@ -117,12 +107,7 @@ pub async fn request_code(
     operation_id = "verifyCode",
     tag = "accounts",
     summary = "Activate an account with its emailed code",
-    request_body(
-        content = VerifyForm,
-        content_type = JSON,
-        description = "JSON; the same fields as `application/x-www-form-urlencoded` or \
-                       `multipart/form-data` work too."
-    ),
+    request_body(content = VerifyForm, content_type = JSON, description = ALSO_FORMS),
     responses(
         (status = 200, description = "Activated (`user-activated`).", body = Outcome),
         VerifyErrors,
