@@ -9,8 +9,10 @@
 //! - [`config`]: the environment, parsed once.
 //! - [`context`]: request id, client IP and User-Agent; the per-request span.
 //! - [`client_ip`]: trusted proxies, `X-Forwarded-For` and `Forwarded`.
-//! - [`body`]: the one body extractor (JSON, form, multipart).
-//! - [`auth`]: local verification of access tokens; the admin extractor.
+//! - [`body`]: the one body extractor (JSON, form, multipart), and
+//!   `FromFields`: how a documented body type is read from it.
+//! - [`auth`]: access tokens verified locally: `keys` (the JWKS cache),
+//!   `token` (verification), `extract` (the user and admin extractors).
 //! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
 //! - [`grpc`]: lazily connecting backend clients.
 //! - [`headers`]: `nosniff`, CSP, frame and cache headers.
@@ -19,7 +21,11 @@
 //! - [`metrics`]: request counts and latencies by route template.
 //! - [`server`]: the accept loop: timeouts and the connection cap.
 //! - `state`: [`AppState`], what every handler can reach.
-//! - `routes`: the handlers.
+//! - `routes`: the router and the handlers, one folder per resource:
+//!   `accounts/` (`forms`: the request bodies, documented and read as one
+//!   type each; `replies`; `signup`; `session`) and `logs/` (`query`,
+//!   `item`, `list`, `export`, `stream`). Each module imports only those
+//!   before it, so `gateway/src` has no import cycle.
 
 pub mod auth;
 pub mod body;
