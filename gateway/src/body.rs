@@ -4,7 +4,8 @@
 //! three are read into the same field map, with DRF's messages for what goes
 //! wrong. The size limit is enforced here, inside the extractor, rather than
 //! by an outer layer: the login handler must see a too-large body so the
-//! attempt is still recorded.
+//! attempt is still recorded. Handlers then read their documented body
+//! type from the map with [`Fields::parse`] (see [`FromFields`]).
 
 use std::collections::HashMap;
 
@@ -137,6 +138,21 @@ impl Fields {
         self.0.get(name)
     }
 
+    /// Reads the request body type `T`, checking every field it names:
+    /// `T`, or what could be read of it with every problem.
+    pub fn parse<T: FromFields>(&self) -> Result<T, Invalid<T>> {
+        let mut reader = self.reader();
+        let partial = T::from_fields(&mut reader);
+        if reader.errors.is_empty() {
+            Ok(partial)
+        } else {
+            Err(Invalid {
+                partial,
+                errors: reader.errors,
+            })
+        }
+    }
+
     /// Starts checking fields, collecting every problem before answering.
     pub fn reader(&self) -> FieldReader<'_> {
         FieldReader {
@@ -267,6 +283,31 @@ impl FieldReader<'_> {
         };
         self.errors.add(name, problem);
         None
+    }
+}
+
+/// A request body type: the type the OpenAPI document describes is the
+/// type the handler reads, so the two cannot drift apart. Its
+/// implementation names each field once, with the reader method that
+/// fits it (required, password, optional).
+pub trait FromFields: Sized {
+    /// Reads every field, leaving a default where one has a problem (the
+    /// reader records it).
+    fn from_fields(form: &mut FieldReader<'_>) -> Self;
+}
+
+/// A body whose fields have problems.
+#[derive(Debug)]
+pub struct Invalid<T> {
+    /// What could be read: fields with a problem are left empty.
+    pub partial: T,
+    /// Every problem, by field, in the order read.
+    pub errors: FieldErrors,
+}
+
+impl<T> From<Invalid<T>> for ApiError {
+    fn from(invalid: Invalid<T>) -> Self {
+        ApiError::Validation(invalid.errors)
     }
 }
 

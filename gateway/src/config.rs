@@ -10,7 +10,10 @@ use tokio::sync::Semaphore;
 
 use crate::{
     client_ip::{ForwardedHeader, TrustedProxies},
-    server::ConnectionLimits,
+    server::{
+        ConnectionLimits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+        DEFAULT_MAX_CONNECTIONS,
+    },
 };
 
 /// Default location of auth-service.
@@ -20,22 +23,6 @@ pub const DEFAULT_AUDIT_GRPC_URL: &str = "http://127.0.0.1:50052";
 /// Default `iss` that access tokens must carry (auth-service's own default).
 pub const DEFAULT_JWT_ISSUER: &str = "auth-service";
 
-/// Default `GATEWAY_HEADER_READ_TIMEOUT`: a real client sends its request
-/// head in one packet right after connecting (or at once after a response
-/// on a kept-alive connection), so 10 s is generous even on a bad mobile
-/// link, yet it frees a slowloris connection 10 s after it stalls. Proxies
-/// in front keep idle upstream connections for less than that or reconnect.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `GATEWAY_BODY_TIMEOUT`: bodies are at most 64 KiB (a login or
-/// registration form is under 1 KiB); 15 s allows 64 KiB at about 4 KiB/s.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(15);
-/// Default `GATEWAY_MAX_CONNECTIONS`: one idle connection costs a few KiB
-/// (the task, hyper's 8 KiB read buffer, socket buffers), so 10,000 is tens
-/// of MiB at most; it stays below common `ulimit -n` values (the container
-/// images' 1,048,576; many hosts' 65,536) with room for the gRPC channels,
-/// and far above what one gateway replica serves in practice (connections
-/// come pooled from a proxy, or are short-lived from clients).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `GATEWAY_STREAM_RECHECK`: how often an open live tail asks
 /// auth-service whether its admin may still read it. A demoted, disabled or
 /// logged-out admin stops receiving events within this time; each check is

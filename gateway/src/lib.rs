@@ -9,8 +9,10 @@
 //! - [`config`]: the environment, parsed once.
 //! - [`context`]: request id, client IP and User-Agent; the per-request span.
 //! - [`client_ip`]: trusted proxies, `X-Forwarded-For` and `Forwarded`.
-//! - [`body`]: the one body extractor (JSON, form, multipart).
-//! - [`auth`]: local verification of access tokens; the admin extractor.
+//! - [`body`]: the one body extractor (JSON, form, multipart), and
+//!   `FromFields`: how a documented body type is read from it.
+//! - [`auth`]: access tokens verified locally: `keys` (the JWKS cache),
+//!   `token` (verification), `extract` (the user and admin extractors).
 //! - [`error`]: every error response, and gRPC status ⇒ HTTP in one place.
 //! - [`grpc`]: lazily connecting backend clients.
 //! - [`headers`]: `nosniff`, CSP, frame and cache headers.
@@ -18,7 +20,12 @@
 //! - [`openapi`]: the OpenAPI document's shared parts.
 //! - [`metrics`]: request counts and latencies by route template.
 //! - [`server`]: the accept loop: timeouts and the connection cap.
-//! - `routes`: the handlers.
+//! - `state`: [`AppState`], what every handler can reach.
+//! - `routes`: the router and the handlers, one folder per resource:
+//!   `accounts/` (`forms`: the request bodies, documented and read as one
+//!   type each; `replies`; `signup`; `session`) and `logs/` (`query`,
+//!   `item`, `list`, `export`, `stream`). Each module imports only those
+//!   before it, so `gateway/src` has no import cycle.
 
 pub mod auth;
 pub mod body;
@@ -33,110 +40,21 @@ pub mod openapi;
 pub mod readiness;
 mod routes;
 pub mod server;
+mod state;
 
 pub use crate::routes::document as openapi_document;
 
-use std::{any::Any, net::SocketAddr, sync::Arc};
+use std::{any::Any, net::SocketAddr};
 
 use anyhow::Context;
-use axum::{Router, extract::FromRef, middleware, response::IntoResponse, response::Response};
-use common::{internal_auth::AttachToken, metrics::Endpoint};
+use axum::{Router, middleware, response::IntoResponse, response::Response};
+use common::metrics::Endpoint;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use crate::config::Config;
-use crate::{
-    auth::{GrpcJwkSource, JwkSource, KeyCache, TokenVerifier},
-    client_ip::ProxyRules,
-    error::ApiError,
-    grpc::{AuditClient, AuthClient},
-};
-
-/// What every handler can reach. axum clones the state for every request,
-/// so it is one `Arc`: one reference count per request instead of four
-/// channel clones (each a buffer handle, a semaphore and a URI) and drops.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// The parts of [`AppState`].
-pub struct Shared {
-    /// auth-service.
-    auth: AuthClient,
-    /// audit-service.
-    audit: AuditClient,
-    /// Access-token verification on cached signing keys.
-    verifier: Arc<TokenVerifier>,
-    /// Proxies whose forwarding headers are believed, and which header.
-    trusted: Arc<ProxyRules>,
-    /// The backends' health, for `/readyz`.
-    readiness: readiness::Readiness,
-    /// Where clients reach us (`GATEWAY_PUBLIC_URL`), for absolute links;
-    /// `None`: links are relative.
-    public_url: Option<config::PublicUrl>,
-    /// How often an open live tail re-checks its token
-    /// (`GATEWAY_STREAM_RECHECK`).
-    stream_recheck: std::time::Duration,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Clients for the configured backends (connecting lazily, so this
-    /// succeeds while they are down) and a key cache fed by auth-service.
-    /// Must run inside a Tokio runtime.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let token = AttachToken::new(config.internal_token.as_ref())?;
-        let auth_channel =
-            grpc::channel(&config.auth_grpc_url, &config.internal_tls).context("AUTH_GRPC_URL")?;
-        let audit_channel = grpc::channel(&config.audit_grpc_url, &config.internal_tls)
-            .context("AUDIT_GRPC_URL")?;
-        let auth = grpc::auth_client(auth_channel.clone(), token.clone());
-        let audit = grpc::audit_client(audit_channel.clone(), token);
-        let keys = Arc::new(
-            KeyCache::new(Arc::new(GrpcJwkSource(auth.clone())))
-                .with_max_age(config.jwks_cache_ttl),
-        );
-        Ok(Self(Arc::new(Shared {
-            auth,
-            audit,
-            verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
-            trusted: Arc::new(ProxyRules {
-                trusted: config.trusted_proxies.clone(),
-                header: config.forwarded_header,
-            }),
-            readiness: readiness::Readiness::new(auth_channel, audit_channel),
-            public_url: config.public_url.clone(),
-            stream_recheck: config.stream_recheck,
-        })))
-    }
-
-    /// Replaces where signing keys come from (e.g. a fixed set in tests);
-    /// `issuer` is the `iss` tokens must carry.
-    pub fn with_jwk_source(self, source: Arc<dyn JwkSource>, issuer: &str) -> Self {
-        let keys = Arc::new(KeyCache::new(source));
-        Self(Arc::new(Shared {
-            auth: self.auth.clone(),
-            audit: self.audit.clone(),
-            verifier: Arc::new(TokenVerifier::new(keys, issuer)),
-            trusted: self.trusted.clone(),
-            readiness: self.readiness.clone(),
-            public_url: self.public_url.clone(),
-            stream_recheck: self.stream_recheck,
-        }))
-    }
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
+use crate::error::ApiError;
+pub use crate::state::{AppState, Shared};
 
 /// The complete HTTP service: routes, JSON 404/405, the request context
 /// (id, client, span) on every response, and panics turned into a JSON 500.

@@ -6,7 +6,8 @@
 //! are described by the types the handlers really serialise. This module
 //! adds what the attributes share: the document's header, the bearer
 //! scheme, and the error responses (one set per kind of route, written once
-//! here rather than on every handler).
+//! here rather than on every handler). It depends on no route: routes use
+//! it, and the router (`routes`) collects the paths.
 
 use std::collections::BTreeMap;
 
@@ -212,14 +213,12 @@ impl IntoResponses for BodyErrors {
     }
 }
 
-/// [`BodyErrors`] for the code check, whose refusals keep the old
-/// `{"status": "failed", "message": ...}` 400.
-pub struct VerifyErrors;
-
-impl IntoResponses for VerifyErrors {
-    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
-        body_errors(Some(schema_ref::<crate::routes::accounts::Outcome>()))
-    }
+/// [`BodyErrors`] for a route whose own refusals are also a 400, with
+/// body `T` (e.g. the code check's old `{"status": "failed"}` shape). The
+/// route declares that set next to `T`, so this module needs no route's
+/// types.
+pub fn body_errors_or<T: ToSchema>() -> BTreeMap<String, RefOr<openapi::Response>> {
+    body_errors(Some(schema_ref::<T>()))
 }
 
 /// 401, for routes that take credentials.

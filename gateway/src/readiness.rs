@@ -20,8 +20,6 @@ use tonic_health::pb::{
 };
 use utoipa::ToSchema;
 
-use crate::AppState;
-
 /// A backend that has not answered within this is "unreachable".
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -92,8 +90,7 @@ async fn check(mut client: HealthClient<Channel>, service: &str) -> Check {
         (status = 503, description = "A backend or its database does not answer.", body = Readyz),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    let ready = &state.readiness;
+pub async fn readyz(State(ready): State<Readiness>) -> Response {
     let (auth, audit) = tokio::join!(
         check(
             ready.auth.clone(),

@@ -52,6 +52,23 @@ use tokio::{
 use tower::ServiceExt;
 use tower_http::timeout::DeadlineBody;
 
+/// Default `GATEWAY_HEADER_READ_TIMEOUT`: a real client sends its request
+/// head in one packet right after connecting (or at once after a response
+/// on a kept-alive connection), so 10 s is generous even on a bad mobile
+/// link, yet it frees a slowloris connection 10 s after it stalls. Proxies
+/// in front keep idle upstream connections for less than that or reconnect.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `GATEWAY_BODY_TIMEOUT`: bodies are at most 64 KiB (a login or
+/// registration form is under 1 KiB); 15 s allows 64 KiB at about 4 KiB/s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default `GATEWAY_MAX_CONNECTIONS`: one idle connection costs a few KiB
+/// (the task, hyper's 8 KiB read buffer, socket buffers), so 10,000 is tens
+/// of MiB at most; it stays below common `ulimit -n` values (the container
+/// images' 1,048,576; many hosts' 65,536) with room for the gRPC channels,
+/// and far above what one gateway replica serves in practice (connections
+/// come pooled from a proxy, or are short-lived from clients).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// Limits on what one client connection may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -65,12 +82,12 @@ pub struct ConnectionLimits {
 }
 
 impl Default for ConnectionLimits {
-    /// The documented defaults (see [`crate::config`]).
+    /// The documented defaults (above).
     fn default() -> Self {
         Self {
-            header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
-            body_timeout: crate::config::DEFAULT_BODY_TIMEOUT,
-            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

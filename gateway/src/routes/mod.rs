@@ -2,7 +2,6 @@
 //! everything else.
 
 pub mod accounts;
-pub mod export;
 pub mod logs;
 
 use std::sync::LazyLock;
@@ -20,10 +19,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    AppState,
     context::RequestContext,
     error::ApiError,
     openapi::{self, ApiDoc, Unavailable},
+    state::AppState,
 };
 
 /// Every public route. Paths are the old service's, trailing slashes and
@@ -31,15 +30,15 @@ use crate::{
 /// it is in the OpenAPI document by construction.
 fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(accounts::register))
-        .routes(routes!(accounts::request_code))
-        .routes(routes!(accounts::verify_code))
-        .routes(routes!(accounts::login))
-        .routes(routes!(accounts::refresh))
-        .routes(routes!(accounts::logout))
-        .routes(routes!(accounts::logout_all))
-        .routes(routes!(logs::list))
-        .routes(routes!(export::stream))
+        .routes(routes!(accounts::signup::register))
+        .routes(routes!(accounts::signup::request_code))
+        .routes(routes!(accounts::signup::verify_code))
+        .routes(routes!(accounts::session::login))
+        .routes(routes!(accounts::session::refresh))
+        .routes(routes!(accounts::session::logout))
+        .routes(routes!(accounts::session::logout_all))
+        .routes(routes!(logs::list::list))
+        .routes(routes!(logs::stream::stream))
         .routes(routes!(jwks))
         .routes(routes!(health))
         .routes(routes!(crate::readiness::readyz))

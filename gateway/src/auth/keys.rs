@@ -1,23 +1,5 @@
-//! Access tokens, verified locally.
-//!
-//! auth-service signs EdDSA JWTs and publishes the public keys (`GetJwks`).
-//! The gateway keeps those keys in a [`KeyCache`] and checks tokens itself,
-//! so an admin request costs no round trip. A token naming a key we have not
-//! seen triggers a refetch (key rotation), but at most once per interval, so
-//! a stream of forged `kid`s cannot turn the gateway into a load generator
-//! against auth-service.
-//!
-//! The same cache serves `/.well-known/jwks.json`, so it must never serve a
-//! set that lacks the key signing right now. A scheduled rotation publishes
-//! the new key `AUTH_KEY_PUBLISH_DELAY` before it signs, longer than this
-//! cache lives (`GATEWAY_JWKS_CACHE_TTL`); and every token pair passing back
-//! through the gateway is checked against the cached signer
-//! ([`KeyCache::note_issued`]), so an immediate rotation is picked up at the
-//! first login or refresh after it.
-//!
-//! The extractors: [`AuthUser`] (any valid access token), [`AdminUser`]
-//! (one with `is_staff`) and [`AdminSession`] (that, with the token for
-//! later re-checks). Their state needs an `Arc<TokenVerifier>`.
+//! auth-service's public keys, cached by `kid` (see the module docs of
+//! [`crate::auth`] for the refetch and rotation rules).
 
 use std::{
     collections::HashMap,
@@ -25,18 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    extract::{FromRef, FromRequestParts},
-    http::{header, request::Parts},
-};
-use common::config::Secret;
 use futures::future::BoxFuture;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{DecodingKey, decode_header};
 use proto::auth::v1::{GetJwksRequest, GetJwksResponse, Jwk};
-use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::{context::RequestContext, error::ApiError, grpc::AuthClient};
+use crate::{context::RequestContext, grpc::AuthClient};
 
 /// Default `GATEWAY_JWKS_CACHE_TTL`: how long fetched keys are trusted
 /// before the next use refreshes them (so a key auth-service retired stops
@@ -46,8 +22,6 @@ pub const DEFAULT_KEY_MAX_AGE: Duration = Duration::from_secs(60);
 /// The least time between two fetches of the key set.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Clock skew tolerated on `exp`, in seconds.
-const LEEWAY_SECS: u64 = 5;
 /// Longest `kid` looked up; longer ones cannot be ours.
 const MAX_KID_LEN: usize = 128;
 
@@ -301,175 +275,6 @@ fn usable_key(jwk: &Jwk) -> Option<DecodingKey> {
         return None;
     }
     DecodingKey::from_ed_components(&jwk.x).ok()
-}
-
-/// The claims of an access token (simplejwt's names plus `iss`,
-/// `is_staff` and `username`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Claims {
-    /// `"access"` or `"refresh"`; only access tokens are accepted here.
-    pub token_type: String,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: i64,
-    /// Issue time, seconds since the Unix epoch.
-    pub iat: i64,
-    /// The token's unique id.
-    pub jti: String,
-    /// The subject's account id.
-    pub user_id: i64,
-    /// Who issued it (checked against `JWT_ISSUER`).
-    pub iss: String,
-    /// Whether the subject is an administrator; absent means not.
-    #[serde(default)]
-    pub is_staff: bool,
-    /// The subject's username, for logs.
-    #[serde(default)]
-    pub username: String,
-}
-
-/// Checks access tokens against the cached keys.
-pub struct TokenVerifier {
-    keys: Arc<KeyCache>,
-    validation: Validation,
-}
-
-impl TokenVerifier {
-    /// A verifier accepting EdDSA tokens from `issuer` signed by a key in
-    /// `keys`.
-    pub fn new(keys: Arc<KeyCache>, issuer: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.validate_exp = true;
-        // Our tokens carry no audience; ignore one rather than reject it.
-        validation.validate_aud = false;
-        validation.leeway = LEEWAY_SECS;
-        Self { keys, validation }
-    }
-
-    /// The key cache, shared with `/.well-known/jwks.json`.
-    pub fn keys(&self) -> &Arc<KeyCache> {
-        &self.keys
-    }
-
-    /// The claims of `token` if it is a valid access token.
-    pub async fn verify(&self, token: &str, ctx: &RequestContext) -> Result<Claims, ApiError> {
-        // The header is read before the signature is checked, so nothing in
-        // it is trusted beyond choosing which of OUR keys to try.
-        let header = decode_header(token).map_err(|_| ApiError::TokenNotValid)?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(ApiError::TokenNotValid);
-        }
-        let kid = header.kid.ok_or(ApiError::TokenNotValid)?;
-        let key = match self.keys.key(&kid, ctx).await {
-            Ok(Some(key)) => key,
-            Ok(None) => {
-                tracing::debug!(%kid, "token signed by an unknown key");
-                return Err(ApiError::TokenNotValid);
-            }
-            Err(KeyError::Unavailable) => return Err(ApiError::Unavailable),
-        };
-        let data = decode::<Claims>(token, &key, &self.validation).map_err(|e| {
-            tracing::debug!(reason = ?e.kind(), "token refused");
-            ApiError::TokenNotValid
-        })?;
-        if data.claims.token_type != "access" {
-            return Err(ApiError::TokenNotValid);
-        }
-        Ok(data.claims)
-    }
-}
-
-/// A request with a valid access token (`Authorization: Bearer <token>`).
-#[derive(Clone, Debug)]
-pub struct AuthUser(pub Claims);
-
-impl<S> FromRequestParts<S> for AuthUser
-where
-    S: Send + Sync,
-    Arc<TokenVerifier>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let ctx = RequestContext::from_request_parts(parts, state)
-            .await
-            .unwrap_or_else(|never| match never {});
-        let token = bearer_token(parts)?;
-        let verifier = Arc::<TokenVerifier>::from_ref(state);
-        let claims = verifier.verify(token, &ctx).await?;
-        tracing::Span::current().record("user_id", claims.user_id);
-        Ok(Self(claims))
-    }
-}
-
-/// The token of `Authorization: Bearer <token>`, not yet verified.
-fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::NotAuthenticated);
-    };
-    let value = value.to_str().map_err(|_| ApiError::TokenNotValid)?;
-    let mut words = value.split_ascii_whitespace();
-    // Another scheme (Basic, ...) is not an attempt at a bearer token:
-    // simplejwt answered "not provided" for it too.
-    if !words
-        .next()
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"))
-    {
-        return Err(ApiError::NotAuthenticated);
-    }
-    match (words.next(), words.next()) {
-        (Some(token), None) => Ok(token),
-        _ => Err(ApiError::TokenNotValid),
-    }
-}
-
-/// A request from an administrator (`is_staff`); others get 403.
-#[derive(Clone, Debug)]
-pub struct AdminUser(pub Claims);
-
-impl<S> FromRequestParts<S> for AdminUser
-where
-    S: Send + Sync,
-    Arc<TokenVerifier>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let AuthUser(claims) = AuthUser::from_request_parts(parts, state).await?;
-        if !claims.is_staff {
-            tracing::info!(user_id = claims.user_id, "non-admin refused");
-            return Err(ApiError::PermissionDenied);
-        }
-        Ok(Self(claims))
-    }
-}
-
-/// An administrator's request together with the verified token itself,
-/// for work that outlives the request and must ask auth-service again
-/// whether the token still holds (the live tail): local verification
-/// cannot see a demotion, a disabled account or a logout everywhere.
-#[derive(Clone, Debug)]
-pub struct AdminSession {
-    /// The token's claims, `is_staff` checked.
-    pub claims: Claims,
-    /// The access token as sent.
-    pub token: Secret,
-}
-
-impl<S> FromRequestParts<S> for AdminSession
-where
-    S: Send + Sync,
-    Arc<TokenVerifier>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let AdminUser(claims) = AdminUser::from_request_parts(parts, state).await?;
-        // The same header the claims were just verified from.
-        let token = Secret::new(bearer_token(parts)?);
-        Ok(Self { claims, token })
-    }
 }
 
 #[cfg(test)]

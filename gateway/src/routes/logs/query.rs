@@ -1,34 +1,15 @@
-//! `GET /api/accounts/logs/login/attemps/` (the old spelling is the
-//! contract): the login-attempt log for administrators, newest first, one
-//! page at a time — the old service returned every row at once.
+//! The listing's query string, validated: page size, cursor, filters and
+//! export format. The live tail reads the same filters, so both build their
+//! audit.v1 request from one [`LogsQuery`] and filter alike.
 
 use std::net::IpAddr;
 
-use axum::{
-    Json,
-    extract::{RawQuery, State},
-    response::{IntoResponse, Response},
-};
 use ipnet::IpNet;
-use proto::audit::v1::{
-    AttemptFilter, AttemptRecord, ListAttemptsRequest, RejectReason, TailRequest,
-};
-use serde::Serialize;
+use proto::audit::v1::{AttemptFilter, ListAttemptsRequest, RejectReason, TailRequest};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::export::{self, Format};
-use crate::{
-    AppState,
-    auth::AdminUser,
-    config::PublicUrl,
-    context::RequestContext,
-    error::{ApiError, FieldErrors, Rpc},
-    grpc::call,
-    openapi::AdminErrors,
-};
+use crate::error::FieldErrors;
 
-/// The path, for building `next` links.
-pub const PATH: &str = "/api/accounts/logs/login/attemps/";
 /// Page size when the client names none.
 const DEFAULT_LIMIT: u32 = 50;
 /// Largest page audit-service serves.
@@ -309,187 +290,29 @@ fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
     }
 }
 
-/// One row as clients see it: the old fields first, then the new ones.
-#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct AttemptItem {
-    /// Storage id.
-    pub id: i64,
-    /// The account's email when known, else what was submitted.
-    pub email: String,
-    /// Client IP; `null` when unknown.
-    pub ip: Option<String>,
-    /// When the attempt was decided, RFC 3339 UTC.
-    #[schema(format = DateTime)]
-    pub created_at: Option<String>,
-    /// Client User-Agent; `null` when none was sent.
-    pub user_agent: Option<String>,
-    /// Why it failed; `null` on success.
-    pub reject_reason: Option<String>,
-    /// Whether tokens were issued.
-    pub successful: bool,
-    /// Whether the suspicious-activity rule flagged it.
-    pub suspicious: bool,
-    /// The account's id, when the identifier matched one.
-    pub user: Option<i64>,
-    /// The attempt's idempotency key.
-    pub event_id: String,
-    /// The account's username when known.
-    pub username: Option<String>,
-    /// What the client submitted as username or email.
-    pub identifier: String,
-    /// The request id from the edge, for finding related log lines.
-    pub request_id: String,
-    /// How many attempts this record stands for: attempts refused before
-    /// any password work (`rate_limited`, `locked_out`,
-    /// `malformed_request`) from one client within one window are stored
-    /// as one record whose other fields are the first attempt's.
-    #[schema(minimum = 1)]
-    pub count: u32,
-    /// When the last of `count` attempts was decided, RFC 3339 UTC; `null`
-    /// when `count` is 1.
-    #[schema(format = DateTime)]
-    pub last_created_at: Option<String>,
+/// An export file format (`?format=`); how each is written is the
+/// export module's concern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header row (RFC 4180).
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
 }
 
-impl From<AttemptRecord> for AttemptItem {
-    fn from(record: AttemptRecord) -> Self {
-        let attempt = record.attempt.unwrap_or_default();
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
-        let reason = attempt.reason().code();
-        Self {
-            id: record.id,
-            email: attempt.email,
-            ip: non_empty(attempt.ip),
-            created_at: attempt.occurred_at.and_then(rfc3339),
-            user_agent: attempt.user_agent,
-            reject_reason: non_empty(reason.to_owned()),
-            successful: attempt.successful,
-            suspicious: record.suspicious,
-            user: attempt.user_id,
-            event_id: attempt.event_id,
-            username: attempt.username,
-            identifier: attempt.identifier,
-            request_id: attempt.request_id,
-            count: attempt.count.max(1),
-            last_created_at: attempt
-                .last_occurred_at
-                .filter(|_| attempt.count > 1)
-                .and_then(rfc3339),
+impl Format {
+    /// `csv` or `ndjson`; `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(Self::Csv),
+            "ndjson" => Some(Self::Ndjson),
+            _ => None,
         }
-    }
-}
-
-/// A protobuf timestamp as RFC 3339 in UTC (`...Z`), or `None` when out of
-/// range.
-fn rfc3339(ts: prost_types::Timestamp) -> Option<String> {
-    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
-}
-
-/// One page of results.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Page {
-    /// The attempts, newest first.
-    pub results: Vec<AttemptItem>,
-    /// Link to the next page; `null` on the last. Absolute when the server
-    /// has `GATEWAY_PUBLIC_URL`, else a path (a URI reference, resolve it
-    /// against the request URL).
-    #[schema(format = "uri-reference")]
-    pub next: Option<String>,
-}
-
-/// The handler.
-#[utoipa::path(
-    get,
-    path = PATH,
-    operation_id = "listLoginAttempts",
-    tag = "logs",
-    summary = "List login attempts, newest first",
-    description = "One page at a time; follow `next` for the rest. With `format=csv` or \
-                   `format=ndjson` the whole filtered log is streamed as a download instead. \
-                   Empty parameters count as absent; unknown ones are ignored.",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)."),
-        ("cursor" = Option<String>, Query, description = "Position from a previous page's `next`."),
-        ("successful" = Option<bool>, Query, description = "Only successes, or only failures."),
-        ("ip" = Option<String>, Query, description = "A client IP or CIDR block."),
-        ("email" = Option<String>, Query, description = "The account's email, any case."),
-        ("identifier" = Option<String>, Query, description = "What was submitted as username, exact."),
-        ("user_id" = Option<i64>, Query, description = "The account's id."),
-        ("reason" = Option<String>, Query, description = "Failure reason: unknown_user, bad_password, inactive, malformed_request, locked_out or rate_limited."),
-        ("suspicious" = Option<bool>, Query, description = "Only flagged, or only unflagged, attempts."),
-        ("since" = Option<String>, Query, format = DateTime, description = "Attempts at or after this instant (RFC 3339)."),
-        ("until" = Option<String>, Query, format = DateTime, description = "Attempts before this instant (RFC 3339); later than `since`."),
-        ("format" = Option<String>, Query, description = "`json` (default), `csv` or `ndjson`."),
-    ),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "A page, or the whole log as a CSV or NDJSON download.",
-            headers(("Content-Disposition" = String, description = "Set on downloads: `attachment; filename=...`.")),
-            content(
-                (Page = "application/json"),
-                (String = "text/csv"),
-                (String = "application/x-ndjson"),
-            )
-        ),
-        AdminErrors,
-    )
-)]
-pub async fn list(
-    State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
-    ctx: RequestContext,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
-    if let Some(format) = query.format {
-        tracing::info!(admin = admin.user_id, ?format, "exporting login attempts");
-        return export::export(&state, ctx, query, format).await;
-    }
-    tracing::info!(admin = admin.user_id, "listing login attempts");
-    let reply = call(
-        Rpc::ListAttempts,
-        state
-            .audit
-            .clone()
-            .list_attempts(ctx.grpc_request(query.to_request())),
-    )
-    .await?;
-    let next = (!reply.next_cursor.is_empty()).then(|| {
-        next_url(
-            state.public_url.as_ref(),
-            &query.next_query(&reply.next_cursor),
-        )
-    });
-    Ok((
-        crate::headers::no_store(),
-        Json(Page {
-            results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
-            next,
-        }),
-    )
-        .into_response())
-}
-
-/// The next page's link: under `GATEWAY_PUBLIC_URL` when configured,
-/// else a path relative to this server (RFC 3986 relative reference). Never
-/// from the request's `Host`: a client (or a cache keyed without it) could
-/// point an admin's next click anywhere.
-fn next_url(public_url: Option<&PublicUrl>, query: &str) -> String {
-    let path = format!("{PATH}?{query}");
-    match public_url {
-        Some(base) => base.join(&path),
-        None => path,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use proto::audit::v1::Attempt;
-
     use super::*;
 
     fn parse(q: &str) -> Result<LogsQuery, FieldErrors> {
@@ -654,95 +477,9 @@ mod tests {
     }
 
     #[test]
-    fn next_links_are_relative_unless_a_public_url_is_configured() {
-        assert_eq!(
-            next_url(None, "cursor=c"),
-            "/api/accounts/logs/login/attemps/?cursor=c"
-        );
-        let base = PublicUrl::parse("https://api.example.com:8585/").unwrap();
-        assert_eq!(
-            next_url(Some(&base), "limit=5&cursor=c"),
-            "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
-        );
-    }
-
-    #[test]
-    fn records_map_to_the_old_item_shape() {
-        let record = AttemptRecord {
-            id: 7,
-            suspicious: true,
-            attempt: Some(Attempt {
-                event_id: "e1".into(),
-                occurred_at: Some(prost_types::Timestamp {
-                    seconds: 1_704_067_200,
-                    nanos: 123_000_000,
-                }),
-                identifier: "alice".into(),
-                user_id: Some(3),
-                username: Some("alice".into()),
-                email: "alice@example.com".into(),
-                successful: false,
-                reason: RejectReason::BadPassword as i32,
-                ip: "198.51.100.7".into(),
-                user_agent: None,
-                request_id: "r1".into(),
-                trace_parent: None,
-                count: 0,
-                last_occurred_at: None,
-                ..Default::default()
-            }),
-        };
-        let item = serde_json::to_value(AttemptItem::from(record)).unwrap();
-        assert_eq!(
-            item,
-            serde_json::json!({
-                "id": 7, "email": "alice@example.com", "ip": "198.51.100.7",
-                "created_at": "2024-01-01T00:00:00.123Z", "user_agent": null,
-                "reject_reason": "bad_password", "successful": false, "suspicious": true,
-                "user": 3, "event_id": "e1", "username": "alice", "identifier": "alice",
-                "request_id": "r1", "count": 1, "last_created_at": null,
-            })
-        );
-    }
-
-    #[test]
-    fn a_tally_shows_its_count_and_last_time() {
-        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
-        let record = AttemptRecord {
-            id: 2,
-            suspicious: false,
-            attempt: Some(Attempt {
-                reason: RejectReason::RateLimited as i32,
-                occurred_at: Some(at(1_704_067_200)),
-                count: 41,
-                last_occurred_at: Some(at(1_704_067_259)),
-                ..Default::default()
-            }),
-        };
-        let item = AttemptItem::from(record);
-        assert_eq!(item.count, 41);
-        assert_eq!(
-            item.last_created_at.as_deref(),
-            Some("2024-01-01T00:00:59Z")
-        );
-    }
-
-    #[test]
-    fn successes_have_no_reject_reason_and_unknowns_are_null() {
-        let record = AttemptRecord {
-            id: 1,
-            suspicious: false,
-            attempt: Some(Attempt {
-                successful: true,
-                user_agent: Some("curl/8".into()),
-                ..Default::default()
-            }),
-        };
-        let item = AttemptItem::from(record);
-        assert_eq!(item.reject_reason, None);
-        assert_eq!(item.ip, None);
-        assert_eq!(item.user, None);
-        assert_eq!(item.created_at, None);
-        assert_eq!(item.user_agent.as_deref(), Some("curl/8"));
+    fn formats_parse_case_insensitively() {
+        assert_eq!(Format::parse("CSV"), Some(Format::Csv));
+        assert_eq!(Format::parse("ndjson"), Some(Format::Ndjson));
+        assert_eq!(Format::parse("xml"), None);
     }
 }

@@ -1,0 +1,13 @@
+//! Registration, email verification, login and token refresh, each in the
+//! old service's paths and shapes. The modules depend only on those
+//! listed before them:
+//!
+//! - [`forms`]: the request bodies, documented and read as one type each.
+//! - [`replies`]: the response bodies.
+//! - [`signup`]: register, request a code, verify it.
+//! - [`session`]: login, refresh, logout, logout everywhere.
+
+pub mod forms;
+pub mod replies;
+pub mod session;
+pub mod signup;

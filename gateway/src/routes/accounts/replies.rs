@@ -1,0 +1,96 @@
+//! The response bodies of the account routes, in the old service's
+//! shapes, and the error set of the one route that refuses with its own
+//! body.
+
+use std::collections::BTreeMap;
+
+use axum::{Json, http::StatusCode};
+use serde::Serialize;
+use utoipa::{
+    IntoResponses, ToSchema,
+    openapi::{RefOr, Response},
+};
+
+use crate::openapi;
+
+/// `{"refresh", "access"}` (login) and `{"access", "refresh"}` (refresh):
+/// simplejwt's field orders, kept.
+#[derive(Serialize, ToSchema)]
+pub struct LoginTokens {
+    /// Refresh token (JWT), for `login/refresh/` and `logout/`.
+    pub refresh: String,
+    /// Access token (JWT), for `Authorization: Bearer`.
+    pub access: String,
+}
+
+/// A rotated pair; the presented refresh token is spent.
+#[derive(Serialize, ToSchema)]
+pub struct RefreshedTokens {
+    /// New access token (JWT).
+    pub access: String,
+    /// New refresh token (JWT); the old one is now spent.
+    pub refresh: String,
+}
+
+/// `{"username", "email"}` of a new account.
+#[derive(Serialize, ToSchema)]
+pub struct Registered {
+    /// The username as stored.
+    pub username: String,
+    /// The email as stored.
+    pub email: String,
+}
+
+/// `{"status", "message"}`, the verification endpoints' old shape.
+#[derive(Serialize, ToSchema)]
+pub struct Outcome {
+    /// `success` or `failed`.
+    #[schema(value_type = String, pattern = "^(success|failed)$")]
+    status: &'static str,
+    /// What happened (`user-activated`, `code-wrong`, `code-expired`,
+    /// `too-many-attempts`); absent when there is nothing to add.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    message: Option<&'static str>,
+}
+
+impl Outcome {
+    /// 200 `{"status": "success"}`, with `message` when given.
+    pub fn success(message: Option<&'static str>) -> Json<Self> {
+        Json(Self {
+            status: "success",
+            message,
+        })
+    }
+
+    /// 400 `{"status": "failed", "message": message}`.
+    pub fn failed(message: &'static str) -> (StatusCode, Json<Self>) {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(Self {
+                status: "failed",
+                message: Some(message),
+            }),
+        )
+    }
+}
+
+/// `{"status": "success", "revoked_sessions": n}` of `logout/all/`.
+#[derive(Serialize, ToSchema)]
+pub struct LoggedOutEverywhere {
+    /// Always `success`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    /// How many sessions were ended.
+    pub revoked_sessions: u64,
+}
+
+/// [`openapi::BodyErrors`] for the code check, whose refusals keep the old
+/// `{"status": "failed", "message": ...}` 400.
+pub struct VerifyErrors;
+
+impl IntoResponses for VerifyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        openapi::body_errors_or::<Outcome>()
+    }
+}

@@ -1,0 +1,139 @@
+//! `GET /api/accounts/logs/login/attemps/` (the old spelling is the
+//! contract): the login-attempt log for administrators, newest first, one
+//! page at a time — the old service returned every row at once.
+
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use super::{export, item::AttemptItem, query::LogsQuery};
+use crate::{
+    auth::AdminUser,
+    config::PublicUrl,
+    context::RequestContext,
+    error::{ApiError, Rpc},
+    grpc::call,
+    openapi::AdminErrors,
+    state::AppState,
+};
+
+/// The path, for building `next` links.
+pub const PATH: &str = "/api/accounts/logs/login/attemps/";
+
+/// One page of results.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    /// The attempts, newest first.
+    pub results: Vec<AttemptItem>,
+    /// Link to the next page; `null` on the last. Absolute when the server
+    /// has `GATEWAY_PUBLIC_URL`, else a path (a URI reference, resolve it
+    /// against the request URL).
+    #[schema(format = "uri-reference")]
+    pub next: Option<String>,
+}
+
+/// The handler.
+#[utoipa::path(
+    get,
+    path = PATH,
+    operation_id = "listLoginAttempts",
+    tag = "logs",
+    summary = "List login attempts, newest first",
+    description = "One page at a time; follow `next` for the rest. With `format=csv` or \
+                   `format=ndjson` the whole filtered log is streamed as a download instead. \
+                   Empty parameters count as absent; unknown ones are ignored.",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)."),
+        ("cursor" = Option<String>, Query, description = "Position from a previous page's `next`."),
+        ("successful" = Option<bool>, Query, description = "Only successes, or only failures."),
+        ("ip" = Option<String>, Query, description = "A client IP or CIDR block."),
+        ("email" = Option<String>, Query, description = "The account's email, any case."),
+        ("identifier" = Option<String>, Query, description = "What was submitted as username, exact."),
+        ("user_id" = Option<i64>, Query, description = "The account's id."),
+        ("reason" = Option<String>, Query, description = "Failure reason: unknown_user, bad_password, inactive, malformed_request, locked_out or rate_limited."),
+        ("suspicious" = Option<bool>, Query, description = "Only flagged, or only unflagged, attempts."),
+        ("since" = Option<String>, Query, format = DateTime, description = "Attempts at or after this instant (RFC 3339)."),
+        ("until" = Option<String>, Query, format = DateTime, description = "Attempts before this instant (RFC 3339); later than `since`."),
+        ("format" = Option<String>, Query, description = "`json` (default), `csv` or `ndjson`."),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page, or the whole log as a CSV or NDJSON download.",
+            headers(("Content-Disposition" = String, description = "Set on downloads: `attachment; filename=...`.")),
+            content(
+                (Page = "application/json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )
+        ),
+        AdminErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    ctx: RequestContext,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
+    if let Some(format) = query.format {
+        tracing::info!(admin = admin.user_id, ?format, "exporting login attempts");
+        return export::export(&state, ctx, query, format).await;
+    }
+    tracing::info!(admin = admin.user_id, "listing login attempts");
+    let reply = call(
+        Rpc::ListAttempts,
+        state
+            .audit
+            .clone()
+            .list_attempts(ctx.grpc_request(query.to_request())),
+    )
+    .await?;
+    let next = (!reply.next_cursor.is_empty()).then(|| {
+        next_url(
+            state.public_url.as_ref(),
+            &query.next_query(&reply.next_cursor),
+        )
+    });
+    Ok((
+        crate::headers::no_store(),
+        Json(Page {
+            results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
+            next,
+        }),
+    )
+        .into_response())
+}
+
+/// The next page's link: under `GATEWAY_PUBLIC_URL` when configured,
+/// else a path relative to this server (RFC 3986 relative reference). Never
+/// from the request's `Host`: a client (or a cache keyed without it) could
+/// point an admin's next click anywhere.
+fn next_url(public_url: Option<&PublicUrl>, query: &str) -> String {
+    let path = format!("{PATH}?{query}");
+    match public_url {
+        Some(base) => base.join(&path),
+        None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_relative_unless_a_public_url_is_configured() {
+        assert_eq!(
+            next_url(None, "cursor=c"),
+            "/api/accounts/logs/login/attemps/?cursor=c"
+        );
+        let base = PublicUrl::parse("https://api.example.com:8585/").unwrap();
+        assert_eq!(
+            next_url(Some(&base), "limit=5&cursor=c"),
+            "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! [`AppState`]: what every handler can reach, built once from the
+//! configuration. It lives apart from the crate root so that handlers and
+//! the root that assembles them do not import each other.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use common::internal_auth::AttachToken;
+
+use crate::{
+    auth::{GrpcJwkSource, JwkSource, KeyCache, TokenVerifier},
+    client_ip::ProxyRules,
+    config::{self, Config},
+    grpc::{self, AuditClient, AuthClient},
+    readiness,
+};
+
+/// What every handler can reach. axum clones the state for every request,
+/// so it is one `Arc`: one reference count per request instead of four
+/// channel clones (each a buffer handle, a semaphore and a URI) and drops.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
+    /// auth-service.
+    pub(crate) auth: AuthClient,
+    /// audit-service.
+    pub(crate) audit: AuditClient,
+    /// Access-token verification on cached signing keys.
+    pub(crate) verifier: Arc<TokenVerifier>,
+    /// Proxies whose forwarding headers are believed, and which header.
+    pub(crate) trusted: Arc<ProxyRules>,
+    /// The backends' health, for `/readyz`.
+    pub(crate) readiness: readiness::Readiness,
+    /// Where clients reach us (`GATEWAY_PUBLIC_URL`), for absolute links;
+    /// `None`: links are relative.
+    pub(crate) public_url: Option<config::PublicUrl>,
+    /// How often an open live tail re-checks its token
+    /// (`GATEWAY_STREAM_RECHECK`).
+    pub(crate) stream_recheck: std::time::Duration,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Clients for the configured backends (connecting lazily, so this
+    /// succeeds while they are down) and a key cache fed by auth-service.
+    /// Must run inside a Tokio runtime.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let token = AttachToken::new(config.internal_token.as_ref())?;
+        let auth_channel =
+            grpc::channel(&config.auth_grpc_url, &config.internal_tls).context("AUTH_GRPC_URL")?;
+        let audit_channel = grpc::channel(&config.audit_grpc_url, &config.internal_tls)
+            .context("AUDIT_GRPC_URL")?;
+        let auth = grpc::auth_client(auth_channel.clone(), token.clone());
+        let audit = grpc::audit_client(audit_channel.clone(), token);
+        let keys = Arc::new(
+            KeyCache::new(Arc::new(GrpcJwkSource(auth.clone())))
+                .with_max_age(config.jwks_cache_ttl),
+        );
+        Ok(Self(Arc::new(Shared {
+            auth,
+            audit,
+            verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
+            trusted: Arc::new(ProxyRules {
+                trusted: config.trusted_proxies.clone(),
+                header: config.forwarded_header,
+            }),
+            readiness: readiness::Readiness::new(auth_channel, audit_channel),
+            public_url: config.public_url.clone(),
+            stream_recheck: config.stream_recheck,
+        })))
+    }
+
+    /// Replaces where signing keys come from (e.g. a fixed set in tests);
+    /// `issuer` is the `iss` tokens must carry.
+    pub fn with_jwk_source(self, source: Arc<dyn JwkSource>, issuer: &str) -> Self {
+        let keys = Arc::new(KeyCache::new(source));
+        Self(Arc::new(Shared {
+            auth: self.auth.clone(),
+            audit: self.audit.clone(),
+            verifier: Arc::new(TokenVerifier::new(keys, issuer)),
+            trusted: self.trusted.clone(),
+            readiness: self.readiness.clone(),
+            public_url: self.public_url.clone(),
+            stream_recheck: self.stream_recheck,
+        }))
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for readiness::Readiness {
+    fn from_ref(state: &AppState) -> Self {
+        state.readiness.clone()
+    }
+}
