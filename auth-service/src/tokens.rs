@@ -17,7 +17,6 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signer, SigningKey};
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -25,31 +24,8 @@ use crate::{
     store::{AuthStore, SigningKeyRow, TokenOwner},
 };
 
-/// `token_type` of access tokens (simplejwt's value).
-pub const ACCESS: &str = "access";
-/// `token_type` of refresh tokens (simplejwt's value).
-pub const REFRESH: &str = "refresh";
-
-/// Claims, with simplejwt's names so existing clients keep decoding them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// `access` or `refresh`.
-    pub token_type: String,
-    /// Expiry, Unix seconds.
-    pub exp: i64,
-    /// Issue time, Unix seconds.
-    pub iat: i64,
-    /// Unique token id.
-    pub jti: String,
-    /// The account.
-    pub user_id: i64,
-    /// The issuer (`JWT_ISSUER`).
-    pub iss: String,
-    /// Administrator.
-    pub is_staff: bool,
-    /// The account's username, for display.
-    pub username: String,
-}
+/// The claims and token types, shared with the gateway that verifies them.
+pub use common::claims::{ACCESS, Claims, REFRESH};
 
 /// A public key in JWK form (RFC 8037).
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 //!
 //! - [`cli`]: what every binary does around its work: `.env`, logging, the
 //!   fatal line and the exit status.
+//! - [`claims`]: the JWT claims auth-service signs and the gateway verifies.
 //! - [`config`]: typed environment parsing with one clear error per variable.
 //! - `database` (feature `database`): opening a database with errors that
 //!   name the variable and the server, quickly.
@@ -16,6 +17,7 @@
 //! - [`tls`]: optional TLS (and client certificates) for internal gRPC.
 //! - [`metrics`]: the Prometheus recorder, its `/metrics` endpoint and the gRPC layer.
 
+pub mod claims;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "database")]

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
-use serde::Deserialize;
 
 use super::keys::{KeyCache, KeyError};
 use crate::{context::RequestContext, error::ApiError};
@@ -11,29 +10,8 @@ use crate::{context::RequestContext, error::ApiError};
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 
-/// The claims of an access token (simplejwt's names plus `iss`,
-/// `is_staff` and `username`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Claims {
-    /// `"access"` or `"refresh"`; only access tokens are accepted here.
-    pub token_type: String,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: i64,
-    /// Issue time, seconds since the Unix epoch.
-    pub iat: i64,
-    /// The token's unique id.
-    pub jti: String,
-    /// The subject's account id.
-    pub user_id: i64,
-    /// Who issued it (checked against `JWT_ISSUER`).
-    pub iss: String,
-    /// Whether the subject is an administrator; absent means not.
-    #[serde(default)]
-    pub is_staff: bool,
-    /// The subject's username, for logs.
-    #[serde(default)]
-    pub username: String,
-}
+/// The claims, as auth-service signs them.
+pub use common::claims::Claims;
 
 /// Checks access tokens against the cached keys.
 pub struct TokenVerifier {
@@ -81,7 +59,7 @@ impl TokenVerifier {
             tracing::debug!(reason = ?e.kind(), "token refused");
             ApiError::TokenNotValid
         })?;
-        if data.claims.token_type != "access" {
+        if data.claims.token_type != common::claims::ACCESS {
             return Err(ApiError::TokenNotValid);
         }
         Ok(data.claims)
