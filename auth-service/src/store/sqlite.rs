@@ -17,8 +17,10 @@ use sqlx::{
 };
 
 use super::{
-    MAX_ROTATION_BATCH, Open, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError,
+    MAX_ROTATION_BATCH, NewRefreshToken, Open, RotateJob, Rotation, RotationBatches, SqliteStore,
+    StoreError, sql::Backend,
 };
+use crate::throttle::Limit;
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if needed) and migrates.
@@ -106,7 +108,9 @@ async fn rotate_together(
     } else {
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
-            outcomes.push(rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?);
+            outcomes.push(
+                SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?,
+            );
         }
         outcomes
     };
@@ -119,9 +123,28 @@ async fn rotate_alone(
     job: &RotateJob,
 ) -> Result<Rotation, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let outcome = rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?;
+    let outcome =
+        SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
-super::sql::impl_auth_store!(sqlx::Sqlite);
+/// Rotations go to the batch writer ([`RotationBatches`]).
+impl Backend for sqlx::Sqlite {
+    fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    async fn rotate_refresh(
+        store: &SqliteStore,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        match &store.rotations {
+            Some(batches) => batches.rotate(jti, now, next, family_limit).await,
+            None => store.rotate_one(jti, now, next, family_limit).await,
+        }
+    }
+}
