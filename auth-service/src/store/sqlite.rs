@@ -1,7 +1,7 @@
 //! SQLite: the embedded default. WAL mode so readers never wait on the
 //! writer; every write of this process goes through one connection (see
 //! [`super::SqlStore`]), refresh rotations in batches
-//! ([`super::RotationBatches`]); a busy timeout covers other processes (the
+//! ([`RotationBatches`]); a busy timeout covers other processes (the
 //! operator commands) writing at the same time.
 //!
 //! Durability: WAL with `synchronous=NORMAL` — a commit survives a crash of
@@ -16,11 +16,59 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{
-    MAX_ROTATION_BATCH, NewRefreshToken, Open, RotateJob, Rotation, RotationBatches, SqliteStore,
-    StoreError, sql::Backend,
-};
+use super::{NewRefreshToken, Open, Rotation, SqliteStore, StoreError, sql::Backend};
 use crate::throttle::Limit;
+
+/// One rotation waiting for the batch writer, with where to send its outcome.
+pub(super) struct RotateJob {
+    jti: String,
+    now: i64,
+    next: NewRefreshToken,
+    limit: Limit,
+    reply: tokio::sync::oneshot::Sender<Result<Rotation, StoreError>>,
+}
+
+/// Group commit for refresh-token rotation on SQLite. Every statement is a
+/// hand-off to the driver's thread, and with one writer the hand-offs of
+/// all rotations queue behind each other; a background task takes every
+/// rotation waiting (up to [`MAX_ROTATION_BATCH`]) and runs them in one
+/// transaction, so `BEGIN`, `COMMIT` and the WAL page writes are paid once
+/// per batch instead of once per refresh. Each caller is answered only after
+/// the commit, so a returned token's rotation is as durable as before. The
+/// batch ends as if its rotations had committed one by one in some order
+/// (set statements for the live tokens, then the rest one at a time: see
+/// `sqlite/batch.rs`).
+#[derive(Clone)]
+pub(super) struct RotationBatches {
+    jobs: tokio::sync::mpsc::Sender<RotateJob>,
+}
+
+/// Most rotations committed together (enough to amortise the commit; a
+/// bigger batch only makes its first caller wait longer).
+const MAX_ROTATION_BATCH: usize = 64;
+
+impl RotationBatches {
+    async fn rotate(
+        &self,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RotateJob {
+            jti: jti.to_owned(),
+            now,
+            next: next.clone(),
+            limit,
+            reply,
+        };
+        // The task ends only when every store handle is gone.
+        let gone = || StoreError::Database(sqlx::Error::WorkerCrashed);
+        self.jobs.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if needed) and migrates.
@@ -69,7 +117,7 @@ impl SqliteStore {
     }
 }
 
-/// Runs the rotations queued by [`super::RotationBatches`] until every
+/// Runs the rotations queued by [`RotationBatches`] until every
 /// store handle has been dropped.
 async fn rotate_batches(
     writer: Arc<tokio::sync::Mutex<SqliteConnection>>,

@@ -12,6 +12,10 @@ use crate::{
     throttle::Limit,
 };
 
+/// A spent token's family and owner, then the owner's username, `is_active`
+/// and `is_staff` (`NULL` when the account is gone).
+type Spent = (String, i64, Option<String>, Option<bool>, Option<bool>);
+
 impl<DB> SqlStore<DB>
 where
     DB: Backend,
@@ -141,19 +145,18 @@ where
         next: &NewRefreshToken,
         family_limit: Limit,
     ) -> Result<Rotation, sqlx::Error> {
-        let used: Option<(String, i64, Option<String>, Option<bool>, Option<bool>)> =
-            sqlx::query_as(
-                "UPDATE refresh_tokens SET used_at = $2
+        let used: Option<Spent> = sqlx::query_as(
+            "UPDATE refresh_tokens SET used_at = $2
                      WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
                      RETURNING family_id, user_id,
                         (SELECT username FROM users WHERE id = refresh_tokens.user_id),
                         (SELECT is_active FROM users WHERE id = refresh_tokens.user_id),
                         (SELECT is_staff FROM users WHERE id = refresh_tokens.user_id)",
-            )
-            .bind(jti)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
+        )
+        .bind(jti)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
         let Some((family_id, user_id, username, is_active, is_staff)) = used else {
             let seen: Option<(String, Option<i64>)> =
                 sqlx::query_as("SELECT family_id, used_at FROM refresh_tokens WHERE jti = $1")

@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::SqliteConnection;
 
-use super::super::{RotateJob, Rotation, SqliteStore, TokenOwner};
+use super::RotateJob;
+use crate::store::{Rotation, SqliteStore, TokenOwner};
 
 /// Spends every live token named in `$1` (`[[jti, now], …]`) and returns its
 /// family and owner.
