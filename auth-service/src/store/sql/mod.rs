@@ -69,7 +69,8 @@ pub trait Backend: sqlx::Database<Arguments: IntoArguments<Self>> {
 
 /// Forwards every method to the concern module holding it (an inherent
 /// method of the same name, which path resolution prefers over the trait's;
-/// were it missing, `unconditional_recursion` would fail the build).
+/// were it missing, the call would be to this method itself, which does not
+/// compile: an async fn's future cannot contain itself).
 impl<DB> AuthStore for SqlStore<DB>
 where
     DB: Backend,
