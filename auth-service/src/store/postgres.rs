@@ -5,7 +5,8 @@ use std::str::FromStr as _;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{PgStore, StoreError};
+use super::{NewRefreshToken, PgStore, Rotation, StoreError, sql::Backend};
+use crate::throttle::Limit;
 
 impl PgStore {
     /// Connects (one probe connection first, so an unreachable or refusing
@@ -28,4 +29,21 @@ impl PgStore {
     }
 }
 
-super::sql::impl_auth_store!(sqlx::Postgres);
+/// Each rotation in its own transaction: replicas share the database, so
+/// there is no one writer to batch on; the row the `UPDATE` spends is
+/// locked until commit, so two replicas presenting one token see each other.
+impl Backend for sqlx::Postgres {
+    fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    async fn rotate_refresh(
+        store: &PgStore,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        store.rotate_one(jti, now, next, family_limit).await
+    }
+}

@@ -1,7 +1,7 @@
 //! SQLite: the embedded default. WAL mode so readers never wait on the
 //! writer; every write of this process goes through one connection (see
 //! [`super::SqlStore`]), refresh rotations in batches
-//! ([`super::RotationBatches`]); a busy timeout covers other processes (the
+//! ([`RotationBatches`]); a busy timeout covers other processes (the
 //! operator commands) writing at the same time.
 //!
 //! Durability: WAL with `synchronous=NORMAL` — a commit survives a crash of
@@ -16,9 +16,59 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{
-    MAX_ROTATION_BATCH, Open, RotateJob, Rotation, RotationBatches, SqliteStore, StoreError,
-};
+use super::{NewRefreshToken, Open, Rotation, SqliteStore, StoreError, sql::Backend};
+use crate::throttle::Limit;
+
+/// One rotation waiting for the batch writer, with where to send its outcome.
+pub(super) struct RotateJob {
+    jti: String,
+    now: i64,
+    next: NewRefreshToken,
+    limit: Limit,
+    reply: tokio::sync::oneshot::Sender<Result<Rotation, StoreError>>,
+}
+
+/// Group commit for refresh-token rotation on SQLite. Every statement is a
+/// hand-off to the driver's thread, and with one writer the hand-offs of
+/// all rotations queue behind each other; a background task takes every
+/// rotation waiting (up to [`MAX_ROTATION_BATCH`]) and runs them in one
+/// transaction, so `BEGIN`, `COMMIT` and the WAL page writes are paid once
+/// per batch instead of once per refresh. Each caller is answered only after
+/// the commit, so a returned token's rotation is as durable as before. The
+/// batch ends as if its rotations had committed one by one in some order
+/// (set statements for the live tokens, then the rest one at a time: see
+/// `sqlite/batch.rs`).
+#[derive(Clone)]
+pub(super) struct RotationBatches {
+    jobs: tokio::sync::mpsc::Sender<RotateJob>,
+}
+
+/// Most rotations committed together (enough to amortise the commit; a
+/// bigger batch only makes its first caller wait longer).
+const MAX_ROTATION_BATCH: usize = 64;
+
+impl RotationBatches {
+    async fn rotate(
+        &self,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RotateJob {
+            jti: jti.to_owned(),
+            now,
+            next: next.clone(),
+            limit,
+            reply,
+        };
+        // The task ends only when every store handle is gone.
+        let gone = || StoreError::Database(sqlx::Error::WorkerCrashed);
+        self.jobs.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if needed) and migrates.
@@ -67,7 +117,7 @@ impl SqliteStore {
     }
 }
 
-/// Runs the rotations queued by [`super::RotationBatches`] until every
+/// Runs the rotations queued by [`RotationBatches`] until every
 /// store handle has been dropped.
 async fn rotate_batches(
     writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
@@ -106,7 +156,9 @@ async fn rotate_together(
     } else {
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
-            outcomes.push(rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?);
+            outcomes.push(
+                SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?,
+            );
         }
         outcomes
     };
@@ -119,9 +171,28 @@ async fn rotate_alone(
     job: &RotateJob,
 ) -> Result<Rotation, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let outcome = rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?;
+    let outcome =
+        SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
-super::sql::impl_auth_store!(sqlx::Sqlite);
+/// Rotations go to the batch writer ([`RotationBatches`]).
+impl Backend for sqlx::Sqlite {
+    fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    async fn rotate_refresh(
+        store: &SqliteStore,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        match &store.rotations {
+            Some(batches) => batches.rotate(jti, now, next, family_limit).await,
+            None => store.rotate_one(jti, now, next, family_limit).await,
+        }
+    }
+}

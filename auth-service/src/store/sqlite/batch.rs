@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::SqliteConnection;
 
-use super::super::{RotateJob, Rotation, TokenOwner};
+use super::RotateJob;
+use crate::store::{Rotation, SqliteStore, TokenOwner};
 
 /// Spends every live token named in `$1` (`[[jti, now], …]`) and returns its
 /// family and owner.
@@ -159,7 +160,7 @@ pub(super) async fn rotate_set(
             })
         } else {
             // Disabled, or gone.
-            super::revoke_family(&mut *conn, &family_id, job.now).await?;
+            SqliteStore::revoke_family(&mut *conn, &family_id, job.now).await?;
             Rotation::Inactive
         };
         outcomes.push(outcome);
@@ -175,7 +176,8 @@ pub(super) async fn rotate_set(
     // one by one; their spend finds nothing, as it did in `SPEND`.
     for i in not_live {
         let job = &batch[i];
-        outcomes[i] = super::rotate_in_tx(conn, &job.jti, job.now, &job.next, job.limit).await?;
+        outcomes[i] =
+            SqliteStore::rotate_in_tx(conn, &job.jti, job.now, &job.next, job.limit).await?;
     }
     Ok(outcomes)
 }
@@ -263,7 +265,7 @@ mod tests {
             let mut outcomes = Vec::new();
             for j in &batch {
                 outcomes.push(
-                    super::super::rotate_in_tx(&mut tx, &j.jti, j.now, &j.next, j.limit)
+                    super::SqliteStore::rotate_in_tx(&mut tx, &j.jti, j.now, &j.next, j.limit)
                         .await
                         .unwrap(),
                 );

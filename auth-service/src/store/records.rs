@@ -1,0 +1,215 @@
+//! The records the store reads and writes: account, code, token, attempt
+//! and key rows, and what the login and refresh transactions decided.
+
+use crate::throttle::LoginKeys;
+
+/// A stored account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    /// Primary key; the JWT `user_id`.
+    pub id: i64,
+    /// As registered.
+    pub username: String,
+    /// As registered (domain lower-cased).
+    pub email: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// Verified and not disabled.
+    pub is_active: bool,
+    /// Administrator.
+    pub is_staff: bool,
+    /// When the user last logged out everywhere (Unix seconds): access
+    /// tokens issued up to then no longer introspect as active.
+    pub sessions_revoked_at: Option<i64>,
+}
+
+/// An account to create.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    /// Display form.
+    pub username: &'a str,
+    /// Lower-cased, unique.
+    pub username_lower: &'a str,
+    /// Display form.
+    pub email: &'a str,
+    /// Lower-cased, unique.
+    pub email_lower: &'a str,
+    /// PHC string.
+    pub password_hash: &'a str,
+    /// Active immediately (admins made by the CLI), else after verification.
+    pub is_active: bool,
+    /// Administrator.
+    pub is_staff: bool,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A verification code as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredCode {
+    /// Salted SHA-256 of the code.
+    pub code_hash: Vec<u8>,
+    /// Per-code random salt.
+    pub salt: Vec<u8>,
+    /// Unix seconds; throttles re-sending.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Wrong tries so far.
+    pub tries: i32,
+}
+
+/// A refresh token to record.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// The token's `jti`.
+    pub jti: String,
+    /// Rotation family: all tokens descended from one login.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What tokens say about their account, as read while rotating a refresh
+/// token (the rest of the account row is not needed to sign).
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    /// The JWT `user_id`.
+    pub id: i64,
+    /// For display.
+    pub username: String,
+    /// Administrator.
+    pub is_staff: bool,
+}
+
+impl From<&User> for TokenOwner {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            is_staff: user.is_staff,
+        }
+    }
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was live; it is now used and its successor is stored.
+    Rotated(TokenOwner),
+    /// The token had been used before: its whole family is now revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// The owner is no longer active; the family is revoked.
+    Inactive,
+    /// The family refreshed more than its limit allows; nothing changed.
+    /// Seconds to wait.
+    Throttled(u64),
+}
+
+/// What a recorded login attempt writes besides its outbox row. A failure
+/// writes nothing more: its try was counted when it was reserved.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginEffects<'a> {
+    /// Nothing more (a failure already reserved, a malformed or a refused
+    /// attempt).
+    Nothing,
+    /// A success: the session's refresh token is stored, the account's and
+    /// this pair's counts start over, and the reserved IP try is given back
+    /// (successes are not stuffing).
+    Success {
+        /// The issued refresh token.
+        refresh: &'a NewRefreshToken,
+        /// The attempt's counters.
+        keys: &'a LoginKeys,
+        /// The reservation that let this try in.
+        reserved: &'a ReservedTry,
+    },
+}
+
+/// A login try that was counted before its password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservedTry {
+    /// The client has logged in to this account before, so the account
+    /// counter was left alone (and a success leaves it alone too).
+    pub known_client: bool,
+    /// This try started an account lock, so it is the one that tells the
+    /// owner (once per lock) should it fail.
+    pub lock_started: bool,
+    /// When the IP counter's window began, so a success gives its try back
+    /// to that window and no later one.
+    pub ip_window_start: i64,
+}
+
+/// What reserving a login try decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginReservation {
+    /// Counted; the password may be checked.
+    Granted(ReservedTry),
+    /// One of the keys is blocked; nothing was counted.
+    Refused {
+        /// The latest `blocked_until` among the blocked keys.
+        until: i64,
+        /// The account itself is locked (else: the pair or the IP).
+        account_locked: bool,
+    },
+}
+
+/// One login attempt for the outbox (an encoded `audit.v1.Attempt`).
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// The attempt's UUIDv7.
+    pub event_id: String,
+    /// Protobuf encoding of the attempt.
+    pub payload: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix microseconds, the attempt's exact time (a tally's last time).
+    pub occurred_micros: i64,
+    /// Set for an attempt refused before any password work: it is counted
+    /// into the open row of its key instead of getting a row of its own.
+    pub tally: Option<Tally>,
+}
+
+/// Where a refused attempt is counted: attempts with one `key` (client,
+/// reason, window) share one outbox row until the window ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// The key, window included.
+    pub key: String,
+    /// Unix seconds when the window ends and the row may be sent.
+    pub due_at: i64,
+}
+
+/// An outbox row read for forwarding.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// Insertion order.
+    pub seq: i64,
+    /// Protobuf encoding of the (first) attempt.
+    pub payload: Vec<u8>,
+    /// How many attempts the row stands for.
+    pub tally_count: i64,
+    /// Unix microseconds of the last of them (set on tallied rows).
+    pub last_at: Option<i64>,
+}
+
+/// A signing key as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    /// Key id (`kid`).
+    pub kid: String,
+    /// Ed25519 seed (32 bytes).
+    pub secret: Vec<u8>,
+    /// Unix seconds: when it was added, and so published.
+    pub created_at: i64,
+    /// Unix seconds: when it starts signing (later than `created_at` by
+    /// the publish delay, so cached key sets learn it first). The key with
+    /// the latest `not_before` that has passed signs.
+    pub not_before: i64,
+}

@@ -1,0 +1,203 @@
+//! The SQL both backends run, written once as generic code over
+//! [`sqlx::Database`] and split by concern: [`users`] (accounts and
+//! verification codes), [`throttle`] (login reservation and rate counters),
+//! [`tokens`] (refresh tokens and sessions), [`keys`] (signing keys) and
+//! [`outbox`] (login attempts on their way to audit-service). Each concern is
+//! an `impl SqlStore<DB>` block whose methods carry the names of the
+//! [`AuthStore`] methods they implement; the one [`AuthStore`] impl below
+//! only forwards to them.
+//!
+//! What the backends do differently is a [`Backend`] method, implemented in
+//! the backend's own module (`sqlite.rs`, `postgres.rs`).
+//!
+//! Every concern block repeats one `where` clause (the driver capabilities
+//! its queries use, see [`Value`]): Rust assumes a trait's `where` clauses
+//! only where they are written, never where the trait is merely required,
+//! so a single "capabilities" trait cannot stand in for them.
+
+mod keys;
+mod outbox;
+mod throttle;
+mod tokens;
+mod users;
+
+use std::future::Future;
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use super::{
+    AuthStore, LoginEffects, LoginReservation, NewRefreshToken, NewUser, OutboxEntry, OutboxRow,
+    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+};
+use crate::throttle::{BruteForcePolicy, Limit, LoginKeys};
+
+/// A column type the shared SQL both binds and reads; written as one bound
+/// (`i64: Value<DB>`) instead of three per type.
+pub trait Value<DB: sqlx::Database>:
+    Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>
+{
+}
+
+impl<DB: sqlx::Database, T> Value<DB> for T where
+    T: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>
+{
+}
+
+/// A borrowed parameter type the shared SQL binds (`&str`, `&[u8]`).
+pub trait Param<DB: sqlx::Database>: Type<DB> + for<'q> Encode<'q, DB> {}
+
+impl<DB: sqlx::Database, T> Param<DB> for T where T: Type<DB> + for<'q> Encode<'q, DB> {}
+
+/// A driver the shared SQL runs on, and where the two differ in behaviour.
+/// (The bound on `Arguments` is one Rust does imply wherever `DB: Backend`
+/// is required, unlike the ones in the concern blocks' `where` clause.)
+pub trait Backend: sqlx::Database<Arguments: IntoArguments<Self>> {
+    /// Rows a statement changed (each driver's result type has its own
+    /// method; sqlx has no trait for it).
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// [`AuthStore::rotate_refresh`]: SQLite hands rotations to its batch
+    /// writer; PostgreSQL runs each in its own transaction.
+    fn rotate_refresh(
+        store: &SqlStore<Self>,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+}
+
+/// Forwards every method to the concern module holding it (an inherent
+/// method of the same name, which path resolution prefers over the trait's;
+/// were it missing, the call would be to this method itself, which does not
+/// compile: an async fn's future cannot contain itself).
+impl<DB> AuthStore for SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    i64: Value<DB>,
+    i32: Value<DB>,
+    bool: Value<DB>,
+    String: Value<DB>,
+    Vec<u8>: Value<DB>,
+    for<'a> &'a str: Param<DB>,
+    for<'a> &'a [u8]: Param<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn create_user(&self, user: NewUser<'_>) -> Result<User, StoreError> {
+        SqlStore::create_user(self, user).await
+    }
+    async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
+        SqlStore::user_by_login(self, key).await
+    }
+    async fn user_by_email(&self, email_lower: &str) -> Result<Option<User>, StoreError> {
+        SqlStore::user_by_email(self, email_lower).await
+    }
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
+        SqlStore::set_password_hash(self, user_id, password_hash).await
+    }
+    async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        SqlStore::user_by_id(self, id).await
+    }
+    async fn make_staff(&self, user_id: i64) -> Result<(), StoreError> {
+        SqlStore::make_staff(self, user_id).await
+    }
+    async fn put_code(
+        &self,
+        user_id: i64,
+        code: &StoredCode,
+        resend_cutoff: i64,
+    ) -> Result<bool, StoreError> {
+        SqlStore::put_code(self, user_id, code, resend_cutoff).await
+    }
+    async fn code(&self, user_id: i64) -> Result<Option<StoredCode>, StoreError> {
+        SqlStore::code(self, user_id).await
+    }
+    async fn reserve_code_try(
+        &self,
+        user_id: i64,
+        max_tries: i32,
+    ) -> Result<Option<StoredCode>, StoreError> {
+        SqlStore::reserve_code_try(self, user_id, max_tries).await
+    }
+    async fn activate_with_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        SqlStore::activate_with_code(self, user_id, code_hash, now).await
+    }
+    async fn reserve_login(
+        &self,
+        keys: &LoginKeys,
+        policy: &BruteForcePolicy,
+        now: i64,
+    ) -> Result<LoginReservation, StoreError> {
+        SqlStore::reserve_login(self, keys, policy, now).await
+    }
+    async fn record_login(
+        &self,
+        attempt: &OutboxEntry,
+        effects: LoginEffects<'_>,
+    ) -> Result<(), StoreError> {
+        SqlStore::record_login(self, attempt, effects).await
+    }
+    async fn rate_hit(&self, key: &str, now: i64, window: i64) -> Result<(i64, i64), StoreError> {
+        SqlStore::rate_hit(self, key, now, window).await
+    }
+    async fn unlock_account(&self, user_id: i64) -> Result<u64, StoreError> {
+        SqlStore::unlock_account(self, user_id).await
+    }
+    async fn throttle_prune(
+        &self,
+        before: i64,
+        now: i64,
+        known_before: i64,
+    ) -> Result<u64, StoreError> {
+        SqlStore::throttle_prune(self, before, now, known_before).await
+    }
+    async fn rotate_refresh(
+        &self,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        DB::rotate_refresh(self, jti, now, next, family_limit).await
+    }
+    async fn logout_family(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        SqlStore::logout_family(self, jti, now).await
+    }
+    async fn live_refresh_owner(&self, jti: &str, now: i64) -> Result<Option<i64>, StoreError> {
+        SqlStore::live_refresh_owner(self, jti, now).await
+    }
+    async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
+        SqlStore::logout_user(self, user_id, now).await
+    }
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        SqlStore::signing_keys(self).await
+    }
+    async fn add_signing_key(&self, key: &SigningKeyRow) -> Result<(), StoreError> {
+        SqlStore::add_signing_key(self, key).await
+    }
+    async fn outbox_oldest(&self, limit: i64, now: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        SqlStore::outbox_oldest(self, limit, now).await
+    }
+    async fn outbox_set_aside(&self, seq: i64, refusal: &str, now: i64) -> Result<(), StoreError> {
+        SqlStore::outbox_set_aside(self, seq, refusal, now).await
+    }
+    async fn refused_len(&self) -> Result<i64, StoreError> {
+        SqlStore::refused_len(self).await
+    }
+    async fn outbox_remove(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        SqlStore::outbox_remove(self, seqs).await
+    }
+    async fn outbox_len(&self) -> Result<i64, StoreError> {
+        SqlStore::outbox_len(self).await
+    }
+    async fn check_writable(&self, now: i64) -> Result<(), StoreError> {
+        SqlStore::check_writable(self, now).await
+    }
+}

@@ -1,0 +1,230 @@
+//! Refresh tokens and sessions: rotation (one token used, its successor
+//! stored, the family's refreshes counted), reuse detection, logout.
+//!
+//! [`SqlStore::rotate_in_tx`] is the one-by-one rotation; how it is
+//! scheduled is the backend's ([`super::Backend::rotate_refresh`]).
+
+use sqlx::{ColumnIndex, Executor};
+
+use super::{Backend, Param, Value};
+use crate::{
+    store::{NewRefreshToken, Rotation, SqlStore, StoreError, TokenOwner},
+    throttle::Limit,
+};
+
+/// A spent token's family and owner, then the owner's username, `is_active`
+/// and `is_staff` (`NULL` when the account is gone).
+type Spent = (String, i64, Option<String>, Option<bool>, Option<bool>);
+
+impl<DB> SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    i64: Value<DB>,
+    i32: Value<DB>,
+    bool: Value<DB>,
+    String: Value<DB>,
+    Vec<u8>: Value<DB>,
+    for<'a> &'a str: Param<DB>,
+    for<'a> &'a [u8]: Param<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    /// One rotation in a transaction of its own: what
+    /// [`super::Backend::rotate_refresh`] does when nothing batches it.
+    pub(in crate::store) async fn rotate_one(
+        &self,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> Result<Rotation, StoreError> {
+        let mut conn = self.write().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let outcome = Self::rotate_in_tx(&mut tx, jti, now, next, family_limit).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn logout_family(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.write().await?;
+        let live = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2
+                     WHERE revoked_at IS NULL AND family_id = (
+                        SELECT family_id FROM refresh_tokens
+                        WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2)",
+        )
+        .bind(jti)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if DB::rows_affected(&live) > 0 {
+            return Ok(true);
+        }
+        // Logging out with an already used token is reuse: the
+        // family goes as on refresh, and the caller is told no.
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2
+                     WHERE revoked_at IS NULL AND family_id = (
+                        SELECT family_id FROM refresh_tokens WHERE jti = $1 AND used_at IS NOT NULL)",
+        )
+        .bind(jti)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(false)
+    }
+
+    pub(super) async fn live_refresh_owner(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM refresh_tokens
+                     WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(jti)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
+        let mut conn = self.write().await?;
+        let families: Vec<String> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET revoked_at = $2
+                     WHERE user_id = $1 AND revoked_at IS NULL
+                     RETURNING family_id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+        // Never moved back: a replica with a slower clock must not
+        // revive tokens another replica's logout already revoked.
+        sqlx::query(
+            "UPDATE users SET sessions_revoked_at = $2
+                     WHERE id = $1 AND (sessions_revoked_at IS NULL OR sessions_revoked_at < $2)",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        let distinct: std::collections::HashSet<String> = families.into_iter().collect();
+        Ok(u64::try_from(distinct.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Stores a refresh token (a login's first, or a rotation's successor).
+    pub(super) async fn insert_refresh(
+        conn: &mut DB::Connection,
+        r: &NewRefreshToken,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (jti, family_id, user_id, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&r.jti)
+        .bind(&r.family_id)
+        .bind(r.user_id)
+        .bind(r.issued_at)
+        .bind(r.expires_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// One refresh-token rotation inside the caller's transaction, which
+    /// the caller commits (alone, or with a batch of others). Three
+    /// statements on the common path, each a round trip to the driver:
+    /// use the token and read its owner, count the family's refresh,
+    /// store the successor.
+    pub(in crate::store) async fn rotate_in_tx(
+        conn: &mut DB::Connection,
+        jti: &str,
+        now: i64,
+        next: &NewRefreshToken,
+        family_limit: Limit,
+    ) -> Result<Rotation, sqlx::Error> {
+        let used: Option<Spent> = sqlx::query_as(
+            "UPDATE refresh_tokens SET used_at = $2
+                     WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+                     RETURNING family_id, user_id,
+                        (SELECT username FROM users WHERE id = refresh_tokens.user_id),
+                        (SELECT is_active FROM users WHERE id = refresh_tokens.user_id),
+                        (SELECT is_staff FROM users WHERE id = refresh_tokens.user_id)",
+        )
+        .bind(jti)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((family_id, user_id, username, is_active, is_staff)) = used else {
+            let seen: Option<(String, Option<i64>)> =
+                sqlx::query_as("SELECT family_id, used_at FROM refresh_tokens WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            return Ok(match seen {
+                Some((family_id, Some(_))) => {
+                    Self::revoke_family(conn, &family_id, now).await?;
+                    Rotation::Reused
+                }
+                _ => Rotation::Invalid,
+            });
+        };
+        let rate_key = format!("rf:{family_id}");
+        let (hits, start) = Self::count_hit(conn, &rate_key, now, family_limit.window).await?;
+        if let Some(wait) = family_limit.retry_after(hits.hits, start, now) {
+            // Undo both writes exactly (the transaction may hold other
+            // rotations, so it is not rolled back): the token stays
+            // usable once the window passes. Over the limit means the
+            // count was incremented within a running window (a fresh
+            // window starts at 1, and every limit is at least 1), so one
+            // decrement restores it.
+            sqlx::query("UPDATE throttle SET hits = hits - 1 WHERE key = $1")
+                .bind(&rate_key)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE refresh_tokens SET used_at = NULL WHERE jti = $1")
+                .bind(jti)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(Rotation::Throttled(wait));
+        }
+        Ok(match (username, is_active, is_staff) {
+            (Some(username), Some(true), Some(is_staff)) => {
+                let next = NewRefreshToken {
+                    family_id,
+                    user_id,
+                    ..next.clone()
+                };
+                Self::insert_refresh(conn, &next).await?;
+                Rotation::Rotated(TokenOwner {
+                    id: user_id,
+                    username,
+                    is_staff,
+                })
+            }
+            // Disabled, or gone.
+            _ => {
+                Self::revoke_family(conn, &family_id, now).await?;
+                Rotation::Inactive
+            }
+        })
+    }
+
+    /// Revokes every live token of a family (reuse, logout, a disabled owner).
+    pub(in crate::store) async fn revoke_family(
+        conn: &mut DB::Connection,
+        family_id: &str,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
