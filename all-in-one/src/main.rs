@@ -15,20 +15,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::sync::watch;
 
 /// The three services (gateway, auth-service, audit-service) in one
 /// process for local use, still speaking gRPC to each other over loopback.
 #[derive(Parser)]
 #[command(version, about, long_about = None, after_help = common::cli::AFTER_HELP)]
 struct Cli {}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
-}
 
 async fn run() -> anyhow::Result<()> {
     let mut audit_config = audit_service::Config::from_env()?;
@@ -70,12 +62,12 @@ async fn run() -> anyhow::Result<()> {
         "all services up"
     );
 
-    let (stop_gateway, gateway_rx) = watch::channel(false);
-    let (stop_auth, auth_rx) = watch::channel(false);
-    let (stop_audit, audit_rx) = watch::channel(false);
-    let mut audit_task = tokio::spawn(audit.run_until(stopped(&audit_rx)));
-    let mut auth_task = tokio::spawn(auth.run_until(stopped(&auth_rx)));
-    let mut gateway_task = tokio::spawn(gateway.run_until(stopped(&gateway_rx)));
+    let (stop_gateway, gateway_rx) = common::shutdown::channel();
+    let (stop_auth, auth_rx) = common::shutdown::channel();
+    let (stop_audit, audit_rx) = common::shutdown::channel();
+    let mut audit_task = tokio::spawn(audit.run_until(audit_rx.into_started()));
+    let mut auth_task = tokio::spawn(auth.run_until(auth_rx.into_started()));
+    let mut gateway_task = tokio::spawn(gateway.run_until(gateway_rx.into_started()));
 
     // A service that ends by itself is a failure: report it instead of
     // lingering half-alive.
@@ -85,11 +77,11 @@ async fn run() -> anyhow::Result<()> {
         r = &mut auth_task => return Err(stopped_early("auth-service", r?)),
         r = &mut gateway_task => return Err(stopped_early("gateway", r?)),
     }
-    let _ = stop_gateway.send(true);
+    stop_gateway.start();
     gateway_task.await??;
-    let _ = stop_auth.send(true);
+    stop_auth.start();
     auth_task.await??;
-    let _ = stop_audit.send(true);
+    stop_audit.start();
     audit_task.await??;
     Ok(())
 }
