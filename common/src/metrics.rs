@@ -211,13 +211,8 @@ pub fn parse_addr(
     match raw.map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(Some(default)),
         Some(r) if r.eq_ignore_ascii_case("off") => Ok(None),
-        Some(r) => r.parse().map(Some).map_err(|_| {
-            crate::config::ConfigError::new(
-                name,
-                r,
-                "expected host:port such as 127.0.0.1:9100, or off",
-            )
-        }),
+        // The same HOST:PORT rules as the service's own listen address.
+        Some(r) => crate::config::parse_listen_addr(name, r).map(Some),
     }
 }
 
@@ -272,5 +267,23 @@ impl Endpoint {
         {
             tracing::error!(error = %e, "metrics endpoint failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_addresses_follow_the_listen_address_rules() {
+        let default = SocketAddr::from(([127, 0, 0, 1], 9100));
+        assert_eq!(parse_addr("M", None, default).unwrap(), Some(default));
+        assert_eq!(parse_addr("M", Some("off"), default).unwrap(), None);
+        let named = parse_addr("M", Some("localhost:9200"), default)
+            .unwrap()
+            .unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 9200, "{named}");
+        let err = parse_addr("M", Some("9200"), default).unwrap_err();
+        assert!(err.to_string().contains('M'), "{err}");
     }
 }
