@@ -6,7 +6,7 @@ Needs only PyPI packages: pip install grpcio grpcio-reflection
     grpc_call.py 127.0.0.1:50051 list
     grpc_call.py 127.0.0.1:50051 describe auth.v1.AuthService
     grpc_call.py -d '{"token":"..."}' 127.0.0.1:50051 auth.v1.AuthService/IntrospectToken
-    grpc_call.py -d '{"successful":false}' 127.0.0.1:50052 audit.v1.AuditService/Tail
+    grpc_call.py -d '{"filter":{"successful":false}}' 127.0.0.1:50052 audit.v1.AuditService/Tail
 
 Requests and answers are protobuf JSON (field names as in the .proto or in
 camelCase); a server-streaming method prints one JSON document per message.

@@ -280,9 +280,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Now, in Unix seconds (for the heartbeat row).
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    attempt::now_micros() / 1_000_000
 }
 
 #[cfg(test)]

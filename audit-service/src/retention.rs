@@ -5,23 +5,18 @@
 //! while a large backlog drains.
 
 use common::shutdown::Shutdown;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::{attempt::Micros, store::Store};
+use crate::{
+    attempt::{Micros, now_micros},
+    store::Store,
+};
 
 /// Rows one DELETE removes at most.
 pub(crate) const BATCH: u32 = 1000;
 /// Pause between two full batches, leaving the database to other work.
 const PAUSE: Duration = Duration::from_millis(50);
 const MICROS_PER_DAY: i64 = 86_400_000_000;
-
-/// The current time as stored microseconds.
-fn now_micros() -> Micros {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
-}
 
 /// The oldest time kept when `days` are retained, as of `now`.
 pub(crate) fn cutoff(now: Micros, days: u32) -> Micros {

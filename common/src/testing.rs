@@ -1,16 +1,25 @@
 //! Test support: fresh, isolated databases on the real servers CI provides.
 //!
 //! Tests that need PostgreSQL or MySQL read `TEST_POSTGRES_URL` /
-//! `TEST_MYSQL_URL`. When the variable is set (CI always sets it) and the
-//! server is unreachable, the test fails loudly; when it is unset, the caller
-//! decides whether to skip, and says so on stderr.
+//! `TEST_MYSQL_URL`. When the variable is set and the server is
+//! unreachable, the test fails loudly. When it is unset, the test fails in
+//! CI (`CI=true`, which `.ci/run` sets along with both URLs) and is skipped
+//! elsewhere, with a note on stderr.
 
 use sqlx::{Connection, Executor};
 
-/// The server URL for `var`, or `None` (with a note on stderr) when unset.
+/// Whether this is a CI run (`CI=true` or `CI=1`), where every database
+/// and tool a test needs must be there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The server URL for `var`, or `None` (with a note on stderr) when unset
+/// outside CI; in CI an unset one fails the test.
 pub fn server_url(var: &str) -> Option<String> {
     let url = std::env::var(var).ok().filter(|v| !v.is_empty());
     if url.is_none() {
+        assert!(!in_ci(), "{var} is not set and CI=true: .ci/run sets it");
         eprintln!("{var} is not set: skipping this backend (CI sets it)");
     }
     url

@@ -144,27 +144,11 @@ pub fn audit_service_env(addr: SocketAddr, dir: &Path) -> Vec<(&'static str, Str
     ]
 }
 
-/// Runs binary `name` with exactly `env` until it exits (for start-up
-/// refusals); returns how it exited and what it printed on stderr.
-pub fn run_to_exit(name: &str, env: &[(&str, String)]) -> (ExitStatus, String) {
-    let mut cmd = Command::new(bin_dir().join(name));
-    cmd.env_clear().stdout(Stdio::null()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Like [`run_to_exit`] (stdout and stderr together), but fails the test
-/// when the binary is still running after `limit` (a start-up that should
-/// be refused and is not would otherwise hang the test); the child is
-/// killed then.
+/// Runs binary `name` with exactly `env` (plus `RUST_LOG=warn`) until it
+/// exits, for start-up refusals: how it exited and what it printed (stdout
+/// and stderr together). Fails the test when it is still running after
+/// `limit` (a start-up that should be refused and is not would otherwise
+/// hang the test); the child is killed then.
 pub fn exit_within(name: &str, env: &[(&str, String)], limit: Duration) -> (ExitStatus, String) {
     // Both streams into one pipe: the services log (to stdout) and print
     // their last error (to stderr).

@@ -45,20 +45,7 @@ impl PyJwt {
         lifespan: std::time::Duration,
         cooldown: std::time::Duration,
     ) -> Option<Self> {
-        let probe = Command::new("python3")
-            .args(["-c", "import jwt, cryptography; jwt.PyJWKClient"])
-            .output();
-        let missing = match &probe {
-            Ok(out) if out.status.success() => None,
-            Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
-            Err(e) => Some(format!("python3: {e}")),
-        };
-        if let Some(why) = missing {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "PyJWT is required in CI (pip install 'pyjwt[crypto]'): {why}"
-            );
-            eprintln!("skipping the PyJWT check: {why}");
+        if !crate::tools::python_modules(&["jwt", "cryptography"], "pip install 'pyjwt[crypto]'") {
             return None;
         }
         let mut child = Command::new("python3")

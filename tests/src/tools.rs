@@ -8,10 +8,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-/// Whether this is a CI run, where every tool must be present.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use common::testing::in_ci;
 
 fn missing(what: &str, install: &str) {
     assert!(

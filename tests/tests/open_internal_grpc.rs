@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use system_tests::processes::{
-    Processes, build_binaries, free_addr, run_to_exit, spawn, wait_listening,
+    Processes, build_binaries, exit_within, free_addr, spawn, wait_listening,
 };
 
 /// The environment of `service` listening on all interfaces at `port`.
@@ -39,6 +39,10 @@ fn on_all_interfaces(
     }
 }
 
+/// A refusal comes at once; a service that starts serving instead fails
+/// the test after this long rather than hanging it.
+const REFUSAL_LIMIT: Duration = Duration::from_secs(30);
+
 #[test]
 fn grpc_services_on_a_network_address_need_a_token_or_an_explicit_opt_out() {
     build_binaries();
@@ -47,7 +51,7 @@ fn grpc_services_on_a_network_address_need_a_token_or_an_explicit_opt_out() {
         let port = free_addr().port();
         let env = on_all_interfaces(service, port, dir.path());
 
-        let (status, stderr) = run_to_exit(service, &env);
+        let (status, stderr) = exit_within(service, &env, REFUSAL_LIMIT);
         assert!(
             !status.success(),
             "{service} started with internal gRPC open"
@@ -71,7 +75,7 @@ fn grpc_services_on_a_network_address_need_a_token_or_an_explicit_opt_out() {
             "INTERNAL_TOKEN",
             "change-me-to-a-long-random-string".to_owned(),
         ));
-        let (status, stderr) = run_to_exit(service, &placeholder);
+        let (status, stderr) = exit_within(service, &placeholder, REFUSAL_LIMIT);
         assert!(!status.success(), "{service} took the example token");
         assert!(stderr.contains("placeholder"), "{service}: {stderr}");
 
