@@ -94,7 +94,7 @@ pub async fn create_admin(
 /// left alone: an account that has not verified its email still cannot
 /// log in.
 pub async fn promote(config: &Config, login: &str) -> anyhow::Result<User> {
-    let key = login.trim().to_lowercase();
+    let key = lookup_key(login)?;
     with_store!(config, |store| {
         let user = store
             .user_by_login(&key)
@@ -111,7 +111,7 @@ pub async fn promote(config: &Config, login: &str) -> anyhow::Result<User> {
 /// Lifts a brute-force lock early: clears the account's lock and its
 /// per-IP delays. Returns how many counters were cleared.
 pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
-    let key = username.trim().to_lowercase();
+    let key = lookup_key(username)?;
     with_store!(config, |store| {
         let user = store
             .user_by_login(&key)
@@ -119,6 +119,14 @@ pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
             .ok_or_else(|| anyhow::anyhow!("no account {username:?}"))?;
         Ok(store.unlock_account(user.id).await?)
     })
+}
+
+/// The key `login` is looked up by, as a login looks it up; text that can
+/// name no account (NUL, too long) is "no account", not a database error.
+fn lookup_key(login: &str) -> anyhow::Result<String> {
+    crate::domain::LoginIdentifier::new(login)
+        .lookup_key()
+        .ok_or_else(|| anyhow::anyhow!("no account {login:?}"))
 }
 
 /// A key added by [`rotate_keys`].

@@ -33,16 +33,15 @@ fn is_refusal(reason: RejectReason) -> bool {
 /// reason and client key (`client`, IPv6 by network) and window of
 /// `window` seconds, and for a locked account per account too, so the
 /// refusals an account's lock causes stay findable by its id. `None` for
-/// any other outcome (each gets its own record).
+/// any other outcome (each gets its own record). `window` is at least 1.
 pub fn tally(
     outcome: Result<(), RejectReason>,
     client: &str,
     user: Option<&User>,
     now: i64,
-    window: Duration,
+    window: i64,
 ) -> Option<Tally> {
     let reason = outcome.err().filter(|r| is_refusal(*r))?;
-    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
     let start = now - now.rem_euclid(window);
     let account = match (reason, user) {
         (RejectReason::LockedOut, Some(user)) => user.id.to_string(),
@@ -143,7 +142,7 @@ mod tests {
         }
     }
 
-    const MINUTE: Duration = Duration::from_secs(60);
+    const MINUTE: i64 = 60;
 
     #[test]
     fn only_refusals_are_tallied() {

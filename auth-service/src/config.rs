@@ -52,7 +52,7 @@ pub struct Config {
     /// `AUTH_REFUSED_TALLY_WINDOW`: attempts refused before any password
     /// work from one client (and reason, and locked account) within a
     /// window of this length are logged as one record with a count
-    /// (default 60 s; 0 logs each on its own).
+    /// (default 60 s; the shortest is 1 s).
     pub refused_tally_window: Duration,
     /// `AUTH_KEY_RELOAD_INTERVAL`: how often signing keys are re-read, so
     /// a key added by `rotate-keys` is used without a restart.

@@ -298,7 +298,10 @@ impl<S: AuthStore> Forwarder<S> {
                 inserted = ack.inserted,
                 "batch acknowledged"
             );
-            if seqs.len() < BATCH as usize && !stop.is_started() {
+            // A short batch means the outbox is drained: let attempts gather.
+            // While isolating a refused batch, reads are one row by design,
+            // and each would otherwise wait (25 s for a refused 500).
+            if seqs.len() < BATCH as usize && isolating.is_none() && !stop.is_started() {
                 tokio::select! {
                     () = tokio::time::sleep(LINGER) => {}
                     () = stop.started() => {}

@@ -222,17 +222,17 @@ impl LoginKeys {
     /// on the lower-cased identifier, so the username and the email of one
     /// account count together and unknown names are throttled alike. `ip`
     /// is the client's key as [`client_key`] makes it.
-    pub fn new(user_id: Option<i64>, identifier: &str, ip: &str) -> Self {
+    pub fn new(user_id: Option<i64>, identifier: &LoginIdentifier, client: String) -> Self {
         let account = match user_id {
             Some(id) => account_key(id),
-            None => format!("acct:n{}", LoginIdentifier::new(identifier).counter_name()),
+            None => format!("acct:n{}", identifier.counter_name()),
         };
         Self {
             user_id,
-            client: ip.to_owned(),
-            pair: format!("acctip:{}|{ip}", &account["acct:".len()..]),
+            pair: format!("acctip:{}|{client}", &account["acct:".len()..]),
             account,
-            ip: format!("ip:{ip}"),
+            ip: format!("ip:{client}"),
+            client,
         }
     }
 }
@@ -322,6 +322,15 @@ mod tests {
         }
     }
 
+    /// [`LoginKeys::new`] from plain text.
+    fn keys(user_id: Option<i64>, identifier: &str, client: &str) -> LoginKeys {
+        LoginKeys::new(
+            user_id,
+            &LoginIdentifier::new(identifier),
+            client.to_owned(),
+        )
+    }
+
     #[test]
     fn pair_delays_start_at_the_fifth_failure_double_and_cap_at_15_minutes() {
         let p = BruteForcePolicy::default();
@@ -356,29 +365,29 @@ mod tests {
 
     #[test]
     fn username_and_email_of_one_account_share_keys_and_unknown_names_are_lowercased() {
-        let a = LoginKeys::new(Some(7), "Bob", "1.2.3.4");
-        let b = LoginKeys::new(Some(7), "bob@example.com", "1.2.3.4");
+        let a = keys(Some(7), "Bob", "1.2.3.4");
+        let b = keys(Some(7), "bob@example.com", "1.2.3.4");
         assert_eq!(a, b);
         assert_eq!(a.pair, "acctip:u7|1.2.3.4");
         assert!(a.pair.starts_with(&pair_prefix(7)));
-        let x = LoginKeys::new(None, "Ghost@Example.com", &client_key("", 64));
+        let x = keys(None, "Ghost@Example.com", &client_key("", 64));
         assert_eq!(x.account, "acct:nghost@example.com");
         assert_eq!(x.ip, "ip:unknown");
     }
 
     #[test]
     fn identifiers_no_account_can_have_are_counted_by_digest() {
-        let nul = LoginKeys::new(None, "ad\0min", "192.0.2.1");
+        let nul = keys(None, "ad\0min", "192.0.2.1");
         assert!(!nul.account.contains('\0'), "{}", nul.account);
         assert_eq!(nul.account.len(), "acct:n#".len() + 64);
         let long = "x".repeat(60_000);
-        let a = LoginKeys::new(None, &long, "192.0.2.1");
-        assert_eq!(a, LoginKeys::new(None, &long.to_uppercase(), "192.0.2.1"));
+        let a = keys(None, &long, "192.0.2.1");
+        assert_eq!(a, keys(None, &long.to_uppercase(), "192.0.2.1"));
         assert_eq!(a.account.len(), "acct:n#".len() + 64);
         assert_ne!(a.account, nul.account);
         let edge = "y".repeat(LoginIdentifier::MAX_CHARS);
         assert_eq!(
-            LoginKeys::new(None, &edge, "192.0.2.1").account,
+            keys(None, &edge, "192.0.2.1").account,
             format!("acct:n{edge}")
         );
     }

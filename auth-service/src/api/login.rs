@@ -14,6 +14,17 @@ use crate::{
     throttle::{LoginKeys, wait},
 };
 
+/// One login try: who sent what, from which counted client, when; the
+/// same for every record of it.
+struct Try<'a> {
+    ctx: &'a ClientContext,
+    identifier: LoginIdentifier,
+    /// The client key every per-IP counter and tally uses (see
+    /// [`crate::throttle::client_key`]).
+    client: String,
+    at: time::OffsetDateTime,
+}
+
 impl<S: AuthStore> AuthApi<S> {
     /// Tells the owner, once per lock, that their account is locked.
     fn notify_lock(&self, user: &User) {
@@ -44,21 +55,26 @@ impl<S: AuthStore> AuthApi<S> {
     /// the forwarder.
     async fn record(
         &self,
-        ctx: &ClientContext,
-        identifier: &LoginIdentifier,
+        attempt: &Try<'_>,
         user: Option<&User>,
         outcome: Result<(), RejectReason>,
         effects: LoginEffects<'_>,
-        now: time::OffsetDateTime,
     ) -> Result<(), Error> {
         let tally = crate::attempt::tally(
             outcome,
-            &self.client(ctx),
+            &attempt.client,
             user,
-            now.unix_timestamp(),
+            attempt.at.unix_timestamp(),
             self.refused_tally_window,
         );
-        let entry = outbox_entry(ctx, identifier, user, outcome, now, tally);
+        let entry = outbox_entry(
+            attempt.ctx,
+            &attempt.identifier,
+            user,
+            outcome,
+            attempt.at,
+            tally,
+        );
         self.store.record_login(&entry, effects).await?;
         self.outbox_signal.notify_one();
         crate::attempt::count(outcome);
@@ -81,7 +97,13 @@ impl<S: AuthStore> AuthApi<S> {
         at: time::OffsetDateTime,
     ) -> Result<pb::TokenPair, Error> {
         let now = at.unix_timestamp();
-        let identifier = LoginIdentifier::new(&req.username);
+        let attempt = Try {
+            ctx,
+            identifier: LoginIdentifier::new(&req.username),
+            client: self.client(ctx),
+            at,
+        };
+        let identifier = &attempt.identifier;
         let mut problems: Vec<FieldError> = req
             .malformed_fields
             .iter()
@@ -97,12 +119,10 @@ impl<S: AuthStore> AuthApi<S> {
         }
         if !problems.is_empty() {
             self.record(
-                ctx,
-                &identifier,
+                &attempt,
                 None,
                 Err(RejectReason::MalformedRequest),
                 LoginEffects::Nothing,
-                at,
             )
             .await?;
             return Err(Error::Invalid(problems));
@@ -114,8 +134,8 @@ impl<S: AuthStore> AuthApi<S> {
         };
         let keys = LoginKeys::new(
             user.as_ref().map(|u| u.id),
-            identifier.as_str(),
-            &self.client(ctx),
+            identifier,
+            attempt.client.clone(),
         );
 
         // The try is counted before, and decided without, looking at the
@@ -137,15 +157,8 @@ impl<S: AuthStore> AuthApi<S> {
                 } else {
                     RejectReason::RateLimited
                 };
-                self.record(
-                    ctx,
-                    &identifier,
-                    user.as_ref(),
-                    Err(reason),
-                    LoginEffects::Nothing,
-                    at,
-                )
-                .await?;
+                self.record(&attempt, user.as_ref(), Err(reason), LoginEffects::Nothing)
+                    .await?;
                 return Err(Error::Throttled {
                     retry_after: wait(until, now),
                 });
@@ -169,15 +182,8 @@ impl<S: AuthStore> AuthApi<S> {
         let (Some(user), Ok(())) = (&user, outcome) else {
             // Inactive stays counted too: otherwise the lock arriving one
             // attempt late would tell a guesser that one password was right.
-            self.record(
-                ctx,
-                &identifier,
-                user.as_ref(),
-                outcome,
-                LoginEffects::Nothing,
-                at,
-            )
-            .await?;
+            self.record(&attempt, user.as_ref(), outcome, LoginEffects::Nothing)
+                .await?;
             if reserved.lock_started {
                 tracing::warn!(user_id = user.as_ref().map(|u| u.id), "account locked");
                 if let Some(user) = &user {
@@ -206,8 +212,7 @@ impl<S: AuthStore> AuthApi<S> {
             expires_at: pair.refresh_exp,
         };
         self.record(
-            ctx,
-            &identifier,
+            &attempt,
             Some(user),
             Ok(()),
             LoginEffects::Success {
@@ -215,7 +220,6 @@ impl<S: AuthStore> AuthApi<S> {
                 keys: &keys,
                 reserved: &reserved,
             },
-            at,
         )
         .await?;
         Ok(pb::TokenPair {

@@ -39,8 +39,9 @@ pub struct AuthApi<S> {
     limits: RateLimits,
     /// The IPv6 prefix length every per-IP counter counts by.
     ipv6_prefix: u8,
-    /// How long refused attempts of one key gather into one log record.
-    refused_tally_window: std::time::Duration,
+    /// Seconds (at least 1) refused attempts of one key gather into one
+    /// log record.
+    refused_tally_window: i64,
 }
 
 impl<S: AuthStore> AuthApi<S> {
@@ -63,7 +64,7 @@ impl<S: AuthStore> AuthApi<S> {
             brute_force: BruteForcePolicy::default(),
             limits: RateLimits::default(),
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
-            refused_tally_window: crate::attempt::DEFAULT_REFUSED_TALLY_WINDOW,
+            refused_tally_window: secs(crate::attempt::DEFAULT_REFUSED_TALLY_WINDOW),
         }
     }
 
@@ -83,7 +84,7 @@ impl<S: AuthStore> AuthApi<S> {
     /// Logs refused attempts of one key and window of this length as one
     /// record with a count.
     pub fn with_refused_tally_window(mut self, window: std::time::Duration) -> Self {
-        self.refused_tally_window = window;
+        self.refused_tally_window = secs(window);
         self
     }
 
@@ -132,4 +133,9 @@ impl<S: AuthStore> AuthApi<S> {
 /// A random id for a token (`jti`) or a refresh family.
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whole seconds of `window`, at least 1 (a window is never empty).
+fn secs(window: std::time::Duration) -> i64 {
+    i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1)
 }

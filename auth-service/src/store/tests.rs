@@ -56,7 +56,11 @@ pub(super) async fn session<S: AuthStore>(store: &S, name: &str) -> (i64, String
             &attempt,
             LoginEffects::Success {
                 refresh: &token,
-                keys: &LoginKeys::new(Some(user.id), name, "192.0.2.1"),
+                keys: &LoginKeys::new(
+                    Some(user.id),
+                    &crate::domain::LoginIdentifier::new(name),
+                    "192.0.2.1".to_owned(),
+                ),
                 reserved: &ReservedTry {
                     known_client: false,
                     lock_started: false,
