@@ -258,11 +258,6 @@ impl FieldReader<'_> {
         self.errors.fields().map(str::to_owned).collect()
     }
 
-    /// Whether any checked field had a problem.
-    pub fn has_problems(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
     /// `Ok` when every checked field was fine, else the 400 naming them.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {

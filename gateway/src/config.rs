@@ -41,7 +41,7 @@ pub struct Config {
     /// Shared secret presented on every internal gRPC call (`INTERNAL_TOKEN`);
     /// `None` when the backends run without one (local development).
     pub internal_token: Option<Secret>,
-    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed
+    /// Peers whose forwarding header (below) is believed
     /// (`TRUSTED_PROXIES`); empty means the socket peer is always the client.
     pub trusted_proxies: TrustedProxies,
     /// The header those proxies append the client to

@@ -91,12 +91,6 @@ impl Application {
     /// contacted yet.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let state = AppState::new(&config)?;
-        Self::build_with_state(&config, state).await
-    }
-
-    /// Like [`Self::build`] with a prepared state (e.g. one using
-    /// [`AppState::with_jwk_source`]).
-    pub async fn build_with_state(config: &Config, state: AppState) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR={}", config.addr))?;

@@ -9,7 +9,7 @@ use axum::extract::FromRef;
 use common::internal_auth::AttachToken;
 
 use crate::{
-    auth::{GrpcJwkSource, JwkSource, KeyCache, TokenVerifier},
+    auth::{GrpcJwkSource, KeyCache, TokenVerifier},
     client_ip::ProxyRules,
     config::{self, Config},
     grpc::{self, AuditClient, AuthClient},
@@ -78,21 +78,6 @@ impl AppState {
             public_url: config.public_url.clone(),
             stream_recheck: config.stream_recheck,
         })))
-    }
-
-    /// Replaces where signing keys come from (e.g. a fixed set in tests);
-    /// `issuer` is the `iss` tokens must carry.
-    pub fn with_jwk_source(self, source: Arc<dyn JwkSource>, issuer: &str) -> Self {
-        let keys = Arc::new(KeyCache::new(source));
-        Self(Arc::new(Shared {
-            auth: self.auth.clone(),
-            audit: self.audit.clone(),
-            verifier: Arc::new(TokenVerifier::new(keys, issuer)),
-            trusted: self.trusted.clone(),
-            readiness: self.readiness.clone(),
-            public_url: self.public_url.clone(),
-            stream_recheck: self.stream_recheck,
-        }))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::{header, request::Parts},
+    http::{HeaderMap, header, request::Parts},
 };
 use common::config::Secret;
 
@@ -27,7 +27,7 @@ where
         let ctx = RequestContext::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|never| match never {});
-        let token = bearer_token(parts)?;
+        let token = bearer_token(&parts.headers)?;
         let verifier = Arc::<TokenVerifier>::from_ref(state);
         let claims = verifier.verify(token, &ctx).await?;
         tracing::Span::current().record("user_id", claims.user_id);
@@ -35,9 +35,11 @@ where
     }
 }
 
-/// The token of `Authorization: Bearer <token>`, not yet verified.
-fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+/// The token of `Authorization: Bearer <token>`, not yet verified:
+/// `NotAuthenticated` when there is no bearer token at all (no header, or
+/// another scheme), `TokenNotValid` when the header is a malformed one.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::NotAuthenticated);
     };
     let value = value.to_str().map_err(|_| ApiError::TokenNotValid)?;
@@ -99,7 +101,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let AdminUser(claims) = AdminUser::from_request_parts(parts, state).await?;
         // The same header the claims were just verified from.
-        let token = Secret::new(bearer_token(parts)?);
+        let token = Secret::new(bearer_token(&parts.headers)?);
         Ok(Self { claims, token })
     }
 }

@@ -27,6 +27,7 @@ pub mod extract;
 pub mod keys;
 pub mod token;
 
+pub(crate) use extract::bearer_token;
 pub use extract::{AdminSession, AdminUser, AuthUser};
 pub use keys::{DEFAULT_KEY_MAX_AGE, GrpcJwkSource, JwkSource, KeyCache, KeyError, StaticJwks};
 pub use token::{Claims, TokenVerifier};

@@ -2,12 +2,7 @@
 //! body type, calls auth-service once and answers in the old service's
 //! shape (simplejwt's for tokens).
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, header},
-    response::IntoResponse,
-};
+use axum::{Json, extract::State, http::HeaderMap, response::IntoResponse};
 use proto::auth::v1::{LoginRequest, LogoutAllRequest, LogoutRequest, RefreshRequest};
 
 use super::{
@@ -220,24 +215,20 @@ pub async fn logout_all(
     headers: HeaderMap,
     body: Result<Fields, BodyError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
-    let request = match bearer {
-        Some(access) if !access.is_empty() => LogoutAllRequest {
+    // The body is read only when there is no bearer token at all.
+    let request = match crate::auth::bearer_token(&headers) {
+        Ok(access) => LogoutAllRequest {
             refresh: String::new(),
-            access,
+            access: access.to_owned(),
         },
-        Some(_) => return Err(ApiError::TokenNotValid),
-        None => {
+        Err(ApiError::NotAuthenticated) => {
             let RefreshForm { refresh } = body?.parse()?;
             LogoutAllRequest {
                 refresh,
                 access: String::new(),
             }
         }
+        Err(malformed) => return Err(malformed),
     };
     let reply = call(
         Rpc::LogoutAll,
