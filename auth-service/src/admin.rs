@@ -34,12 +34,6 @@ macro_rules! with_store {
     }};
 }
 
-/// Where the configured database is, for the commands' output: a SQLite
-/// file as an absolute path, a server as `host:port`.
-pub fn database_location(config: &Config) -> String {
-    common::database::location(config.database_url.expose())
-}
-
 fn describe(errors: &[FieldError]) -> String {
     errors
         .iter()

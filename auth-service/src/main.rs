@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     common::cli::run("auth-service", || async move {
         let config = auth_service::Config::from_env()?;
         let command = cli.command.unwrap_or(Command::Serve);
-        let location = auth_service::admin::database_location(&config);
+        let location = common::database::location(config.database_url.expose());
         match command {
             Command::Serve => auth_service::run(config).await,
             Command::CreateAdmin {

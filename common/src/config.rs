@@ -6,6 +6,7 @@
 use std::{
     fmt,
     net::{SocketAddr, ToSocketAddrs as _},
+    path::PathBuf,
     str::FromStr,
     time::Duration,
 };
@@ -186,20 +187,41 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where a database URL points, for messages: the file of a `sqlite:` URL,
-/// else `scheme://host[:port]/database`. User, password and query
-/// parameters are left out, so the result may be logged.
-pub fn database_location(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    if let Some(rest) = without_query.strip_prefix("sqlite:") {
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        return path.to_owned();
+/// The file of a SQLite URL, as given (maybe relative); `None` for an
+/// in-memory database or another scheme.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = &rest[..rest.find('?').unwrap_or(rest.len())];
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Where a database URL points, for messages: a SQLite file as an
+/// absolute path (a relative one is read from the working directory, which
+/// is easy to get wrong), a server as `host:port/database`.
+pub fn location(url: &str) -> String {
+    if let Some(file) = sqlite_file(url) {
+        return std::path::absolute(&file)
+            .unwrap_or(file)
+            .display()
+            .to_string();
     }
-    let Some((scheme, rest)) = without_query.split_once("://") else {
-        return "(unparsable URL)".to_owned();
+    if url.starts_with("sqlite:") {
+        return "memory".to_owned();
+    }
+    let Some(server) = url_host_port(url) else {
+        return redact_url(url);
     };
-    let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
-    format!("{scheme}://{host_and_path}")
+    // The database on that server, when the URL names one.
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let path = rest
+        .find('/')
+        .map_or("", |start| &rest[start..])
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("");
+    format!("{server}{}", path.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -285,19 +307,22 @@ mod tests {
 
     #[test]
     fn database_locations_leave_out_credentials_and_parameters() {
+        let here = std::env::current_dir().unwrap();
         assert_eq!(
-            database_location("sqlite://data/auth.db?mode=rwc"),
-            "data/auth.db"
+            location("sqlite://data/auth.db?mode=rwc"),
+            here.join("data/auth.db").display().to_string()
         );
-        assert_eq!(database_location("sqlite:///var/lib/a.db"), "/var/lib/a.db");
+        assert_eq!(location("sqlite:///var/lib/a.db"), "/var/lib/a.db");
+        assert_eq!(location("sqlite::memory:"), "memory");
         assert_eq!(
-            database_location("postgres://app:s3cret@db.internal:5432/auth?sslmode=require"),
-            "postgres://db.internal:5432/auth"
+            location("postgres://app:s3cret@db.internal:5432/auth?sslmode=require"),
+            "db.internal:5432/auth"
         );
         assert_eq!(
-            database_location("mysql://root@127.0.0.1:3306/test"),
-            "mysql://127.0.0.1:3306/test"
+            location("mysql://root@127.0.0.1:3306/test"),
+            "127.0.0.1:3306/test"
         );
-        assert_eq!(database_location("nonsense"), "(unparsable URL)");
+        assert_eq!(location("postgres://db"), "db:5432");
+        assert!(!location("nonsense://a:s3cret@").contains("s3cret"));
     }
 }

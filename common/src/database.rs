@@ -10,13 +10,13 @@
 
 use std::{
     fmt,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use sqlx::ConnectOptions;
 
-use crate::config::{ConfigError, redact_url, url_host_port};
+use crate::config::{ConfigError, redact_url};
+pub use crate::config::{location, sqlite_file};
 
 /// How long start-up keeps retrying a server that refuses or does not
 /// answer (one that is still starting, as under docker compose) before
@@ -150,32 +150,6 @@ fn transient(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("57P03" | "57P01")),
         _ => false,
     }
-}
-
-/// The file of a SQLite URL, as given (maybe relative); `None` for an
-/// in-memory database or another scheme.
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = &rest[..rest.find('?').unwrap_or(rest.len())];
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-}
-
-/// Where a database URL points, for messages: a SQLite file as an
-/// absolute path (a relative one is read from the working directory, which
-/// is easy to get wrong), a server as `host:port`.
-pub fn location(url: &str) -> String {
-    if let Some(file) = sqlite_file(url) {
-        return std::path::absolute(&file)
-            .unwrap_or(file)
-            .display()
-            .to_string();
-    }
-    if url.starts_with("sqlite:") {
-        return "memory".to_owned();
-    }
-    url_host_port(url).unwrap_or_else(|| redact_url(url))
 }
 
 /// Failing to open the database in variable `var` holding `url`, as one

@@ -32,7 +32,7 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct NotWritable {
     /// The variable holding the database URL.
     pub variable: &'static str,
-    /// Where it points, without credentials ([`crate::config::database_location`]).
+    /// Where it points, without credentials ([`crate::config::location`]).
     pub location: String,
     /// The database's answer, or that it timed out.
     pub reason: String,
@@ -57,7 +57,7 @@ where
     };
     Err(NotWritable {
         variable,
-        location: crate::config::database_location(url),
+        location: crate::config::location(url),
         reason,
     })
 }
@@ -180,7 +180,7 @@ mod tests {
         .await
         .unwrap_err()
         .to_string();
-        assert!(error.starts_with("AUTH_DATABASE_URL: the database at postgres://db:5432/auth cannot be written (cannot execute INSERT in a read-only transaction)"), "{error}");
+        assert!(error.starts_with("AUTH_DATABASE_URL: the database at db:5432/auth cannot be written (cannot execute INSERT in a read-only transaction)"), "{error}");
         assert!(!error.contains("s3cret"));
         assert!(
             require_writable("X", "sqlite://a.db", async { Ok::<(), &str>(()) })

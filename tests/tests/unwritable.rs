@@ -334,7 +334,7 @@ async fn audit_service_on_mariadb_needs_insert_to_start_and_to_stay_ready() {
         "audit-service",
         &env,
         "AUDIT_DATABASE_URL",
-        &format!("mysql://127.0.0.1:3306/{db}"),
+        &format!("127.0.0.1:3306/{db}"),
     );
     assert!(
         said.contains("cannot be written") && said.contains("INSERT"),
