@@ -16,6 +16,8 @@ use proto::{
 use serde_json::{Value, json};
 use system_tests::{Backend, TestSystem};
 
+use crate::support::trust_loopback;
+
 on_every_backend!(
     brute_force_on_one_account_from_many_ips_locks_it_and_mails_the_owner_once,
     responses_do_not_reveal_which_accounts_exist,
@@ -40,12 +42,6 @@ on_every_backend!(
 const LOGIN: &str = "/api/accounts/login/";
 const REFRESH: &str = "/api/accounts/login/refresh/";
 const LOGS: &str = "/api/accounts/logs/login/attemps/";
-
-/// Makes the gateway believe `X-Forwarded-For` from loopback, so a test
-/// can speak from as many client addresses as it needs.
-fn trust_loopback(gateway: &mut gateway::Config) {
-    gateway.trusted_proxies = "127.0.0.0/8".parse().unwrap();
-}
 
 /// A login from client address `ip` (sent as `X-Forwarded-For`).
 async fn login_from(sys: &TestSystem, ip: &str, username: &str, password: &str) -> Response {

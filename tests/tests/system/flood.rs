@@ -3,12 +3,13 @@
 //! record per client, reason and window, with a count, so every one is
 //! still accounted for (case 7 of issue 11).
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use proto::audit::v1::Attempt;
 use serde_json::json;
 use system_tests::{Backend, TestSystem};
-use tokio::sync::Barrier;
+
+use crate::support::{burst, post_from, trust_loopback};
 
 on_every_backend!(a_flood_of_refused_logins_is_stored_as_counted_records,);
 
@@ -18,36 +19,20 @@ const BURST: usize = 60;
 /// Bursts per kind of refusal.
 const BURSTS: usize = 5;
 
-/// Sends `BURST` logins with `body` from `ip`, released by one barrier;
-/// returns their statuses.
-async fn burst(sys: &TestSystem, ip: &str, body: &serde_json::Value) -> Vec<u16> {
-    let barrier = Arc::new(Barrier::new(BURST));
-    let tasks: Vec<_> = (0..BURST)
-        .map(|_| {
-            let send = sys
-                .http
-                .post(sys.url(LOGIN))
-                .header("x-forwarded-for", ip)
-                .json(body)
-                .send();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                send.await.unwrap().status().as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::with_capacity(BURST);
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
-    statuses
+/// `BURST` logins with `body` from `ip`, released by one barrier; their
+/// statuses.
+async fn flood(sys: &TestSystem, ip: &str, body: &serde_json::Value) -> Vec<u16> {
+    burst(BURST, |_| post_from(sys, ip, LOGIN, body.clone()))
+        .await
+        .into_iter()
+        .map(|reply| reply.status)
+        .collect()
 }
 
 async fn a_flood_of_refused_logins_is_stored_as_counted_records(backend: Backend) {
     let Some(sys) = TestSystem::start_with(backend, |auth, gw| {
         auth.brute_force.ip_failures = 3;
-        gw.trusted_proxies = "127.0.0.0/8".parse().unwrap();
+        trust_loopback(gw);
     })
     .await
     else {
@@ -61,7 +46,7 @@ async fn a_flood_of_refused_logins_is_stored_as_counted_records(backend: Backend
     let malformed = json!({"username": huge});
     let mut refused_malformed = 0;
     for _ in 0..BURSTS {
-        let statuses = burst(&sys, "198.51.100.1", &malformed).await;
+        let statuses = flood(&sys, "198.51.100.1", &malformed).await;
         assert!(statuses.iter().all(|&s| s == 400), "{statuses:?}");
         refused_malformed += statuses.len();
     }
@@ -72,7 +57,7 @@ async fn a_flood_of_refused_logins_is_stored_as_counted_records(backend: Backend
     let mut checked = 0;
     let mut throttled = 0;
     for _ in 0..BURSTS {
-        let statuses = burst(&sys, "198.51.100.2", &guess).await;
+        let statuses = flood(&sys, "198.51.100.2", &guess).await;
         checked += statuses.iter().filter(|&&s| s == 401).count();
         throttled += statuses.iter().filter(|&&s| s == 429).count();
     }

@@ -35,3 +35,4 @@ mod proxies;
 mod readiness;
 mod resilience;
 mod stream;
+mod support;

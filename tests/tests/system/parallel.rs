@@ -6,9 +6,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use system_tests::{Backend, TestSystem};
-use tokio::sync::Barrier;
+
+use crate::support::{burst, count, only, post_from, trust_loopback};
 
 on_every_backend!(
     a_burst_of_wrong_passwords_from_one_address_checks_only_the_allowed_few,
@@ -22,71 +23,6 @@ on_every_backend!(
 );
 
 const LOGIN: &str = "/api/accounts/login/";
-
-/// Status and JSON body of one response.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-/// Sends `n` requests built by `request`, all released by one barrier once
-/// every task is ready, and returns the replies in task order.
-async fn burst<F, Fut>(n: usize, request: F) -> Vec<Reply>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(n));
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let (barrier, send) = (barrier.clone(), request(i));
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let resp = send.await.unwrap();
-                let status = resp.status().as_u16();
-                let body = resp.json().await.unwrap_or(Value::Null);
-                Reply { status, body }
-            })
-        })
-        .collect();
-    let mut replies = Vec::with_capacity(n);
-    for task in tasks {
-        replies.push(task.await.unwrap());
-    }
-    replies
-}
-
-/// How many replies have `status`.
-fn count(replies: &[Reply], status: u16) -> usize {
-    replies.iter().filter(|r| r.status == status).count()
-}
-
-/// Every reply is one of `statuses`; shows the odd one otherwise.
-fn only(replies: &[Reply], statuses: &[u16]) {
-    if let Some(odd) = replies.iter().find(|r| !statuses.contains(&r.status)) {
-        panic!("unexpected reply {} {}", odd.status, odd.body);
-    }
-}
-
-/// A POST of `body` to `path` from client address `ip` (sent as
-/// `X-Forwarded-For`, which the gateway trusts from loopback here).
-fn post_from(
-    sys: &TestSystem,
-    ip: &str,
-    path: &str,
-    body: Value,
-) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send + use<> {
-    sys.http
-        .post(sys.url(path))
-        .header("x-forwarded-for", ip)
-        .json(&body)
-        .send()
-}
-
-fn trust_loopback(gateway: &mut gateway::Config) {
-    gateway.trusted_proxies = "127.0.0.0/8".parse().unwrap();
-}
 
 /// The log's reject reasons once it holds `n` attempts, counted.
 async fn reasons(sys: &TestSystem, n: usize) -> std::collections::BTreeMap<String, usize> {

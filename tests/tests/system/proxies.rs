@@ -4,6 +4,8 @@
 use serde_json::json;
 use system_tests::{Backend, TestSystem};
 
+use crate::support::trust_loopback;
+
 on_every_backend!(
     junk_left_of_a_blocked_client_does_not_lift_its_block,
     forwarded_names_the_client_when_the_proxies_use_it,
@@ -28,7 +30,7 @@ async fn login_with(sys: &TestSystem, header: (&str, &str), username: &str, pass
 async fn junk_left_of_a_blocked_client_does_not_lift_its_block(backend: Backend) {
     let Some(sys) = TestSystem::start_with(backend, |auth, gw| {
         auth.brute_force.ip_failures = 5;
-        gw.trusted_proxies = "127.0.0.0/8".parse().unwrap();
+        trust_loopback(gw);
     })
     .await
     else {
@@ -74,7 +76,7 @@ async fn junk_left_of_a_blocked_client_does_not_lift_its_block(backend: Backend)
 
 async fn forwarded_names_the_client_when_the_proxies_use_it(backend: Backend) {
     let Some(sys) = TestSystem::start_with(backend, |_, gw| {
-        gw.trusted_proxies = "127.0.0.0/8".parse().unwrap();
+        trust_loopback(gw);
         gw.forwarded_header = gateway::client_ip::ForwardedHeader::Forwarded;
     })
     .await

@@ -1,0 +1,75 @@
+//! What several scenarios use: requests from a chosen client address, and
+//! bursts of them released at one instant.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use system_tests::TestSystem;
+use tokio::sync::Barrier;
+
+/// Status and JSON body of one response.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+}
+
+/// Sends `n` requests built by `request`, all released by one barrier once
+/// every task is ready, and returns the replies in task order.
+pub(crate) async fn burst<F, Fut>(n: usize, request: F) -> Vec<Reply>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (barrier, send) = (barrier.clone(), request(i));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let resp = send.await.unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.json().await.unwrap_or(Value::Null);
+                Reply { status, body }
+            })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
+}
+
+/// How many replies have `status`.
+pub(crate) fn count(replies: &[Reply], status: u16) -> usize {
+    replies.iter().filter(|r| r.status == status).count()
+}
+
+/// Every reply is one of `statuses`; shows the odd one otherwise.
+pub(crate) fn only(replies: &[Reply], statuses: &[u16]) {
+    if let Some(odd) = replies.iter().find(|r| !statuses.contains(&r.status)) {
+        panic!("unexpected reply {} {}", odd.status, odd.body);
+    }
+}
+
+/// A POST of `body` to `path` from client address `ip` (sent as
+/// `X-Forwarded-For`, which the gateway trusts from loopback here).
+pub(crate) fn post_from(
+    sys: &TestSystem,
+    ip: &str,
+    path: &str,
+    body: Value,
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send + use<> {
+    sys.http
+        .post(sys.url(path))
+        .header("x-forwarded-for", ip)
+        .json(&body)
+        .send()
+}
+
+/// Makes the gateway believe `X-Forwarded-For` from loopback, so a test
+/// can speak from as many client addresses as it needs.
+pub(crate) fn trust_loopback(gateway: &mut gateway::Config) {
+    gateway.trusted_proxies = "127.0.0.0/8".parse().unwrap();
+}
