@@ -77,18 +77,52 @@ pub fn parse_listen_addr(name: &str, raw: &str) -> Result<SocketAddr, ConfigErro
         .ok_or_else(|| ConfigError::new(name, raw, format!("{host} has no address")))
 }
 
+/// A URL cut at its authority, for messages about it (never for
+/// connecting: the drivers parse URLs themselves).
+pub(crate) struct UrlParts<'a> {
+    pub scheme: &'a str,
+    /// `user` or `user:password`, when the URL has an `@`.
+    pub userinfo: Option<&'a str>,
+    /// `host`, `host:port` or `[v6]:port`; empty for a socket or a file.
+    pub host: &'a str,
+    /// Path, query and fragment, as written.
+    pub tail: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    /// `None` when `url` has no `scheme://`.
+    pub fn split(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        let (userinfo, host) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => (Some(userinfo), host),
+            None => (None, authority),
+        };
+        Some(Self {
+            scheme,
+            userinfo,
+            host,
+            tail,
+        })
+    }
+
+    /// The user and the password, when the URL carries a password.
+    pub fn credentials(&self) -> Option<(&'a str, &'a str)> {
+        self.userinfo?.split_once(':')
+    }
+}
+
 /// `url` with any password replaced by `***`, safe for logs and errors.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+    match UrlParts::split(url) {
+        Some(
+            parts @ UrlParts {
+                scheme, host, tail, ..
+            },
+        ) => match parts.credentials() {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
     }
 }
@@ -97,11 +131,7 @@ pub fn redact_url(url: &str) -> String {
 /// none is written), for messages; `None` when the URL names no host
 /// (a Unix socket given as a query parameter, a file).
 pub fn url_host_port(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let UrlParts { scheme, host, .. } = UrlParts::split(url)?;
     if host.is_empty() {
         return None;
     }
@@ -126,7 +156,17 @@ where
     T: FromStr,
     T::Err: fmt::Display,
 {
-    match var(name) {
+    parse_value(name, var(name), default)
+}
+
+/// [`parse_or`] for a value already looked up (`None` when unset), for
+/// configurations read through a lookup function in tests.
+pub fn parse_value<T>(name: &str, raw: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match raw {
         None => Ok(default),
         Some(raw) => raw
             .trim()
@@ -138,7 +178,16 @@ where
 /// The variable as a duration such as `90s`, `5m`, `12h`, `1d` (a bare number
 /// is seconds), or `default` when unset.
 pub fn duration_or(name: &str, default: Duration) -> Result<Duration, ConfigError> {
-    match var(name) {
+    duration_value(name, var(name), default)
+}
+
+/// [`duration_or`] for a value already looked up (`None` when unset).
+pub fn duration_value(
+    name: &str,
+    raw: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match raw {
         None => Ok(default),
         Some(raw) => parse_duration(&raw).ok_or_else(|| {
             ConfigError::new(name, &raw, "expected a duration like 30s, 5m, 12h or 1d")
@@ -214,13 +263,8 @@ pub fn location(url: &str) -> String {
         return redact_url(url);
     };
     // The database on that server, when the URL names one.
-    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
-    let path = rest
-        .find('/')
-        .map_or("", |start| &rest[start..])
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("");
+    let tail = UrlParts::split(url).map_or("", |parts| parts.tail);
+    let path = tail.split(['?', '#']).next().unwrap_or("");
     format!("{server}{}", path.trim_end_matches('/'))
 }
 

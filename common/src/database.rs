@@ -99,46 +99,34 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let cause = match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), options.connect()).await {
+        let patience = deadline
+            .saturating_duration_since(Instant::now())
+            .min(ATTEMPT_TIMEOUT);
+        let (cause, retry, answered) = match tokio::time::timeout(patience, options.connect()).await
+        {
             Ok(Ok(connection)) => {
                 let _ = sqlx::Connection::close(connection).await;
                 return Ok(());
             }
-            Ok(Err(e)) if !transient(&e) => describe(&e),
-            Ok(Err(e)) => {
-                let cause = describe(&e);
-                if Instant::now() + pause >= deadline {
-                    return Err(ConnectError {
-                        cause,
-                        tries,
-                        waited: start.elapsed(),
-                    });
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-                continue;
-            }
-            Err(_) => {
-                let cause = format!(
-                    "no answer within {:.1} s",
-                    left.min(ATTEMPT_TIMEOUT).as_secs_f64()
-                );
-                if Instant::now() + pause >= deadline {
-                    return Err(ConnectError {
-                        cause,
-                        tries,
-                        waited: start.elapsed(),
-                    });
-                }
-                continue;
-            }
+            Ok(Err(e)) => (describe(&e), transient(&e), true),
+            Err(_) => (
+                format!("no answer within {:.1} s", patience.as_secs_f64()),
+                true,
+                false,
+            ),
         };
-        return Err(ConnectError {
-            cause,
-            tries,
-            waited: start.elapsed(),
-        });
+        if !retry || Instant::now() + pause >= deadline {
+            return Err(ConnectError {
+                cause,
+                tries,
+                waited: start.elapsed(),
+            });
+        }
+        // An attempt that timed out has waited already.
+        if answered {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 }
 
@@ -172,11 +160,8 @@ pub fn config_error(var: &str, url: &str, reason: impl Into<String>) -> ConfigEr
 
 /// `text` with the password of `url` (if any) replaced by `***`.
 fn scrub(text: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .map(|(_, rest)| &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+    let password = crate::config::UrlParts::split(url)
+        .and_then(|parts| parts.credentials())
         .map(|(_, password)| password)
         .filter(|p| !p.is_empty());
     match password {

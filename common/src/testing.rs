@@ -45,24 +45,24 @@ fn fresh_name() -> String {
 /// at `server_url` and returns its URL. Panics (failing the test) when the
 /// server cannot be reached.
 pub async fn fresh_postgres(server_url: &str) -> String {
-    let mut conn = sqlx::PgConnection::connect(server_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {server_url} is unreachable: {e}"));
-    let name = fresh_name();
-    let ddl = format!("CREATE DATABASE {name}");
-    conn.execute(sqlx::AssertSqlSafe(ddl))
-        .await
-        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-    with_database(server_url, &name)
+    fresh_database::<sqlx::PgConnection>("PostgreSQL", server_url).await
 }
 
 /// Creates an empty MySQL/MariaDB database named `test_<uuid>` and returns
 /// its URL. Panics when the server cannot be reached.
 #[cfg(feature = "mysql")]
 pub async fn fresh_mysql(server_url: &str) -> String {
-    let mut conn = sqlx::MySqlConnection::connect(server_url)
+    fresh_database::<sqlx::MySqlConnection>("MySQL", server_url).await
+}
+
+async fn fresh_database<C>(engine: &str, server_url: &str) -> String
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c>,
+{
+    let mut conn = C::connect(server_url)
         .await
-        .unwrap_or_else(|e| panic!("MySQL at {server_url} is unreachable: {e}"));
+        .unwrap_or_else(|e| panic!("{engine} at {server_url} is unreachable: {e}"));
     let name = fresh_name();
     let ddl = format!("CREATE DATABASE {name}");
     conn.execute(sqlx::AssertSqlSafe(ddl))

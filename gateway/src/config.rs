@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use axum::http::Uri;
-use common::config::{ConfigError, Secret};
+use common::config::{ConfigError, Secret, duration_value, parse_value};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -145,18 +145,16 @@ impl Config {
         // Refuse a token that cannot travel as a header now rather than on
         // every call.
         common::internal_auth::AttachToken::new(internal_token.as_ref())?;
-        let trusted_proxies = match get("TRUSTED_PROXIES") {
-            None => TrustedProxies::default(),
-            Some(raw) => raw
-                .parse()
-                .map_err(|reason: String| ConfigError::new("TRUSTED_PROXIES", &raw, reason))?,
-        };
-        let forwarded_header = match get("TRUSTED_PROXY_HEADER") {
-            None => ForwardedHeader::default(),
-            Some(raw) => raw
-                .parse()
-                .map_err(|reason: String| ConfigError::new("TRUSTED_PROXY_HEADER", &raw, reason))?,
-        };
+        let trusted_proxies = parse_value(
+            "TRUSTED_PROXIES",
+            get("TRUSTED_PROXIES"),
+            TrustedProxies::default(),
+        )?;
+        let forwarded_header = parse_value(
+            "TRUSTED_PROXY_HEADER",
+            get("TRUSTED_PROXY_HEADER"),
+            ForwardedHeader::default(),
+        )?;
         let internal_tls = common::tls::ClientTls::from_lookup(get)?;
         internal_tls.check_url("AUTH_GRPC_URL", &auth_grpc_url)?;
         internal_tls.check_url("AUDIT_GRPC_URL", &audit_grpc_url)?;
@@ -170,11 +168,7 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 9100)),
         )?;
 
-        let duration = |name: &str, default: Duration| match get(name) {
-            None => Ok(default),
-            Some(raw) => common::config::parse_duration(&raw)
-                .ok_or_else(|| ConfigError::new(name, &raw, "expected a duration like 10s or 1m")),
-        };
+        let duration = |name: &str, default: Duration| duration_value(name, get(name), default);
         let max_connections = match get("GATEWAY_MAX_CONNECTIONS") {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(raw) => raw

@@ -144,6 +144,52 @@ pub fn audit_service_env(addr: SocketAddr, dir: &Path) -> Vec<(&'static str, Str
     ]
 }
 
+/// The environment of an auth-service on `addr` with its SQLite database
+/// and mail folder in `dir`, streaming to the audit-service at `audit`,
+/// serving metrics on any free port. Add or replace entries with [`set`].
+pub fn auth_service_env(
+    addr: SocketAddr,
+    audit: SocketAddr,
+    dir: &Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("AUTH_GRPC_ADDR", addr.to_string()),
+        ("AUTH_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "AUTH_DATABASE_URL",
+            format!("sqlite://{}", dir.join("auth.db").display()),
+        ),
+        ("AUDIT_GRPC_URL", format!("http://{audit}")),
+        ("MAIL_DIR", dir.join("mail").display().to_string()),
+    ]
+}
+
+/// The environment of a gateway on `addr` in front of `auth` and `audit`,
+/// serving metrics on any free port.
+pub fn gateway_env(
+    addr: SocketAddr,
+    auth: SocketAddr,
+    audit: SocketAddr,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("GATEWAY_ADDR", addr.to_string()),
+        ("GATEWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        ("AUTH_GRPC_URL", format!("http://{auth}")),
+        ("AUDIT_GRPC_URL", format!("http://{audit}")),
+    ]
+}
+
+/// `env` with `name` set to `value` (replaced when present).
+pub fn set(
+    mut env: Vec<(&'static str, String)>,
+    name: &'static str,
+    value: impl Into<String>,
+) -> Vec<(&'static str, String)> {
+    env.retain(|(k, _)| *k != name);
+    env.push((name, value.into()));
+    env
+}
+
 /// Runs binary `name` with exactly `env` (plus `RUST_LOG=warn`) until it
 /// exits, for start-up refusals: how it exited and what it printed (stdout
 /// and stderr together). Fails the test when it is still running after
@@ -267,35 +313,25 @@ impl RealSystem {
         // `data/mail` under the folder, as the README has it under the
         // repository: its commands run there unchanged.
         let mail_dir = dir.path().join("data").join("mail");
-        let mut audit_env = audit_service_env(audit, dir.path());
-        audit_env.retain(|(k, _)| *k != "AUDIT_METRICS_ADDR");
-        audit_env.push(("AUDIT_METRICS_ADDR", metrics[2].1.to_string()));
+        let audit_env = set(
+            audit_service_env(audit, dir.path()),
+            "AUDIT_METRICS_ADDR",
+            metrics[2].1.to_string(),
+        );
         let mut processes = Processes::default();
         processes.0.push(spawn("audit-service", &audit_env));
         wait_listening(audit, "audit-service");
-        processes.0.push(spawn(
-            "auth-service",
-            &[
-                ("AUTH_GRPC_ADDR", auth.to_string()),
-                ("AUTH_METRICS_ADDR", metrics[1].1.to_string()),
-                (
-                    "AUTH_DATABASE_URL",
-                    format!("sqlite://{}", dir.path().join("auth.db").display()),
-                ),
-                ("AUDIT_GRPC_URL", format!("http://{audit}")),
-                ("MAIL_DIR", mail_dir.display().to_string()),
-            ],
-        ));
+        let auth_env = auth_service_env(auth, audit, dir.path());
+        let auth_env = set(auth_env, "AUTH_METRICS_ADDR", metrics[1].1.to_string());
+        let auth_env = set(auth_env, "MAIL_DIR", mail_dir.display().to_string());
+        processes.0.push(spawn("auth-service", &auth_env));
         wait_listening(auth, "auth-service");
-        processes.0.push(spawn(
-            "gateway",
-            &[
-                ("GATEWAY_ADDR", gateway.to_string()),
-                ("GATEWAY_METRICS_ADDR", metrics[0].1.to_string()),
-                ("AUTH_GRPC_URL", format!("http://{auth}")),
-                ("AUDIT_GRPC_URL", format!("http://{audit}")),
-            ],
-        ));
+        let gateway_env = set(
+            gateway_env(gateway, auth, audit),
+            "GATEWAY_METRICS_ADDR",
+            metrics[0].1.to_string(),
+        );
+        processes.0.push(spawn("gateway", &gateway_env));
         wait_listening(gateway, "gateway");
         for (name, addr) in metrics {
             wait_listening(addr, name);

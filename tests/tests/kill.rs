@@ -13,7 +13,8 @@ use std::{
 };
 
 use system_tests::processes::{
-    Processes, all_attempts, audit_service_env, build_binaries, free_addr, spawn, wait_listening,
+    Processes, all_attempts, audit_service_env, auth_service_env, build_binaries, free_addr,
+    gateway_env, spawn, wait_listening,
 };
 
 /// One login through the gateway; returns (status, request id).
@@ -42,27 +43,12 @@ async fn every_login_is_logged_exactly_once_across_an_audit_service_sigkill() {
     wait_listening(audit, "audit-service");
     procs.0.push(spawn(
         "auth-service",
-        &[
-            ("AUTH_GRPC_ADDR", auth.to_string()),
-            ("AUTH_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "AUTH_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("auth.db").display()),
-            ),
-            ("AUDIT_GRPC_URL", format!("http://{audit}")),
-            ("MAIL_DIR", dir.path().join("mail").display().to_string()),
-        ],
+        &auth_service_env(auth, audit, dir.path()),
     ));
     wait_listening(auth, "auth-service");
-    procs.0.push(spawn(
-        "gateway",
-        &[
-            ("GATEWAY_ADDR", gateway.to_string()),
-            ("GATEWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("AUTH_GRPC_URL", format!("http://{auth}")),
-            ("AUDIT_GRPC_URL", format!("http://{audit}")),
-        ],
-    ));
+    procs
+        .0
+        .push(spawn("gateway", &gateway_env(gateway, auth, audit)));
     wait_listening(gateway, "gateway");
     let http = reqwest::Client::new();
 

@@ -9,7 +9,8 @@
 use std::{sync::Arc, time::Duration};
 
 use system_tests::processes::{
-    Processes, audit_service_env, build_binaries, free_addr, spawn, wait_listening,
+    Processes, audit_service_env, auth_service_env, build_binaries, free_addr, gateway_env, set,
+    spawn, wait_listening,
 };
 use tokio::sync::Barrier;
 
@@ -38,34 +39,17 @@ async fn two_auth_replicas_on_one_database_check_no_more_passwords_than_one() {
     let mut gateways = Vec::new();
     for replica in 0..2 {
         let (auth, gateway) = (free_addr(), free_addr());
-        procs.0.push(spawn(
-            "auth-service",
-            &[
-                ("AUTH_GRPC_ADDR", auth.to_string()),
-                ("AUTH_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-                ("AUTH_DATABASE_URL", auth_db.clone()),
-                ("AUDIT_GRPC_URL", format!("http://{audit}")),
-                (
-                    "MAIL_DIR",
-                    dir.path()
-                        .join(format!("mail{replica}"))
-                        .display()
-                        .to_string(),
-                ),
-                // Longer than the burst lasts, so the count is exact.
-                ("AUTH_BF_PAIR_BASE_DELAY", "120s".to_owned()),
-            ],
-        ));
+        let mail = dir.path().join(format!("mail{replica}"));
+        let env = auth_service_env(auth, audit, dir.path());
+        let env = set(env, "AUTH_DATABASE_URL", auth_db.clone());
+        let env = set(env, "MAIL_DIR", mail.display().to_string());
+        // Longer than the burst lasts, so the count is exact.
+        let env = set(env, "AUTH_BF_PAIR_BASE_DELAY", "120s");
+        procs.0.push(spawn("auth-service", &env));
         wait_listening(auth, "auth-service");
-        procs.0.push(spawn(
-            "gateway",
-            &[
-                ("GATEWAY_ADDR", gateway.to_string()),
-                ("GATEWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-                ("AUTH_GRPC_URL", format!("http://{auth}")),
-                ("AUDIT_GRPC_URL", format!("http://{audit}")),
-            ],
-        ));
+        procs
+            .0
+            .push(spawn("gateway", &gateway_env(gateway, auth, audit)));
         wait_listening(gateway, "gateway");
         gateways.push(gateway);
     }

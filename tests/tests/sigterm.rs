@@ -16,7 +16,8 @@ use std::{
 };
 
 use system_tests::processes::{
-    Processes, all_attempts, build_binaries, free_addr, spawn, terminate, wait_exit, wait_listening,
+    Processes, all_attempts, audit_service_env, auth_service_env, build_binaries, free_addr,
+    gateway_env, set, spawn, terminate, wait_exit, wait_listening,
 };
 
 /// Logins per wave: enough that argon2 (a few dozen per second per core)
@@ -60,18 +61,13 @@ fn wave(
 }
 
 fn auth_env(dir: &Path, auth: SocketAddr, audit: SocketAddr) -> Vec<(&'static str, String)> {
-    vec![
-        ("AUTH_GRPC_ADDR", auth.to_string()),
-        (
-            "AUTH_DATABASE_URL",
-            format!("sqlite://{}", dir.join("auth.db").display()),
-        ),
-        ("AUDIT_GRPC_URL", format!("http://{audit}")),
-        ("MAIL_DIR", dir.join("mail").display().to_string()),
-        // Every login here is a failure from one IP: keep them all real
-        // 401 attempts rather than throttled ones.
-        ("AUTH_BF_IP_FAILURES", "100000".to_owned()),
-    ]
+    // Every login here is a failure from one IP: keep them all real 401
+    // attempts rather than throttled ones.
+    set(
+        auth_service_env(auth, audit, dir),
+        "AUTH_BF_IP_FAILURES",
+        "100000",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,25 +78,16 @@ async fn sigterm_under_load_finishes_in_flight_logins_and_loses_no_attempt() {
     let mut procs = Processes::default();
     procs.0.push(spawn(
         "audit-service",
-        &[
-            ("AUDIT_GRPC_ADDR", audit.to_string()),
-            (
-                "AUDIT_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("audit.db").display()),
-            ),
-        ],
+        &audit_service_env(audit, dir.path()),
     ));
     wait_listening(audit, "audit-service");
     procs
         .0
         .push(spawn("auth-service", &auth_env(dir.path(), auth, audit)));
     wait_listening(auth, "auth-service");
-    let gateway_env = [
-        ("GATEWAY_ADDR", gateway.to_string()),
-        ("AUTH_GRPC_URL", format!("http://{auth}")),
-        ("AUDIT_GRPC_URL", format!("http://{audit}")),
-    ];
-    procs.0.push(spawn("gateway", &gateway_env));
+    procs
+        .0
+        .push(spawn("gateway", &gateway_env(gateway, auth, audit)));
     wait_listening(gateway, "gateway");
     let http = reqwest::Client::new();
 

@@ -103,38 +103,40 @@ async fn operator_sql(sys: &TestSystem, sql: &str) {
 }
 
 async fn the_tail_ends_soon_after_its_admin_is_demoted(backend: Backend) {
-    let Some(sys) = start(backend).await else {
-        return;
-    };
-    let admin = sys.admin_token().await;
-    let mut tail = open_tail(&sys, &admin).await;
-
-    operator_sql(
-        &sys,
+    the_tail_ends_soon_after_an_operator_changes_its_admin(
+        backend,
         "UPDATE users SET is_staff = FALSE WHERE username_lower = 'root'",
+        "not_staff",
     )
     .await;
-    let changed = Instant::now();
-
-    assert_ended(&sys, &mut tail, changed, "not_staff", PROMPTLY).await;
-    sys.shutdown().await;
 }
 
 async fn the_tail_ends_soon_after_its_admin_is_disabled(backend: Backend) {
+    the_tail_ends_soon_after_an_operator_changes_its_admin(
+        backend,
+        "UPDATE users SET is_active = FALSE WHERE username_lower = 'root'",
+        "token_inactive",
+    )
+    .await;
+}
+
+/// An operator's `sql` on the admin's account ends their open tail with
+/// `reason` within [`PROMPTLY`].
+async fn the_tail_ends_soon_after_an_operator_changes_its_admin(
+    backend: Backend,
+    sql: &str,
+    reason: &str,
+) {
     let Some(sys) = start(backend).await else {
         return;
     };
     let admin = sys.admin_token().await;
     let mut tail = open_tail(&sys, &admin).await;
 
-    operator_sql(
-        &sys,
-        "UPDATE users SET is_active = FALSE WHERE username_lower = 'root'",
-    )
-    .await;
+    operator_sql(&sys, sql).await;
     let changed = Instant::now();
 
-    assert_ended(&sys, &mut tail, changed, "token_inactive", PROMPTLY).await;
+    assert_ended(&sys, &mut tail, changed, reason, PROMPTLY).await;
     sys.shutdown().await;
 }
 
