@@ -347,7 +347,10 @@ mod tests {
             Verified::No
         );
         // A legacy hash of ASCII text is a hash of its normalised form.
-        let ascii = Argon2::default().hash_password(b"plain-pass-42").unwrap().to_string();
+        let ascii = Argon2::default()
+            .hash_password(b"plain-pass-42")
+            .unwrap()
+            .to_string();
         assert_eq!(
             h.verify_stored("plain-pass-42".into(), Some(ascii), true)
                 .await

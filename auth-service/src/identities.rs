@@ -23,7 +23,10 @@ pub async fn migrate<S: AuthStore>(store: &S, now: i64) -> anyhow::Result<Vec<Na
         migrated += n;
     }
     if migrated > 0 {
-        tracing::info!(accounts = migrated, "name keys computed for existing accounts");
+        tracing::info!(
+            accounts = migrated,
+            "name keys computed for existing accounts"
+        );
     }
     let collisions = store.name_collisions().await?;
     for c in &collisions {

@@ -37,7 +37,10 @@ pub fn email_fold(text: &str) -> String {
     };
     let local: String = local.nfc().collect();
     let local: String = caseless::default_case_fold_str(&local).nfc().collect();
-    format!("{local}@{}", ascii_domain(domain).unwrap_or_else(|| domain.to_lowercase()))
+    format!(
+        "{local}@{}",
+        ascii_domain(domain).unwrap_or_else(|| domain.to_lowercase())
+    )
 }
 
 /// The domain in IDNA ASCII (`bücher.de` → `xn--bcher-kva.de`),
@@ -134,7 +137,10 @@ mod tests {
         assert_eq!(email_fold("Ann@Example.COM"), "ann@example.com");
         assert_eq!(email_fold("ann@Bücher.de"), "ann@xn--bcher-kva.de");
         assert_eq!(email_fold("ann@xn--bcher-kva.de"), "ann@xn--bcher-kva.de");
-        assert_eq!(email_fold("jose\u{301}@x.test"), email_fold("jos\u{e9}@x.test"));
+        assert_eq!(
+            email_fold("jose\u{301}@x.test"),
+            email_fold("jos\u{e9}@x.test")
+        );
     }
 
     #[test]

@@ -111,14 +111,14 @@ mod tests {
     #[test]
     fn invisible_control_and_mixed_script_names_are_refused() {
         for bad in [
-            "ad\u{200d}min",  // zero-width joiner
-            "ad\u{200b}min",  // zero-width space
-            "admin\u{202e}",  // right-to-left override
-            "ad\u{0}min",     // NUL
-            "ad\u{3164}min",  // Hangul filler: a "letter" that shows nothing
-            "ad\u{ad}min",    // soft hyphen
-            "\u{430}dmin",    // Cyrillic а among Latin letters
-            "раypal",         // Cyrillic р and а
+            "ad\u{200d}min", // zero-width joiner
+            "ad\u{200b}min", // zero-width space
+            "admin\u{202e}", // right-to-left override
+            "ad\u{0}min",    // NUL
+            "ad\u{3164}min", // Hangul filler: a "letter" that shows nothing
+            "ad\u{ad}min",   // soft hyphen
+            "\u{430}dmin",   // Cyrillic а among Latin letters
+            "раypal",        // Cyrillic р and а
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} was accepted");
         }

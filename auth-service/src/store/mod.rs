@@ -25,8 +25,8 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow,
-    ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser, OutboxEntry,
+    OutboxRow, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so

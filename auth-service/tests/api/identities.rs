@@ -80,7 +80,10 @@ async fn legacy_database(postgres: bool, dir: &std::path::Path) -> Option<String
 async fn serve(
     url: &str,
     dir: &std::path::Path,
-) -> (AuthServiceClient<tonic::transport::Channel>, oneshot::Sender<()>) {
+) -> (
+    AuthServiceClient<tonic::transport::Channel>,
+    oneshot::Sender<()>,
+) {
     let config = auth_service::Config::for_tests(url, "http://127.0.0.1:9", dir.join("mail"));
     let app = auth_service::Application::build(config).await.unwrap();
     let addr = app.local_addr();
@@ -143,13 +146,25 @@ async fn legacy_accounts_migrate_and_collisions_are_reported(postgres: bool) {
     );
     // Everyone still logs in by the name they always used.
     assert_eq!(login_as(&mut client, "admin", "admin-pass-1").await, Ok(1));
-    assert_eq!(login_as(&mut client, "ａｄｍｉｎ", NFD_PASSWORD).await, Ok(2));
-    assert_eq!(login_as(&mut client, "\u{430}dmin", "cyr-pass-1").await, Ok(3));
+    assert_eq!(
+        login_as(&mut client, "ａｄｍｉｎ", NFD_PASSWORD).await,
+        Ok(2)
+    );
+    assert_eq!(
+        login_as(&mut client, "\u{430}dmin", "cyr-pass-1").await,
+        Ok(3)
+    );
     assert_eq!(login_as(&mut client, "carol", "carol-pass-1").await, Ok(4));
     // An email is its account's first: the legacy username equal to it
     // no longer shadows it.
-    assert_eq!(login_as(&mut client, "vic@example.com", "vic-pass-1").await, Ok(6));
-    assert_eq!(login_as(&mut client, "VIC@EXAMPLE.COM", "vic-pass-1").await, Ok(6));
+    assert_eq!(
+        login_as(&mut client, "vic@example.com", "vic-pass-1").await,
+        Ok(6)
+    );
+    assert_eq!(
+        login_as(&mut client, "VIC@EXAMPLE.COM", "vic-pass-1").await,
+        Ok(6)
+    );
     assert_eq!(login_as(&mut client, "vic", "vic-pass-1").await, Ok(6));
     assert_eq!(
         login_as(&mut client, "mallory@example.com", "mallory-pass-1").await,
@@ -157,12 +172,21 @@ async fn legacy_accounts_migrate_and_collisions_are_reported(postgres: bool) {
     );
     // Migrated keys are the new ones: fullwidth and upper case of a name
     // that did not collide find it.
-    assert_eq!(login_as(&mut client, "ＣＡＲＯＬ", "carol-pass-1").await, Ok(4));
+    assert_eq!(
+        login_as(&mut client, "ＣＡＲＯＬ", "carol-pass-1").await,
+        Ok(4)
+    );
 
     // The decomposed login above matched the legacy hash as typed and
     // rehashed it in NFKC: from then on either typing works.
-    assert_eq!(login_as(&mut client, "wide@example.com", NFC_PASSWORD).await, Ok(2));
-    assert_eq!(login_as(&mut client, "wide@example.com", NFD_PASSWORD).await, Ok(2));
+    assert_eq!(
+        login_as(&mut client, "wide@example.com", NFC_PASSWORD).await,
+        Ok(2)
+    );
+    assert_eq!(
+        login_as(&mut client, "wide@example.com", NFD_PASSWORD).await,
+        Ok(2)
+    );
 
     // A second start migrates nothing again and reports the same.
     let _ = stop.send(());

@@ -44,7 +44,8 @@ async fn fullwidth_case_ligature_and_script_lookalikes_of_a_name_are_refused(bac
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
-    sys.active_user("admin", "admin@example.com", "admin-pass-12").await;
+    sys.active_user("admin", "admin@example.com", "admin-pass-12")
+        .await;
     let taken = json!({"username": ["A user with that username already exists."]});
     for lookalike in ["ａｄｍｉｎ", "ＡＤＭＩＮ", "Admin", "adm\u{131}n", "adrnin"] {
         let (status, body) = sys
@@ -53,17 +54,35 @@ async fn fullwidth_case_ligature_and_script_lookalikes_of_a_name_are_refused(bac
         assert_eq!((status, &body), (400, &taken), "{lookalike:?}");
     }
     // Mixed scripts and invisible characters are refused for what they are.
-    for odd in ["\u{430}dmin", "ad\u{200d}min", "ad\u{200b}min", "admin\u{202e}"] {
+    for odd in [
+        "\u{430}dmin",
+        "ad\u{200d}min",
+        "ad\u{200b}min",
+        "admin\u{202e}",
+    ] {
         let (status, body) = sys
             .post_json(REGISTER, account(odd, "someone@example.com"))
             .await;
         assert_eq!(status, 400, "{odd:?}: {body}");
-        assert!(body["username"][0].as_str().unwrap().starts_with("Enter a"), "{body}");
+        assert!(
+            body["username"][0].as_str().unwrap().starts_with("Enter a"),
+            "{body}"
+        );
     }
     // A ligature is stored as its letters, and its letters are then taken.
-    let (status, body) = sys.post_json(REGISTER, account("ﬁnn", "finn@example.com")).await;
-    assert_eq!((status, body), (201, json!({"username": "finn", "email": "finn@example.com"})));
-    let (status, _) = sys.post_json(REGISTER, account("FINN", "finn2@example.com")).await;
+    let (status, body) = sys
+        .post_json(REGISTER, account("ﬁnn", "finn@example.com"))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            201,
+            json!({"username": "finn", "email": "finn@example.com"})
+        )
+    );
+    let (status, _) = sys
+        .post_json(REGISTER, account("FINN", "finn2@example.com"))
+        .await;
     assert_eq!(status, 400);
     // The fullwidth spelling logs in to the one account.
     assert_eq!(
@@ -73,32 +92,46 @@ async fn fullwidth_case_ligature_and_script_lookalikes_of_a_name_are_refused(bac
     sys.shutdown().await;
 }
 
-async fn an_email_typed_nfc_or_nfd_or_as_an_international_domain_is_one_account(
-    backend: Backend,
-) {
+async fn an_email_typed_nfc_or_nfd_or_as_an_international_domain_is_one_account(backend: Backend) {
     // The relay is declared SMTPUTF8-capable, so non-ASCII local parts register.
     let Some(sys) = TestSystem::start_with(backend, |auth, _| auth.mail_smtputf8 = true).await
     else {
         return;
     };
     let taken = json!({"email": ["A user with that email already exists."]});
-    let (status, body) = sys.post_json(REGISTER, account("jose", "jos\u{e9}@example.com")).await;
+    let (status, body) = sys
+        .post_json(REGISTER, account("jose", "jos\u{e9}@example.com"))
+        .await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = sys.post_json(REGISTER, account("jose2", "jose\u{301}@example.com")).await;
+    let (status, body) = sys
+        .post_json(REGISTER, account("jose2", "jose\u{301}@example.com"))
+        .await;
     assert_eq!((status, body), (400, taken.clone()));
-    let (status, body) = sys.post_json(REGISTER, account("jose3", "JOS\u{c9}@EXAMPLE.com")).await;
+    let (status, body) = sys
+        .post_json(REGISTER, account("jose3", "JOS\u{c9}@EXAMPLE.com"))
+        .await;
     assert_eq!((status, body), (400, taken.clone()));
 
     // An international domain is stored as the relay needs it, and its
     // Unicode, decomposed and ASCII spellings are one address.
-    let (status, body) = sys.post_json(REGISTER, account("ann", "ann@B\u{fc}cher.de")).await;
-    assert_eq!((status, body), (201, json!({"username": "ann", "email": "ann@xn--bcher-kva.de"})));
+    let (status, body) = sys
+        .post_json(REGISTER, account("ann", "ann@B\u{fc}cher.de"))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            201,
+            json!({"username": "ann", "email": "ann@xn--bcher-kva.de"})
+        )
+    );
     for same in ["ann@bu\u{308}cher.de", "ANN@xn--bcher-kva.de"] {
         let (status, body) = sys.post_json(REGISTER, account("ann2", same)).await;
         assert_eq!((status, body), (400, taken.clone()), "{same:?}");
     }
     // A lookalike domain (Cyrillic а) is another account's address too.
-    let (status, body) = sys.post_json(REGISTER, account("eve", "jos\u{e9}@ex\u{430}mple.com")).await;
+    let (status, body) = sys
+        .post_json(REGISTER, account("eve", "jos\u{e9}@ex\u{430}mple.com"))
+        .await;
     assert_eq!((status, body), (400, taken));
     sys.shutdown().await;
 }
@@ -107,13 +140,18 @@ async fn a_password_registered_decomposed_logs_in_typed_composed(backend: Backen
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
-    sys.active_user("zoe", "zoe@example.com", "cafe\u{301}-cre\u{300}me-42").await;
+    sys.active_user("zoe", "zoe@example.com", "cafe\u{301}-cre\u{300}me-42")
+        .await;
     sys.login("zoe", "caf\u{e9}-cr\u{e8}me-42").await;
     sys.login("zoe", "cafe\u{301}-cre\u{300}me-42").await;
     // Compatibility forms are one password too (fullwidth digits).
-    sys.login("zoe", "caf\u{e9}-cr\u{e8}me-\u{ff14}\u{ff12}").await;
+    sys.login("zoe", "caf\u{e9}-cr\u{e8}me-\u{ff14}\u{ff12}")
+        .await;
     let (status, _) = sys
-        .post_json("/api/accounts/login/", json!({"username": "zoe", "password": "cafe-creme-42"}))
+        .post_json(
+            "/api/accounts/login/",
+            json!({"username": "zoe", "password": "cafe-creme-42"}),
+        )
         .await;
     assert_eq!(status, 401);
     sys.shutdown().await;
@@ -145,33 +183,52 @@ async fn a_username_equal_to_another_accounts_email_is_refused_both_ways(backend
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
-    sys.active_user("vic", "vic@example.com", "vic-pass-1234").await;
+    sys.active_user("vic", "vic@example.com", "vic-pass-1234")
+        .await;
     // An unverified account cannot take vic's email as its username.
     for name in ["VIC@example.com", "vic@EXAMPLE.com", "ｖｉｃ@example.com"] {
-        let (status, body) = sys.post_json(REGISTER, account(name, "mallory@example.com")).await;
+        let (status, body) = sys
+            .post_json(REGISTER, account(name, "mallory@example.com"))
+            .await;
         assert_eq!(
             (status, body),
-            (400, json!({"username": ["A user with that username already exists."]})),
+            (
+                400,
+                json!({"username": ["A user with that username already exists."]})
+            ),
             "{name:?}"
         );
     }
     // The other order: a username shaped like an email holds that email.
-    let (status, _) = sys.post_json(REGISTER, account("eve@example.com", "mallory@example.com")).await;
+    let (status, _) = sys
+        .post_json(REGISTER, account("eve@example.com", "mallory@example.com"))
+        .await;
     assert_eq!(status, 201);
-    let (status, body) = sys.post_json(REGISTER, account("eve", "EVE@example.com")).await;
-    assert_eq!((status, body), (400, json!({"email": ["A user with that email already exists."]})));
+    let (status, body) = sys
+        .post_json(REGISTER, account("eve", "EVE@example.com"))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"email": ["A user with that email already exists."]})
+        )
+    );
     // One's own email as username is not a capture.
-    let (status, _) = sys.post_json(REGISTER, account("ann@example.com", "Ann@example.com")).await;
+    let (status, _) = sys
+        .post_json(REGISTER, account("ann@example.com", "Ann@example.com"))
+        .await;
     assert_eq!(status, 201);
     // vic still logs in by email, as vic.
     let by_name = user_id(&sys.login("vic", "vic-pass-1234").await);
-    assert_eq!(user_id(&sys.login("VIC@example.com", "vic-pass-1234").await), by_name);
+    assert_eq!(
+        user_id(&sys.login("VIC@example.com", "vic-pass-1234").await),
+        by_name
+    );
     sys.shutdown().await;
 }
 
-async fn an_email_login_reaches_its_account_past_a_username_that_looks_like_it(
-    backend: Backend,
-) {
+async fn an_email_login_reaches_its_account_past_a_username_that_looks_like_it(backend: Backend) {
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
@@ -187,10 +244,15 @@ async fn an_email_login_reaches_its_account_past_a_username_that_looks_like_it(
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
         sqlx::query(insert).execute(&pool).await.unwrap();
     }
-    sys.active_user("vic", "vic@example.com", "vic-pass-1234").await;
+    sys.active_user("vic", "vic@example.com", "vic-pass-1234")
+        .await;
     let vic = user_id(&sys.login("vic", "vic-pass-1234").await);
     for identifier in ["vic@example.com", "VIC@example.com", "Vic@Example.COM"] {
-        assert_eq!(user_id(&sys.login(identifier, "vic-pass-1234").await), vic, "{identifier}");
+        assert_eq!(
+            user_id(&sys.login(identifier, "vic-pass-1234").await),
+            vic,
+            "{identifier}"
+        );
     }
     // The log names vic's account, not the shadowing one, as the one tried.
     let attempts = sys.wait_for_attempts(4).await;
@@ -209,7 +271,16 @@ async fn lookalike_registrations_released_at_one_instant_create_one_account(back
     else {
         return;
     };
-    let names = ["racer", "RACER", "ｒａｃｅｒ", "Racer", "rAcer", "ＲＡＣＥＲ", "raceR", "RaCeR"];
+    let names = [
+        "racer",
+        "RACER",
+        "ｒａｃｅｒ",
+        "Racer",
+        "rAcer",
+        "ＲＡＣＥＲ",
+        "raceR",
+        "RaCeR",
+    ];
     let replies = burst(names.len(), |i| {
         post_from(
             &sys,

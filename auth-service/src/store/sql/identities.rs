@@ -61,11 +61,7 @@ where
     /// Computes the new keys of up to `batch` accounts that predate them
     /// (in one transaction) and returns how many it looked at; 0 once every
     /// account has been done, which is then recorded.
-    pub(super) async fn migrate_identities(
-        &self,
-        batch: i64,
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    pub(super) async fn migrate_identities(&self, batch: i64, now: i64) -> Result<u64, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // Locks the row: replicas starting together take turns.
@@ -123,14 +119,12 @@ where
                 collided.push((username_key.clone(), ClaimKind::Username, holder));
             }
             if collided.is_empty() {
-                sqlx::query(
-                    "UPDATE users SET username_lower = $2, email_lower = $3 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(&username_key)
-                .bind(&email_key)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE users SET username_lower = $2, email_lower = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(&username_key)
+                    .bind(&email_key)
+                    .execute(&mut *tx)
+                    .await?;
             }
             for (key, kind, holder) in collided {
                 sqlx::query(

@@ -27,8 +27,8 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
-    AuthStore, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser, OutboxEntry,
-    OutboxRow, Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    AuthStore, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
+    OutboxEntry, OutboxRow, Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,
