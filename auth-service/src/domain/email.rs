@@ -45,7 +45,11 @@ impl EmailAddress {
         let Some((local, domain)) = s.rsplit_once('@') else {
             return Err(invalid());
         };
-        if local.contains(['"', '(', ')', '\\']) || domain.contains(['(', ')', '[', ']']) {
+        // A domain literal (`[127.0.0.1]`) is not a mailbox we send to.
+        if domain.contains(['[', ']']) {
+            return Err(invalid());
+        }
+        if local.contains(['"', '(', ')', '\\']) || domain.contains(['(', ')']) {
             return Err(FieldError::new(
                 field,
                 "Enter a plain email address: quoted text and comments are not accepted.",
@@ -114,9 +118,14 @@ mod tests {
             "an\u{0}n@example.com",
             "ann@[127.0.0.1]",
         ] {
-            assert!(
-                EmailAddress::parse("email", bad).is_err(),
-                "{bad:?} was accepted"
+            assert_eq!(
+                EmailAddress::parse("email", bad).map_err(|e| e.message),
+                Err(if bad.is_empty() {
+                    "This field is required.".to_owned()
+                } else {
+                    "Enter a valid email address.".to_owned()
+                }),
+                "{bad:?}"
             );
         }
         let long = format!("{}@example.com", "a".repeat(250));
