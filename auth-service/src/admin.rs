@@ -7,9 +7,9 @@
 
 use crate::{
     config::Config,
-    domain::{EmailAddress, FieldError, Password, Username},
+    domain::{EmailAddress, FieldError, LoginLookup, Password, Username},
     hasher::PasswordHasher,
-    store::{AuthStore, NewUser, Open, PgStore, SqliteStore, StoreError, User},
+    store::{AuthStore, NameCollision, NewUser, Open, PgStore, SqliteStore, StoreError, User},
 };
 
 /// The variable operator commands read the database from.
@@ -51,6 +51,9 @@ pub async fn create_admin(
 ) -> anyhow::Result<User> {
     let username = Username::parse(username).map_err(|e| anyhow::anyhow!(describe(&[e])))?;
     let email = EmailAddress::parse("email", email).map_err(|e| anyhow::anyhow!(describe(&[e])))?;
+    if email.needs_smtputf8() && !config.mail_smtputf8 {
+        anyhow::bail!("email: {}", crate::domain::SMTPUTF8_REFUSED);
+    }
     let password = Password::parse_new(password, Some(&username), Some(&email))
         .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let hash = PasswordHasher::new(1)?
@@ -91,7 +94,7 @@ pub async fn promote(config: &Config, login: &str) -> anyhow::Result<User> {
     let key = lookup_key(login)?;
     with_store!(config, |store| {
         let user = store
-            .user_by_login(&key)
+            .user_by_identifier(&key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no account {login:?}"))?;
         store.make_staff(user.id).await?;
@@ -108,19 +111,30 @@ pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
     let key = lookup_key(username)?;
     with_store!(config, |store| {
         let user = store
-            .user_by_login(&key)
+            .user_by_identifier(&key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no account {username:?}"))?;
         Ok(store.unlock_account(user.id).await?)
     })
 }
 
-/// The key `login` is looked up by, as a login looks it up; text that can
-/// name no account (NUL, too long) is "no account", not a database error.
-fn lookup_key(login: &str) -> anyhow::Result<String> {
+/// The keys `login` is looked up by, as a login looks it up; text that
+/// can name no account (NUL, too long) is "no account", not a database
+/// error.
+fn lookup_key(login: &str) -> anyhow::Result<LoginLookup> {
     crate::domain::LoginIdentifier::new(login)
-        .lookup_key()
+        .lookup()
         .ok_or_else(|| anyhow::anyhow!("no account {login:?}"))
+}
+
+/// The accounts whose names collided with an older account's when
+/// existing rows were migrated to normalised names (issue #14); running it
+/// also finishes that migration if auth-service has not yet.
+pub async fn name_collisions(config: &Config) -> anyhow::Result<Vec<NameCollision>> {
+    with_store!(config, |store| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        crate::identities::migrate(&store, now).await
+    })
 }
 
 /// A key added by [`rotate_keys`].

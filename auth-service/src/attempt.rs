@@ -139,6 +139,7 @@ mod tests {
             is_active: true,
             is_staff: false,
             sessions_revoked_at: None,
+            password_nfkc: true,
         }
     }
 

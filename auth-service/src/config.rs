@@ -30,6 +30,11 @@ pub struct Config {
     pub mail_dir: PathBuf,
     /// `MAIL_FROM`: the sender of verification emails.
     pub mail_from: String,
+    /// `MAIL_SMTPUTF8` (default false): the mail relay accepts SMTPUTF8
+    /// (RFC 6531), so addresses with a non-ASCII local part can be
+    /// registered (lettre then sends them with the SMTPUTF8 parameter, and
+    /// fails their mail if the relay does not announce it).
+    pub mail_smtputf8: bool,
     /// `JWT_ACCESS_TTL`: lifetime of access tokens.
     pub access_ttl: Duration,
     /// `JWT_REFRESH_TTL`: lifetime of refresh tokens.
@@ -159,6 +164,7 @@ impl Config {
             smtp_url: var("SMTP_URL").map(Secret::new),
             mail_dir: var("MAIL_DIR").map_or_else(|| PathBuf::from("data/mail"), PathBuf::from),
             mail_from: var("MAIL_FROM").unwrap_or_else(|| "Accounts <no-reply@example.com>".into()),
+            mail_smtputf8: parse_or("MAIL_SMTPUTF8", false)?,
             access_ttl: duration_or("JWT_ACCESS_TTL", Duration::from_secs(300))?,
             refresh_ttl: duration_or("JWT_REFRESH_TTL", Duration::from_secs(86_400))?,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-service".into()),
@@ -194,6 +200,7 @@ impl Config {
             smtp_url: None,
             mail_dir,
             mail_from: "Accounts <no-reply@example.com>".into(),
+            mail_smtputf8: false,
             access_ttl: Duration::from_secs(300),
             refresh_ttl: Duration::from_secs(86_400),
             issuer: "auth-service".into(),

@@ -19,6 +19,8 @@ use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
+use crate::domain::normalise_password;
+
 /// Work for a hashing thread: it gets the thread's reusable memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
@@ -76,22 +78,81 @@ impl PasswordHasher {
         Ok(rx.await?)
     }
 
-    /// A PHC string for `password`.
+    /// A PHC string for `password` in NFKC (see
+    /// [`crate::domain::normalise_password`]): every stored hash made from
+    /// now on is of the normalised form.
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
-        self.run(move |memory| hash_with(memory, password.as_bytes()))
+        self.run(move |memory| hash_with(memory, normalise_password(&password).as_bytes()))
             .await?
     }
 
-    /// Whether `password` matches `phc`. With `phc = None` (unknown user) it
-    /// verifies against a dummy hash and returns false, taking the same time.
+    /// Whether `password` (normalised) matches `phc`, a hash of a
+    /// normalised password. With `phc = None` (unknown user) it verifies
+    /// against a dummy hash and returns false, taking the same time.
     pub async fn verify(&self, password: String, phc: Option<String>) -> anyhow::Result<bool> {
+        Ok(self.verify_stored(password, phc, false).await? != Verified::No)
+    }
+
+    /// Verifies `password` against `phc`, which is a hash of the raw text as
+    /// typed when `legacy` (made before passwords were normalised) and of
+    /// its NFKC form otherwise. A legacy hash is tried with the normalised
+    /// form first, then the raw one: [`Verified::Raw`] asks the caller to
+    /// store a hash of the normalised form.
+    ///
+    /// Cost and timing depend on the submitted text alone, never on the
+    /// account: text that NFKC leaves unchanged (all ASCII) costs one
+    /// argon2 run, whatever the account; other text costs two for every
+    /// account and for unknown users (the second against the dummy hash
+    /// where there is nothing else to try), so neither the existence nor the
+    /// age of an account shows in the time taken.
+    pub async fn verify_stored(
+        &self,
+        password: String,
+        phc: Option<String>,
+        legacy: bool,
+    ) -> anyhow::Result<Verified> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy_hash.to_string());
-        let ok = self
-            .run(move |memory| verify_with(memory, password.as_bytes(), &phc))
-            .await?;
-        Ok(ok && known)
+        let dummy = self.dummy_hash.clone();
+        self.run(move |memory| {
+            let normalised = normalise_password(&password);
+            let changed = normalised != password.as_str();
+            let matched = verify_with(memory, normalised.as_bytes(), &phc);
+            if !changed {
+                return if matched && known {
+                    Verified::Normalised
+                } else {
+                    Verified::No
+                };
+            }
+            // Computed in every case, so the time does not tell which.
+            let raw = if legacy && known && !matched {
+                verify_with(memory, password.as_bytes(), &phc)
+            } else {
+                let _ = verify_with(memory, password.as_bytes(), &dummy);
+                false
+            };
+            match (known, matched, raw) {
+                (false, _, _) => Verified::No,
+                (true, true, _) => Verified::Normalised,
+                (true, false, true) => Verified::Raw,
+                (true, false, false) => Verified::No,
+            }
+        })
+        .await
     }
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// No match (or no account).
+    No,
+    /// The password's NFKC form matched.
+    Normalised,
+    /// Only the raw text matched a legacy hash: store a hash of the
+    /// normalised form.
+    Raw,
 }
 
 /// Resizes `memory` to exactly what `params` needs (normally a no-op).
@@ -236,6 +297,70 @@ mod tests {
                 .unwrap()
         );
         assert!(!h.verify("wrong horse".into(), Some(phc)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_are_of_the_nfkc_form_so_either_typing_verifies() {
+        let h = PasswordHasher::new(1).unwrap();
+        let composed = "caf\u{e9}-pass-42".to_owned();
+        let decomposed = "cafe\u{301}-pass-42".to_owned();
+        let phc = h.hash(decomposed.clone()).await.unwrap();
+        assert!(h.verify(composed.clone(), Some(phc.clone())).await.unwrap());
+        assert!(h.verify(decomposed.clone(), Some(phc)).await.unwrap());
+        // The crate's own verifier agrees: the hash is of the NFC bytes.
+        let theirs = h.hash(composed.clone()).await.unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(composed.as_bytes(), &PasswordHash::new(&theirs).unwrap())
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn legacy_hashes_of_the_raw_text_verify_once_and_ask_for_a_rehash() {
+        let h = PasswordHasher::new(1).unwrap();
+        let decomposed = "cafe\u{301}-pass-42".to_owned();
+        let composed = "caf\u{e9}-pass-42".to_owned();
+        // A hash of the raw decomposed bytes, as stored before normalising.
+        let legacy = Argon2::default()
+            .hash_password(decomposed.as_bytes())
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            h.verify_stored(decomposed.clone(), Some(legacy.clone()), true)
+                .await
+                .unwrap(),
+            Verified::Raw
+        );
+        // Not tried raw unless the row says legacy.
+        assert_eq!(
+            h.verify_stored(decomposed.clone(), Some(legacy.clone()), false)
+                .await
+                .unwrap(),
+            Verified::No
+        );
+        // Typed composed, it was never this account's password.
+        assert_eq!(
+            h.verify_stored(composed, Some(legacy.clone()), true)
+                .await
+                .unwrap(),
+            Verified::No
+        );
+        // A legacy hash of ASCII text is a hash of its normalised form.
+        let ascii = Argon2::default()
+            .hash_password(b"plain-pass-42")
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            h.verify_stored("plain-pass-42".into(), Some(ascii), true)
+                .await
+                .unwrap(),
+            Verified::Normalised
+        );
+        assert_eq!(
+            h.verify_stored(decomposed, None, true).await.unwrap(),
+            Verified::No
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod forwarder;
 pub mod hasher;
+pub mod identities;
 pub mod mail;
 pub mod store;
 pub mod throttle;
@@ -110,6 +111,7 @@ impl Application {
             store.check_writable(now),
         )
         .await?;
+        identities::migrate(&store, now).await?;
         let tokens = Arc::new(TokenService::load(&store, &config.token_policy(), now).await?);
         let mailer = Mailer::new(
             config.smtp_url.as_ref().map(|s| s.expose()),
@@ -126,6 +128,7 @@ impl Application {
         )
         .with_limits(config.brute_force.clone(), config.rate_limits)
         .with_ipv6_prefix(config.ipv6_prefix)
+        .with_smtputf8(config.mail_smtputf8)
         .with_refused_tally_window(config.refused_tally_window);
 
         let (stop_forwarder, stop_rx) = common::shutdown::channel();

@@ -17,7 +17,7 @@ struct Cli {
 
 /// What the operator commands act on, for `--help`.
 const OPERATOR_HELP: &str = "\
-The operator commands (create-admin, unlock, rotate-keys) act on the database
+The operator commands (create-admin, unlock, rotate-keys, name-collisions) act on the database
 in AUTH_DATABASE_URL (default sqlite://data/auth.db, relative to the working
 directory) and never create it: run them where auth-service runs, or give an
 absolute path (sqlite:///var/lib/auth/auth.db).";
@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         username: String,
     },
+    /// List accounts whose names collided with an older account's when
+    /// existing accounts were moved to normalised, lookalike-proof names.
+    /// Each keeps working by its old spelling until an operator renames or
+    /// removes it. Exits 0 with none, 1 when there are some.
+    NameCollisions,
     /// Add a new signing key: published now, signing after
     /// AUTH_KEY_PUBLISH_DELAY (default 10m); older keys keep verifying
     /// until their tokens expire.
@@ -104,6 +109,29 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::RotateKeys { now } => rotate_keys(&config, now, &location).await,
+            Command::NameCollisions => {
+                let collisions = auth_service::admin::name_collisions(&config).await?;
+                if collisions.is_empty() {
+                    println!("no name collisions in {location}");
+                    return Ok(());
+                }
+                for c in &collisions {
+                    println!(
+                        "user {} ({} <{}>): its {} collides with user {} ({} <{}>)",
+                        c.user_id,
+                        c.username,
+                        c.email,
+                        c.kind,
+                        c.holder_id,
+                        c.holder_username,
+                        c.holder_email
+                    );
+                }
+                anyhow::bail!(
+                    "{} name collision(s) in {location}: rename or remove the later accounts",
+                    collisions.len()
+                )
+            }
         }
     })
 }

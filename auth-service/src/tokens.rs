@@ -427,6 +427,7 @@ mod tests {
             is_active: true,
             is_staff: true,
             sessions_revoked_at: None,
+            password_nfkc: true,
         }
     }
 

@@ -519,6 +519,7 @@ fn operator_commands_refuse_a_missing_database_and_create_nothing() {
             "admin-pass-123",
         ),
         (vec!["create-admin", "--promote", "--username", "alice"], ""),
+        (vec!["name-collisions"], ""),
     ] {
         let out = run_in(dir.path(), "auth-service", &args, &[], stdin);
         let err = stderr(&out);
@@ -593,4 +594,70 @@ async fn create_admin_promotes_an_existing_account_on_request() {
     let bob = store.user_by_login("bob").await.unwrap().unwrap();
     assert!(bob.is_staff && bob.is_active);
     assert_eq!(bob.password_hash, "not-a-real-hash");
+}
+
+#[tokio::test]
+async fn name_collisions_lists_accounts_that_kept_their_old_names() {
+    build();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    // Migrated, but not yet started: rows inserted as the code before
+    // issue #14 did (keys lower-cased, no claimed names).
+    drop(
+        auth_service::store::SqliteStore::connect(&url)
+            .await
+            .unwrap(),
+    );
+    let env = [("AUTH_DATABASE_URL", url.clone())];
+    let out = run_in(dir.path(), "auth-service", &["name-collisions"], &env, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no name collisions"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The run above finished the (empty) data migration; mark it pending
+    // again and add rows as the code before issue #14 wrote them.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE data_migrations SET done_at = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (username, email) in [
+        ("admin", "admin@example.com"),
+        ("ａｄｍｉｎ", "wide@example.com"),
+    ] {
+        sqlx::query(
+            "INSERT INTO users (username, username_lower, email, email_lower, password_hash, created_at)
+             VALUES ($1, $2, $3, $3, 'x', 1)",
+        )
+        .bind(username)
+        .bind(username.to_lowercase())
+        .bind(email)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let out = run_in(dir.path(), "auth-service", &["name-collisions"], &env, "");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        // Log lines go to stdout too; the listing is its own lines.
+        let listed: Vec<String> = stdout(&out)
+            .lines()
+            .filter(|l| l.starts_with("user "))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "user 2 (ａｄｍｉｎ <wide@example.com>): its username collides with user 1 (admin <admin@example.com>)"
+            ]
+        );
+        assert!(
+            stderr(&out).contains("1 name collision(s)"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

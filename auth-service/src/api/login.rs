@@ -10,6 +10,7 @@ use crate::{
     context::ClientContext,
     domain::{FieldError, LoginIdentifier},
     error::Error,
+    hasher::Verified,
     store::{AuthStore, LoginEffects, LoginReservation, NewRefreshToken, User},
     throttle::{LoginKeys, wait},
 };
@@ -128,8 +129,8 @@ impl<S: AuthStore> AuthApi<S> {
             return Err(Error::Invalid(problems));
         }
 
-        let user = match identifier.lookup_key() {
-            Some(key) => self.store.user_by_login(&key).await?,
+        let user = match identifier.lookup() {
+            Some(lookup) => self.store.user_by_identifier(&lookup).await?,
             None => None,
         };
         let keys = LoginKeys::new(
@@ -166,13 +167,15 @@ impl<S: AuthStore> AuthApi<S> {
         };
 
         let password = req.password;
-        let matched = self
+        let verified = self
             .hasher
-            .verify(
+            .verify_stored(
                 password.clone(),
                 user.as_ref().map(|u| u.password_hash.clone()),
+                user.as_ref().is_some_and(|u| !u.password_nfkc),
             )
             .await?;
+        let matched = verified != Verified::No;
         let outcome = match &user {
             None => Err(RejectReason::UnknownUser),
             Some(_) if !matched => Err(RejectReason::BadPassword),
@@ -192,15 +195,19 @@ impl<S: AuthStore> AuthApi<S> {
             }
             return Err(Error::BadCredentials);
         };
-        if crate::hasher::needs_rehash(&user.password_hash) {
+        if verified == Verified::Raw || crate::hasher::needs_rehash(&user.password_hash) {
             // The one moment we hold the plain password of a known-good
-            // login: upgrade a hash made with older, weaker parameters.
+            // login: upgrade a hash made with older, weaker parameters, or
+            // of the text as typed before passwords were normalised.
             let upgraded = self.hasher.hash(password).await?;
             self.store.set_password_hash(user.id, &upgraded).await?;
-            tracing::info!(
-                user_id = user.id,
-                "password hash upgraded to current parameters"
-            );
+            tracing::info!(user_id = user.id, "password hash upgraded");
+        } else if !user.password_nfkc {
+            // A legacy hash the normalised form matched is a hash of that
+            // form already: only the flag changes.
+            self.store
+                .set_password_hash(user.id, &user.password_hash)
+                .await?;
         }
         let jti = new_id();
         let pair = self.tokens.issue(user, now, jti.clone())?;

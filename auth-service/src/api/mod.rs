@@ -42,6 +42,8 @@ pub struct AuthApi<S> {
     /// Seconds (at least 1) refused attempts of one key gather into one
     /// log record.
     refused_tally_window: i64,
+    /// The mail relay speaks SMTPUTF8: non-ASCII local parts may register.
+    smtputf8: bool,
 }
 
 impl<S: AuthStore> AuthApi<S> {
@@ -65,7 +67,15 @@ impl<S: AuthStore> AuthApi<S> {
             limits: RateLimits::default(),
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
             refused_tally_window: secs(crate::attempt::DEFAULT_REFUSED_TALLY_WINDOW),
+            smtputf8: false,
         }
+    }
+
+    /// Lets addresses with a non-ASCII local part register (the relay
+    /// speaks SMTPUTF8).
+    pub fn with_smtputf8(mut self, smtputf8: bool) -> Self {
+        self.smtputf8 = smtputf8;
+        self
     }
 
     /// Replaces the default thresholds.

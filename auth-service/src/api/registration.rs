@@ -6,7 +6,7 @@ use rand::RngCore;
 use super::AuthApi;
 use crate::{
     context::ClientContext,
-    domain::{EmailAddress, FieldError, Password, Username, VerificationCode},
+    domain::{EmailAddress, FieldError, Password, SMTPUTF8_REFUSED, Username, VerificationCode},
     error::Error,
     store::{AuthStore, NewUser, StoreError, StoredCode},
 };
@@ -34,7 +34,14 @@ impl<S: AuthStore> AuthApi<S> {
             .ok();
         let email = EmailAddress::parse("email", &req.email)
             .map_err(|e| errors.push(e))
-            .ok();
+            .ok()
+            .filter(|e| {
+                let deliverable = self.smtputf8 || !e.needs_smtputf8();
+                if !deliverable {
+                    errors.push(FieldError::new("email", SMTPUTF8_REFUSED));
+                }
+                deliverable
+            });
         let password = Password::parse_new(&req.password, username.as_ref(), email.as_ref())
             .map_err(|e| errors.extend(e))
             .ok();

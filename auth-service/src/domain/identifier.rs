@@ -1,5 +1,21 @@
 use sha2::Digest;
 
+use super::{EmailAddress, names};
+
+/// The keys one login identifier is looked up by, in the order they win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLookup {
+    /// The email fold, when the identifier is an email address: that
+    /// email's account wins over any account whose username looks like it.
+    pub email: Option<String>,
+    /// The identifier lower-cased as before issue #14: the key an account
+    /// whose new key collided with an older account's at the migration
+    /// still holds (see `store::identities`).
+    pub legacy: String,
+    /// The username fold (NFKC, case folded).
+    pub username: String,
+}
+
 /// What a client typed to log in: a username or an email, whichever it
 /// chose. Unlike [`super::Username`] it is never refused for its content:
 /// every login is decided and logged, so the type's job is to say what the
@@ -29,13 +45,25 @@ impl LoginIdentifier {
         &self.0
     }
 
-    /// The key accounts are looked up by (lower-cased), or `None` when the
-    /// text could name no account at all (it holds NUL, which PostgreSQL
-    /// text refuses, or is longer than any username or email), so it is
-    /// not looked up.
+    /// The key accounts are looked up by (NFKC, case folded, as
+    /// usernames are), or `None` when the text could name no account at
+    /// all (it holds NUL, which PostgreSQL text refuses, or is longer than
+    /// any username or email), so it is not looked up.
     pub fn lookup_key(&self) -> Option<String> {
-        let lowered = self.0.to_lowercase();
-        could_name_an_account(&lowered).then_some(lowered)
+        could_name_an_account(&self.0).then(|| names::fold(&self.0))
+    }
+
+    /// Every key the account is looked up by (see [`LoginLookup`]), or
+    /// `None` as for [`Self::lookup_key`].
+    pub fn lookup(&self) -> Option<LoginLookup> {
+        let username = self.lookup_key()?;
+        Some(LoginLookup {
+            email: EmailAddress::parse("username", &self.0)
+                .ok()
+                .map(|e| e.lookup_key()),
+            legacy: self.0.to_lowercase(),
+            username,
+        })
     }
 
     /// The name a counter of a non-existent account is kept under: the
@@ -54,8 +82,8 @@ impl LoginIdentifier {
     }
 }
 
-fn could_name_an_account(lowered: &str) -> bool {
-    !lowered.contains('\0') && lowered.chars().count() <= LoginIdentifier::MAX_CHARS
+fn could_name_an_account(text: &str) -> bool {
+    !text.contains('\0') && text.chars().count() <= LoginIdentifier::MAX_CHARS
 }
 
 #[cfg(test)]
@@ -85,6 +113,20 @@ mod tests {
             LoginIdentifier::new(&"x".repeat(300)).counter_name(),
             "case does not make a new counter"
         );
+    }
+
+    #[test]
+    fn lookups_normalise_as_registration_does() {
+        let wide = LoginIdentifier::new("ＡＤＭＩＮ").lookup().unwrap();
+        assert_eq!(wide.username, "admin");
+        assert_eq!(wide.email, None);
+        let email = LoginIdentifier::new("VIC@Example.com").lookup().unwrap();
+        assert_eq!(email.email.as_deref(), Some("vic@example.com"));
+        assert_eq!(email.username, "vic@example.com");
+        let idn = LoginIdentifier::new("ann@bücher.de").lookup().unwrap();
+        assert_eq!(idn.email.as_deref(), Some("ann@xn--bcher-kva.de"));
+        assert_eq!(idn.legacy, "ann@bücher.de");
+        assert_eq!(LoginIdentifier::new("a\0b").lookup(), None);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 mod code;
 mod email;
 mod identifier;
+pub mod names;
 mod password;
 mod username;
 
 pub use code::VerificationCode;
-pub use email::EmailAddress;
-pub use identifier::LoginIdentifier;
-pub use password::Password;
+pub use email::{EmailAddress, SMTPUTF8_REFUSED};
+pub use identifier::{LoginIdentifier, LoginLookup};
+pub use password::{Password, normalise as normalise_password};
 pub use username::Username;
 
 /// One problem with one request field; many of them form a

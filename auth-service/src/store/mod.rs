@@ -14,7 +14,10 @@ use std::{
     sync::Arc,
 };
 
-use crate::throttle::{BruteForcePolicy, Limit, LoginKeys};
+use crate::{
+    domain::LoginLookup,
+    throttle::{BruteForcePolicy, Limit, LoginKeys},
+};
 
 mod postgres;
 mod records;
@@ -22,8 +25,8 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    LoginEffects, LoginReservation, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, ReservedTry,
-    Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser, OutboxEntry,
+    OutboxRow, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -183,16 +186,37 @@ impl StoreError {
 /// The persistence auth-service needs. Every method is one short
 /// transaction; multi-step changes that must not half-happen are one method.
 pub trait AuthStore: Clone + Send + Sync + 'static {
-    /// Inserts an account; `Duplicate("username" | "email")` when taken.
+    /// Inserts an account and claims its names (see
+    /// [`crate::domain::names`]) in one transaction;
+    /// `Duplicate("username" | "email")` when that name, or a lookalike,
+    /// is another account's username or email.
     fn create_user(
         &self,
         user: NewUser<'_>,
     ) -> impl Future<Output = Result<User, StoreError>> + Send;
-    /// The account whose username (preferred) or email matches `key` (lower-cased).
+    /// The account whose email (preferred) or username key is `key`.
     fn user_by_login(
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// The account a login identifier names: its email's account first,
+    /// then an account by its pre-migration key, then by username.
+    fn user_by_identifier(
+        &self,
+        lookup: &LoginLookup,
+    ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// Migrates up to `batch` accounts that predate claimed names (one
+    /// transaction); returns how many, 0 when all are done (then recorded).
+    fn migrate_identities(
+        &self,
+        batch: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Accounts whose names collided with an older account's at that
+    /// migration.
+    fn name_collisions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<NameCollision>, StoreError>> + Send;
     /// The account with this lower-cased email.
     fn user_by_email(
         &self,

@@ -21,20 +21,49 @@ pub struct User {
     /// When the user last logged out everywhere (Unix seconds): access
     /// tokens issued up to then no longer introspect as active.
     pub sessions_revoked_at: Option<i64>,
+    /// `password_hash` is of the password's NFKC form; false for hashes
+    /// made before passwords were normalised (and for a query that does
+    /// not read the column: such a row is then treated as legacy, which
+    /// costs a second try at most, never a wrong answer).
+    #[sqlx(default)]
+    pub password_nfkc: bool,
+}
+
+/// An account whose new name key was already claimed by an older account
+/// when existing rows were migrated (issue #14).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NameCollision {
+    /// The later account, which keeps its old keys.
+    pub user_id: i64,
+    /// Its username.
+    pub username: String,
+    /// Its email.
+    pub email: String,
+    /// Which of its names collided (`username`, `username_email`, `email`).
+    pub kind: String,
+    /// The key (a TR39 skeleton, or a folded name).
+    pub name_key: String,
+    /// The account holding the key.
+    pub holder_id: i64,
+    /// Its username.
+    pub holder_username: String,
+    /// Its email.
+    pub holder_email: String,
 }
 
 /// An account to create.
 #[derive(Debug)]
 pub struct NewUser<'a> {
-    /// Display form.
+    /// Display form (NFKC).
     pub username: &'a str,
-    /// Lower-cased, unique.
+    /// The lookup key ([`crate::domain::Username::lookup_key`]), unique.
     pub username_lower: &'a str,
-    /// Display form.
+    /// Display form (NFC local part, IDNA ASCII domain).
     pub email: &'a str,
-    /// Lower-cased, unique.
+    /// The lookup key ([`crate::domain::EmailAddress::lookup_key`]), unique.
     pub email_lower: &'a str,
-    /// PHC string.
+    /// PHC string of the password's NFKC form (what
+    /// [`crate::hasher::PasswordHasher::hash`] makes).
     pub password_hash: &'a str,
     /// Active immediately (admins made by the CLI), else after verification.
     pub is_active: bool,

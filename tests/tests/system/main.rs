@@ -27,6 +27,7 @@ mod accounts;
 mod export;
 mod flood;
 mod hostile;
+mod identities;
 mod keys;
 mod login;
 mod logs;

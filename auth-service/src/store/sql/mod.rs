@@ -15,6 +15,7 @@
 //! only where they are written, never where the trait is merely required,
 //! so a single "capabilities" trait cannot stand in for them.
 
+mod identities;
 mod keys;
 mod outbox;
 mod throttle;
@@ -26,10 +27,13 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
-    AuthStore, LoginEffects, LoginReservation, NewRefreshToken, NewUser, OutboxEntry, OutboxRow,
-    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    AuthStore, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
+    OutboxEntry, OutboxRow, Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
-use crate::throttle::{BruteForcePolicy, Limit, LoginKeys};
+use crate::{
+    domain::LoginLookup,
+    throttle::{BruteForcePolicy, Limit, LoginKeys},
+};
 
 /// A column type the shared SQL both binds and reads; written as one bound
 /// (`i64: Value<DB>`) instead of three per type.
@@ -90,6 +94,15 @@ where
     }
     async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
         SqlStore::user_by_login(self, key).await
+    }
+    async fn user_by_identifier(&self, lookup: &LoginLookup) -> Result<Option<User>, StoreError> {
+        SqlStore::user_by_identifier(self, lookup).await
+    }
+    async fn migrate_identities(&self, batch: i64, now: i64) -> Result<u64, StoreError> {
+        SqlStore::migrate_identities(self, batch, now).await
+    }
+    async fn name_collisions(&self) -> Result<Vec<NameCollision>, StoreError> {
+        SqlStore::name_collisions(self).await
     }
     async fn user_by_email(&self, email_lower: &str) -> Result<Option<User>, StoreError> {
         SqlStore::user_by_email(self, email_lower).await

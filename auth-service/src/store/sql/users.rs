@@ -3,7 +3,10 @@
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Backend, Param, Value};
-use crate::store::{NewUser, SqlStore, StoreError, StoredCode, User, unique_violation};
+use crate::{
+    domain::{LoginLookup, names},
+    store::{NewUser, SqlStore, StoreError, StoredCode, User, unique_violation},
+};
 
 impl<DB> SqlStore<DB>
 where
@@ -21,9 +24,10 @@ where
 {
     pub(super) async fn create_user(&self, u: NewUser<'_>) -> Result<User, StoreError> {
         let mut conn = self.write().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (username, username_lower, email, email_lower, password_hash, is_active, is_staff, created_at, verified_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $6 THEN $8 END)
+            "INSERT INTO users (username, username_lower, email, email_lower, password_hash, password_nfkc, is_active, is_staff, created_at, verified_at)
+                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, CASE WHEN $6 THEN $8 END)
                      RETURNING id",
         )
         .bind(u.username)
@@ -34,9 +38,18 @@ where
         .bind(u.is_active)
         .bind(u.is_staff)
         .bind(u.now)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await
         .map_err(unique_violation)?;
+        // In the transaction that creates the account: a name another
+        // account holds (or looks like) refuses it whole; dropping `tx`
+        // rolls the insert back.
+        for (key, kind) in names::claims(u.username, u.email) {
+            if Self::claim(&mut *tx, id, &key, kind).await?.is_some() {
+                return Err(StoreError::Duplicate(kind.field()));
+            }
+        }
+        tx.commit().await?;
         Ok(User {
             id,
             username: u.username.to_owned(),
@@ -45,19 +58,43 @@ where
             is_active: u.is_active,
             is_staff: u.is_staff,
             sessions_revoked_at: None,
+            password_nfkc: true,
         })
     }
 
     pub(super) async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
-        // A username may itself look like an email; an exact username
-        // match wins over another account's email.
+        // An email match wins over another account's username that looks
+        // like that email (legacy rows; new ones cannot be created).
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users
-                     WHERE username_lower = $1 OR email_lower = $1
-                     ORDER BY CASE WHEN username_lower = $1 THEN 0 ELSE 1 END
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users
+                     WHERE email_lower = $1 OR username_lower = $1
+                     ORDER BY CASE WHEN email_lower = $1 THEN 0 ELSE 1 END
                      LIMIT 1",
         )
         .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn user_by_identifier(
+        &self,
+        lookup: &LoginLookup,
+    ) -> Result<Option<User>, StoreError> {
+        // In order: the email's account; an account that kept its old key
+        // at the migration (exact old spelling); a username. No email
+        // fold binds '', which no account's email_lower is.
+        Ok(sqlx::query_as(
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users
+                     WHERE email_lower = $1 OR email_lower = $2 OR username_lower = $2 OR username_lower = $3
+                     ORDER BY CASE WHEN email_lower = $1 THEN 0
+                                   WHEN email_lower = $2 THEN 1
+                                   WHEN username_lower = $2 THEN 2
+                                   ELSE 3 END
+                     LIMIT 1",
+        )
+        .bind(lookup.email.as_deref().unwrap_or(""))
+        .bind(lookup.legacy.as_str())
+        .bind(lookup.username.as_str())
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -67,7 +104,7 @@ where
         email_lower: &str,
     ) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users WHERE email_lower = $1",
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users WHERE email_lower = $1",
         )
         .bind(email_lower)
         .fetch_optional(&self.pool)
@@ -80,7 +117,8 @@ where
         password_hash: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.write().await?;
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        // Every hash made now is of the NFKC form (the hasher normalises).
+        sqlx::query("UPDATE users SET password_hash = $2, password_nfkc = TRUE WHERE id = $1")
             .bind(user_id)
             .bind(password_hash)
             .execute(&mut *conn)
@@ -99,7 +137,7 @@ where
 
     pub(super) async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users WHERE id = $1",
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)

@@ -22,10 +22,15 @@ pub const ALSO_FORMS: &str = "JSON; the same fields as `application/x-www-form-u
 /// `POST /api/accounts/register/`.
 #[derive(Debug, ToSchema)]
 pub struct RegisterForm {
-    /// 1-150 letters, digits and `@.+-_`; unique ignoring case.
+    /// 1-150 letters, digits and `@.+-_` in one script, stored in NFKC;
+    /// unique ignoring case, and refused when it looks like (Unicode TR39
+    /// confusables) or equals another account's username or email.
     #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     pub username: String,
-    /// Where the verification code is sent; unique ignoring case.
+    /// Where the verification code is sent; unique ignoring case and
+    /// lookalikes. The domain is stored in IDNA ASCII, the local part in
+    /// NFC; encoded words (`=?…?=`), quoted local parts and comments are
+    /// refused, and non-ASCII local parts unless the relay speaks SMTPUTF8.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 8 characters to 1024 bytes, not common, not all digits, not like the
