@@ -1,7 +1,11 @@
-//! Login attempts as audit events, ready for the outbox.
+//! Login attempts (and password changes and resets, attempts of their own
+//! kinds) as audit events, ready for the outbox.
 
 use prost::Message;
 use proto::audit::v1::Attempt;
+
+/// What an attempt tried: the log's own enum (stored as its `code()`).
+pub use proto::audit::v1::AttemptKind;
 
 use std::time::Duration;
 
@@ -53,6 +57,23 @@ pub fn tally(
     })
 }
 
+/// [`tally`] for an attempt of `kind`: refusals of different kinds never
+/// share a record (a record shows its first attempt's kind).
+pub fn tally_of(
+    kind: AttemptKind,
+    outcome: Result<(), RejectReason>,
+    client: &str,
+    user: Option<&User>,
+    now: i64,
+    window: i64,
+) -> Option<Tally> {
+    let mut tally = tally(outcome, client, user, now, window)?;
+    if kind.stored() != AttemptKind::Login {
+        tally.key = format!("{}|{}", kind.code(), tally.key);
+    }
+    Some(tally)
+}
+
 /// Describes `login_attempts_total` and registers each of its series at
 /// zero, so an alert on, say, `locked_out` has a series before the first
 /// lock. Called once the recorder is installed.
@@ -83,9 +104,30 @@ pub fn count(outcome: Result<(), RejectReason>) {
         .increment(1);
 }
 
-/// Builds the outbox entry for one attempt decided at `now`, counted into
-/// `tally` when given (see [`tally`]).
+/// Builds the outbox entry for one login attempt decided at `now`, counted
+/// into `tally` when given (see [`tally`]).
 pub fn outbox_entry(
+    ctx: &ClientContext,
+    identifier: &LoginIdentifier,
+    user: Option<&User>,
+    outcome: Result<(), RejectReason>,
+    now: time::OffsetDateTime,
+    tally: Option<Tally>,
+) -> OutboxEntry {
+    outbox_entry_of(
+        AttemptKind::Login,
+        ctx,
+        identifier,
+        user,
+        outcome,
+        now,
+        tally,
+    )
+}
+
+/// [`outbox_entry`] for an attempt of `kind`.
+pub fn outbox_entry_of(
+    kind: AttemptKind,
     ctx: &ClientContext,
     identifier: &LoginIdentifier,
     user: Option<&User>,
@@ -115,6 +157,7 @@ pub fn outbox_entry(
         // A tally's count and last time are added when it is sent.
         count: 0,
         last_occurred_at: None,
+        kind: kind as i32,
         ..Default::default()
     };
     OutboxEntry {

@@ -29,3 +29,4 @@ macro_rules! on_every_backend {
 mod brute_force;
 mod grpc;
 mod helpers;
+mod password;
