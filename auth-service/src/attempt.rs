@@ -23,6 +23,15 @@ pub const DEFAULT_REFUSED_TALLY_WINDOW: Duration = Duration::from_secs(60);
 /// list (stored as its `code()`).
 pub use proto::audit::v1::RejectReason;
 
+/// Whether `reason` is about a reset code, which no login fails for (so
+/// `login_attempts_total` has no series of it).
+fn is_code_reason(reason: RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::CodeWrong | RejectReason::CodeExpired | RejectReason::TooManyAttempts
+    )
+}
+
 /// Whether the attempt was refused before any password work: such
 /// attempts cost an attacker nothing, so they are tallied, not stored one
 /// by one.
@@ -87,7 +96,10 @@ pub fn describe() {
     );
     metrics::counter!("login_attempts_total", "outcome" => "success", "reason" => "none")
         .increment(0);
-    for reason in RejectReason::FAILURES {
+    for reason in RejectReason::FAILURES
+        .into_iter()
+        .filter(|r| !is_code_reason(*r))
+    {
         metrics::counter!("login_attempts_total", "outcome" => "failure", "reason" => reason.code())
             .increment(0);
     }

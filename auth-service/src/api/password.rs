@@ -74,6 +74,7 @@ impl<S: AuthStore> AuthApi<S> {
         Ok(())
     }
 
+    /// The outbox entry of `attempt` (of its kind) with `outcome`.
     fn entry(
         &self,
         attempt: &Try<'_>,
