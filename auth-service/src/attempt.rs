@@ -1,7 +1,11 @@
-//! Login attempts as audit events, ready for the outbox.
+//! Login attempts (and password changes and resets, attempts of their own
+//! kinds) as audit events, ready for the outbox.
 
 use prost::Message;
 use proto::audit::v1::Attempt;
+
+/// What an attempt tried: the log's own enum (stored as its `code()`).
+pub use proto::audit::v1::AttemptKind;
 
 use std::time::Duration;
 
@@ -18,6 +22,15 @@ pub const DEFAULT_REFUSED_TALLY_WINDOW: Duration = Duration::from_secs(60);
 /// Why a login failed: the log's own enum, so producer and log share one
 /// list (stored as its `code()`).
 pub use proto::audit::v1::RejectReason;
+
+/// Whether `reason` is about a reset code, which no login fails for (so
+/// `login_attempts_total` has no series of it).
+fn is_code_reason(reason: RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::CodeWrong | RejectReason::CodeExpired | RejectReason::TooManyAttempts
+    )
+}
 
 /// Whether the attempt was refused before any password work: such
 /// attempts cost an attacker nothing, so they are tallied, not stored one
@@ -53,6 +66,23 @@ pub fn tally(
     })
 }
 
+/// [`tally`] for an attempt of `kind`: refusals of different kinds never
+/// share a record (a record shows its first attempt's kind).
+pub fn tally_of(
+    kind: AttemptKind,
+    outcome: Result<(), RejectReason>,
+    client: &str,
+    user: Option<&User>,
+    now: i64,
+    window: i64,
+) -> Option<Tally> {
+    let mut tally = tally(outcome, client, user, now, window)?;
+    if kind.stored() != AttemptKind::Login {
+        tally.key = format!("{}|{}", kind.code(), tally.key);
+    }
+    Some(tally)
+}
+
 /// Describes `login_attempts_total` and registers each of its series at
 /// zero, so an alert on, say, `locked_out` has a series before the first
 /// lock. Called once the recorder is installed.
@@ -66,7 +96,10 @@ pub fn describe() {
     );
     metrics::counter!("login_attempts_total", "outcome" => "success", "reason" => "none")
         .increment(0);
-    for reason in RejectReason::FAILURES {
+    for reason in RejectReason::FAILURES
+        .into_iter()
+        .filter(|r| !is_code_reason(*r))
+    {
         metrics::counter!("login_attempts_total", "outcome" => "failure", "reason" => reason.code())
             .increment(0);
     }
@@ -83,9 +116,30 @@ pub fn count(outcome: Result<(), RejectReason>) {
         .increment(1);
 }
 
-/// Builds the outbox entry for one attempt decided at `now`, counted into
-/// `tally` when given (see [`tally`]).
+/// Builds the outbox entry for one login attempt decided at `now`, counted
+/// into `tally` when given (see [`tally`]).
 pub fn outbox_entry(
+    ctx: &ClientContext,
+    identifier: &LoginIdentifier,
+    user: Option<&User>,
+    outcome: Result<(), RejectReason>,
+    now: time::OffsetDateTime,
+    tally: Option<Tally>,
+) -> OutboxEntry {
+    outbox_entry_of(
+        AttemptKind::Login,
+        ctx,
+        identifier,
+        user,
+        outcome,
+        now,
+        tally,
+    )
+}
+
+/// [`outbox_entry`] for an attempt of `kind`.
+pub fn outbox_entry_of(
+    kind: AttemptKind,
     ctx: &ClientContext,
     identifier: &LoginIdentifier,
     user: Option<&User>,
@@ -115,6 +169,7 @@ pub fn outbox_entry(
         // A tally's count and last time are added when it is sent.
         count: 0,
         last_occurred_at: None,
+        kind: kind as i32,
         ..Default::default()
     };
     OutboxEntry {

@@ -48,8 +48,9 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// `AUTH_BF_*`: login brute-force thresholds.
     pub brute_force: BruteForcePolicy,
-    /// `AUTH_RATE_*`: per-IP limits on register and verification codes,
-    /// and the per-family refresh limit.
+    /// `AUTH_RATE_*`: per-IP limits on register, verification codes and
+    /// password resets, the per-address limit on reset requests, and the
+    /// per-family refresh limit.
     pub rate_limits: RateLimits,
     /// `AUTH_IPV6_PREFIX`: IPv6 clients are counted by networks of this
     /// prefix length (default 64) in every per-IP limit and block.
@@ -146,6 +147,9 @@ impl RateLimits {
             code_request: limit_or("AUTH_RATE_CODE_REQUEST", d.code_request)?,
             code_verify: limit_or("AUTH_RATE_CODE_VERIFY", d.code_verify)?,
             refresh_family: limit_or("AUTH_RATE_REFRESH_FAMILY", d.refresh_family)?,
+            reset_request: limit_or("AUTH_RATE_RESET_REQUEST", d.reset_request)?,
+            reset_request_email: limit_or("AUTH_RATE_RESET_REQUEST_EMAIL", d.reset_request_email)?,
+            reset_confirm: limit_or("AUTH_RATE_RESET_CONFIRM", d.reset_confirm)?,
         })
     }
 }

@@ -280,6 +280,13 @@ pub struct RateLimits {
     pub code_verify: Limit,
     /// Refreshes per token family (60 a minute).
     pub refresh_family: Limit,
+    /// Password reset requests per IP (10 in 10 minutes).
+    pub reset_request: Limit,
+    /// Password reset requests per email address, from any IP (5 an hour),
+    /// so one inbox cannot be flooded from many addresses.
+    pub reset_request_email: Limit,
+    /// Password reset confirmations (code checks) per IP (30 in 10 minutes).
+    pub reset_confirm: Limit,
 }
 
 impl Default for RateLimits {
@@ -300,6 +307,18 @@ impl Default for RateLimits {
             refresh_family: Limit {
                 max: 60,
                 window: 60,
+            },
+            reset_request: Limit {
+                max: 10,
+                window: 600,
+            },
+            reset_request_email: Limit {
+                max: 5,
+                window: 3600,
+            },
+            reset_confirm: Limit {
+                max: 30,
+                window: 600,
             },
         }
     }

@@ -144,6 +144,8 @@ pub struct IssuedPair {
     pub refresh: String,
     /// The refresh token's expiry, Unix seconds (to persist it).
     pub refresh_exp: i64,
+    /// The access token's `jti` (a password change keeps it alive).
+    pub access_jti: String,
 }
 
 fn public_jwk(row: &SigningKeyRow) -> anyhow::Result<(SigningKey, PublicJwk)> {
@@ -365,6 +367,7 @@ impl TokenService {
             access: self.sign(&access)?,
             refresh: self.sign(&refresh)?,
             refresh_exp: refresh.exp,
+            access_jti: access.jti,
         })
     }
 

@@ -108,6 +108,12 @@ pub enum Rpc {
     Logout,
     /// `auth.v1.AuthService/LogoutAll`.
     LogoutAll,
+    /// `auth.v1.AuthService/ChangePassword`.
+    ChangePassword,
+    /// `auth.v1.AuthService/RequestPasswordReset`.
+    RequestPasswordReset,
+    /// `auth.v1.AuthService/ResetPassword`.
+    ResetPassword,
     /// `audit.v1.AuditService/ListAttempts`.
     ListAttempts,
 }
@@ -217,6 +223,9 @@ impl ApiError {
             Code::Unauthenticated if matches!(rpc, Rpc::Refresh | Rpc::Logout | Rpc::LogoutAll) => {
                 Self::RefreshTokenNotValid
             }
+            // The bearer access token (a wrong current password is a field
+            // error).
+            Code::Unauthenticated if rpc == Rpc::ChangePassword => Self::TokenNotValid,
             Code::ResourceExhausted => Self::Throttled {
                 retry_after: common::metadata::get(status.metadata(), "retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())

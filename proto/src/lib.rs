@@ -17,13 +17,16 @@ pub mod audit {
 
         impl RejectReason {
             /// Every failure reason (all but `Unspecified`).
-            pub const FAILURES: [Self; 6] = [
+            pub const FAILURES: [Self; 9] = [
                 Self::UnknownUser,
                 Self::BadPassword,
                 Self::Inactive,
                 Self::MalformedRequest,
                 Self::LockedOut,
                 Self::RateLimited,
+                Self::CodeWrong,
+                Self::CodeExpired,
+                Self::TooManyAttempts,
             ];
 
             /// The spelling the log stores and REST shows (`bad_password`);
@@ -37,6 +40,9 @@ pub mod audit {
                     Self::MalformedRequest => "malformed_request",
                     Self::LockedOut => "locked_out",
                     Self::RateLimited => "rate_limited",
+                    Self::CodeWrong => "code_wrong",
+                    Self::CodeExpired => "code_expired",
+                    Self::TooManyAttempts => "too_many_attempts",
                 }
             }
 
@@ -44,6 +50,35 @@ pub mod audit {
             /// (the empty string included).
             pub fn from_code(code: &str) -> Option<Self> {
                 Self::FAILURES.into_iter().find(|r| r.code() == code)
+            }
+        }
+
+        impl AttemptKind {
+            /// Every kind an attempt is stored as (`Unspecified` is stored
+            /// as `Login`, see [`AttemptKind::stored`]).
+            pub const ALL: [Self; 3] = [Self::Login, Self::PasswordChange, Self::PasswordReset];
+
+            /// The kind an attempt is stored and shown as: unspecified
+            /// (attempts from before kinds existed) is a login.
+            pub fn stored(self) -> Self {
+                match self {
+                    Self::Unspecified => Self::Login,
+                    other => other,
+                }
+            }
+
+            /// The spelling the log stores and REST shows (`password_change`).
+            pub fn code(self) -> &'static str {
+                match self.stored() {
+                    Self::Unspecified | Self::Login => "login",
+                    Self::PasswordChange => "password_change",
+                    Self::PasswordReset => "password_reset",
+                }
+            }
+
+            /// The kind spelled `code`; `None` for anything else.
+            pub fn from_code(code: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|k| k.code() == code)
             }
         }
     }
@@ -65,5 +100,18 @@ mod tests {
         }
         assert_eq!(RejectReason::from_code(""), None);
         assert_eq!(RejectReason::from_code("BAD_PASSWORD"), None);
+    }
+
+    #[test]
+    fn kind_codes_are_the_enum_names_in_lower_case_and_unspecified_is_a_login() {
+        use super::audit::v1::AttemptKind;
+        for kind in AttemptKind::ALL {
+            let name = kind.as_str_name().strip_prefix("ATTEMPT_KIND_").unwrap();
+            assert_eq!(kind.code(), name.to_lowercase());
+            assert_eq!(AttemptKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(AttemptKind::Unspecified.code(), "login");
+        assert_eq!(AttemptKind::from_code("unspecified"), None);
+        assert_eq!(AttemptKind::from_code(""), None);
     }
 }

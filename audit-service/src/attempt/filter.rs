@@ -30,6 +30,9 @@ pub struct Filter {
     pub reason: Option<String>,
     /// Only flagged (`true`) or only unflagged (`false`) attempts.
     pub suspicious: Option<bool>,
+    /// One kind's code (`password_reset`); unspecified means `login`, as
+    /// it is stored.
+    pub kind: Option<String>,
 }
 
 /// An inclusive range of [`ip_key`]s: one address, or a CIDR block.
@@ -118,6 +121,14 @@ impl Filter {
                     .ok_or_else(|| Error::invalid("reason", "must be one of the known reasons"))
             })
             .transpose()?;
+        let kind = req
+            .kind
+            .map(|k| {
+                pb::AttemptKind::try_from(k)
+                    .map(|k| k.code().to_owned())
+                    .map_err(|_| Error::invalid("kind", "must be one of the known kinds"))
+            })
+            .transpose()?;
         Ok(Self {
             successful: req.successful,
             ip,
@@ -128,6 +139,7 @@ impl Filter {
             user_id: req.user_id,
             reason,
             suspicious: req.suspicious,
+            kind,
         })
     }
 
@@ -147,6 +159,7 @@ impl Filter {
             && self.user_id.is_none_or(|u| a.user_id == Some(u))
             && self.reason.as_ref().is_none_or(|r| *r == a.reject_reason)
             && self.suspicious.is_none_or(|v| s.suspicious == v)
+            && self.kind.as_ref().is_none_or(|k| *k == a.kind)
     }
 }
 

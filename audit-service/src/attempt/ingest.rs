@@ -94,6 +94,11 @@ impl NewAttempt {
             return Err(invalid("reason", "is required on a failure"));
         }
         let reject_reason = reason.code().to_owned();
+        // Unspecified (a producer from before kinds) is stored as a login.
+        let kind = pb::AttemptKind::try_from(raw.kind)
+            .map_err(|_| invalid("kind", "must be one of the known kinds"))?
+            .code()
+            .to_owned();
         let ip = clean(raw.ip, MAX_IP_CHARS);
         if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
             return Err(invalid("ip", "must be empty or an IP address"));
@@ -109,6 +114,7 @@ impl NewAttempt {
             email,
             successful: raw.successful,
             reject_reason,
+            kind,
             ip_key: ip_key(&ip),
             ip,
             user_agent: raw.user_agent.map(|ua| clean(ua, MAX_USER_AGENT_CHARS)),

@@ -60,6 +60,9 @@ pub struct NewAttempt {
     pub successful: bool,
     /// Failure reason, empty on success.
     pub reject_reason: String,
+    /// What was attempted, as its code (`login`, `password_change`,
+    /// `password_reset`).
+    pub kind: String,
     /// Client IP as text (may be empty when unknown).
     pub ip: String,
     /// `ip` as an [`ip_key`]: one key per address however it is spelled,
@@ -135,6 +138,7 @@ impl From<NewAttempt> for pb::Attempt {
             email: a.email,
             successful: a.successful,
             reason: pb::RejectReason::from_code(&a.reject_reason).unwrap_or_default() as i32,
+            kind: pb::AttemptKind::from_code(&a.kind).unwrap_or(pb::AttemptKind::Login) as i32,
             ip: a.ip,
             user_agent: a.user_agent,
             request_id: a.request_id,

@@ -77,6 +77,9 @@ pub(super) fn push_listing<DB>(
     if let Some(reason) = &filter.reason {
         qb.push(" AND reject_reason = ").push_bind(reason.clone());
     }
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND kind = ").push_bind(kind.clone());
+    }
     // A literal, not a bind: only then can SQLite and PostgreSQL use the
     // partial index of flagged rows.
     match filter.suspicious {
@@ -156,6 +159,7 @@ pub(super) struct AttemptRow {
     pub(super) email_lower: String,
     pub(super) successful: bool,
     pub(super) reject_reason: String,
+    pub(super) kind: String,
     pub(super) ip: String,
     pub(super) user_agent: Option<String>,
     pub(super) request_id: String,
@@ -179,6 +183,7 @@ impl From<AttemptRow> for StoredAttempt {
                 email_lower: r.email_lower,
                 successful: r.successful,
                 reject_reason: r.reject_reason,
+                kind: r.kind,
                 ip_key: ip_key(&r.ip),
                 ip: r.ip,
                 user_agent: r.user_agent,

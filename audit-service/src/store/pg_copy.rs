@@ -13,7 +13,7 @@ use crate::attempt::NewAttempt;
 pub(super) const COPY_IN: &str = "COPY login_attempts \
     (id, event_id, occurred_at, identifier, user_id, username, email, email_lower, \
      successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, attempt_count, \
-     last_occurred_at) FROM STDIN";
+     last_occurred_at, kind) FROM STDIN";
 
 /// `rows` (attempt, flag) with their reserved `ids`, one line per row.
 pub(super) fn encode(rows: &[(&NewAttempt, bool)], ids: &[i64]) -> Vec<u8> {
@@ -58,6 +58,8 @@ pub(super) fn encode(rows: &[(&NewAttempt, bool)], ids: &[i64]) -> Vec<u8> {
             }
             None => out.push_str(NULL),
         }
+        out.push('\t');
+        text(&mut out, &a.kind);
         out.push('\n');
     }
     out.into_bytes()
@@ -112,6 +114,7 @@ mod tests {
             email_lower: "x@y.z".to_owned(),
             successful: false,
             reject_reason: "bad_password".to_owned(),
+            kind: "password_change".to_owned(),
             ip: String::new(),
             ip_key: String::new(),
             user_agent: None,
@@ -125,7 +128,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(line).unwrap(),
             "7\t0190aaaa-0000-7000-8000-000000000001\t42\ta\\\\N\t\\N\ttab\\there\t\
-             line\\nbreak\\r\tx@y.z\tf\tbad_password\t\t\\N\tr\tt\t\t1\t\\N\n"
+             line\\nbreak\\r\tx@y.z\tf\tbad_password\t\t\\N\tr\tt\t\t1\t\\N\tpassword_change\n"
         );
     }
 }

@@ -45,11 +45,13 @@ const COUNT_IP_RANGE: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts
 /// the `FROM` subquery is completed by `push_listing` and a `)`.
 const PAGE_AS_JSON: &str = "SELECT json_group_array(json_array(id, event_id, occurred_at, \
     identifier, user_id, username, email, email_lower, successful, reject_reason, ip, \
-    user_agent, request_id, suspicious, attempt_count, last_occurred_at) ORDER BY occurred_at DESC, id DESC) \
+    user_agent, request_id, suspicious, attempt_count, json_array(last_occurred_at, kind)) \
+    ORDER BY occurred_at DESC, id DESC) \
     FROM (SELECT * FROM login_attempts WHERE 1 = 1";
 
 /// One row of [`PAGE_AS_JSON`]: the [`AttemptRow`] columns in order, the
-/// two flags as SQLite's 0/1.
+/// two flags as SQLite's 0/1, the last two columns as one pair (serde reads
+/// tuples of at most 16).
 type JsonRow = (
     i64,
     String,
@@ -66,7 +68,7 @@ type JsonRow = (
     String,
     i64,
     i64,
-    Option<i64>,
+    (Option<i64>, String),
 );
 
 /// The SQLite log database.
@@ -187,7 +189,8 @@ impl SqliteStore {
                 request_id: r.12,
                 suspicious: r.13 != 0,
                 attempt_count: r.14,
-                last_occurred_at: r.15,
+                last_occurred_at: r.15.0,
+                kind: r.15.1,
             })
             .collect())
     }
@@ -270,6 +273,7 @@ mod tests {
             email_lower: format!("user{i}@example.com"),
             successful: true,
             reject_reason: String::new(),
+            kind: "login".to_owned(),
             ip_key: ip_key(&ip),
             ip,
             user_agent: None,

@@ -412,6 +412,7 @@ pub(super) mod tests {
             email_lower: String::new(),
             successful: false,
             reject_reason: "bad_password".to_owned(),
+            kind: "login".to_owned(),
             ip: ip.to_owned(),
             ip_key: ip_key(ip),
             user_agent: None,

@@ -150,8 +150,125 @@ async fn bad_filters_are_refused_naming_the_field(db: TestDb) {
     }
 }
 
+/// The kind is stored on every backend (a new column), shown on each
+/// record, and filters; an attempt that names none (a producer from before
+/// kinds) is a login.
+async fn a_kind_filter_selects_its_kind_and_unspecified_is_a_login(db: TestDb) {
+    use proto::audit::v1::{AttemptFilter, AttemptKind, RejectReason};
+    let app = TestApp::spawn(db).await;
+    let old_login = failure("10.0.0.1", "a@x.io", 1);
+    let change = proto::audit::v1::Attempt {
+        kind: AttemptKind::PasswordChange as i32,
+        ..failure("10.0.0.1", "a@x.io", 2)
+    };
+    let reset = proto::audit::v1::Attempt {
+        kind: AttemptKind::PasswordReset as i32,
+        reason: RejectReason::CodeExpired as i32,
+        ..failure("10.0.0.2", "b@x.io", 3)
+    };
+    let login = proto::audit::v1::Attempt {
+        kind: AttemptKind::Login as i32,
+        ..success("10.0.0.3", "c@x.io", 4)
+    };
+    app.ingest_ok(vec![
+        old_login.clone(),
+        change.clone(),
+        reset.clone(),
+        login.clone(),
+    ])
+    .await;
+
+    let of = |kind: AttemptKind| {
+        app.list_all(ListAttemptsRequest {
+            filter: Some(AttemptFilter {
+                kind: Some(kind as i32),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    };
+    let logins = of(AttemptKind::Login).await;
+    assert_eq!(
+        event_ids(&logins),
+        vec![login.event_id.clone(), old_login.event_id.clone()]
+    );
+    assert_eq!(
+        event_ids(&of(AttemptKind::Unspecified).await),
+        event_ids(&logins)
+    );
+    let changes = of(AttemptKind::PasswordChange).await;
+    assert_eq!(event_ids(&changes), vec![change.event_id.clone()]);
+    let resets = of(AttemptKind::PasswordReset).await;
+    assert_eq!(event_ids(&resets), vec![reset.event_id.clone()]);
+    let stored = resets[0].attempt.as_ref().unwrap();
+    assert_eq!(stored.kind(), AttemptKind::PasswordReset);
+    assert_eq!(stored.reason(), RejectReason::CodeExpired);
+    // Unfiltered, every record says what it was; the old one is a login.
+    let kinds: Vec<AttemptKind> = app
+        .list_all(ListAttemptsRequest::default())
+        .await
+        .iter()
+        .map(|r| r.attempt.as_ref().unwrap().kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AttemptKind::Login,
+            AttemptKind::PasswordReset,
+            AttemptKind::PasswordChange,
+            AttemptKind::Login
+        ]
+    );
+    // Filters combine.
+    let both = app
+        .list_all(ListAttemptsRequest {
+            filter: Some(AttemptFilter {
+                kind: Some(AttemptKind::PasswordChange as i32),
+                ip: Some("10.0.0.1".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(event_ids(&both), vec![change.event_id]);
+}
+
+async fn an_unknown_kind_is_refused_at_ingest_and_in_filters(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let status = app
+        .list(ListAttemptsRequest {
+            filter: Some(proto::audit::v1::AttemptFilter {
+                kind: Some(99),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("kind"), "{status:?}");
+
+    let unknown = proto::audit::v1::Attempt {
+        kind: 99,
+        ..failure("10.0.0.1", "a@x.io", 1)
+    };
+    let outcome = app
+        .ingest(vec![crate::helpers::batch(1, vec![unknown])])
+        .await;
+    let status = outcome.error.expect("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("kind"), "{status:?}");
+    assert!(
+        app.list_all(ListAttemptsRequest::default())
+            .await
+            .is_empty()
+    );
+}
+
 on_every_backend!(
     an_ip_filter_matches_a_cidr_block_and_any_spelling,
     identifier_user_reason_and_flag_filters_select_their_rows,
     bad_filters_are_refused_naming_the_field,
+    a_kind_filter_selects_its_kind_and_unspecified_is_a_login,
+    an_unknown_kind_is_refused_at_ingest_and_in_filters,
 );

@@ -309,8 +309,22 @@ async fn every_field_round_trips_unchanged_but_nul_and_absent_optionals_stay_abs
 
     let listed = app.list_all(ListAttemptsRequest::default()).await;
     let stored: Vec<Attempt> = listed.into_iter().map(|r| r.attempt.unwrap()).collect();
-    // A count of 0 means one attempt, and is listed as 1.
-    let bare_stored = Attempt { count: 1, ..bare };
+    // A count of 0 means one attempt, and is listed as 1; an unspecified
+    // kind (a producer from before kinds) is a login, and listed as one.
+    let login = proto::audit::v1::AttemptKind::Login as i32;
+    let full = Attempt {
+        kind: login,
+        ..full
+    };
+    let bare_stored = Attempt {
+        count: 1,
+        kind: login,
+        ..bare
+    };
+    let exotic_stored = Attempt {
+        kind: login,
+        ..exotic_stored
+    };
     assert_eq!(stored, vec![full, bare_stored, exotic_stored]);
 }
 

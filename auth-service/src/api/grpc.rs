@@ -85,6 +85,44 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
         ))
     }
 
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::TokenPair>, Status> {
+        let ctx = ClientContext::from_metadata(req.metadata());
+        tracing::Span::current().record("request_id", ctx.request_id.as_str());
+        Ok(Response::new(
+            self.change_own_password(&ctx, req.into_inner(), time::OffsetDateTime::now_utc())
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn request_password_reset(
+        &self,
+        req: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        let ctx = ClientContext::from_metadata(req.metadata());
+        self.send_reset_code(&ctx, req.into_inner(), now()).await?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn reset_password(
+        &self,
+        req: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let ctx = ClientContext::from_metadata(req.metadata());
+        tracing::Span::current().record("request_id", ctx.request_id.as_str());
+        let outcome = self
+            .reset_with_code(&ctx, req.into_inner(), time::OffsetDateTime::now_utc())
+            .await?;
+        Ok(Response::new(pb::ResetPasswordResponse {
+            outcome: outcome.into(),
+        }))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn introspect_token(
         &self,

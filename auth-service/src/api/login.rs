@@ -28,7 +28,7 @@ struct Try<'a> {
 
 impl<S: AuthStore> AuthApi<S> {
     /// Tells the owner, once per lock, that their account is locked.
-    fn notify_lock(&self, user: &User) {
+    pub(super) fn notify_lock(&self, user: &User) {
         let (mailer, from, to, id) = (
             self.mailer.clone(),
             self.mail_from.clone(),

@@ -6,6 +6,7 @@
 
 mod grpc;
 mod login;
+mod password;
 mod registration;
 mod sessions;
 

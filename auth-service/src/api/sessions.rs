@@ -8,7 +8,7 @@ use crate::{
     domain::FieldError,
     error::Error,
     store::{AuthStore, NewRefreshToken, Rotation, User},
-    tokens::{ACCESS, REFRESH},
+    tokens::{ACCESS, Claims, REFRESH},
 };
 
 impl<S: AuthStore> AuthApi<S> {
@@ -105,14 +105,8 @@ impl<S: AuthStore> AuthApi<S> {
         let Ok(claims) = self.verify_token(req.token.trim(), ACCESS).await else {
             return Ok(pb::IntrospectTokenResponse::default());
         };
-        // "Log out everywhere" ends every token issued up to that second,
-        // including any issued within it: `iat` has whole seconds only, and
-        // a token wrongly refused costs a login, one wrongly kept a breach.
-        let live = |user: &User| {
-            user.is_active && user.sessions_revoked_at.is_none_or(|at| claims.iat > at)
-        };
-        match self.store.user_by_id(claims.user_id).await? {
-            Some(user) if live(&user) => Ok(pb::IntrospectTokenResponse {
+        match self.live_owner(&claims).await? {
+            Some(user) => Ok(pb::IntrospectTokenResponse {
                 active: true,
                 user_id: user.id,
                 username: user.username,
@@ -120,7 +114,32 @@ impl<S: AuthStore> AuthApi<S> {
                 exp: claims.exp,
                 jti: claims.jti,
             }),
-            _ => Ok(pb::IntrospectTokenResponse::default()),
+            None => Ok(pb::IntrospectTokenResponse::default()),
         }
+    }
+
+    /// The account of a verified access token, when the token is still
+    /// good for it: the account is active and the token was issued after
+    /// the account last revoked its sessions (logout everywhere, a password
+    /// change or reset).
+    pub(super) async fn live_owner(&self, claims: &Claims) -> Result<Option<User>, Error> {
+        let Some(user) = self.store.user_by_id(claims.user_id).await? else {
+            return Ok(None);
+        };
+        // A revocation ends every token issued up to its second, including
+        // any issued within it: `iat` has whole seconds only, and a token
+        // wrongly refused costs a login, one wrongly kept a breach. The one
+        // exception is the access token a password change issued in that
+        // second, whose `jti` it kept.
+        let live = match user.sessions_revoked_at {
+            _ if !user.is_active => false,
+            None => true,
+            Some(at) if claims.iat > at => true,
+            Some(at) if claims.iat == at => {
+                self.store.kept_access_jti(user.id).await?.as_deref() == Some(claims.jti.as_str())
+            }
+            Some(_) => false,
+        };
+        Ok(live.then_some(user))
     }
 }

@@ -25,8 +25,9 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser, OutboxEntry,
-    OutboxRow, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    KeptSession, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
+    OutboxEntry, OutboxRow, PasswordSet, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally,
+    TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -331,6 +332,40 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Replaces the account's password reset code unless the current one
+    /// was created after `resend_cutoff`; returns whether it was stored.
+    fn put_reset_code(
+        &self,
+        user_id: i64,
+        code: &StoredCode,
+        resend_cutoff: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The account's current password reset code.
+    fn reset_code(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
+    /// [`AuthStore::reserve_code_try`] for the password reset code.
+    fn reserve_reset_try(
+        &self,
+        user_id: i64,
+        max_tries: i32,
+    ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
+    /// Writes a password change or reset attempt to the outbox and sets the
+    /// password with all that goes with it (see [`PasswordSet`]), in one
+    /// transaction; false (and nothing written) when a reset's code was
+    /// already used.
+    fn record_password_set(
+        &self,
+        attempt: &OutboxEntry,
+        set: PasswordSet<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The access token `jti` a password change kept alive in the second of
+    /// the user's `sessions_revoked_at`.
+    fn kept_access_jti(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// All signing keys, latest `not_before` first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
     /// Adds a signing key.

@@ -242,3 +242,38 @@ pub struct SigningKeyRow {
     /// the latest `not_before` that has passed signs.
     pub not_before: i64,
 }
+
+/// A new password being set (a change or a reset), with everything that
+/// goes with it in the one transaction that records its attempt: every
+/// session of the user is revoked, access tokens issued up to `now` stop
+/// introspecting as active, and, for a change, the caller's fresh session
+/// is stored and its login counters are treated as after a login.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordSet<'a> {
+    /// The account.
+    pub user_id: i64,
+    /// PHC string of the new password.
+    pub password_hash: &'a str,
+    /// Unix seconds.
+    pub now: i64,
+    /// A reset: the digest of the reset code it uses up. Nothing is written
+    /// when that code is no longer stored (another request used it first).
+    /// A reset also clears the account's lock and per-account counters: the
+    /// password they protected is gone.
+    pub reset_code: Option<&'a [u8]>,
+    /// A change: the caller's fresh session, which survives the revocation.
+    pub kept: Option<KeptSession<'a>>,
+}
+
+/// The session a password change hands back.
+#[derive(Debug, Clone, Copy)]
+pub struct KeptSession<'a> {
+    /// Its refresh token (a new family).
+    pub refresh: &'a NewRefreshToken,
+    /// Its access token's `jti`, issued in the revocation's second.
+    pub access_jti: &'a str,
+    /// The change's login counters.
+    pub keys: &'a LoginKeys,
+    /// The reservation that let the current password be checked.
+    pub reserved: &'a ReservedTry,
+}

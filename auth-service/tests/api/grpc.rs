@@ -75,3 +75,93 @@ async fn a_login_without_fields_names_them() {
         .collect();
     assert_eq!(fields, ["username", "password"]);
 }
+
+/// The field names of an INVALID_ARGUMENT's BadRequest detail.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn password_rpcs_answer_with_statuses_and_field_details() {
+    use proto::auth::v1::{
+        ChangePasswordRequest, RequestPasswordResetRequest, ResetOutcome, ResetPasswordRequest,
+    };
+    let mut app = TestApp::spawn(|config| config.rate_limits.reset_request.max = 2).await;
+
+    // A token that is not one: UNAUTHENTICATED, whatever the passwords.
+    let status = app
+        .client
+        .change_password(ChangePasswordRequest {
+            access: "not-a-token".into(),
+            old_password: "old-pass-12".into(),
+            new_password: "tiger-lamp-42".into(),
+            new_password2: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // A confirmation's password rules name the request's fields.
+    let status = app
+        .client
+        .reset_password(ResetPasswordRequest {
+            email: "someone@example.com".into(),
+            code: String::new(),
+            new_password: "qz7!".into(),
+            new_password2: Some("qz7?".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&status),
+        ["code", "new_password", "new_password2"]
+    );
+    // A well-formed confirmation for no account is a wrong code, not an error.
+    let outcome = app
+        .client
+        .reset_password(ResetPasswordRequest {
+            email: "someone@example.com".into(),
+            code: "123456".into(),
+            new_password: "tiger-lamp-42".into(),
+            new_password2: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome();
+    assert_eq!(outcome, ResetOutcome::CodeWrong);
+
+    // Reset requests: OK for any address, then RESOURCE_EXHAUSTED with a wait.
+    for email in ["a@example.com", "b@example.com"] {
+        app.client
+            .request_password_reset(RequestPasswordResetRequest {
+                email: email.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let status = app
+        .client
+        .request_password_reset(RequestPasswordResetRequest {
+            email: "c@example.com".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let wait: u64 = status
+        .metadata()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&wait), "{wait}");
+}

@@ -12,10 +12,13 @@ use auth_service::{
     hasher::PasswordHasher,
     mail::Mailer,
     store::{AuthStore, NewUser, PgStore, SqliteStore},
-    throttle::BruteForcePolicy,
+    throttle::{BruteForcePolicy, RateLimits},
     tokens::{TokenPolicy, TokenService},
 };
-use proto::auth::v1::{LoginRequest, TokenPair, auth_service_client::AuthServiceClient};
+use proto::auth::v1::{
+    ChangePasswordRequest, LoginRequest, RequestPasswordResetRequest, ResetOutcome,
+    ResetPasswordRequest, TokenPair, auth_service_client::AuthServiceClient,
+};
 use tokio::sync::{Notify, oneshot};
 use tonic::transport::Channel;
 
@@ -30,6 +33,8 @@ pub struct Rules<S: AuthStore> {
     /// Its store, for what a test sets up directly.
     pub store: S,
     hasher: PasswordHasher,
+    /// Where its mail is written (one `.eml` file per message).
+    mail_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -64,7 +69,8 @@ impl<S: AuthStore> Rules<S> {
         };
         let tokens = TokenService::load(&store, &policy, T0).await.unwrap();
         let hasher = PasswordHasher::new(2).unwrap();
-        let mailer = Mailer::new(None, dir.path().join("mail")).unwrap();
+        let mail_dir = dir.path().join("mail");
+        let mailer = Mailer::new(None, mail_dir.clone()).unwrap();
         let api = AuthApi::new(
             store.clone(),
             hasher.clone(),
@@ -77,6 +83,7 @@ impl<S: AuthStore> Rules<S> {
             api,
             store,
             hasher,
+            mail_dir,
             _dir: dir,
         }
     }
@@ -87,6 +94,75 @@ impl<S: AuthStore> Rules<S> {
             api: self.api.with_limits(policy, Default::default()),
             ..self
         }
+    }
+
+    /// The same, with these thresholds and limits.
+    pub fn with_limits(self, policy: BruteForcePolicy, limits: RateLimits) -> Self {
+        Self {
+            api: self.api.with_limits(policy, limits),
+            ..self
+        }
+    }
+
+    /// An account as registration leaves it: not verified, so inactive.
+    pub async fn unverified_user(&self, username: &str, password: &str) -> i64 {
+        let hash = self.hasher.hash(password.to_owned()).await.unwrap();
+        let email = format!("{username}@example.com");
+        self.store
+            .create_user(NewUser {
+                username,
+                username_lower: &username.to_lowercase(),
+                email: &email,
+                email_lower: &email,
+                password_hash: &hash,
+                is_active: false,
+                is_staff: false,
+                now: T0,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Where its mail is written.
+    pub fn mail_dir(&self) -> &std::path::Path {
+        &self.mail_dir
+    }
+
+    /// The messages mailed to `address` so far, oldest first. Mail is sent
+    /// in the background, so this waits (up to 5 s) for `expected` of them.
+    pub async fn mail_to(&self, address: &str, expected: usize) -> Vec<String> {
+        let suffix = format!("_{address}.eml");
+        for _ in 0..100 {
+            let mut names: Vec<_> = std::fs::read_dir(&self.mail_dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(&suffix))
+                .collect();
+            names.sort();
+            let mail: Vec<String> = names
+                .iter()
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .collect();
+            // A file is created before its message is written into it.
+            if mail.len() >= expected && mail.iter().all(|m| !m.is_empty()) {
+                return mail;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {expected} messages to {address}");
+    }
+
+    /// The attempts waiting in the outbox, oldest first.
+    pub async fn outbox(&self) -> Vec<proto::audit::v1::Attempt> {
+        use prost::Message as _;
+        self.store
+            .outbox_oldest(10_000, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| proto::audit::v1::Attempt::decode(row.payload.as_slice()).unwrap())
+            .collect()
     }
 
     /// A verified account.
@@ -130,6 +206,67 @@ impl<S: AuthStore> Rules<S> {
         let at = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
         self.api.log_in(&ctx, req, at).await
     }
+
+    /// A password change from `ip` at unix second `at`.
+    pub async fn change(
+        &self,
+        ip: &str,
+        access: &str,
+        old: &str,
+        new: &str,
+        at: i64,
+    ) -> Result<TokenPair, Error> {
+        let req = ChangePasswordRequest {
+            access: access.to_owned(),
+            old_password: old.to_owned(),
+            new_password: new.to_owned(),
+            new_password2: None,
+        };
+        let at = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+        self.api.change_own_password(&ctx(ip), req, at).await
+    }
+
+    /// A password reset request from `ip` at unix second `at`.
+    pub async fn request_reset(&self, ip: &str, email: &str, at: i64) -> Result<(), Error> {
+        let req = RequestPasswordResetRequest {
+            email: email.to_owned(),
+        };
+        self.api.send_reset_code(&ctx(ip), req, at).await
+    }
+
+    /// A password reset with `code` from `ip` at unix second `at`.
+    pub async fn reset(
+        &self,
+        ip: &str,
+        email: &str,
+        code: &str,
+        new: &str,
+        at: i64,
+    ) -> Result<ResetOutcome, Error> {
+        let req = ResetPasswordRequest {
+            email: email.to_owned(),
+            code: code.to_owned(),
+            new_password: new.to_owned(),
+            new_password2: None,
+        };
+        let at = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+        self.api.reset_with_code(&ctx(ip), req, at).await
+    }
+}
+
+/// The client context of a call from `ip`.
+pub fn ctx(ip: &str) -> ClientContext {
+    ClientContext {
+        ip: ip.to_owned(),
+        user_agent: None,
+        request_id: "test".to_owned(),
+    }
+}
+
+/// The 6-digit code in a mailed message.
+pub fn code_in(mail: &str) -> String {
+    let at = mail.find("code is: ").expect("a code in the mail") + "code is: ".len();
+    mail[at..at + 6].to_owned()
 }
 
 /// How a login ended, for assertions.

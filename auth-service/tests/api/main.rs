@@ -30,3 +30,4 @@ mod brute_force;
 mod grpc;
 mod helpers;
 mod identities;
+mod password;

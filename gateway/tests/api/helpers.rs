@@ -21,10 +21,12 @@ use proto::{
         audit_service_server::{AuditService, AuditServiceServer},
     },
     auth::v1::{
-        GetJwksRequest, GetJwksResponse, IntrospectTokenRequest, IntrospectTokenResponse, Jwk,
-        LoginRequest, RefreshRequest, RegisterRequest, RegisterResponse,
-        RequestVerificationCodeRequest, RequestVerificationCodeResponse, TokenPair,
-        VerifyCodeRequest, VerifyCodeResponse, VerifyOutcome,
+        ChangePasswordRequest, GetJwksRequest, GetJwksResponse, IntrospectTokenRequest,
+        IntrospectTokenResponse, Jwk, LoginRequest, RefreshRequest, RegisterRequest,
+        RegisterResponse, RequestPasswordResetRequest, RequestPasswordResetResponse,
+        RequestVerificationCodeRequest, RequestVerificationCodeResponse, ResetOutcome,
+        ResetPasswordRequest, ResetPasswordResponse, TokenPair, VerifyCodeRequest,
+        VerifyCodeResponse, VerifyOutcome,
         auth_service_server::{AuthService, AuthServiceServer},
     },
 };
@@ -75,14 +77,18 @@ impl<Req: Clone, Resp> Rpc<Req, Resp> {
 }
 
 /// A fake auth-service. By default: registration echoes, codes activate,
-/// login succeeds only for password `right-password`, refresh rotates, and
-/// the JWK set holds the test key.
+/// login succeeds only for password `right-password`, refresh rotates,
+/// password changes issue a pair, resets succeed, and the JWK set holds
+/// the test key.
 pub struct FakeAuth {
     pub register: Rpc<RegisterRequest, RegisterResponse>,
     pub request_code: Rpc<RequestVerificationCodeRequest, RequestVerificationCodeResponse>,
     pub verify: Rpc<VerifyCodeRequest, VerifyCodeResponse>,
     pub login: Rpc<LoginRequest, TokenPair>,
     pub refresh: Rpc<RefreshRequest, TokenPair>,
+    pub change_password: Rpc<ChangePasswordRequest, TokenPair>,
+    pub request_reset: Rpc<RequestPasswordResetRequest, RequestPasswordResetResponse>,
+    pub reset: Rpc<ResetPasswordRequest, ResetPasswordResponse>,
     pub jwks: Rpc<GetJwksRequest, GetJwksResponse>,
 }
 
@@ -115,6 +121,18 @@ impl FakeAuth {
                 Ok(TokenPair {
                     access: "new-access".into(),
                     refresh: "new-refresh".into(),
+                })
+            }),
+            change_password: Rpc::new(|_| {
+                Ok(TokenPair {
+                    access: "changed-access".into(),
+                    refresh: "changed-refresh".into(),
+                })
+            }),
+            request_reset: Rpc::new(|_| Ok(RequestPasswordResetResponse {})),
+            reset: Rpc::new(|_| {
+                Ok(ResetPasswordResponse {
+                    outcome: ResetOutcome::PasswordReset.into(),
                 })
             }),
             jwks: Rpc::new(move |_| {
@@ -180,6 +198,27 @@ impl AuthService for FakeAuth {
         _: Request<proto::auth::v1::LogoutAllRequest>,
     ) -> Result<Response<proto::auth::v1::LogoutAllResponse>, Status> {
         Err(Status::unimplemented("covered by the system tests"))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<ChangePasswordRequest>,
+    ) -> Result<Response<TokenPair>, Status> {
+        self.change_password.handle(request)
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<RequestPasswordResetRequest>,
+    ) -> Result<Response<RequestPasswordResetResponse>, Status> {
+        self.request_reset.handle(request)
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<ResetPasswordRequest>,
+    ) -> Result<Response<ResetPasswordResponse>, Status> {
+        self.reset.handle(request)
     }
 
     async fn get_jwks(

@@ -12,6 +12,7 @@ mod jwt;
 mod login;
 mod logs;
 mod openapi;
+mod password;
 mod routing;
 mod security_headers;
 mod slow_clients;

@@ -161,7 +161,7 @@ async fn each_request_body_lists_one_content_type_and_names_the_others() {
             );
         }
     }
-    assert_eq!(bodies, 7);
+    assert_eq!(bodies, 10);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@
 mod identities;
 mod keys;
 mod outbox;
+mod password;
 mod throttle;
 mod tokens;
 mod users;
@@ -28,7 +29,8 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
     AuthStore, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
-    OutboxEntry, OutboxRow, Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    OutboxEntry, OutboxRow, PasswordSet, Rotation, SigningKeyRow, SqlStore, StoreError,
+    StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,
@@ -188,6 +190,34 @@ where
     }
     async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
         SqlStore::logout_user(self, user_id, now).await
+    }
+    async fn put_reset_code(
+        &self,
+        user_id: i64,
+        code: &StoredCode,
+        resend_cutoff: i64,
+    ) -> Result<bool, StoreError> {
+        SqlStore::put_reset_code(self, user_id, code, resend_cutoff).await
+    }
+    async fn reset_code(&self, user_id: i64) -> Result<Option<StoredCode>, StoreError> {
+        SqlStore::reset_code(self, user_id).await
+    }
+    async fn reserve_reset_try(
+        &self,
+        user_id: i64,
+        max_tries: i32,
+    ) -> Result<Option<StoredCode>, StoreError> {
+        SqlStore::reserve_reset_try(self, user_id, max_tries).await
+    }
+    async fn record_password_set(
+        &self,
+        attempt: &OutboxEntry,
+        set: PasswordSet<'_>,
+    ) -> Result<bool, StoreError> {
+        SqlStore::record_password_set(self, attempt, set).await
+    }
+    async fn kept_access_jti(&self, user_id: i64) -> Result<Option<String>, StoreError> {
+        SqlStore::kept_access_jti(self, user_id).await
     }
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
         SqlStore::signing_keys(self).await

@@ -11,7 +11,10 @@ use sqlx::{ColumnIndex, Executor};
 
 use super::{Backend, Param, Value};
 use crate::{
-    store::{LoginEffects, LoginReservation, OutboxEntry, ReservedTry, SqlStore, StoreError},
+    store::{
+        LoginEffects, LoginReservation, NewRefreshToken, OutboxEntry, ReservedTry, SqlStore,
+        StoreError,
+    },
     throttle::{self, BruteForcePolicy, Counter, LoginKeys, Update},
 };
 
@@ -113,44 +116,59 @@ where
         } = effects
         {
             Self::insert_refresh(&mut tx, refresh).await?;
-            // Row by row in the order reservations lock them (see
-            // `reserve_login`), never one statement over both keys.
-            // A known client never touched the account counter, and
-            // clearing it would hand whoever is guessing elsewhere
-            // a fresh set of tries each time the owner logs in.
-            let mut cleared = vec![&keys.pair];
-            if !reserved.known_client {
-                cleared.push(&keys.account);
-            }
-            for key in cleared {
-                sqlx::query("DELETE FROM throttle WHERE key = $1")
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT INTO known_clients (user_id, client, last_login) VALUES ($1, $2, $3)
-                         ON CONFLICT (user_id, client) DO UPDATE SET last_login = excluded.last_login",
-            )
-            .bind(refresh.user_id)
-            .bind(&keys.client)
-            .bind(refresh.issued_at)
-            .execute(&mut *tx)
-            .await?;
-            // Only to the window it was taken from, and not once a
-            // block has started (which reset the count): the try
-            // that reaches the IP threshold starts the block
-            // whatever its outcome.
-            sqlx::query(
-                "UPDATE throttle SET hits = hits - 1
-                         WHERE key = $1 AND window_start = $2 AND hits > 0",
-            )
-            .bind(&keys.ip)
-            .bind(reserved.ip_window_start)
-            .execute(&mut *tx)
-            .await?;
+            Self::credit_success(&mut tx, refresh, keys, reserved).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// What a proven password does to the counters, inside the caller's
+    /// transaction: the pair's (and, from an unknown client, the
+    /// account's) counts start over, the client becomes known to the
+    /// account, and the reserved IP try is given back (successes are not
+    /// stuffing).
+    pub(super) async fn credit_success(
+        conn: &mut DB::Connection,
+        refresh: &NewRefreshToken,
+        keys: &LoginKeys,
+        reserved: &ReservedTry,
+    ) -> Result<(), sqlx::Error> {
+        // Row by row in the order reservations lock them (see
+        // `reserve_login`), never one statement over both keys.
+        // A known client never touched the account counter, and
+        // clearing it would hand whoever is guessing elsewhere
+        // a fresh set of tries each time the owner logs in.
+        let mut cleared = vec![&keys.pair];
+        if !reserved.known_client {
+            cleared.push(&keys.account);
+        }
+        for key in cleared {
+            sqlx::query("DELETE FROM throttle WHERE key = $1")
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO known_clients (user_id, client, last_login) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, client) DO UPDATE SET last_login = excluded.last_login",
+        )
+        .bind(refresh.user_id)
+        .bind(&keys.client)
+        .bind(refresh.issued_at)
+        .execute(&mut *conn)
+        .await?;
+        // Only to the window it was taken from, and not once a
+        // block has started (which reset the count): the try
+        // that reaches the IP threshold starts the block
+        // whatever its outcome.
+        sqlx::query(
+            "UPDATE throttle SET hits = hits - 1
+                     WHERE key = $1 AND window_start = $2 AND hits > 0",
+        )
+        .bind(&keys.ip)
+        .bind(reserved.ip_window_start)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 

@@ -102,10 +102,11 @@ where
         .fetch_all(&mut *conn)
         .await?;
         // Never moved back: a replica with a slower clock must not
-        // revive tokens another replica's logout already revoked.
+        // revive tokens another replica's logout already revoked. A token
+        // a password change kept in this second is revoked with the rest.
         sqlx::query(
-            "UPDATE users SET sessions_revoked_at = $2
-                     WHERE id = $1 AND (sessions_revoked_at IS NULL OR sessions_revoked_at < $2)",
+            "UPDATE users SET sessions_revoked_at = $2, sessions_kept_jti = NULL
+                     WHERE id = $1 AND (sessions_revoked_at IS NULL OR sessions_revoked_at <= $2)",
         )
         .bind(user_id)
         .bind(now)

@@ -124,6 +124,74 @@ impl FromFields for RefreshForm {
     }
 }
 
+/// `POST /api/accounts/password/change/` (with `Authorization: Bearer`).
+#[derive(Debug, ToSchema)]
+pub struct PasswordChangeForm {
+    /// The current password.
+    #[schema(format = Password, min_length = 1)]
+    pub old_password: String,
+    /// The new password: the registration rules, and not the current one.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
+    pub new_password: String,
+    /// When given, must equal `new_password`.
+    #[schema(format = Password, max_length = 1024)]
+    pub new_password2: Option<String>,
+}
+
+impl FromFields for PasswordChangeForm {
+    fn from_fields(form: &mut FieldReader<'_>) -> Self {
+        Self {
+            old_password: form.required_password("old_password"),
+            new_password: form.required_password("new_password"),
+            new_password2: form.optional("new_password2"),
+        }
+    }
+}
+
+/// `POST /api/accounts/password/reset/`.
+#[derive(Debug, ToSchema)]
+pub struct ResetRequestForm {
+    /// The account's verified email.
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+}
+
+impl FromFields for ResetRequestForm {
+    fn from_fields(form: &mut FieldReader<'_>) -> Self {
+        Self {
+            email: form.required("email"),
+        }
+    }
+}
+
+/// `POST /api/accounts/password/reset/confirm/`.
+#[derive(Debug, ToSchema)]
+pub struct ResetConfirmForm {
+    /// The account's email.
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    /// The emailed reset code: 6 digits (a JSON number is accepted too).
+    #[schema(pattern = "^[0-9]{6}$")]
+    pub code: String,
+    /// The new password: the registration rules.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
+    pub new_password: String,
+    /// When given, must equal `new_password`.
+    #[schema(format = Password, max_length = 1024)]
+    pub new_password2: Option<String>,
+}
+
+impl FromFields for ResetConfirmForm {
+    fn from_fields(form: &mut FieldReader<'_>) -> Self {
+        Self {
+            email: form.required("email"),
+            code: form.required("code"),
+            new_password: form.required_password("new_password"),
+            new_password2: form.optional("new_password2"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -185,6 +253,9 @@ mod tests {
         reads_what_its_schema_documents::<VerifyForm>().await;
         reads_what_its_schema_documents::<LoginForm>().await;
         reads_what_its_schema_documents::<RefreshForm>().await;
+        reads_what_its_schema_documents::<PasswordChangeForm>().await;
+        reads_what_its_schema_documents::<ResetRequestForm>().await;
+        reads_what_its_schema_documents::<ResetConfirmForm>().await;
     }
 
     #[tokio::test]

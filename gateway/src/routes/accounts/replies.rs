@@ -47,8 +47,9 @@ pub struct Outcome {
     /// `success` or `failed`.
     #[schema(value_type = String, pattern = "^(success|failed)$")]
     status: &'static str,
-    /// What happened (`user-activated`, `code-wrong`, `code-expired`,
-    /// `too-many-attempts`); absent when there is nothing to add.
+    /// What happened (`user-activated`, `password-reset`, `code-wrong`,
+    /// `code-expired`, `too-many-attempts`); absent when there is nothing
+    /// to add.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     message: Option<&'static str>,
@@ -85,7 +86,8 @@ pub struct LoggedOutEverywhere {
     pub revoked_sessions: u64,
 }
 
-/// [`openapi::BodyErrors`] for the code check, whose refusals keep the old
+/// [`openapi::BodyErrors`] for the code checks (verification and password
+/// reset), whose refusals keep the old
 /// `{"status": "failed", "message": ...}` 400.
 pub struct VerifyErrors;
 

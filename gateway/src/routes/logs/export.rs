@@ -43,7 +43,7 @@ impl Format {
 
 /// Column order of the CSV export.
 const CSV_HEADER: &str = "id,created_at,email,identifier,username,user,ip,successful,\
-reject_reason,suspicious,user_agent,event_id,request_id,count,last_created_at\r\n";
+reject_reason,suspicious,user_agent,event_id,request_id,count,last_created_at,kind\r\n";
 
 /// One CSV field: quoted when needed, and defused when a spreadsheet would
 /// read it as a formula (these values come from anonymous clients).
@@ -87,6 +87,7 @@ fn csv_line(item: &AttemptItem) -> String {
         item.request_id.clone(),
         item.count.to_string(),
         opt(&item.last_created_at),
+        item.kind.to_owned(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {

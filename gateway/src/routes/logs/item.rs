@@ -46,6 +46,10 @@ pub struct AttemptItem {
     /// when `count` is 1.
     #[schema(format = DateTime)]
     pub last_created_at: Option<String>,
+    /// What was attempted: `login`, `password_change` or `password_reset`
+    /// (records from before kinds existed are logins).
+    #[schema(pattern = "^(login|password_change|password_reset)$")]
+    pub kind: &'static str,
 }
 
 impl From<AttemptRecord> for AttemptItem {
@@ -53,6 +57,7 @@ impl From<AttemptRecord> for AttemptItem {
         let attempt = record.attempt.unwrap_or_default();
         let non_empty = |s: String| (!s.is_empty()).then_some(s);
         let reason = attempt.reason().code();
+        let kind = attempt.kind().code();
         Self {
             id: record.id,
             email: attempt.email,
@@ -72,6 +77,7 @@ impl From<AttemptRecord> for AttemptItem {
                 .last_occurred_at
                 .filter(|_| attempt.count > 1)
                 .and_then(rfc3339),
+            kind,
         }
     }
 }
@@ -126,7 +132,7 @@ mod tests {
                 "created_at": "2024-01-01T00:00:00.123Z", "user_agent": null,
                 "reject_reason": "bad_password", "successful": false, "suspicious": true,
                 "user": 3, "event_id": "e1", "username": "alice", "identifier": "alice",
-                "request_id": "r1", "count": 1, "last_created_at": null,
+                "request_id": "r1", "count": 1, "last_created_at": null, "kind": "login",
             })
         );
     }

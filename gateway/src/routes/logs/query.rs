@@ -5,7 +5,9 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use proto::audit::v1::{AttemptFilter, ListAttemptsRequest, RejectReason, TailRequest};
+use proto::audit::v1::{
+    AttemptFilter, AttemptKind, ListAttemptsRequest, RejectReason, TailRequest,
+};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::error::FieldErrors;
@@ -17,7 +19,7 @@ const MAX_LIMIT: u32 = 500;
 /// Longest filter value accepted; nothing legitimate comes close.
 const MAX_VALUE_LEN: usize = 1024;
 /// Parameters this endpoint reads; others are ignored.
-const PARAMS: [&str; 12] = [
+const PARAMS: [&str; 13] = [
     "limit",
     "cursor",
     "successful",
@@ -29,6 +31,7 @@ const PARAMS: [&str; 12] = [
     "user_id",
     "reason",
     "suspicious",
+    "kind",
     "format",
 ];
 
@@ -53,6 +56,8 @@ pub struct LogsQuery {
     pub reason: Option<RejectReason>,
     /// Only flagged or only unflagged attempts.
     pub suspicious: Option<bool>,
+    /// One kind of attempt (`login`, `password_change`, `password_reset`).
+    pub kind: Option<AttemptKind>,
     /// Attempts at or after this instant.
     pub since: Option<OffsetDateTime>,
     /// Attempts before this instant.
@@ -159,6 +164,21 @@ impl LogsQuery {
             }
             reason
         });
+        let kind = get("kind").and_then(|v| {
+            let v = v.trim();
+            let kind = AttemptKind::from_code(v);
+            if kind.is_none() {
+                let choices: Vec<&str> = AttemptKind::ALL.map(AttemptKind::code).into();
+                errors.add(
+                    "kind",
+                    format!(
+                        "\"{v}\" is not a valid choice. Choose one of: {}.",
+                        choices.join(", ")
+                    ),
+                );
+            }
+            kind
+        });
         let format = get("format").and_then(|v| {
             if v.trim().eq_ignore_ascii_case("json") {
                 return None;
@@ -212,6 +232,7 @@ impl LogsQuery {
             user_id,
             reason,
             suspicious,
+            kind,
             since,
             until,
             format,
@@ -247,6 +268,7 @@ impl LogsQuery {
             user_id: self.user_id,
             reason: self.reason.map(|r| r as i32),
             suspicious: self.suspicious,
+            kind: self.kind.map(|k| k as i32),
         }
     }
 

@@ -1,0 +1,485 @@
+//! Passwords after sign-up: a change by the signed-in user (with the
+//! current password, under the login's brute-force counters) and a reset
+//! by a code emailed to the account's verified address (the verification
+//! code rules). Both set the password in one transaction with their audit
+//! attempt and revoke every session the old password opened.
+
+use proto::auth::v1 as pb;
+use rand::RngCore;
+
+use super::{AuthApi, new_id};
+use crate::{
+    attempt::{AttemptKind, RejectReason, outbox_entry_of, tally_of},
+    context::ClientContext,
+    domain::{
+        EmailAddress, FieldError, LoginIdentifier, Password, Username, VerificationCode,
+        normalise_password,
+    },
+    error::Error,
+    hasher::Verified,
+    store::{
+        AuthStore, KeptSession, LoginReservation, NewRefreshToken, PasswordSet, StoredCode, User,
+    },
+    throttle::{LoginKeys, wait},
+    tokens::ACCESS,
+};
+
+/// What a wrong current password gets (Django's `PasswordChangeForm`).
+pub const WRONG_OLD_PASSWORD: &str =
+    "Your old password was entered incorrectly. Please enter it again.";
+
+/// A reset code's lifetime (as a verification code's).
+const RESET_CODE_TTL_SECS: i64 = 600;
+/// Wrong tries after which a reset code is dead.
+const RESET_CODE_MAX_TRIES: i32 = 5;
+/// Least time between two reset codes for one account.
+const RESET_CODE_RESEND_SECS: i64 = 60;
+
+/// One password change or reset attempt: who, from where, when, what kind;
+/// the same for every record of it.
+struct Try<'a> {
+    kind: AttemptKind,
+    ctx: &'a ClientContext,
+    /// The username (a change) or the submitted email (a reset).
+    identifier: LoginIdentifier,
+    /// The client key every per-IP counter and tally uses.
+    client: String,
+    at: time::OffsetDateTime,
+}
+
+impl<S: AuthStore> AuthApi<S> {
+    /// Writes a failed attempt to the outbox and wakes the forwarder.
+    async fn record_failure(
+        &self,
+        attempt: &Try<'_>,
+        user: Option<&User>,
+        reason: RejectReason,
+    ) -> Result<(), Error> {
+        let tally = tally_of(
+            attempt.kind,
+            Err(reason),
+            &attempt.client,
+            user,
+            attempt.at.unix_timestamp(),
+            self.refused_tally_window,
+        );
+        let entry = self.entry(attempt, user, Err(reason), tally);
+        self.store
+            .record_login(&entry, crate::store::LoginEffects::Nothing)
+            .await?;
+        self.outbox_signal.notify_one();
+        tracing::info!(
+            event_id = %entry.event_id,
+            kind = attempt.kind.code(),
+            reason = reason.code(),
+            user_id = user.map(|u| u.id),
+            "password attempt failed"
+        );
+        Ok(())
+    }
+
+    /// The outbox entry of `attempt` (of its kind) with `outcome`.
+    fn entry(
+        &self,
+        attempt: &Try<'_>,
+        user: Option<&User>,
+        outcome: Result<(), RejectReason>,
+        tally: Option<crate::store::Tally>,
+    ) -> crate::store::OutboxEntry {
+        outbox_entry_of(
+            attempt.kind,
+            attempt.ctx,
+            &attempt.identifier,
+            user,
+            outcome,
+            attempt.at,
+            tally,
+        )
+    }
+
+    /// Changes the password of the access token's user at `at`, who proves
+    /// it with the current password; answers with a fresh pair, every
+    /// other session being revoked.
+    pub async fn change_own_password(
+        &self,
+        ctx: &ClientContext,
+        req: pb::ChangePasswordRequest,
+        at: time::OffsetDateTime,
+    ) -> Result<pb::TokenPair, Error> {
+        let now = at.unix_timestamp();
+        let claims = self.verify_token(req.access.trim(), ACCESS).await?;
+        // A token from before the last revocation (the thief's, after the
+        // owner changed the password) changes nothing.
+        let user = self.live_owner(&claims).await?.ok_or(Error::InvalidToken)?;
+
+        // Field rules first: they need no secret, so they are answered
+        // without counting a try or checking the current password.
+        let mut problems = Vec::new();
+        if req.old_password.is_empty() {
+            problems.push(FieldError::required("old_password"));
+        }
+        if let Err(errors) = new_password_rules(
+            &req.new_password,
+            req.new_password2.as_deref(),
+            Username::parse(&user.username).ok().as_ref(),
+            EmailAddress::parse("email", &user.email).ok().as_ref(),
+        ) {
+            problems.extend(errors);
+        }
+        // Compared as stored: two spellings of one NFKC form are one password.
+        if !req.old_password.is_empty()
+            && normalise_password(&req.new_password) == normalise_password(&req.old_password)
+        {
+            problems.push(FieldError::new(
+                "new_password",
+                "The new password must differ from the current one.",
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+
+        let attempt = Try {
+            kind: AttemptKind::PasswordChange,
+            ctx,
+            identifier: LoginIdentifier::new(&user.username),
+            client: self.client(ctx),
+            at,
+        };
+        let keys = LoginKeys::new(Some(user.id), &attempt.identifier, attempt.client.clone());
+        // Counted like a login try, before the password is looked at: a
+        // stolen access token is no unthrottled password oracle.
+        let reserved = match self
+            .store
+            .reserve_login(&keys, &self.brute_force, now)
+            .await?
+        {
+            LoginReservation::Granted(reserved) => reserved,
+            LoginReservation::Refused {
+                until,
+                account_locked,
+            } => {
+                let reason = if account_locked {
+                    RejectReason::LockedOut
+                } else {
+                    RejectReason::RateLimited
+                };
+                self.record_failure(&attempt, Some(&user), reason).await?;
+                return Err(Error::Throttled {
+                    retry_after: wait(until, now),
+                });
+            }
+        };
+        // A hash from before passwords were normalised is tried as typed
+        // too; the new hash replaces it anyway.
+        let verified = self
+            .hasher
+            .verify_stored(
+                req.old_password,
+                Some(user.password_hash.clone()),
+                !user.password_nfkc,
+            )
+            .await?;
+        if verified == Verified::No {
+            self.record_failure(&attempt, Some(&user), RejectReason::BadPassword)
+                .await?;
+            if reserved.lock_started {
+                tracing::warn!(user_id = user.id, "account locked");
+                self.notify_lock(&user);
+            }
+            // A field error, not UNAUTHENTICATED: the token was good, and a
+            // client must be able to tell "sign in again" from "retype".
+            return Err(Error::Invalid(vec![FieldError::new(
+                "old_password",
+                WRONG_OLD_PASSWORD,
+            )]));
+        }
+
+        let hash = self.hasher.hash(req.new_password).await?;
+        let jti = new_id();
+        let pair = self.tokens.issue(&user, now, jti.clone())?;
+        let refresh = NewRefreshToken {
+            jti,
+            family_id: new_id(),
+            user_id: user.id,
+            issued_at: now,
+            expires_at: pair.refresh_exp,
+        };
+        let entry = self.entry(&attempt, Some(&user), Ok(()), None);
+        self.store
+            .record_password_set(
+                &entry,
+                PasswordSet {
+                    user_id: user.id,
+                    password_hash: &hash,
+                    now,
+                    reset_code: None,
+                    kept: Some(KeptSession {
+                        refresh: &refresh,
+                        access_jti: &pair.access_jti,
+                        keys: &keys,
+                        reserved: &reserved,
+                    }),
+                },
+            )
+            .await?;
+        self.outbox_signal.notify_one();
+        tracing::info!(event_id = %entry.event_id, user_id = user.id, "password changed");
+        self.notify_password_set(&user, "changed");
+        Ok(pb::TokenPair {
+            access: pair.access,
+            refresh: pair.refresh,
+        })
+    }
+
+    /// Mails a reset code to a verified, active account; answers the same
+    /// for any address.
+    pub async fn send_reset_code(
+        &self,
+        ctx: &ClientContext,
+        req: pb::RequestPasswordResetRequest,
+        now: i64,
+    ) -> Result<(), Error> {
+        self.rate_limit("reset", self.limits.reset_request, ctx, now)
+            .await?;
+        let email =
+            EmailAddress::parse("email", &req.email).map_err(|e| Error::Invalid(vec![e]))?;
+        // Per address too, counted whether or not it has an account (the
+        // refusal says nothing about that), so many clients cannot flood
+        // one inbox.
+        let limit = self.limits.reset_request_email;
+        let (hits, start) = self
+            .store
+            .rate_hit(
+                &format!("rl:reset-email:{}", email.lookup_key()),
+                now,
+                limit.window,
+            )
+            .await?;
+        if let Some(retry_after) = limit.retry_after(hits, start, now) {
+            tracing::warn!("password reset requests for one address over its limit");
+            return Err(Error::Throttled { retry_after });
+        }
+        // Unknown, unverified (verify instead) and disabled accounts get no
+        // code, and the same answer.
+        let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
+            return Ok(());
+        };
+        if !user.is_active {
+            return Ok(());
+        }
+        let code = VerificationCode::generate();
+        let mut salt = vec![0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let stored = StoredCode {
+            code_hash: code.digest(&salt),
+            salt,
+            created_at: now,
+            expires_at: now + RESET_CODE_TTL_SECS,
+            tries: 0,
+        };
+        if !self
+            .store
+            .put_reset_code(user.id, &stored, now - RESET_CODE_RESEND_SECS)
+            .await?
+        {
+            tracing::info!(
+                user_id = user.id,
+                "reset code not re-sent: last one is under 60 s old"
+            );
+            return Ok(());
+        }
+        let body = format!(
+            "Hello {},\n\nSomeone asked to reset your password.\n\n\
+             Your password reset code is: {}\n\n\
+             It expires in 10 minutes. Resetting signs you out everywhere.\n\
+             If you did not ask for it, ignore this email: your password stays as it is.\n",
+            user.username,
+            code.expose()
+        );
+        self.mail(&user, "Your password reset code", body);
+        Ok(())
+    }
+
+    /// Sets a new password when the reset code is right and alive.
+    pub async fn reset_with_code(
+        &self,
+        ctx: &ClientContext,
+        req: pb::ResetPasswordRequest,
+        at: time::OffsetDateTime,
+    ) -> Result<pb::ResetOutcome, Error> {
+        use pb::ResetOutcome as O;
+        let now = at.unix_timestamp();
+        let attempt = Try {
+            kind: AttemptKind::PasswordReset,
+            ctx,
+            identifier: LoginIdentifier::new(&req.email),
+            client: self.client(ctx),
+            at,
+        };
+        let limited = self
+            .rate_limit("reset-confirm", self.limits.reset_confirm, ctx, now)
+            .await;
+        if let Err(Error::Throttled { .. }) = &limited {
+            // Tallied per client and window, so a flood costs one record.
+            self.record_failure(&attempt, None, RejectReason::RateLimited)
+                .await?;
+        }
+        limited?;
+        let mut problems = Vec::new();
+        if req.email.trim().is_empty() {
+            problems.push(FieldError::required("email"));
+        }
+        if req.code.trim().is_empty() {
+            problems.push(FieldError::required("code"));
+        }
+        // The rules that need no account (the username is checked once the
+        // code has proved the caller owns it, so a refusal here says
+        // nothing about which account the address has).
+        let email = EmailAddress::parse("email", &req.email).ok();
+        if let Err(errors) = new_password_rules(
+            &req.new_password,
+            req.new_password2.as_deref(),
+            None,
+            email.as_ref(),
+        ) {
+            problems.extend(errors);
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+
+        let user = match &email {
+            Some(email) => self.store.user_by_email(&email.lookup_key()).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            self.record_failure(&attempt, None, RejectReason::UnknownUser)
+                .await?;
+            return Ok(O::CodeWrong);
+        };
+        // The try is counted before the comparison, so a burst of guesses
+        // gets at most RESET_CODE_MAX_TRIES comparisons against one code.
+        let Some(stored) = self
+            .store
+            .reserve_reset_try(user.id, RESET_CODE_MAX_TRIES)
+            .await?
+        else {
+            let (reason, outcome) = match self.store.reset_code(user.id).await? {
+                Some(_) => (RejectReason::TooManyAttempts, O::TooManyAttempts),
+                None => (RejectReason::CodeWrong, O::CodeWrong),
+            };
+            self.record_failure(&attempt, Some(&user), reason).await?;
+            return Ok(outcome);
+        };
+        let matches = VerificationCode::parse(&req.code)
+            .is_some_and(|c| c.matches(&stored.salt, &stored.code_hash));
+        if !matches {
+            self.record_failure(&attempt, Some(&user), RejectReason::CodeWrong)
+                .await?;
+            return Ok(O::CodeWrong);
+        }
+        if now >= stored.expires_at {
+            self.record_failure(&attempt, Some(&user), RejectReason::CodeExpired)
+                .await?;
+            return Ok(O::CodeExpired);
+        }
+        // Disabled after the code was sent: a reset does not activate.
+        if !user.is_active {
+            self.record_failure(&attempt, Some(&user), RejectReason::Inactive)
+                .await?;
+            return Ok(O::CodeWrong);
+        }
+        if let Err(errors) = new_password_rules(
+            &req.new_password,
+            None,
+            Username::parse(&user.username).ok().as_ref(),
+            email.as_ref(),
+        ) {
+            return Err(Error::Invalid(errors));
+        }
+        let hash = self.hasher.hash(req.new_password).await?;
+        let entry = self.entry(&attempt, Some(&user), Ok(()), None);
+        let set = self
+            .store
+            .record_password_set(
+                &entry,
+                PasswordSet {
+                    user_id: user.id,
+                    password_hash: &hash,
+                    now,
+                    reset_code: Some(&stored.code_hash),
+                    kept: None,
+                },
+            )
+            .await?;
+        if !set {
+            // Another request used the code first.
+            self.record_failure(&attempt, Some(&user), RejectReason::CodeWrong)
+                .await?;
+            return Ok(O::CodeWrong);
+        }
+        self.outbox_signal.notify_one();
+        tracing::info!(event_id = %entry.event_id, user_id = user.id, "password reset");
+        self.notify_password_set(&user, "reset");
+        Ok(O::PasswordReset)
+    }
+
+    /// Tells the owner their password was changed or reset, so a change
+    /// they did not make does not go unnoticed.
+    fn notify_password_set(&self, user: &User, how: &str) {
+        let body = format!(
+            "Hello {},\n\nThe password of your account was {how}, and every session\n\
+             signed in with the old one was signed out.\n\
+             If this was not you, reset your password now and contact support.\n",
+            user.username
+        );
+        self.mail(user, &format!("Your password was {how}"), body);
+    }
+
+    /// Sends `body` to the account in the background: the answer never
+    /// waits on (or tells about) the mail server.
+    fn mail(&self, user: &User, subject: &str, body: String) {
+        let (mailer, from, to, id, subject) = (
+            self.mailer.clone(),
+            self.mail_from.clone(),
+            user.email.clone(),
+            user.id,
+            subject.to_owned(),
+        );
+        tokio::spawn(async move {
+            match mailer.send(&from, &to, &subject, body).await {
+                Ok(()) => tracing::info!(user_id = id, subject, "mail sent"),
+                Err(e) => tracing::error!(user_id = id, subject, error = %e, "mail failed"),
+            }
+        });
+    }
+}
+
+/// The registration rules for a new password, reported under the request's
+/// field names (`new_password`, `new_password2`).
+fn new_password_rules(
+    new_password: &str,
+    confirmation: Option<&str>,
+    username: Option<&Username>,
+    email: Option<&EmailAddress>,
+) -> Result<(), Vec<FieldError>> {
+    let mut errors: Vec<FieldError> = match Password::parse_new(new_password, username, email) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .into_iter()
+            .map(|e| FieldError::new("new_password", e.message))
+            .collect(),
+    };
+    if confirmation.is_some_and(|c| c != new_password) {
+        errors.push(FieldError::new(
+            "new_password2",
+            "Password fields didn't match.",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
