@@ -70,7 +70,9 @@ pub struct VerifyForm {
     /// The account's email.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// The emailed code: 6 digits (a JSON number is accepted too).
+    /// The emailed code: 6 digits. A JSON number 0-999999 is accepted too
+    /// and read zero-padded (`12345` is `"012345"`); any other number is
+    /// refused (400 naming `code`, no try used up).
     #[schema(pattern = "^[0-9]{6}$")]
     pub code: String,
 }
@@ -79,7 +81,7 @@ impl FromFields for VerifyForm {
     fn from_fields(form: &mut FieldReader<'_>) -> Self {
         Self {
             email: form.required("email"),
-            code: form.required("code"),
+            code: form.code("code"),
         }
     }
 }
