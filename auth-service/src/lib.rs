@@ -126,7 +126,9 @@ impl Application {
         )
         .with_limits(config.brute_force.clone(), config.rate_limits)
         .with_ipv6_prefix(config.ipv6_prefix)
-        .with_refused_tally_window(config.refused_tally_window);
+        .with_refused_tally_window(config.refused_tally_window)
+        .with_refresh_reuse_grace(config.refresh_reuse_grace)
+        .with_unverified_accounts(config.unverified_ttl, config.verify_without_password);
 
         let (stop_forwarder, stop_rx) = common::shutdown::channel();
         let upkeep = Box::pin(upkeep(

@@ -118,6 +118,14 @@ def main(base, mail_dir):
         RefreshedTokens,
         "refresh",
     )
+    # The client moves on; a reuse before that, within the reuse grace,
+    # would get `rotated.refresh` again instead of a 401.
+    rotated = expect(
+        refresh_tokens.sync_detailed(client=client, body=RefreshForm(refresh=rotated.refresh)),
+        200,
+        RefreshedTokens,
+        "refresh again",
+    )
     reused = expect(
         refresh_tokens.sync_detailed(client=client, body=RefreshForm(refresh=tokens.refresh)),
         401,

@@ -278,13 +278,16 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Uses up refresh token `jti` and stores its successor `next` (whose
     /// family and owner are taken from the used token), unless the family
-    /// refreshed more than `family_limit` allows.
+    /// refreshed more than `family_limit` allows. A token used at most
+    /// `reuse_grace` seconds ago (0: never) whose successor is still live
+    /// is [`Rotation::Replayed`]; any other used one revokes its family.
     fn rotate_refresh(
         &self,
         jti: &str,
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
     /// Revokes the family of live refresh token `jti`; false when the token
     /// is unknown, expired, used or revoked (a used one also revokes its

@@ -101,6 +101,15 @@ impl From<&User> for TokenOwner {
 pub enum Rotation {
     /// The token was live; it is now used and its successor is stored.
     Rotated(TokenOwner),
+    /// The token was used moments ago (within the reuse grace) and the
+    /// token that use issued is still live: nothing changed, and the caller
+    /// answers with that same successor, as the first use did.
+    Replayed {
+        /// The account, as now.
+        owner: TokenOwner,
+        /// The successor as stored (its `jti`, `issued_at`, `expires_at`).
+        successor: NewRefreshToken,
+    },
     /// The token had been used before: its whole family is now revoked.
     Reused,
     /// Unknown, expired or revoked.

@@ -96,8 +96,23 @@ async fn full_flow_register_verify_login_refresh(backend: Backend) {
     assert_ne!(fresh["refresh"], by_name["refresh"]);
     assert!(fresh["access"].is_string());
 
-    // Reusing the old token is theft: 401, and the whole family is revoked,
-    // including the token just issued from it.
+    // The old token again at once (a second tab, a retry): within the reuse
+    // grace and with `fresh` unused, the same refresh token comes back.
+    let (status, again) = sys
+        .post_json("/api/accounts/login/refresh/", json!({"refresh": old}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["refresh"], fresh["refresh"]);
+
+    // Once `fresh` has been used, the old token is theft: 401, and the whole
+    // family is revoked, including the token just issued from `fresh`.
+    let (status, fresh) = sys
+        .post_json(
+            "/api/accounts/login/refresh/",
+            json!({"refresh": fresh["refresh"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{fresh}");
     let (status, body) = sys
         .post_json("/api/accounts/login/refresh/", json!({"refresh": old}))
         .await;

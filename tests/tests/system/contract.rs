@@ -8,15 +8,21 @@ use serde_json::{Value, json};
 use system_tests::{Backend, TestSystem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::{burst, count};
+
 on_every_backend!(
     a_code_sent_as_a_json_number_keeps_its_leading_zero,
     other_numbers_for_a_code_are_refused_without_using_up_a_try,
     request_ids_outside_the_token_syntax_are_replaced_everywhere,
     request_ids_with_control_bytes_never_come_back,
+    refreshes_with_one_token_at_one_instant_all_get_the_same_successor,
+    a_reuse_after_the_grace_revokes_the_family,
+    a_zero_grace_turns_the_grace_off,
 );
 
 const VERIFY: &str = "/api/accounts/verification/code/verify/";
 const LOGIN: &str = "/api/accounts/login/";
+const REFRESH: &str = "/api/accounts/login/refresh/";
 
 /// Runs `sql` (with `$1`.. bound to `binds`, text or bytes) on auth-service's
 /// database; rows affected.
@@ -284,5 +290,109 @@ async fn request_ids_with_control_bytes_never_come_back(backend: Backend) {
         !response.to_lowercase().contains("x-injected"),
         "{response}"
     );
+    sys.shutdown().await;
+}
+
+async fn refreshes_with_one_token_at_one_instant_all_get_the_same_successor(backend: Backend) {
+    let Some(sys) = TestSystem::start(backend).await else {
+        return;
+    };
+    sys.active_user("tabs", "tabs@example.com", "tabs-pass-12")
+        .await;
+    let pair = sys.login("tabs", "tabs-pass-12").await;
+    let token = pair["refresh"].as_str().unwrap().to_owned();
+
+    let replies = burst(8, |_| {
+        sys.http
+            .post(sys.url(REFRESH))
+            .json(&json!({"refresh": token}))
+            .send()
+    })
+    .await;
+
+    assert_eq!(count(&replies, 200), 8, "{replies:?}");
+    let successor = &replies[0].body["refresh"];
+    assert!(successor.is_string());
+    assert_ne!(successor, &json!(token));
+    assert!(
+        replies.iter().all(|r| &r.body["refresh"] == successor),
+        "{replies:?}"
+    );
+    let accesses: std::collections::HashSet<_> = replies
+        .iter()
+        .map(|r| r.body["access"].to_string())
+        .collect();
+    assert_eq!(accesses.len(), 8, "each answer has its own access token");
+    // The family lives: the one successor rotates on.
+    let (status, next) = sys.post_json(REFRESH, json!({"refresh": successor})).await;
+    assert_eq!(status, 200, "{next}");
+    let (status, _) = sys
+        .post_json(REFRESH, json!({"refresh": next["refresh"]}))
+        .await;
+    assert_eq!(status, 200);
+    sys.shutdown().await;
+}
+
+async fn a_reuse_after_the_grace_revokes_the_family(backend: Backend) {
+    let Some(sys) = TestSystem::start_with(backend, |auth, _| {
+        auth.refresh_reuse_grace = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    sys.active_user("late", "late@example.com", "late-pass-12")
+        .await;
+    let pair = sys.login("late", "late-pass-12").await;
+    let (status, fresh) = sys
+        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
+        .await;
+    assert_eq!(status, 200);
+
+    // Times are whole seconds: 2.2 s is past a 1 s grace whatever the phase.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let (status, body) = sys
+        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
+        .await;
+
+    assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
+    let (status, _) = sys
+        .post_json(REFRESH, json!({"refresh": fresh["refresh"]}))
+        .await;
+    assert_eq!(
+        status, 401,
+        "the unused successor is revoked with its family"
+    );
+    sys.shutdown().await;
+}
+
+async fn a_zero_grace_turns_the_grace_off(backend: Backend) {
+    let Some(sys) = TestSystem::start_with(backend, |auth, _| {
+        auth.refresh_reuse_grace = Duration::ZERO;
+    })
+    .await
+    else {
+        return;
+    };
+    sys.active_user("strict", "strict@example.com", "strict-pass-12")
+        .await;
+    let pair = sys.login("strict", "strict-pass-12").await;
+    let token = pair["refresh"].as_str().unwrap().to_owned();
+
+    let replies = burst(4, |_| {
+        sys.http
+            .post(sys.url(REFRESH))
+            .json(&json!({"refresh": token}))
+            .send()
+    })
+    .await;
+
+    assert_eq!(count(&replies, 200), 1, "{replies:?}");
+    assert_eq!(count(&replies, 401), 3, "{replies:?}");
+    let winner = replies.iter().find(|r| r.status == 200).unwrap();
+    let (status, _) = sys
+        .post_json(REFRESH, json!({"refresh": winner.body["refresh"]}))
+        .await;
+    assert_eq!(status, 401, "the reuse revoked the family");
     sys.shutdown().await;
 }

@@ -64,6 +64,7 @@ pub trait Backend: sqlx::Database<Arguments: IntoArguments<Self>> {
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 }
 
@@ -164,8 +165,9 @@ where
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> Result<Rotation, StoreError> {
-        DB::rotate_refresh(self, jti, now, next, family_limit).await
+        DB::rotate_refresh(self, jti, now, next, family_limit, reuse_grace).await
     }
     async fn logout_family(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
         SqlStore::logout_family(self, jti, now).await
