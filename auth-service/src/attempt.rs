@@ -139,6 +139,8 @@ mod tests {
             is_active: true,
             is_staff: false,
             sessions_revoked_at: None,
+            created_at: 0,
+            verified_at: Some(0),
         }
     }
 

@@ -456,6 +456,8 @@ mod tests {
             is_active: true,
             is_staff: true,
             sessions_revoked_at: None,
+            created_at: 0,
+            verified_at: Some(0),
         }
     }
 

@@ -92,13 +92,14 @@ def main(base, mail_dir):
         "request a code",
     )
     wrong = verify_code.sync_detailed(
-        client=client, body=VerifyForm(email=email, code="000000")
+        client=client, body=VerifyForm(email=email, code="000000", password=password)
     )
     assert wrong.status_code == 400, wrong
     assert json.loads(wrong.content) == {"status": "failed", "message": "code-wrong"}
     done = expect(
         verify_code.sync_detailed(
-            client=client, body=VerifyForm(email=email, code=newest_code(mail_dir, email))
+            client=client,
+            body=VerifyForm(email=email, code=newest_code(mail_dir, email), password=password),
         ),
         200,
         Outcome,

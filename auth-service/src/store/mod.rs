@@ -22,8 +22,8 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    LoginEffects, LoginReservation, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, ReservedTry,
-    Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    LoginEffects, LoginReservation, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, Registration,
+    ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -188,6 +188,22 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         &self,
         user: NewUser<'_>,
     ) -> impl Future<Output = Result<User, StoreError>> + Send;
+    /// Registers an unverified account, replacing in the same transaction
+    /// an unverified account holding its email (any age) and one holding
+    /// its username created before `username_held_after`;
+    /// `Duplicate("username" | "email")` when a name is still taken.
+    fn register_user(
+        &self,
+        user: NewUser<'_>,
+        username_held_after: i64,
+    ) -> impl Future<Output = Result<Registration, StoreError>> + Send;
+    /// Deletes up to `batch` unverified accounts created before `before`,
+    /// with everything referring to them; how many were deleted.
+    fn delete_unverified(
+        &self,
+        before: i64,
+        batch: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The account whose username (preferred) or email matches `key` (lower-cased).
     fn user_by_login(
         &self,
@@ -231,13 +247,15 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         max_tries: i32,
     ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
-    /// Deletes the code with this digest and activates the account, atomically;
-    /// false when the code was already consumed.
+    /// Deletes the code with this digest and activates the account (with
+    /// `new_password_hash` as its password, when given), atomically; false
+    /// when the code was already consumed.
     fn activate_with_code(
         &self,
         user_id: i64,
         code_hash: &[u8],
         now: i64,
+        new_password_hash: Option<&str>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Counts one login try under all three keys as a failure and applies
     /// `policy`, in one transaction, unless a key is blocked at `now` (then

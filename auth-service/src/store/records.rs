@@ -21,6 +21,29 @@ pub struct User {
     /// When the user last logged out everywhere (Unix seconds): access
     /// tokens issued up to then no longer introspect as active.
     pub sessions_revoked_at: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When the email was verified (Unix seconds); `None` while unverified.
+    pub verified_at: Option<i64>,
+}
+
+impl User {
+    /// Not verified yet: such an account holds its email only until a new
+    /// registration of that email, and its username for the unverified
+    /// TTL (a disabled account was verified and is not one).
+    pub fn unverified(&self) -> bool {
+        !self.is_active && self.verified_at.is_none()
+    }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The new account.
+    pub user: User,
+    /// Unverified accounts it replaced (0 or 1, or 2 when one held the
+    /// email and another the username).
+    pub replaced: u64,
 }
 
 /// An account to create.

@@ -51,7 +51,7 @@ async fn full_flow_register_verify_login_refresh(backend: Backend) {
     let (status, body) = sys
         .post_json(
             "/api/accounts/verification/code/verify/",
-            json!({"email": "alice@example.com", "code": wrong}),
+            json!({"email": "alice@example.com", "code": wrong, "password": "s3cret-pass"}),
         )
         .await;
     assert_eq!(
@@ -69,7 +69,7 @@ async fn full_flow_register_verify_login_refresh(backend: Backend) {
     let (status, body) = sys
         .post_json(
             "/api/accounts/verification/code/verify/",
-            json!({"email": "ALICE@example.com", "code": code_value}),
+            json!({"email": "ALICE@example.com", "code": code_value, "password": "s3cret-pass"}),
         )
         .await;
     assert_eq!(
@@ -307,7 +307,7 @@ async fn code_request_answers_the_same_for_unknown_emails_and_sends_nothing(back
     let (status, body) = sys
         .post_json(
             "/api/accounts/verification/code/verify/",
-            json!({"email": "ghost@example.com", "code": "123456"}),
+            json!({"email": "ghost@example.com", "code": "123456", "password": "s3cret-pass"}),
         )
         .await;
     assert_eq!(
@@ -334,7 +334,7 @@ async fn verification_code_dies_after_five_wrong_tries(backend: Backend) {
         let (_, body) = sys
             .post_json(
                 "/api/accounts/verification/code/verify/",
-                json!({"email": "gina@example.com", "code": wrong}),
+                json!({"email": "gina@example.com", "code": wrong, "password": "gina-pass-1"}),
             )
             .await;
         assert_eq!(body["message"], "code-wrong");
@@ -342,7 +342,7 @@ async fn verification_code_dies_after_five_wrong_tries(backend: Backend) {
     let (status, body) = sys
         .post_json(
             "/api/accounts/verification/code/verify/",
-            json!({"email": "gina@example.com", "code": code}),
+            json!({"email": "gina@example.com", "code": code, "password": "gina-pass-1"}),
         )
         .await;
     assert_eq!(
@@ -379,7 +379,7 @@ async fn verification_code_is_single_use_and_throttled(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(sys.smtp.messages_to("hank@example.com").len(), 1);
 
-    let verify = json!({"email": "hank@example.com", "code": code});
+    let verify = json!({"email": "hank@example.com", "code": code, "password": "hank-pass-1"});
     assert_eq!(
         sys.post_json("/api/accounts/verification/code/verify/", verify.clone())
             .await

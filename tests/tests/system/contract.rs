@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use system_tests::{Backend, TestSystem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{burst, count};
+use crate::support::{Bind, auth_sql, burst, count};
 
 on_every_backend!(
     a_code_sent_as_a_json_number_keeps_its_leading_zero,
@@ -23,46 +23,6 @@ on_every_backend!(
 const VERIFY: &str = "/api/accounts/verification/code/verify/";
 const LOGIN: &str = "/api/accounts/login/";
 const REFRESH: &str = "/api/accounts/login/refresh/";
-
-/// Runs `sql` (with `$1`.. bound to `binds`, text or bytes) on auth-service's
-/// database; rows affected.
-pub(crate) async fn auth_sql(sys: &TestSystem, sql: &'static str, binds: Vec<Bind>) -> u64 {
-    let url = sys.auth_config.database_url.expose().to_owned();
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        let mut query = sqlx::query(sql);
-        for b in binds {
-            query = match b {
-                Bind::Text(t) => query.bind(t),
-                Bind::Bytes(b) => query.bind(b),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
-        let n = query.execute(&pool).await.unwrap().rows_affected();
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let mut query = sqlx::query(sql);
-        for b in binds {
-            query = match b {
-                Bind::Text(t) => query.bind(t),
-                Bind::Bytes(b) => query.bind(b),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
-        let n = query.execute(&pool).await.unwrap().rows_affected();
-        pool.close().await;
-        n
-    }
-}
-
-/// One bound parameter of [`auth_sql`].
-pub(crate) enum Bind {
-    Text(String),
-    Bytes(Vec<u8>),
-    Int(i64),
-}
 
 /// Registers `username`/`email` and has a code mailed; then replaces the
 /// live code with `code` (a random one rarely starts with 0), its tries

@@ -32,6 +32,7 @@ mod keys;
 mod login;
 mod logs;
 mod parallel;
+mod prehijack;
 mod proxies;
 mod readiness;
 mod resilience;

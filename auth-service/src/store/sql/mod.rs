@@ -27,7 +27,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
     AuthStore, LoginEffects, LoginReservation, NewRefreshToken, NewUser, OutboxEntry, OutboxRow,
-    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    Registration, Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
 use crate::throttle::{BruteForcePolicy, Limit, LoginKeys};
 
@@ -89,6 +89,16 @@ where
     async fn create_user(&self, user: NewUser<'_>) -> Result<User, StoreError> {
         SqlStore::create_user(self, user).await
     }
+    async fn register_user(
+        &self,
+        user: NewUser<'_>,
+        username_held_after: i64,
+    ) -> Result<Registration, StoreError> {
+        SqlStore::register_user(self, user, username_held_after).await
+    }
+    async fn delete_unverified(&self, before: i64, batch: i64) -> Result<u64, StoreError> {
+        SqlStore::delete_unverified(self, before, batch).await
+    }
     async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
         SqlStore::user_by_login(self, key).await
     }
@@ -127,8 +137,9 @@ where
         user_id: i64,
         code_hash: &[u8],
         now: i64,
+        new_password_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
-        SqlStore::activate_with_code(self, user_id, code_hash, now).await
+        SqlStore::activate_with_code(self, user_id, code_hash, now, new_password_hash).await
     }
     async fn reserve_login(
         &self,

@@ -3,7 +3,13 @@
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Backend, Param, Value};
-use crate::store::{NewUser, SqlStore, StoreError, StoredCode, User, unique_violation};
+use crate::store::{
+    NewUser, Registration, SqlStore, StoreError, StoredCode, User, unique_violation,
+};
+
+/// How many times a registration is tried when a racing one took its name
+/// between its delete and its insert.
+const REGISTER_TRIES: u32 = 8;
 
 impl<DB> SqlStore<DB>
 where
@@ -21,6 +27,61 @@ where
 {
     pub(super) async fn create_user(&self, u: NewUser<'_>) -> Result<User, StoreError> {
         let mut conn = self.write().await?;
+        Self::insert_user(&mut conn, &u)
+            .await
+            .map_err(unique_violation)
+    }
+
+    /// Registration: in one transaction, deletes the unverified account
+    /// holding `u`'s email (at any age: whoever registers anew may be the
+    /// mailbox owner, and only the mailbox owner can verify) and one
+    /// holding its username if created before `username_held_after`, with
+    /// everything that refers to them (foreign keys cascade), then inserts
+    /// `u`. A registration racing another for the same name (PostgreSQL:
+    /// the other's row appeared after this one's delete looked) is tried
+    /// again, so a burst leaves one account and answers no error for it.
+    pub(super) async fn register_user(
+        &self,
+        u: NewUser<'_>,
+        username_held_after: i64,
+    ) -> Result<Registration, StoreError> {
+        let mut conn = self.write().await?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let replaced = sqlx::query(
+                "DELETE FROM users
+                         WHERE is_active = FALSE AND verified_at IS NULL
+                           AND (email_lower = $1 OR (username_lower = $2 AND created_at < $3))",
+            )
+            .bind(u.email_lower)
+            .bind(u.username_lower)
+            .bind(username_held_after)
+            .execute(&mut *tx)
+            .await?;
+            match Self::insert_user(&mut tx, &u).await {
+                Ok(user) => {
+                    tx.commit().await?;
+                    return Ok(Registration {
+                        user,
+                        replaced: DB::rows_affected(&replaced),
+                    });
+                }
+                Err(e) => {
+                    tx.rollback().await?;
+                    let e = unique_violation(e);
+                    if matches!(e, StoreError::Duplicate(_)) && tries < REGISTER_TRIES {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Inserts an account on `conn` (a connection or a transaction).
+    async fn insert_user(conn: &mut DB::Connection, u: &NewUser<'_>) -> Result<User, sqlx::Error> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, username_lower, email, email_lower, password_hash, is_active, is_staff, created_at, verified_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $6 THEN $8 END)
@@ -35,8 +96,7 @@ where
         .bind(u.is_staff)
         .bind(u.now)
         .fetch_one(&mut *conn)
-        .await
-        .map_err(unique_violation)?;
+        .await?;
         Ok(User {
             id,
             username: u.username.to_owned(),
@@ -45,14 +105,37 @@ where
             is_active: u.is_active,
             is_staff: u.is_staff,
             sessions_revoked_at: None,
+            created_at: u.now,
+            verified_at: u.is_active.then_some(u.now),
         })
+    }
+
+    /// Deletes up to `batch` unverified accounts created before `before`
+    /// (with their codes, tokens and names, by cascade); how many.
+    pub(super) async fn delete_unverified(
+        &self,
+        before: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.write().await?;
+        let done = sqlx::query(
+            "DELETE FROM users WHERE id IN (
+                        SELECT id FROM users
+                        WHERE verified_at IS NULL AND is_active = FALSE AND created_at < $1
+                        ORDER BY created_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(batch)
+        .execute(&mut *conn)
+        .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     pub(super) async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
         // A username may itself look like an email; an exact username
         // match wins over another account's email.
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, created_at, verified_at FROM users
                      WHERE username_lower = $1 OR email_lower = $1
                      ORDER BY CASE WHEN username_lower = $1 THEN 0 ELSE 1 END
                      LIMIT 1",
@@ -67,7 +150,7 @@ where
         email_lower: &str,
     ) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users WHERE email_lower = $1",
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, created_at, verified_at FROM users WHERE email_lower = $1",
         )
         .bind(email_lower)
         .fetch_optional(&self.pool)
@@ -99,7 +182,7 @@ where
 
     pub(super) async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at FROM users WHERE id = $1",
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, created_at, verified_at FROM users WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -165,6 +248,7 @@ where
         user_id: i64,
         code_hash: &[u8],
         now: i64,
+        new_password_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -177,11 +261,21 @@ where
         if DB::rows_affected(&deleted) != 1 {
             return Ok(false);
         }
-        sqlx::query("UPDATE users SET is_active = TRUE, verified_at = $2 WHERE id = $1")
+        let activate = match new_password_hash {
+            Some(hash) => sqlx::query(
+                "UPDATE users SET is_active = TRUE, verified_at = $2, password_hash = $3
+                         WHERE id = $1",
+            )
             .bind(user_id)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .bind(hash),
+            None => {
+                sqlx::query("UPDATE users SET is_active = TRUE, verified_at = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(now)
+            }
+        };
+        activate.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -75,6 +75,18 @@ pub struct VerifyForm {
     /// refused (400 naming `code`, no try used up).
     #[schema(pattern = "^[0-9]{6}$")]
     pub code: String,
+    /// The password given at registration. The code proves the mailbox;
+    /// this proves the mailbox owner chose the password being activated.
+    /// Send it or `new_password` (one is required unless the operator
+    /// allows codes alone); a wrong one answers `code-wrong` and uses up a
+    /// try.
+    #[schema(format = Password, max_length = 1024)]
+    pub password: Option<String>,
+    /// A new password (the registration rules) replacing the one given at
+    /// registration: for an account someone else registered with your
+    /// address, or a forgotten password.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
+    pub new_password: Option<String>,
 }
 
 impl FromFields for VerifyForm {
@@ -82,6 +94,8 @@ impl FromFields for VerifyForm {
         Self {
             email: form.required("email"),
             code: form.code("code"),
+            password: form.optional("password"),
+            new_password: form.optional("new_password"),
         }
     }
 }
