@@ -257,7 +257,7 @@ async fn reuse_grace_rules<S: AuthStore>(store: S) {
                 store
                     .rotate_refresh(&jti, NOW, &next, GENEROUS, GRACE)
                     .await
-                    .unwrap()
+                    .unwrap_or_else(|e| panic!("presentation {i}: {e:?}"))
             })
         })
         .collect();
