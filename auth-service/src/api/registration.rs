@@ -106,8 +106,10 @@ impl<S: AuthStore> AuthApi<S> {
         let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
             return Ok(());
         };
-        // An unverified account past its TTL holds nothing any more.
-        if user.is_active || (user.unverified() && user.created_at <= now - self.unverified_ttl) {
+        // Only an unverified account within its TTL gets a code: one past
+        // it holds nothing any more, and a verified one (active, or
+        // disabled by an operator) is not (re-)activated by email.
+        if !user.awaiting_verification(now, self.unverified_ttl) {
             return Ok(());
         }
         let code = VerificationCode::generate();
@@ -216,9 +218,9 @@ impl<S: AuthStore> AuthApi<S> {
         let Some(user) = self.store.user_by_email(&email.lookup_key()).await? else {
             return Ok(O::CodeWrong);
         };
-        // Past its TTL an unverified account no longer holds anything; the
-        // sweeper deletes it.
-        if user.unverified() && user.created_at <= now - self.unverified_ttl {
+        // Past its TTL an unverified account no longer holds anything (the
+        // sweeper deletes it); a verified one has nothing to verify.
+        if !user.awaiting_verification(now, self.unverified_ttl) {
             return Ok(O::CodeWrong);
         }
         // The try is counted before the comparison, so a burst of guesses

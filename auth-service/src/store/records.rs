@@ -34,6 +34,14 @@ impl User {
     pub fn unverified(&self) -> bool {
         !self.is_active && self.verified_at.is_none()
     }
+
+    /// Unverified and waiting for a code to verify it: created at most
+    /// `ttl` seconds before `now` (older ones hold nothing and are swept).
+    /// A verified account (active, or disabled by an operator) is never
+    /// (re-)activated by a code.
+    pub fn awaiting_verification(&self, now: i64, ttl: i64) -> bool {
+        self.unverified() && self.created_at >= now - ttl
+    }
 }
 
 /// What a registration did.

@@ -18,6 +18,7 @@ on_every_backend!(
     a_username_held_by_an_unverified_account_is_refused_until_its_ttl,
     the_sweeper_deletes_unverified_accounts_past_their_ttl,
     code_alone_verifies_only_when_the_operator_allows_it,
+    a_disabled_account_gets_no_code_and_stays_disabled,
 );
 
 const REGISTER: &str = "/api/accounts/register/";
@@ -390,5 +391,45 @@ async fn code_alone_verifies_only_when_the_operator_allows_it(backend: Backend) 
 
     assert_eq!((status, &body["message"]), (200, &json!("user-activated")));
     assert_eq!(login_status(&sys, "old", "old-client-42").await, 200);
+    sys.shutdown().await;
+}
+
+async fn a_disabled_account_gets_no_code_and_stays_disabled(backend: Backend) {
+    let Some(sys) = TestSystem::start(backend).await else {
+        return;
+    };
+    sys.active_user("quinn", "quinn@example.com", "quinn-pass-42")
+        .await;
+    let disabled = auth_sql(
+        &sys,
+        "UPDATE users SET is_active = FALSE WHERE email_lower = $1",
+        vec![Bind::Text("quinn@example.com".into())],
+    )
+    .await;
+    assert_eq!(disabled, 1);
+
+    let (status, _) = sys
+        .post_json(CODE, json!({"email": "quinn@example.com"}))
+        .await;
+    assert_eq!(status, 200, "the same answer as for any address");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sys.smtp.messages_to("quinn@example.com").len(),
+        1,
+        "only the first verification's mail"
+    );
+    let first = sys.smtp.wait_for_code("quinn@example.com", 1).await;
+    let (status, body) = sys
+        .post_json(
+            VERIFY,
+            json!({"email": "quinn@example.com", "code": first, "new_password": "taken-over-42"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"status": "failed", "message": "code-wrong"}))
+    );
+    assert_eq!(login_status(&sys, "quinn", "quinn-pass-42").await, 401);
+    assert_eq!(login_status(&sys, "quinn", "taken-over-42").await, 401);
     sys.shutdown().await;
 }
