@@ -253,7 +253,8 @@ async fn reuse_grace_rules<S: AuthStore>(store: S) {
             let (store, barrier, jti) = (store.clone(), barrier.clone(), jti.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                let next = next(&format!("gus-{i}"), user, NOW);
+                // (`gus-0` is the session's own token.)
+                let next = next(&format!("gus-next-{i}"), user, NOW);
                 store
                     .rotate_refresh(&jti, NOW, &next, GENEROUS, GRACE)
                     .await
