@@ -195,6 +195,8 @@ mod tests {
             is_staff: false,
             sessions_revoked_at: None,
             password_nfkc: true,
+            created_at: 0,
+            verified_at: Some(0),
         }
     }
 

@@ -39,6 +39,17 @@ pub struct Config {
     pub access_ttl: Duration,
     /// `JWT_REFRESH_TTL`: lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// `JWT_REFRESH_REUSE_GRACE`: how long after a refresh token's first
+    /// use it may be presented again and get the same successor instead of
+    /// revoking its family (default 5s; `0` disables).
+    pub refresh_reuse_grace: Duration,
+    /// `AUTH_UNVERIFIED_TTL`: how long an unverified account holds its
+    /// username and can be verified; older ones are deleted (default 24h).
+    pub unverified_ttl: Duration,
+    /// `AUTH_VERIFY_WITHOUT_PASSWORD`: let a code alone verify, as the old
+    /// service did (default false). Insecure: whoever registered chose the
+    /// password that verification then activates (see SECURITY.md).
+    pub verify_without_password: bool,
     /// `JWT_ISSUER`: the `iss` claim written and required.
     pub issuer: String,
     /// `INTERNAL_TOKEN`: shared secret internal callers must present.
@@ -83,6 +94,14 @@ pub struct Config {
 fn secs_or(name: &str, default: i64) -> Result<i64, ConfigError> {
     let fallback = Duration::from_secs(u64::try_from(default).unwrap_or(1));
     Ok(secs(duration_or(name, fallback)?))
+}
+
+/// A duration that may be zero (`0` or `0s` turns the feature off).
+fn duration_or_zero(name: &str, default: Duration) -> Result<Duration, ConfigError> {
+    match var(name) {
+        Some(raw) if raw.trim().trim_end_matches(['s', 'm', 'h', 'd']) == "0" => Ok(Duration::ZERO),
+        _ => duration_or(name, default),
+    }
 }
 
 fn limit_or(name: &str, default: Limit) -> Result<Limit, ConfigError> {
@@ -171,6 +190,12 @@ impl Config {
             mail_smtputf8: parse_or("MAIL_SMTPUTF8", false)?,
             access_ttl: duration_or("JWT_ACCESS_TTL", Duration::from_secs(300))?,
             refresh_ttl: duration_or("JWT_REFRESH_TTL", Duration::from_secs(86_400))?,
+            refresh_reuse_grace: duration_or_zero(
+                "JWT_REFRESH_REUSE_GRACE",
+                crate::api::DEFAULT_REFRESH_REUSE_GRACE,
+            )?,
+            unverified_ttl: duration_or("AUTH_UNVERIFIED_TTL", crate::api::DEFAULT_UNVERIFIED_TTL)?,
+            verify_without_password: parse_or("AUTH_VERIFY_WITHOUT_PASSWORD", false)?,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-service".into()),
             internal_token: var("INTERNAL_TOKEN").map(Secret::new),
             hash_concurrency: parse_or("AUTH_HASH_CONCURRENCY", cpus)?,
@@ -207,6 +232,9 @@ impl Config {
             mail_smtputf8: false,
             access_ttl: Duration::from_secs(300),
             refresh_ttl: Duration::from_secs(86_400),
+            refresh_reuse_grace: crate::api::DEFAULT_REFRESH_REUSE_GRACE,
+            unverified_ttl: crate::api::DEFAULT_UNVERIFIED_TTL,
+            verify_without_password: false,
             issuer: "auth-service".into(),
             internal_token: None,
             hash_concurrency: 2,

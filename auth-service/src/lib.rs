@@ -86,6 +86,7 @@ impl Application {
         common::metrics::describe_pools();
         attempt::describe();
         forwarder::describe();
+        describe_sweeps();
         let opening = |e: store::StoreError| e.opening("AUTH_DATABASE_URL", &url);
         if url.starts_with("sqlite:") {
             let store = SqliteStore::connect(&url).await.map_err(opening)?;
@@ -129,14 +130,19 @@ impl Application {
         .with_limits(config.brute_force.clone(), config.rate_limits)
         .with_ipv6_prefix(config.ipv6_prefix)
         .with_smtputf8(config.mail_smtputf8)
-        .with_refused_tally_window(config.refused_tally_window);
+        .with_refused_tally_window(config.refused_tally_window)
+        .with_refresh_reuse_grace(config.refresh_reuse_grace)
+        .with_unverified_accounts(config.unverified_ttl, config.verify_without_password);
 
         let (stop_forwarder, stop_rx) = common::shutdown::channel();
         let upkeep = Box::pin(upkeep(
             store.clone(),
             tokens.clone(),
             config.key_reload_interval,
-            config.brute_force.known_client_ttl,
+            Retention {
+                known_client_ttl: config.brute_force.known_client_ttl,
+                unverified_ttl: throttle::secs(config.unverified_ttl),
+            },
             stop_rx.clone(),
         ));
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -271,13 +277,53 @@ fn pool_hook<DB: sqlx::Database>(store: store::SqlStore<DB>) -> ScrapeHook {
 /// Oldest throttle window worth keeping (longer than any default window).
 const THROTTLE_RETENTION_SECS: i64 = 2 * 86_400;
 
+/// How long upkeep keeps what it prunes, in seconds.
+struct Retention {
+    /// Known clients last seen longer ago are forgotten.
+    known_client_ttl: i64,
+    /// Unverified accounts created longer ago are deleted.
+    unverified_ttl: i64,
+}
+
+/// Unverified accounts deleted per statement, so a backlog never holds the
+/// writer for long.
+const UNVERIFIED_SWEEP_BATCH: i64 = 500;
+/// Most batches per upkeep round; the rest waits for the next round.
+const UNVERIFIED_SWEEP_BATCHES: usize = 20;
+
+fn describe_sweeps() {
+    metrics::describe_counter!(
+        "unverified_accounts_removed_total",
+        metrics::Unit::Count,
+        "Unverified accounts deleted by upkeep once older than AUTH_UNVERIFIED_TTL (count)."
+    );
+}
+
+/// Deletes unverified accounts created before `before`, batch by batch;
+/// how many.
+async fn sweep_unverified<S: AuthStore>(store: &S, before: i64) -> Result<u64, store::StoreError> {
+    let mut removed = 0;
+    for _ in 0..UNVERIFIED_SWEEP_BATCHES {
+        let n = store
+            .delete_unverified(before, UNVERIFIED_SWEEP_BATCH)
+            .await?;
+        removed += n;
+        metrics::counter!("unverified_accounts_removed_total").increment(n);
+        if n < UNVERIFIED_SWEEP_BATCH.unsigned_abs() {
+            break;
+        }
+    }
+    Ok(removed)
+}
+
 /// Periodic chores: re-reads the signing keys (so `rotate-keys` takes
-/// effect without a restart) and forgets stale throttle counters.
+/// effect without a restart), forgets stale throttle counters and deletes
+/// unverified accounts past `AUTH_UNVERIFIED_TTL`.
 async fn upkeep<S: AuthStore>(
     store: S,
     tokens: Arc<TokenService>,
     every: Duration,
-    known_client_ttl: i64,
+    retention: Retention,
     mut stop: Shutdown,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -293,12 +339,21 @@ async fn upkeep<S: AuthStore>(
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         match store
-            .throttle_prune(now - THROTTLE_RETENTION_SECS, now, now - known_client_ttl)
+            .throttle_prune(
+                now - THROTTLE_RETENTION_SECS,
+                now,
+                now - retention.known_client_ttl,
+            )
             .await
         {
             Ok(n) if n > 0 => tracing::debug!(removed = n, "stale throttle counters pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "throttle prune failed"),
+        }
+        match sweep_unverified(&store, now - retention.unverified_ttl).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "expired unverified accounts deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "unverified account sweep failed"),
         }
     }
 }

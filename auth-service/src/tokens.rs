@@ -346,11 +346,39 @@ impl TokenService {
         now: i64,
         refresh_jti: String,
     ) -> Result<IssuedPair, Error> {
-        let user: TokenOwner = user.into();
-        let claims = |token_type: &str, ttl: i64, jti: String| Claims {
+        self.issue_with_refresh(user.into(), now, refresh_jti, now, now + self.refresh_ttl)
+    }
+
+    /// A fresh access token at `now` with the refresh token a rotation
+    /// issued at `refresh_iat` (expiring at `refresh_exp`) as `refresh_jti`:
+    /// the same claims signed by the key that signed at `refresh_iat`,
+    /// and Ed25519 signatures are deterministic, so while that key is
+    /// loaded this is byte for byte the token first issued (else one with
+    /// the same claims under today's key, which the store treats alike:
+    /// it knows tokens by `jti`).
+    pub fn reissue(
+        &self,
+        user: TokenOwner,
+        now: i64,
+        refresh_jti: String,
+        refresh_iat: i64,
+        refresh_exp: i64,
+    ) -> Result<IssuedPair, Error> {
+        self.issue_with_refresh(user, now, refresh_jti, refresh_iat, refresh_exp)
+    }
+
+    fn issue_with_refresh(
+        &self,
+        user: TokenOwner,
+        now: i64,
+        refresh_jti: String,
+        refresh_iat: i64,
+        refresh_exp: i64,
+    ) -> Result<IssuedPair, Error> {
+        let claims = |token_type: &str, iat: i64, exp: i64, jti: String| Claims {
             token_type: token_type.to_owned(),
-            exp: now + ttl,
-            iat: now,
+            exp,
+            iat,
             jti,
             user_id: user.id,
             iss: self.issuer.clone(),
@@ -359,10 +387,11 @@ impl TokenService {
         };
         let access = claims(
             ACCESS,
-            self.access_ttl,
+            now,
+            now + self.access_ttl,
             uuid::Uuid::new_v4().simple().to_string(),
         );
-        let refresh = claims(REFRESH, self.refresh_ttl, refresh_jti);
+        let refresh = claims(REFRESH, refresh_iat, refresh_exp, refresh_jti);
         Ok(IssuedPair {
             access: self.sign(&access)?,
             refresh: self.sign(&refresh)?,
@@ -431,6 +460,8 @@ mod tests {
             is_staff: true,
             sessions_revoked_at: None,
             password_nfkc: true,
+            created_at: 0,
+            verified_at: Some(0),
         }
     }
 
@@ -455,6 +486,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pair.refresh, expected);
+    }
+
+    #[test]
+    fn a_reissued_refresh_token_is_the_one_first_issued_with_a_fresh_access_token() {
+        // A key that signed, then a later one that signs now: the reissued
+        // refresh token is signed by the key that signed at its `iat`.
+        let tokens = service(&[generate_key(1_000, 1_502), generate_key(1, 1)]);
+        let first = tokens.issue(&user(), 1_500, "jti-r".into()).unwrap();
+
+        let again = tokens
+            .reissue(
+                TokenOwner::from(&user()),
+                1_503,
+                "jti-r".into(),
+                1_500,
+                first.refresh_exp,
+            )
+            .unwrap();
+
+        assert_eq!(again.refresh, first.refresh);
+        assert_ne!(again.access, first.access);
+        assert_ne!(kid_of(&again.access), kid_of(&first.refresh));
+        let other = tokens
+            .reissue(
+                TokenOwner::from(&user()),
+                1_503,
+                "jti-r".into(),
+                1_501,
+                first.refresh_exp,
+            )
+            .unwrap();
+        assert_ne!(other.refresh, first.refresh);
     }
 
     #[test]

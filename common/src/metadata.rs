@@ -14,20 +14,46 @@ pub fn get<'a>(md: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a st
     md.get(key).and_then(|v| v.to_str().ok())
 }
 
-/// Longest request id kept, in bytes (all visible ASCII); the edge replaces
-/// a longer one, and the backends do the same for internal callers.
+/// Longest request id a client may choose (see [`sane_request_id`]).
+pub const MAX_CLIENT_REQUEST_ID_CHARS: usize = 64;
+/// Longest request id the attempt log stores, in characters: a bound on
+/// what any producer sends, above [`MAX_CLIENT_REQUEST_ID_CHARS`].
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 /// Longest User-Agent kept, so one client cannot bloat every log row.
 pub const MAX_USER_AGENT_CHARS: usize = 512;
 
-/// A client-chosen request id when it is 1..=128 visible ASCII characters;
-/// any other value could smuggle junk into logs and is replaced.
+/// A client-chosen request id when it is a token of 1..=64 characters of
+/// `[A-Za-z0-9._:-]`: enough for UUIDs, ULIDs, W3C trace ids and the ids
+/// AWS and Heroku send, and nothing a log viewer, a spreadsheet (`=`, `+`,
+/// `@`, `|`) or a header could read as more than an id. Anything else is
+/// replaced by the caller with a fresh UUID; the rejected text is never
+/// echoed or stored.
 pub fn sane_request_id(bytes: &[u8]) -> Option<String> {
     let ok = !bytes.is_empty()
-        && bytes.len() <= MAX_REQUEST_ID_CHARS
-        && bytes.iter().all(u8::is_ascii_graphic);
-    // `is_ascii_graphic` makes the bytes valid UTF-8.
+        && bytes.len() <= MAX_CLIENT_REQUEST_ID_CHARS
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    // Only ASCII passes, so the bytes are valid UTF-8.
     ok.then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// The request id to use for a client-sent value: the value when
+/// [`sane_request_id`] keeps it, else a fresh UUIDv4 (logged at debug,
+/// without the rejected text).
+pub fn request_id_or_fresh(sent: Option<&[u8]>) -> String {
+    if let Some(id) = sent.and_then(sane_request_id) {
+        return id;
+    }
+    let fresh = uuid::Uuid::new_v4().to_string();
+    if let Some(sent) = sent {
+        tracing::debug!(
+            sent_len = sent.len(),
+            request_id = %fresh,
+            "client request id is not a 1-64 character token: replaced"
+        );
+    }
+    fresh
 }
 
 /// A User-Agent as printable ASCII (tabs become spaces, other bytes `?`),
@@ -69,10 +95,7 @@ impl ClientContext {
         let user_agent = md
             .get(CLIENT_USER_AGENT)
             .map(|v| printable_user_agent(v.as_bytes()));
-        let request_id = md
-            .get(REQUEST_ID)
-            .and_then(|v| sane_request_id(v.as_bytes()))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = request_id_or_fresh(md.get(REQUEST_ID).map(|v| v.as_bytes()));
         Self {
             ip,
             user_agent,
@@ -107,15 +130,35 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_only_when_sane() {
-        assert_eq!(
-            sane_request_id(b"abc-123_XYZ.:/").as_deref(),
-            Some("abc-123_XYZ.:/")
-        );
-        assert!(sane_request_id("a".repeat(128).as_bytes()).is_some());
-        for bad in [&b""[..], b"has space", b"tab\there", b"id\xc3\xa9"] {
+        for good in [
+            "abc-123_XYZ.:",
+            "0190f4a2-7b1c-7d3e-9f00-1234567890ab",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "1-67891233-abcdef012345678912345678",
+        ] {
+            assert_eq!(sane_request_id(good.as_bytes()).as_deref(), Some(good));
+        }
+        assert!(sane_request_id("a".repeat(64).as_bytes()).is_some());
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"tab\there",
+            b"id\xc3\xa9",
+            b"=cmd|' /C calc'!A0",
+            b"+1",
+            b"@SUM(A1)",
+            b"a/b",
+            b"nul\0",
+            b"crlf\r\nx",
+            "ｒｅｑ".as_bytes(),
+        ] {
             assert!(sane_request_id(bad).is_none(), "{bad:?}");
         }
-        assert!(sane_request_id("a".repeat(129).as_bytes()).is_none());
+        assert!(sane_request_id("a".repeat(65).as_bytes()).is_none());
+        let fresh = request_id_or_fresh(Some(b"=cmd|' /C calc'!A0"));
+        assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
+        assert_eq!(request_id_or_fresh(Some(b"rid-1")), "rid-1");
     }
 
     #[test]

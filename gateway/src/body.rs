@@ -22,8 +22,12 @@ use crate::error::{ApiError, BODY_LIMIT, FieldErrors};
 /// One submitted value, as far as a text field is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FieldValue {
-    /// A string, or a JSON number written out as a string.
+    /// A string (or a form or multipart text field).
     Text(String),
+    /// A JSON number. Text fields read it written out (`1.5`); a field
+    /// with its own rule for numbers (the verification code) reads it
+    /// with [`FieldReader::code`].
+    Number(serde_json::Number),
     /// JSON `null`.
     Null,
     /// Anything else (a JSON bool, list or object; an uploaded file).
@@ -181,7 +185,7 @@ impl Fields {
             .map(|(name, value)| {
                 let value = match value {
                     serde_json::Value::String(s) => FieldValue::Text(s),
-                    serde_json::Value::Number(n) => FieldValue::Text(n.to_string()),
+                    serde_json::Value::Number(n) => FieldValue::Number(n),
                     serde_json::Value::Null => FieldValue::Null,
                     _ => FieldValue::Invalid,
                 };
@@ -253,6 +257,26 @@ impl FieldReader<'_> {
         self.read(name, false, |_| false)
     }
 
+    /// A required six-digit code. A string is taken as sent (the code's
+    /// own parser judges it); a JSON number 0..=999999 (an integer written
+    /// without fraction, exponent or sign) is the code zero-padded to six
+    /// digits (`12345` is `012345`, whose leading zero a number cannot
+    /// carry). Any other number is refused here, naming the field, so it
+    /// never reaches the service and never uses up a try.
+    pub fn code(&mut self, name: &str) -> String {
+        match self.fields.get(name) {
+            Some(FieldValue::Number(n)) => match n.as_u64().filter(|&v| v <= 999_999) {
+                Some(v) => format!("{v:06}"),
+                None => {
+                    self.errors
+                        .add(name, "Enter the code as six digits (a string or 0-999999).");
+                    String::new()
+                }
+            },
+            _ => self.required(name),
+        }
+    }
+
     /// The names of the fields with problems, in order checked.
     pub fn problem_fields(&self) -> Vec<String> {
         self.errors.fields().map(str::to_owned).collect()
@@ -275,6 +299,7 @@ impl FieldReader<'_> {
             Some(FieldValue::Invalid) => "Not a valid string.",
             Some(FieldValue::Text(v)) if required && blank(v) => "This field may not be blank.",
             Some(FieldValue::Text(v)) => return Some(v.clone()),
+            Some(FieldValue::Number(n)) => return Some(n.to_string()),
         };
         self.errors.add(name, problem);
         None
@@ -391,8 +416,51 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(text(&f, "email").as_deref(), Some("a@b.c"));
-        assert_eq!(text(&f, "code").as_deref(), Some("123456"));
-        assert_eq!(text(&f, "x").as_deref(), Some("1.5"));
+        let mut r = f.reader();
+        assert_eq!(r.required("code"), "123456");
+        assert_eq!(r.required("x"), "1.5");
+        assert!(r.finish().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_code_sent_as_a_json_number_is_zero_padded_or_refused() {
+        let f = read(
+            Some("application/json"),
+            br#"{"a": 12345, "b": 0, "c": 999999, "s": "0123", "f": "12345"}"#,
+        )
+        .await
+        .unwrap();
+        let mut r = f.reader();
+        assert_eq!(r.code("a"), "012345");
+        assert_eq!(r.code("b"), "000000");
+        assert_eq!(r.code("c"), "999999");
+        // Strings are passed on as sent: the service judges them.
+        assert_eq!(r.code("s"), "0123");
+        assert!(r.finish().is_ok());
+        for bad in [
+            "1234567",
+            "-1",
+            "1.5",
+            "1e5",
+            "100000.0",
+            "-0",
+            "18446744073709551616",
+        ] {
+            let body: &'static [u8] = Box::leak(
+                format!(r#"{{"code": {bad}}}"#)
+                    .into_bytes()
+                    .into_boxed_slice(),
+            );
+            let f = read(Some("application/json"), body).await.unwrap();
+            let mut r = f.reader();
+            assert_eq!(r.code("code"), "", "{bad}");
+            assert_eq!(r.problem_fields(), ["code"], "{bad}");
+        }
+        // A form's text is text, whatever it looks like.
+        let f = read(Some("application/x-www-form-urlencoded"), b"code=12345")
+            .await
+            .unwrap();
+        assert_eq!(f.reader().code("code"), "12345");
     }
 
     #[tokio::test]

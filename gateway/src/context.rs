@@ -14,7 +14,7 @@ use axum::{
 use tonic::metadata::MetadataValue;
 use tracing::Instrument;
 
-use common::metadata::{printable_user_agent, sane_request_id};
+use common::metadata::{printable_user_agent, request_id_or_fresh};
 
 use crate::client_ip::ProxyRules;
 
@@ -93,10 +93,7 @@ pub async fn layer(
     next: Next,
 ) -> Response {
     let headers = request.headers();
-    let request_id = headers
-        .get(&X_REQUEST_ID)
-        .and_then(|v| sane_request_id(v.as_bytes()))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = request_id_or_fresh(headers.get(&X_REQUEST_ID).map(|v| v.as_bytes()));
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -92,13 +92,14 @@ def main(base, mail_dir):
         "request a code",
     )
     wrong = verify_code.sync_detailed(
-        client=client, body=VerifyForm(email=email, code="000000")
+        client=client, body=VerifyForm(email=email, code="000000", password=password)
     )
     assert wrong.status_code == 400, wrong
     assert json.loads(wrong.content) == {"status": "failed", "message": "code-wrong"}
     done = expect(
         verify_code.sync_detailed(
-            client=client, body=VerifyForm(email=email, code=newest_code(mail_dir, email))
+            client=client,
+            body=VerifyForm(email=email, code=newest_code(mail_dir, email), password=password),
         ),
         200,
         Outcome,
@@ -117,6 +118,14 @@ def main(base, mail_dir):
         200,
         RefreshedTokens,
         "refresh",
+    )
+    # The client moves on; a reuse before that, within the reuse grace,
+    # would get `rotated.refresh` again instead of a 401.
+    rotated = expect(
+        refresh_tokens.sync_detailed(client=client, body=RefreshForm(refresh=rotated.refresh)),
+        200,
+        RefreshedTokens,
+        "refresh again",
     )
     reused = expect(
         refresh_tokens.sync_detailed(client=client, body=RefreshForm(refresh=tokens.refresh)),

@@ -295,7 +295,7 @@ impl TestSystem {
         let (status, body) = self
             .post_json(
                 "/api/accounts/verification/code/verify/",
-                json!({"email": email, "code": code}),
+                json!({"email": email, "code": code, "password": password}),
             )
             .await;
         assert_eq!(status, 200, "{body}");

@@ -328,7 +328,11 @@ async fn the_readme_reads_the_newest_code_of_the_address_after_another_registrat
 
     let verified = http
         .post(url("verification/code/verify/"))
-        .form(&[("email", "alice@example.com"), ("code", code.as_str())])
+        .form(&[
+            ("email", "alice@example.com"),
+            ("code", code.as_str()),
+            ("password", "correct horse"),
+        ])
         .send()
         .await
         .unwrap();
@@ -385,7 +389,11 @@ async fn the_readme_shows_the_bodies_the_gateway_sends() {
         ),
         (
             "verification/code/verify/",
-            vec![("email", "alice@example.com"), ("code", "000000")],
+            vec![
+                ("email", "alice@example.com"),
+                ("code", "000000"),
+                ("password", "correct horse"),
+            ],
             400,
             r#"{"status":"failed","message":"code-wrong"}"#,
         ),

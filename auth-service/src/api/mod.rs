@@ -45,7 +45,21 @@ pub struct AuthApi<S> {
     refused_tally_window: i64,
     /// The mail relay speaks SMTPUTF8: non-ASCII local parts may register.
     smtputf8: bool,
+    /// Seconds a used refresh token may be presented again and get its
+    /// successor (0: never).
+    refresh_reuse_grace: i64,
+    /// Seconds an unverified account holds its username against other
+    /// registrations and can still be verified.
+    unverified_ttl: i64,
+    /// Verification by code alone, as the old service did (insecure: it
+    /// activates a password the mailbox owner may not have chosen).
+    verify_without_password: bool,
 }
+
+/// Default `JWT_REFRESH_REUSE_GRACE`.
+pub const DEFAULT_REFRESH_REUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default `AUTH_UNVERIFIED_TTL`.
+pub const DEFAULT_UNVERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 impl<S: AuthStore> AuthApi<S> {
     /// Assembles the API over its collaborators.
@@ -69,6 +83,9 @@ impl<S: AuthStore> AuthApi<S> {
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
             refused_tally_window: secs(crate::attempt::DEFAULT_REFUSED_TALLY_WINDOW),
             smtputf8: false,
+            refresh_reuse_grace: crate::throttle::secs(DEFAULT_REFRESH_REUSE_GRACE),
+            unverified_ttl: crate::throttle::secs(DEFAULT_UNVERIFIED_TTL),
+            verify_without_password: false,
         }
     }
 
@@ -76,6 +93,25 @@ impl<S: AuthStore> AuthApi<S> {
     /// speaks SMTPUTF8).
     pub fn with_smtputf8(mut self, smtputf8: bool) -> Self {
         self.smtputf8 = smtputf8;
+        self
+    }
+
+    /// How long a used refresh token may be presented again and get the
+    /// token its first use issued (zero: never).
+    pub fn with_refresh_reuse_grace(mut self, grace: std::time::Duration) -> Self {
+        self.refresh_reuse_grace = crate::throttle::secs(grace);
+        self
+    }
+
+    /// How long an unverified account holds its username, and whether a
+    /// code alone verifies (see [`crate::Config::verify_without_password`]).
+    pub fn with_unverified_accounts(
+        mut self,
+        ttl: std::time::Duration,
+        verify_without_password: bool,
+    ) -> Self {
+        self.unverified_ttl = crate::throttle::secs(ttl);
+        self.verify_without_password = verify_without_password;
         self
     }
 

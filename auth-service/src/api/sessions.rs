@@ -12,8 +12,10 @@ use crate::{
 };
 
 impl<S: AuthStore> AuthApi<S> {
-    /// Rotates a refresh token into a new pair; a reused one revokes its
-    /// family.
+    /// Rotates a refresh token into a new pair. A token presented again
+    /// within the reuse grace, while the token its first use issued is
+    /// still unused, gets that same refresh token again (two tabs, or a
+    /// retry after a lost answer); any other reuse revokes its family.
     pub async fn refresh_session(
         &self,
         req: pb::RefreshRequest,
@@ -33,11 +35,34 @@ impl<S: AuthStore> AuthApi<S> {
         };
         match self
             .store
-            .rotate_refresh(&claims.jti, now, &next, self.limits.refresh_family)
+            .rotate_refresh(
+                &claims.jti,
+                now,
+                &next,
+                self.limits.refresh_family,
+                self.refresh_reuse_grace,
+            )
             .await?
         {
             Rotation::Rotated(owner) => {
                 let pair = self.tokens.issue(owner, now, jti)?;
+                Ok(pb::TokenPair {
+                    access: pair.access,
+                    refresh: pair.refresh,
+                })
+            }
+            Rotation::Replayed { owner, successor } => {
+                tracing::info!(
+                    user_id = claims.user_id,
+                    "refresh token presented again within the reuse grace: same successor"
+                );
+                let pair = self.tokens.reissue(
+                    owner,
+                    now,
+                    successor.jti,
+                    successor.issued_at,
+                    successor.expires_at,
+                )?;
                 Ok(pb::TokenPair {
                     access: pair.access,
                     refresh: pair.refresh,

@@ -26,8 +26,8 @@ mod sqlite;
 
 pub use records::{
     KeptSession, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
-    OutboxEntry, OutboxRow, PasswordSet, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally,
-    TokenOwner, User,
+    OutboxEntry, OutboxRow, PasswordSet, Registration, ReservedTry, Rotation, SigningKeyRow,
+    StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -195,6 +195,22 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         &self,
         user: NewUser<'_>,
     ) -> impl Future<Output = Result<User, StoreError>> + Send;
+    /// Registers an unverified account, replacing in the same transaction
+    /// an unverified account holding its email (any age) and one holding
+    /// its username created before `username_held_after`;
+    /// `Duplicate("username" | "email")` when a name is still taken.
+    fn register_user(
+        &self,
+        user: NewUser<'_>,
+        username_held_after: i64,
+    ) -> impl Future<Output = Result<Registration, StoreError>> + Send;
+    /// Deletes up to `batch` unverified accounts created before `before`,
+    /// with everything referring to them; how many were deleted.
+    fn delete_unverified(
+        &self,
+        before: i64,
+        batch: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The account whose email (preferred) or username key is `key`.
     fn user_by_login(
         &self,
@@ -256,13 +272,15 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         max_tries: i32,
     ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
-    /// Deletes the code with this digest and activates the account, atomically;
-    /// false when the code was already consumed.
+    /// Deletes the code with this digest and activates the account (with
+    /// `new_password_hash` as its password, when given), atomically; false
+    /// when the code was already consumed.
     fn activate_with_code(
         &self,
         user_id: i64,
         code_hash: &[u8],
         now: i64,
+        new_password_hash: Option<&str>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Counts one login try under all three keys as a failure and applies
     /// `policy`, in one transaction, unless a key is blocked at `now` (then
@@ -303,13 +321,16 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Uses up refresh token `jti` and stores its successor `next` (whose
     /// family and owner are taken from the used token), unless the family
-    /// refreshed more than `family_limit` allows.
+    /// refreshed more than `family_limit` allows. A token used at most
+    /// `reuse_grace` seconds ago (0: never) whose successor is still live
+    /// is [`Rotation::Replayed`]; any other used one revokes its family.
     fn rotate_refresh(
         &self,
         jti: &str,
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
     /// Revokes the family of live refresh token `jti`; false when the token
     /// is unknown, expired, used or revoked (a used one also revokes its

@@ -43,7 +43,10 @@ impl Backend for sqlx::Postgres {
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> Result<Rotation, StoreError> {
-        store.rotate_one(jti, now, next, family_limit).await
+        store
+            .rotate_one(jti, now, next, family_limit, reuse_grace)
+            .await
     }
 }

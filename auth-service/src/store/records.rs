@@ -27,6 +27,37 @@ pub struct User {
     /// costs a second try at most, never a wrong answer).
     #[sqlx(default)]
     pub password_nfkc: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When the email was verified (Unix seconds); `None` while unverified.
+    pub verified_at: Option<i64>,
+}
+
+impl User {
+    /// Not verified yet: such an account holds its email only until a new
+    /// registration of that email, and its username for the unverified
+    /// TTL (a disabled account was verified and is not one).
+    pub fn unverified(&self) -> bool {
+        !self.is_active && self.verified_at.is_none()
+    }
+
+    /// Unverified and waiting for a code to verify it: created at most
+    /// `ttl` seconds before `now` (older ones hold nothing and are swept).
+    /// A verified account (active, or disabled by an operator) is never
+    /// (re-)activated by a code.
+    pub fn awaiting_verification(&self, now: i64, ttl: i64) -> bool {
+        self.unverified() && self.created_at >= now - ttl
+    }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The new account.
+    pub user: User,
+    /// Unverified accounts it replaced (0 or 1, or 2 when one held the
+    /// email and another the username).
+    pub replaced: u64,
 }
 
 /// An account whose new name key was already claimed by an older account
@@ -130,6 +161,15 @@ impl From<&User> for TokenOwner {
 pub enum Rotation {
     /// The token was live; it is now used and its successor is stored.
     Rotated(TokenOwner),
+    /// The token was used moments ago (within the reuse grace) and the
+    /// token that use issued is still live: nothing changed, and the caller
+    /// answers with that same successor, as the first use did.
+    Replayed {
+        /// The account, as now.
+        owner: TokenOwner,
+        /// The successor as stored (its `jti`, `issued_at`, `expires_at`).
+        successor: NewRefreshToken,
+    },
     /// The token had been used before: its whole family is now revoked.
     Reused,
     /// Unknown, expired or revoked.

@@ -25,6 +25,8 @@ pub(super) struct RotateJob {
     now: i64,
     next: NewRefreshToken,
     limit: Limit,
+    /// Seconds a used token may be presented again ([`Rotation::Replayed`]).
+    grace: i64,
     reply: tokio::sync::oneshot::Sender<Result<Rotation, StoreError>>,
 }
 
@@ -54,6 +56,7 @@ impl RotationBatches {
         now: i64,
         next: &NewRefreshToken,
         limit: Limit,
+        grace: i64,
     ) -> Result<Rotation, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RotateJob {
@@ -61,6 +64,7 @@ impl RotationBatches {
             now,
             next: next.clone(),
             limit,
+            grace,
             reply,
         };
         // The task ends only when every store handle is gone.
@@ -157,7 +161,10 @@ async fn rotate_together(
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
             outcomes.push(
-                SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?,
+                SqliteStore::rotate_in_tx(
+                    &mut tx, &job.jti, job.now, &job.next, job.limit, job.grace,
+                )
+                .await?,
             );
         }
         outcomes
@@ -172,7 +179,8 @@ async fn rotate_alone(
 ) -> Result<Rotation, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
     let outcome =
-        SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit).await?;
+        SqliteStore::rotate_in_tx(&mut tx, &job.jti, job.now, &job.next, job.limit, job.grace)
+            .await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -189,10 +197,19 @@ impl Backend for sqlx::Sqlite {
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> Result<Rotation, StoreError> {
         match &store.rotations {
-            Some(batches) => batches.rotate(jti, now, next, family_limit).await,
-            None => store.rotate_one(jti, now, next, family_limit).await,
+            Some(batches) => {
+                batches
+                    .rotate(jti, now, next, family_limit, reuse_grace)
+                    .await
+            }
+            None => {
+                store
+                    .rotate_one(jti, now, next, family_limit, reuse_grace)
+                    .await
+            }
         }
     }
 }

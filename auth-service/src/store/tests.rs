@@ -94,7 +94,7 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
     for i in 1..=3 {
         let successor = format!("ann-{i}");
         let outcome = store
-            .rotate_refresh(&jti, NOW, &next(&successor, user, NOW), GENEROUS)
+            .rotate_refresh(&jti, NOW, &next(&successor, user, NOW), GENEROUS, 0)
             .await
             .unwrap();
         let Rotation::Rotated(owner) = outcome else {
@@ -109,12 +109,12 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
 
     // Presenting a used token again revokes the family, newest token included.
     let outcome = store
-        .rotate_refresh("ann-1", NOW, &next("ann-x", user, NOW), GENEROUS)
+        .rotate_refresh("ann-1", NOW, &next("ann-x", user, NOW), GENEROUS, 0)
         .await
         .unwrap();
     assert!(matches!(outcome, Rotation::Reused), "{outcome:?}");
     let outcome = store
-        .rotate_refresh(&jti, NOW, &next("ann-y", user, NOW), GENEROUS)
+        .rotate_refresh(&jti, NOW, &next("ann-y", user, NOW), GENEROUS, 0)
         .await
         .unwrap();
     assert!(matches!(outcome, Rotation::Invalid), "{outcome:?}");
@@ -132,14 +132,14 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
     let (user, first) = session(&store, "bob").await;
     for (from, to) in [(first.as_str(), "bob-1"), ("bob-1", "bob-2")] {
         let outcome = store
-            .rotate_refresh(from, NOW, &next(to, user, NOW), limit)
+            .rotate_refresh(from, NOW, &next(to, user, NOW), limit, 0)
             .await
             .unwrap();
         assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
     }
     for _ in 0..2 {
         let outcome = store
-            .rotate_refresh("bob-2", NOW + 10, &next("bob-3", user, NOW + 10), limit)
+            .rotate_refresh("bob-2", NOW + 10, &next("bob-3", user, NOW + 10), limit, 0)
             .await
             .unwrap();
         assert!(matches!(outcome, Rotation::Throttled(50)), "{outcome:?}");
@@ -153,12 +153,12 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
     assert_eq!((hits, start), (3, NOW));
     let later = NOW + 61;
     let outcome = store
-        .rotate_refresh("bob-2", later, &next("bob-3", user, later), limit)
+        .rotate_refresh("bob-2", later, &next("bob-3", user, later), limit, 0)
         .await
         .unwrap();
     assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
     let outcome = store
-        .rotate_refresh("bob-3", later, &next("bob-4", user, later), limit)
+        .rotate_refresh("bob-3", later, &next("bob-4", user, later), limit, 0)
         .await
         .unwrap();
     assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
@@ -168,8 +168,8 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
     let (user, jti) = session(&store, "cat").await;
     let (next_a, next_b) = (next("cat-a", user, NOW), next("cat-b", user, NOW));
     let (a, b) = tokio::join!(
-        store.rotate_refresh(&jti, NOW, &next_a, GENEROUS),
-        store.rotate_refresh(&jti, NOW, &next_b, GENEROUS),
+        store.rotate_refresh(&jti, NOW, &next_a, GENEROUS, 0),
+        store.rotate_refresh(&jti, NOW, &next_b, GENEROUS, 0),
     );
     let outcomes = [a.unwrap(), b.unwrap()];
     assert_eq!(
@@ -209,7 +209,7 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
         rotations.spawn(async move {
             let successor = format!("{jti}-next");
             let outcome = store
-                .rotate_refresh(&jti, NOW, &next(&successor, user, NOW), GENEROUS)
+                .rotate_refresh(&jti, NOW, &next(&successor, user, NOW), GENEROUS, 0)
                 .await
                 .unwrap();
             (outcome, successor, user)
@@ -228,7 +228,7 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
     let (user, jti) = session(&store, "dan").await;
     store.disable(user).await;
     let outcome = store
-        .rotate_refresh(&jti, NOW, &next("dan-1", user, NOW), GENEROUS)
+        .rotate_refresh(&jti, NOW, &next("dan-1", user, NOW), GENEROUS, 0)
         .await
         .unwrap();
     assert!(matches!(outcome, Rotation::Inactive), "{outcome:?}");
@@ -239,6 +239,137 @@ async fn rotation_rules<S: AuthStore + Disable>(store: S) {
             .unwrap()
             .is_none()
     );
+}
+
+/// The reuse grace: presentations of one token released together all get
+/// the one successor and the family lives; a presentation after the grace,
+/// or after the successor was itself used, revokes the family.
+async fn reuse_grace_rules<S: AuthStore>(store: S) {
+    const GRACE: i64 = 5;
+    let (user, jti) = session(&store, "gus").await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(12));
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, barrier, jti) = (store.clone(), barrier.clone(), jti.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                // (`gus-0` is the session's own token.)
+                let next = next(&format!("gus-next-{i}"), user, NOW);
+                store
+                    .rotate_refresh(&jti, NOW, &next, GENEROUS, GRACE)
+                    .await
+                    .unwrap_or_else(|e| panic!("presentation {i}: {e:?}"))
+            })
+        })
+        .collect();
+    let mut rotated = Vec::new();
+    let mut replayed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Rotation::Rotated(owner) => rotated.push(owner.id),
+            Rotation::Replayed { owner, successor } => {
+                assert_eq!(owner.id, user);
+                assert_eq!(successor.family_id, "gus-family");
+                assert_eq!(
+                    (successor.issued_at, successor.expires_at),
+                    (NOW, NOW + 86_400)
+                );
+                replayed.push(successor.jti);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rotated, [user]);
+    assert_eq!(replayed.len(), 11);
+    let winner = &replayed[0];
+    assert!(replayed.iter().all(|j| j == winner), "{replayed:?}");
+    assert_eq!(
+        store.live_refresh_owner(winner, NOW).await.unwrap(),
+        Some(user)
+    );
+    // Each presentation counted as a refresh of the family.
+    let (hits, _) = store.rate_hit("rf:gus-family", NOW, 60).await.unwrap();
+    assert_eq!(hits, 13);
+
+    // At the edge of the grace still a replay; one second later, reuse.
+    let at_edge = store
+        .rotate_refresh(
+            &jti,
+            NOW + GRACE,
+            &next("gus-y", user, NOW),
+            GENEROUS,
+            GRACE,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(at_edge, Rotation::Replayed { .. }), "{at_edge:?}");
+    let late = NOW + GRACE + 1;
+    let outcome = store
+        .rotate_refresh(&jti, late, &next("gus-z", user, late), GENEROUS, GRACE)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Reused), "{outcome:?}");
+    assert!(
+        store
+            .live_refresh_owner(winner, late)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Within the grace, but the successor has moved on: reuse.
+    let (user, jti) = session(&store, "hal").await;
+    store
+        .rotate_refresh(&jti, NOW, &next("hal-1", user, NOW), GENEROUS, GRACE)
+        .await
+        .unwrap();
+    store
+        .rotate_refresh("hal-1", NOW, &next("hal-2", user, NOW), GENEROUS, GRACE)
+        .await
+        .unwrap();
+    let outcome = store
+        .rotate_refresh(&jti, NOW + 1, &next("hal-x", user, NOW), GENEROUS, GRACE)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Reused), "{outcome:?}");
+    assert!(
+        store
+            .live_refresh_owner("hal-2", NOW + 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A replay over the family limit is refused and changes nothing.
+    let (user, jti) = session(&store, "ida").await;
+    let one = Limit { max: 1, window: 60 };
+    store
+        .rotate_refresh(&jti, NOW, &next("ida-1", user, NOW), one, GRACE)
+        .await
+        .unwrap();
+    let outcome = store
+        .rotate_refresh(&jti, NOW, &next("ida-x", user, NOW), one, GRACE)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Rotation::Throttled(60)), "{outcome:?}");
+    assert_eq!(
+        store.live_refresh_owner("ida-1", NOW).await.unwrap(),
+        Some(user)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_grace_keeps_its_rules_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    reuse_grace_rules(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_grace_keeps_its_rules_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    reuse_grace_rules(store).await;
 }
 
 /// Turns an account off behind the service's back, as an operator would.

@@ -81,6 +81,41 @@ async fn a_numeric_code_is_passed_on_as_a_string() {
 }
 
 #[tokio::test]
+async fn a_numeric_code_keeps_its_leading_zero_and_the_passwords_are_passed_on() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(
+            "/api/accounts/verification/code/verify/",
+            &json!({"email": "a@b.c", "code": 12345, "password": " pass word ", "new_password": "n"}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let (request, _) = app.auth.verify.only_call();
+    assert_eq!(request.code, "012345");
+    assert_eq!(request.password.as_deref(), Some(" pass word "));
+    assert_eq!(request.new_password.as_deref(), Some("n"));
+}
+
+#[tokio::test]
+async fn a_code_that_is_another_number_is_refused_without_calling_auth() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_json(
+            "/api/accounts/verification/code/verify/",
+            &json!({"email": "a@b.c", "code": 1234567, "password": "p"}),
+        )
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert!(body["code"][0].is_string(), "{body}");
+    assert!(app.auth.verify.calls().is_empty());
+}
+
+#[tokio::test]
 async fn fields_of_the_wrong_type_are_refused_without_calling_auth() {
     let app = spawn_app().await;
 

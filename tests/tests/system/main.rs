@@ -24,6 +24,7 @@ macro_rules! on_every_backend {
 
 mod abuse;
 mod accounts;
+mod contract;
 mod export;
 mod flood;
 mod hostile;
@@ -33,6 +34,7 @@ mod login;
 mod logs;
 mod parallel;
 mod password;
+mod prehijack;
 mod proxies;
 mod readiness;
 mod resilience;

@@ -190,7 +190,7 @@ async fn a_burst_of_code_guesses_compares_at_most_five(backend: Backend) {
             &sys,
             &format!("192.0.2.{}", i + 1),
             "/api/accounts/verification/code/verify/",
-            json!({"email": "cai@example.com", "code": guess}),
+            json!({"email": "cai@example.com", "code": guess, "password": "cai-pass-123"}),
         )
     })
     .await;
@@ -208,7 +208,7 @@ async fn a_burst_of_code_guesses_compares_at_most_five(backend: Backend) {
     let (status, body) = sys
         .post_json(
             "/api/accounts/verification/code/verify/",
-            json!({"email": "cai@example.com", "code": format!("{code:06}")}),
+            json!({"email": "cai@example.com", "code": format!("{code:06}"), "password": "cai-pass-123"}),
         )
         .await;
     assert_eq!(
@@ -258,7 +258,7 @@ async fn per_address_limits_on_register_and_codes_hold_under_a_burst(backend: Ba
             &sys,
             "198.51.100.42",
             "/api/accounts/verification/code/verify/",
-            json!({"email": format!("reg{i}@example.com"), "code": "000000"}),
+            json!({"email": format!("reg{i}@example.com"), "code": "000000", "password": "x"}),
         )
     })
     .await;

@@ -73,3 +73,60 @@ pub(crate) fn post_from(
 pub(crate) fn trust_loopback(gateway: &mut gateway::Config) {
     gateway.trusted_proxies = "127.0.0.0/8".parse().unwrap();
 }
+
+/// One bound parameter of [`auth_sql`] and [`auth_count`].
+pub(crate) enum Bind {
+    Text(String),
+    Bytes(Vec<u8>),
+    Int(i64),
+}
+
+/// Runs `sql` (with `$1`.. bound to `binds`) on auth-service's database,
+/// behind the service's back as an operator would; rows affected.
+pub(crate) async fn auth_sql(sys: &TestSystem, sql: &'static str, binds: Vec<Bind>) -> u64 {
+    macro_rules! run {
+        ($pool:ty) => {{
+            let url = sys.auth_config.database_url.expose();
+            let pool = <$pool>::connect(url).await.unwrap();
+            let mut query = sqlx::query(sql);
+            for b in binds {
+                query = match b {
+                    Bind::Text(t) => query.bind(t),
+                    Bind::Bytes(b) => query.bind(b),
+                    Bind::Int(i) => query.bind(i),
+                };
+            }
+            let n = query.execute(&pool).await.unwrap().rows_affected();
+            pool.close().await;
+            n
+        }};
+    }
+    if sys.auth_config.database_url.expose().starts_with("sqlite:") {
+        run!(sqlx::SqlitePool)
+    } else {
+        run!(sqlx::PgPool)
+    }
+}
+
+/// The number `sql` (one `BIGINT` column, one row, `$1` bound to `text`)
+/// reads from auth-service's database.
+pub(crate) async fn auth_count(sys: &TestSystem, sql: &'static str, text: &str) -> i64 {
+    macro_rules! run {
+        ($pool:ty) => {{
+            let url = sys.auth_config.database_url.expose();
+            let pool = <$pool>::connect(url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql)
+                .bind(text)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }};
+    }
+    if sys.auth_config.database_url.expose().starts_with("sqlite:") {
+        run!(sqlx::SqlitePool)
+    } else {
+        run!(sqlx::PgPool)
+    }
+}

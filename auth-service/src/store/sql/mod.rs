@@ -29,8 +29,8 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
     AuthStore, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
-    OutboxEntry, OutboxRow, PasswordSet, Rotation, SigningKeyRow, SqlStore, StoreError,
-    StoredCode, User,
+    OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation, SigningKeyRow, SqlStore,
+    StoreError, StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,
@@ -70,6 +70,7 @@ pub trait Backend: sqlx::Database<Arguments: IntoArguments<Self>> {
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 }
 
@@ -93,6 +94,16 @@ where
 {
     async fn create_user(&self, user: NewUser<'_>) -> Result<User, StoreError> {
         SqlStore::create_user(self, user).await
+    }
+    async fn register_user(
+        &self,
+        user: NewUser<'_>,
+        username_held_after: i64,
+    ) -> Result<Registration, StoreError> {
+        SqlStore::register_user(self, user, username_held_after).await
+    }
+    async fn delete_unverified(&self, before: i64, batch: i64) -> Result<u64, StoreError> {
+        SqlStore::delete_unverified(self, before, batch).await
     }
     async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
         SqlStore::user_by_login(self, key).await
@@ -141,8 +152,9 @@ where
         user_id: i64,
         code_hash: &[u8],
         now: i64,
+        new_password_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
-        SqlStore::activate_with_code(self, user_id, code_hash, now).await
+        SqlStore::activate_with_code(self, user_id, code_hash, now, new_password_hash).await
     }
     async fn reserve_login(
         &self,
@@ -179,8 +191,9 @@ where
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> Result<Rotation, StoreError> {
-        DB::rotate_refresh(self, jti, now, next, family_limit).await
+        DB::rotate_refresh(self, jti, now, next, family_limit, reuse_grace).await
     }
     async fn logout_family(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
         SqlStore::logout_family(self, jti, now).await

@@ -16,6 +16,10 @@ use crate::{
 /// and `is_staff` (`NULL` when the account is gone).
 type Spent = (String, i64, Option<String>, Option<bool>, Option<bool>);
 
+/// A live successor's owner id, `issued_at` and `expires_at`, and the
+/// owner's username and `is_staff`.
+type Successor = (i64, i64, i64, String, bool);
+
 impl<DB> SqlStore<DB>
 where
     DB: Backend,
@@ -38,10 +42,12 @@ where
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> Result<Rotation, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let outcome = Self::rotate_in_tx(&mut tx, jti, now, next, family_limit).await?;
+        let outcome =
+            Self::rotate_in_tx(&mut tx, jti, now, next, family_limit, reuse_grace).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -137,17 +143,19 @@ where
     /// One refresh-token rotation inside the caller's transaction, which
     /// the caller commits (alone, or with a batch of others). Three
     /// statements on the common path, each a round trip to the driver:
-    /// use the token and read its owner, count the family's refresh,
-    /// store the successor.
+    /// use the token (recording its successor's `jti` in the same
+    /// statement) and read its owner, count the family's refresh, store
+    /// the successor. A token that is not live goes to [`Self::not_live`].
     pub(in crate::store) async fn rotate_in_tx(
         conn: &mut DB::Connection,
         jti: &str,
         now: i64,
         next: &NewRefreshToken,
         family_limit: Limit,
+        reuse_grace: i64,
     ) -> Result<Rotation, sqlx::Error> {
         let used: Option<Spent> = sqlx::query_as(
-            "UPDATE refresh_tokens SET used_at = $2
+            "UPDATE refresh_tokens SET used_at = $2, successor_jti = $3
                      WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
                      RETURNING family_id, user_id,
                         (SELECT username FROM users WHERE id = refresh_tokens.user_id),
@@ -156,39 +164,22 @@ where
         )
         .bind(jti)
         .bind(now)
+        .bind(&next.jti)
         .fetch_optional(&mut *conn)
         .await?;
         let Some((family_id, user_id, username, is_active, is_staff)) = used else {
-            let seen: Option<(String, Option<i64>)> =
-                sqlx::query_as("SELECT family_id, used_at FROM refresh_tokens WHERE jti = $1")
-                    .bind(jti)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            return Ok(match seen {
-                Some((family_id, Some(_))) => {
-                    Self::revoke_family(conn, &family_id, now).await?;
-                    Rotation::Reused
-                }
-                _ => Rotation::Invalid,
-            });
+            return Self::not_live(conn, jti, now, family_limit, reuse_grace).await;
         };
-        let rate_key = format!("rf:{family_id}");
-        let (hits, start) = Self::count_hit(conn, &rate_key, now, family_limit.window).await?;
-        if let Some(wait) = family_limit.retry_after(hits.hits, start, now) {
-            // Undo both writes exactly (the transaction may hold other
-            // rotations, so it is not rolled back): the token stays
-            // usable once the window passes. Over the limit means the
-            // count was incremented within a running window (a fresh
-            // window starts at 1, and every limit is at least 1), so one
-            // decrement restores it.
-            sqlx::query("UPDATE throttle SET hits = hits - 1 WHERE key = $1")
-                .bind(&rate_key)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query("UPDATE refresh_tokens SET used_at = NULL WHERE jti = $1")
-                .bind(jti)
-                .execute(&mut *conn)
-                .await?;
+        if let Some(wait) = Self::count_refresh(conn, &family_id, now, family_limit).await? {
+            // Undo the spend too (the transaction may hold other rotations,
+            // so it is not rolled back): the token stays usable once the
+            // window passes.
+            sqlx::query(
+                "UPDATE refresh_tokens SET used_at = NULL, successor_jti = NULL WHERE jti = $1",
+            )
+            .bind(jti)
+            .execute(&mut *conn)
+            .await?;
             return Ok(Rotation::Throttled(wait));
         }
         Ok(match (username, is_active, is_staff) {
@@ -211,6 +202,93 @@ where
                 Rotation::Inactive
             }
         })
+    }
+
+    /// Counts one refresh of `family_id`; when that is over `limit`, takes
+    /// the count back and returns the seconds to wait. Over the limit means
+    /// the count was incremented within a running window (a fresh window
+    /// starts at 1, and every limit is at least 1), so one decrement
+    /// restores it exactly.
+    async fn count_refresh(
+        conn: &mut DB::Connection,
+        family_id: &str,
+        now: i64,
+        limit: Limit,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let rate_key = format!("rf:{family_id}");
+        let (hits, start) = Self::count_hit(conn, &rate_key, now, limit.window).await?;
+        let wait = limit.retry_after(hits.hits, start, now);
+        if wait.is_some() {
+            sqlx::query("UPDATE throttle SET hits = hits - 1 WHERE key = $1")
+                .bind(&rate_key)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(wait)
+    }
+
+    /// A token that could not be spent: unknown, expired or revoked
+    /// ([`Rotation::Invalid`]); used within `reuse_grace` seconds with its
+    /// successor still live ([`Rotation::Replayed`], nothing written but
+    /// the family's refresh count); any other used one is reuse, which
+    /// revokes the family. The successor's `jti` was written by the
+    /// statement that spent the token and the successor row in the same
+    /// transaction, so a presentation that lost the race to spend it (it
+    /// waited on the row's lock, PostgreSQL, or ran after it, SQLite) sees
+    /// both here.
+    async fn not_live(
+        conn: &mut DB::Connection,
+        jti: &str,
+        now: i64,
+        family_limit: Limit,
+        reuse_grace: i64,
+    ) -> Result<Rotation, sqlx::Error> {
+        let seen: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT family_id, used_at, successor_jti FROM refresh_tokens WHERE jti = $1",
+        )
+        .bind(jti)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (family_id, used_at, successor_jti) = match seen {
+            Some((family_id, Some(used_at), successor)) => (family_id, used_at, successor),
+            _ => return Ok(Rotation::Invalid),
+        };
+        let within_grace = reuse_grace > 0 && now <= used_at.saturating_add(reuse_grace);
+        if let (true, Some(successor_jti)) = (within_grace, successor_jti) {
+            let live: Option<Successor> = sqlx::query_as(
+                "SELECT s.user_id, s.issued_at, s.expires_at, u.username, u.is_staff
+                         FROM refresh_tokens s JOIN users u ON u.id = s.user_id
+                         WHERE s.jti = $1 AND s.family_id = $2 AND s.used_at IS NULL
+                           AND s.revoked_at IS NULL AND s.expires_at > $3 AND u.is_active",
+            )
+            .bind(&successor_jti)
+            .bind(&family_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((user_id, issued_at, expires_at, username, is_staff)) = live {
+                if let Some(wait) = Self::count_refresh(conn, &family_id, now, family_limit).await?
+                {
+                    return Ok(Rotation::Throttled(wait));
+                }
+                return Ok(Rotation::Replayed {
+                    owner: TokenOwner {
+                        id: user_id,
+                        username,
+                        is_staff,
+                    },
+                    successor: NewRefreshToken {
+                        jti: successor_jti,
+                        family_id,
+                        user_id,
+                        issued_at,
+                        expires_at,
+                    },
+                });
+            }
+        }
+        Self::revoke_family(conn, &family_id, now).await?;
+        Ok(Rotation::Reused)
     }
 
     /// Revokes every live token of a family (reuse, logout, a disabled owner).

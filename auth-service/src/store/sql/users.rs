@@ -5,8 +5,23 @@ use sqlx::{ColumnIndex, Executor};
 use super::{Backend, Param, Value};
 use crate::{
     domain::{LoginLookup, names},
-    store::{NewUser, SqlStore, StoreError, StoredCode, User, unique_violation},
+    store::{NewUser, Registration, SqlStore, StoreError, StoredCode, User, unique_violation},
 };
+
+/// How many times a registration is tried when a racing one took its name
+/// between its delete and its insert.
+const REGISTER_TRIES: u32 = 8;
+
+/// `SELECT <every column of User> FROM users <tail>`: one column list for
+/// every query that reads an account, so none forgets a field.
+macro_rules! select_user {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc, created_at, verified_at FROM users ",
+            $tail
+        )
+    };
+}
 
 impl<DB> SqlStore<DB>
 where
@@ -22,9 +37,87 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
+    /// Creates an account and claims its names, in one transaction.
     pub(super) async fn create_user(&self, u: NewUser<'_>) -> Result<User, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let user = Self::insert_user(&mut tx, &u).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Registration: in one transaction, deletes the unverified accounts
+    /// that hold `u`'s email (at any age: whoever registers anew may be the
+    /// mailbox owner, and only the mailbox owner can verify) and those
+    /// holding another of its names (its username, a lookalike of it, or
+    /// the email its username spells) if created before
+    /// `username_held_after`, with everything that refers to them (foreign
+    /// keys cascade), then inserts `u` with its claims. A registration
+    /// racing another for the same name (PostgreSQL: the other's row
+    /// appeared after this one's delete looked) is tried again, so a burst
+    /// leaves one account and answers no error for it.
+    pub(super) async fn register_user(
+        &self,
+        u: NewUser<'_>,
+        username_held_after: i64,
+    ) -> Result<Registration, StoreError> {
+        let claims = names::claims(u.username, u.email);
+        let mut conn = self.write().await?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let mut replaced = DB::rows_affected(
+                &sqlx::query(
+                    "DELETE FROM users
+                             WHERE is_active = FALSE AND verified_at IS NULL
+                               AND (email_lower = $1 OR (username_lower = $2 AND created_at < $3))",
+                )
+                .bind(u.email_lower)
+                .bind(u.username_lower)
+                .bind(username_held_after)
+                .execute(&mut *tx)
+                .await?,
+            );
+            for (key, kind) in &claims {
+                // The email's own claim is released at any age; a name
+                // only once its holder's hold has lapsed.
+                let held_after = match kind {
+                    names::ClaimKind::Email => i64::MAX,
+                    _ => username_held_after,
+                };
+                replaced += DB::rows_affected(
+                    &sqlx::query(
+                        "DELETE FROM users
+                                 WHERE is_active = FALSE AND verified_at IS NULL AND created_at < $2
+                                   AND id IN (SELECT user_id FROM account_names WHERE name_key = $1)",
+                    )
+                    .bind(key.as_str())
+                    .bind(held_after)
+                    .execute(&mut *tx)
+                    .await?,
+                );
+            }
+            match Self::insert_user(&mut tx, &u).await {
+                Ok(user) => {
+                    tx.commit().await?;
+                    return Ok(Registration { user, replaced });
+                }
+                Err(e) => {
+                    tx.rollback().await?;
+                    if matches!(e, StoreError::Duplicate(_)) && tries < REGISTER_TRIES {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Inserts an account and claims its names on `conn` (a transaction the
+    /// caller commits): a name another account holds (or looks like)
+    /// refuses it whole, as `Duplicate(field)`.
+    async fn insert_user(conn: &mut DB::Connection, u: &NewUser<'_>) -> Result<User, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, username_lower, email, email_lower, password_hash, password_nfkc, is_active, is_staff, created_at, verified_at)
                      VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, CASE WHEN $6 THEN $8 END)
@@ -38,18 +131,14 @@ where
         .bind(u.is_active)
         .bind(u.is_staff)
         .bind(u.now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(unique_violation)?;
-        // In the transaction that creates the account: a name another
-        // account holds (or looks like) refuses it whole; dropping `tx`
-        // rolls the insert back.
         for (key, kind) in names::claims(u.username, u.email) {
-            if Self::claim(&mut *tx, id, &key, kind).await?.is_some() {
+            if Self::claim(&mut *conn, id, &key, kind).await?.is_some() {
                 return Err(StoreError::Duplicate(kind.field()));
             }
         }
-        tx.commit().await?;
         Ok(User {
             id,
             username: u.username.to_owned(),
@@ -59,18 +148,40 @@ where
             is_staff: u.is_staff,
             sessions_revoked_at: None,
             password_nfkc: true,
+            created_at: u.now,
+            verified_at: u.is_active.then_some(u.now),
         })
+    }
+
+    /// Deletes up to `batch` unverified accounts created before `before`
+    /// (with their codes, tokens and names, by cascade); how many.
+    pub(super) async fn delete_unverified(
+        &self,
+        before: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.write().await?;
+        let done = sqlx::query(
+            "DELETE FROM users WHERE id IN (
+                        SELECT id FROM users
+                        WHERE verified_at IS NULL AND is_active = FALSE AND created_at < $1
+                        ORDER BY created_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(batch)
+        .execute(&mut *conn)
+        .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     pub(super) async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
         // An email match wins over another account's username that looks
         // like that email (legacy rows; new ones cannot be created).
-        Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users
-                     WHERE email_lower = $1 OR username_lower = $1
-                     ORDER BY CASE WHEN email_lower = $1 THEN 0 ELSE 1 END
-                     LIMIT 1",
-        )
+        Ok(sqlx::query_as(select_user!(
+            "WHERE email_lower = $1 OR username_lower = $1
+                 ORDER BY CASE WHEN email_lower = $1 THEN 0 ELSE 1 END
+                 LIMIT 1"
+        ))
         .bind(key)
         .fetch_optional(&self.pool)
         .await?)
@@ -84,13 +195,14 @@ where
         // at the migration (exact old spelling); a username. No email
         // fold binds '', which no account's email_lower is.
         Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users
-                     WHERE email_lower = $1 OR email_lower = $2 OR username_lower = $2 OR username_lower = $3
-                     ORDER BY CASE WHEN email_lower = $1 THEN 0
-                                   WHEN email_lower = $2 THEN 1
-                                   WHEN username_lower = $2 THEN 2
-                                   ELSE 3 END
-                     LIMIT 1",
+            select_user!(
+                "WHERE email_lower = $1 OR email_lower = $2 OR username_lower = $2 OR username_lower = $3
+                 ORDER BY CASE WHEN email_lower = $1 THEN 0
+                               WHEN email_lower = $2 THEN 1
+                               WHEN username_lower = $2 THEN 2
+                               ELSE 3 END
+                 LIMIT 1"
+            ),
         )
         .bind(lookup.email.as_deref().unwrap_or(""))
         .bind(lookup.legacy.as_str())
@@ -103,12 +215,10 @@ where
         &self,
         email_lower: &str,
     ) -> Result<Option<User>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users WHERE email_lower = $1",
-        )
-        .bind(email_lower)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(select_user!("WHERE email_lower = $1"))
+            .bind(email_lower)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub(super) async fn set_password_hash(
@@ -136,12 +246,10 @@ where
     }
 
     pub(super) async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, email, password_hash, is_active, is_staff, sessions_revoked_at, password_nfkc FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(select_user!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub(super) async fn put_code(
@@ -203,6 +311,7 @@ where
         user_id: i64,
         code_hash: &[u8],
         now: i64,
+        new_password_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -215,11 +324,22 @@ where
         if DB::rows_affected(&deleted) != 1 {
             return Ok(false);
         }
-        sqlx::query("UPDATE users SET is_active = TRUE, verified_at = $2 WHERE id = $1")
+        let activate = match new_password_hash {
+            Some(hash) => sqlx::query(
+                "UPDATE users SET is_active = TRUE, verified_at = $2, password_hash = $3,
+                                  password_nfkc = TRUE
+                         WHERE id = $1",
+            )
             .bind(user_id)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .bind(hash),
+            None => {
+                sqlx::query("UPDATE users SET is_active = TRUE, verified_at = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(now)
+            }
+        };
+        activate.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }

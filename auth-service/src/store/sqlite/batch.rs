@@ -18,10 +18,11 @@ use sqlx::SqliteConnection;
 use super::RotateJob;
 use crate::store::{Rotation, SqliteStore, TokenOwner};
 
-/// Spends every live token named in `$1` (`[[jti, now], …]`) and returns its
-/// family and owner.
-const SPEND: &str = "UPDATE refresh_tokens SET used_at = j.now
-     FROM (SELECT json_extract(value, '$[0]') AS jti, json_extract(value, '$[1]') AS now
+/// Spends every live token named in `$1` (`[[jti, now, successor_jti], …]`),
+/// recording its successor, and returns its family and owner.
+const SPEND: &str = "UPDATE refresh_tokens SET used_at = j.now, successor_jti = j.next
+     FROM (SELECT json_extract(value, '$[0]') AS jti, json_extract(value, '$[1]') AS now,
+                  json_extract(value, '$[2]') AS next
            FROM json_each($1)) AS j
      WHERE refresh_tokens.jti = j.jti AND used_at IS NULL AND revoked_at IS NULL
        AND expires_at > j.now
@@ -78,7 +79,10 @@ pub(super) async fn rotate_set(
     conn: &mut SqliteConnection,
     batch: &[RotateJob],
 ) -> Result<Vec<Rotation>, sqlx::Error> {
-    let spend: Vec<(&str, i64)> = batch.iter().map(|j| (j.jti.as_str(), j.now)).collect();
+    let spend: Vec<(&str, i64, &str)> = batch
+        .iter()
+        .map(|j| (j.jti.as_str(), j.now, j.next.jti.as_str()))
+        .collect();
     let rows: Vec<Spent> = sqlx::query_as(SPEND)
         .bind(json(&spend)?)
         .fetch_all(&mut *conn)
@@ -139,10 +143,12 @@ pub(super) async fn rotate_set(
                 .bind(&key)
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query("UPDATE refresh_tokens SET used_at = NULL WHERE jti = $1")
-                .bind(&job.jti)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE refresh_tokens SET used_at = NULL, successor_jti = NULL WHERE jti = $1",
+            )
+            .bind(&job.jti)
+            .execute(&mut *conn)
+            .await?;
             Rotation::Throttled(wait)
         } else if let (Some(username), Some(true), Some(is_staff)) = (username, is_active, is_staff)
         {
@@ -172,12 +178,14 @@ pub(super) async fn rotate_set(
             .await?;
     }
 
-    // Not live: reuse (revoking the family) or invalid, decided exactly as
-    // one by one; their spend finds nothing, as it did in `SPEND`.
+    // Not live: a replay within the grace, reuse (revoking the family) or
+    // invalid, decided exactly as one by one; their spend finds nothing, as
+    // it did in `SPEND`.
     for i in not_live {
         let job = &batch[i];
         outcomes[i] =
-            SqliteStore::rotate_in_tx(conn, &job.jti, job.now, &job.next, job.limit).await?;
+            SqliteStore::rotate_in_tx(conn, &job.jti, job.now, &job.next, job.limit, job.grace)
+                .await?;
     }
     Ok(outcomes)
 }
@@ -206,12 +214,22 @@ mod tests {
             now: NOW,
             next: next(successor, user_id, NOW),
             limit: TWO,
+            grace: 0,
             reply: tokio::sync::oneshot::channel().0,
         }
     }
 
     /// A whole `refresh_tokens` row.
-    type TokenRow = (String, String, i64, i64, i64, Option<i64>, Option<i64>);
+    type TokenRow = (
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
 
     /// Outcomes, then every token row and every counter, as text.
     type Run = (Vec<String>, Vec<String>, Vec<String>);
@@ -225,7 +243,7 @@ mod tests {
             let (jti, to) = (jti.to_owned(), to.to_owned());
             async move {
                 let outcome = store
-                    .rotate_refresh(&jti, NOW, &next(&to, user, NOW), TWO)
+                    .rotate_refresh(&jti, NOW, &next(&to, user, NOW), TWO, 0)
                     .await
                     .unwrap();
                 assert!(matches!(outcome, Rotation::Rotated(_)), "{outcome:?}");
@@ -245,6 +263,12 @@ mod tests {
         rotate("dan-1", "dan-2", dan).await;
         let (eve, eve_jti) = session(&store, "eve").await;
         rotate(&eve_jti, "eve-1", eve).await;
+        let (fay, fay_jti) = session(&store, "fay").await;
+        rotate(&fay_jti, "fay-1", fay).await;
+        let fay_again = RotateJob {
+            grace: 5,
+            ..job(&fay_jti, "fay-x", fay)
+        };
         let batch = [
             job(&ann_jti, "ann-1", ann),    // live
             job(&bob_jti, "bob-x", bob),    // used before: reuse
@@ -253,6 +277,7 @@ mod tests {
             job("dan-2", "dan-3", dan),     // third rotation in the window
             job("eve-1", "eve-2", eve),     // live, then ...
             job(&eve_jti, "eve-x", eve),    // ... its family's older token
+            fay_again,                      // used within the grace: replayed
         ];
         assert!(applies(&batch));
 
@@ -265,16 +290,19 @@ mod tests {
             let mut outcomes = Vec::new();
             for j in &batch {
                 outcomes.push(
-                    super::SqliteStore::rotate_in_tx(&mut tx, &j.jti, j.now, &j.next, j.limit)
-                        .await
-                        .unwrap(),
+                    super::SqliteStore::rotate_in_tx(
+                        &mut tx, &j.jti, j.now, &j.next, j.limit, j.grace,
+                    )
+                    .await
+                    .unwrap(),
                 );
             }
             outcomes
         };
         tx.commit().await.unwrap();
         let tokens: Vec<TokenRow> = sqlx::query_as(
-            "SELECT jti, family_id, user_id, issued_at, expires_at, used_at, revoked_at
+            "SELECT jti, family_id, user_id, issued_at, expires_at, used_at, revoked_at,
+                    successor_jti
                  FROM refresh_tokens ORDER BY jti",
         )
         .fetch_all(&mut *conn)
@@ -300,7 +328,7 @@ mod tests {
 
         let kinds: Vec<&str> = outcomes
             .iter()
-            .map(|o| o.split('(').next().unwrap())
+            .map(|o| o.split(['(', ' ']).next().unwrap())
             .collect();
         assert_eq!(
             kinds,
@@ -311,7 +339,8 @@ mod tests {
                 "Inactive",
                 "Throttled",
                 "Rotated",
-                "Reused"
+                "Reused",
+                "Replayed"
             ]
         );
         assert_eq!((outcomes, tokens, counters), one_by_one);

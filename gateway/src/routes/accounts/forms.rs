@@ -75,16 +75,32 @@ pub struct VerifyForm {
     /// The account's email.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// The emailed code: 6 digits (a JSON number is accepted too).
+    /// The emailed code: 6 digits. A JSON number 0-999999 is accepted too
+    /// and read zero-padded (`12345` is `"012345"`); any other number is
+    /// refused (400 naming `code`, no try used up).
     #[schema(pattern = "^[0-9]{6}$")]
     pub code: String,
+    /// The password given at registration. The code proves the mailbox;
+    /// this proves the mailbox owner chose the password being activated.
+    /// Send it or `new_password` (one is required unless the operator
+    /// allows codes alone); a wrong one answers `code-wrong` and uses up a
+    /// try.
+    #[schema(format = Password, max_length = 1024)]
+    pub password: Option<String>,
+    /// A new password (the registration rules) replacing the one given at
+    /// registration: for an account someone else registered with your
+    /// address, or a forgotten password.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
+    pub new_password: Option<String>,
 }
 
 impl FromFields for VerifyForm {
     fn from_fields(form: &mut FieldReader<'_>) -> Self {
         Self {
             email: form.required("email"),
-            code: form.required("code"),
+            code: form.code("code"),
+            password: form.optional("password"),
+            new_password: form.optional("new_password"),
         }
     }
 }

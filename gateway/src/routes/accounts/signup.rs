@@ -119,14 +119,24 @@ pub async fn verify_code(
     ctx: RequestContext,
     fields: Fields,
 ) -> Result<impl IntoResponse, ApiError> {
-    let VerifyForm { email, code } = fields.parse()?;
+    let VerifyForm {
+        email,
+        code,
+        password,
+        new_password,
+    } = fields.parse()?;
 
     let reply = call(
         Rpc::VerifyCode,
         state
             .auth
             .clone()
-            .verify_code(ctx.grpc_request(VerifyCodeRequest { email, code })),
+            .verify_code(ctx.grpc_request(VerifyCodeRequest {
+                email,
+                code,
+                password,
+                new_password,
+            })),
     )
     .await?;
     Ok(match VerifyOutcome::try_from(reply.outcome) {
