@@ -11,7 +11,7 @@ use crate::{
     domain::{FieldError, LoginIdentifier},
     error::Error,
     hasher::Verified,
-    store::{AuthStore, LoginEffects, LoginReservation, NewRefreshToken, User},
+    store::{AuthStore, LoginEffects, NewRefreshToken, User},
     throttle::{LoginKeys, wait},
 };
 
@@ -147,17 +147,10 @@ impl<S: AuthStore> AuthApi<S> {
             .store
             .reserve_login(&keys, &self.brute_force, now)
             .await?
+            .granted()
         {
-            LoginReservation::Granted(reserved) => reserved,
-            LoginReservation::Refused {
-                until,
-                account_locked,
-            } => {
-                let reason = if account_locked {
-                    RejectReason::LockedOut
-                } else {
-                    RejectReason::RateLimited
-                };
+            Ok(reserved) => reserved,
+            Err((reason, until)) => {
                 self.record(&attempt, user.as_ref(), Err(reason), LoginEffects::Nothing)
                     .await?;
                 return Err(Error::Throttled {

@@ -4,6 +4,7 @@
 //! time in its counters, tokens and log record, and the rules can be
 //! exercised at a fixed time.
 
+mod codes;
 mod grpc;
 mod login;
 mod password;

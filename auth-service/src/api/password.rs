@@ -5,9 +5,8 @@
 //! attempt and revoke every session the old password opened.
 
 use proto::auth::v1 as pb;
-use rand::RngCore;
 
-use super::{AuthApi, new_id};
+use super::{AuthApi, codes::CODE_MAX_TRIES, new_id};
 use crate::{
     attempt::{AttemptKind, RejectReason, outbox_entry_of, tally_of},
     context::ClientContext,
@@ -17,9 +16,7 @@ use crate::{
     },
     error::Error,
     hasher::Verified,
-    store::{
-        AuthStore, KeptSession, LoginReservation, NewRefreshToken, PasswordSet, StoredCode, User,
-    },
+    store::{AuthStore, CodePurpose, KeptSession, NewRefreshToken, PasswordSet, User},
     throttle::{LoginKeys, wait},
     tokens::ACCESS,
 };
@@ -27,13 +24,6 @@ use crate::{
 /// What a wrong current password gets (Django's `PasswordChangeForm`).
 pub const WRONG_OLD_PASSWORD: &str =
     "Your old password was entered incorrectly. Please enter it again.";
-
-/// A reset code's lifetime (as a verification code's).
-const RESET_CODE_TTL_SECS: i64 = 600;
-/// Wrong tries after which a reset code is dead.
-const RESET_CODE_MAX_TRIES: i32 = 5;
-/// Least time between two reset codes for one account.
-const RESET_CODE_RESEND_SECS: i64 = 60;
 
 /// One password change or reset attempt: who, from where, when, what kind;
 /// the same for every record of it.
@@ -153,17 +143,10 @@ impl<S: AuthStore> AuthApi<S> {
             .store
             .reserve_login(&keys, &self.brute_force, now)
             .await?
+            .granted()
         {
-            LoginReservation::Granted(reserved) => reserved,
-            LoginReservation::Refused {
-                until,
-                account_locked,
-            } => {
-                let reason = if account_locked {
-                    RejectReason::LockedOut
-                } else {
-                    RejectReason::RateLimited
-                };
+            Ok(reserved) => reserved,
+            Err((reason, until)) => {
                 self.record_failure(&attempt, Some(&user), reason).await?;
                 return Err(Error::Throttled {
                     retry_after: wait(until, now),
@@ -268,27 +251,12 @@ impl<S: AuthStore> AuthApi<S> {
         if !user.is_active {
             return Ok(());
         }
-        let code = VerificationCode::generate();
-        let mut salt = vec![0u8; 16];
-        rand::rng().fill_bytes(&mut salt);
-        let stored = StoredCode {
-            code_hash: code.digest(&salt),
-            salt,
-            created_at: now,
-            expires_at: now + RESET_CODE_TTL_SECS,
-            tries: 0,
-        };
-        if !self
-            .store
-            .put_reset_code(user.id, &stored, now - RESET_CODE_RESEND_SECS)
+        let Some(code) = self
+            .issue_code(CodePurpose::PasswordReset, &user, now)
             .await?
-        {
-            tracing::info!(
-                user_id = user.id,
-                "reset code not re-sent: last one is under 60 s old"
-            );
+        else {
             return Ok(());
-        }
+        };
         let body = format!(
             "Hello {},\n\nSomeone asked to reset your password.\n\n\
              Your password reset code is: {}\n\n\
@@ -359,16 +327,17 @@ impl<S: AuthStore> AuthApi<S> {
             return Ok(O::CodeWrong);
         };
         // The try is counted before the comparison, so a burst of guesses
-        // gets at most RESET_CODE_MAX_TRIES comparisons against one code.
+        // gets at most CODE_MAX_TRIES comparisons against one code.
         let Some(stored) = self
             .store
-            .reserve_reset_try(user.id, RESET_CODE_MAX_TRIES)
+            .reserve_code_try(CodePurpose::PasswordReset, user.id, CODE_MAX_TRIES)
             .await?
         else {
-            let (reason, outcome) = match self.store.reset_code(user.id).await? {
-                Some(_) => (RejectReason::TooManyAttempts, O::TooManyAttempts),
-                None => (RejectReason::CodeWrong, O::CodeWrong),
-            };
+            let (reason, outcome) =
+                match self.store.code(CodePurpose::PasswordReset, user.id).await? {
+                    Some(_) => (RejectReason::TooManyAttempts, O::TooManyAttempts),
+                    None => (RejectReason::CodeWrong, O::CodeWrong),
+                };
             self.record_failure(&attempt, Some(&user), reason).await?;
             return Ok(outcome);
         };
@@ -435,24 +404,6 @@ impl<S: AuthStore> AuthApi<S> {
             user.username
         );
         self.mail(user, &format!("Your password was {how}"), body);
-    }
-
-    /// Sends `body` to the account in the background: the answer never
-    /// waits on (or tells about) the mail server.
-    fn mail(&self, user: &User, subject: &str, body: String) {
-        let (mailer, from, to, id, subject) = (
-            self.mailer.clone(),
-            self.mail_from.clone(),
-            user.email.clone(),
-            user.id,
-            subject.to_owned(),
-        );
-        tokio::spawn(async move {
-            match mailer.send(&from, &to, &subject, body).await {
-                Ok(()) => tracing::info!(user_id = id, subject, "mail sent"),
-                Err(e) => tracing::error!(user_id = id, subject, error = %e, "mail failed"),
-            }
-        });
     }
 }
 

@@ -1,23 +1,15 @@
 //! Registration and email verification by emailed code.
 
 use proto::auth::v1 as pb;
-use rand::RngCore;
 
-use super::AuthApi;
+use super::{AuthApi, codes::CODE_MAX_TRIES};
 use crate::{
     context::ClientContext,
     domain::{EmailAddress, FieldError, Password, SMTPUTF8_REFUSED, Username, VerificationCode},
     error::Error,
     hasher::Verified,
-    store::{AuthStore, NewUser, Registration, StoreError, StoredCode, User},
+    store::{AuthStore, CodePurpose, NewUser, Registration, StoreError, User},
 };
-
-/// A verification code's lifetime.
-const CODE_TTL_SECS: i64 = 600;
-/// Wrong tries after which a code is dead.
-const CODE_MAX_TRIES: i32 = 5;
-/// Least time between two codes for one address.
-const CODE_RESEND_SECS: i64 = 60;
 
 impl<S: AuthStore> AuthApi<S> {
     /// Creates an inactive account, to be activated by an emailed code.
@@ -120,48 +112,18 @@ impl<S: AuthStore> AuthApi<S> {
         if !user.awaiting_verification(now, self.unverified_ttl) {
             return Ok(());
         }
-        let code = VerificationCode::generate();
-        let mut salt = vec![0u8; 16];
-        rand::rng().fill_bytes(&mut salt);
-        let stored = StoredCode {
-            code_hash: code.digest(&salt),
-            salt,
-            created_at: now,
-            expires_at: now + CODE_TTL_SECS,
-            tries: 0,
-        };
-        if !self
-            .store
-            .put_code(user.id, &stored, now - CODE_RESEND_SECS)
+        let Some(code) = self
+            .issue_code(CodePurpose::Verification, &user, now)
             .await?
-        {
-            tracing::info!(
-                user_id = user.id,
-                "verification code not re-sent: last one is under 60 s old"
-            );
+        else {
             return Ok(());
-        }
-        let (mailer, from, to) = (
-            self.mailer.clone(),
-            self.mail_from.clone(),
-            user.email.clone(),
-        );
+        };
         let body = format!(
             "Hello {},\n\nYour verification code is: {}\n\nIt expires in 10 minutes. If you did not ask for it, ignore this email.\n",
             user.username,
             code.expose()
         );
-        tokio::spawn(async move {
-            match mailer
-                .send(&from, &to, "Your verification code", body)
-                .await
-            {
-                Ok(()) => tracing::info!(user_id = user.id, "verification code sent"),
-                Err(e) => {
-                    tracing::error!(user_id = user.id, error = %e, "verification email failed")
-                }
-            }
-        });
+        self.mail(&user, "Your verification code", body);
         Ok(())
     }
 
@@ -233,11 +195,17 @@ impl<S: AuthStore> AuthApi<S> {
         }
         // The try is counted before the comparison, so a burst of guesses
         // gets at most CODE_MAX_TRIES comparisons against one code.
-        let Some(stored) = self.store.reserve_code_try(user.id, CODE_MAX_TRIES).await? else {
-            return Ok(match self.store.code(user.id).await? {
-                Some(_) => O::TooManyAttempts,
-                None => O::CodeWrong,
-            });
+        let Some(stored) = self
+            .store
+            .reserve_code_try(CodePurpose::Verification, user.id, CODE_MAX_TRIES)
+            .await?
+        else {
+            return Ok(
+                match self.store.code(CodePurpose::Verification, user.id).await? {
+                    Some(_) => O::TooManyAttempts,
+                    None => O::CodeWrong,
+                },
+            );
         };
         let code_matches = VerificationCode::parse(&req.code)
             .is_some_and(|c| c.matches(&stored.salt, &stored.code_hash));

@@ -25,9 +25,9 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    KeptSession, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
-    OutboxEntry, OutboxRow, PasswordSet, Registration, ReservedTry, Rotation, SigningKeyRow,
-    StoredCode, Tally, TokenOwner, User,
+    CodePurpose, KeptSession, LoginEffects, LoginReservation, NameCollision, NewRefreshToken,
+    NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, ReservedTry, Rotation,
+    SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -250,25 +250,30 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     /// Makes the account an administrator (`is_staff`); its tokens say so
     /// from its next login or refresh.
     fn make_staff(&self, user_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces the account's code unless the current one was created after
-    /// `resend_cutoff`; returns whether the new code was stored.
+    /// Replaces the account's code for `purpose` unless the current one was
+    /// created after `resend_cutoff`; returns whether the new code was
+    /// stored.
     fn put_code(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
         code: &StoredCode,
         resend_cutoff: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The account's current code.
+    /// The account's current code for `purpose`.
     fn code(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
     ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
-    /// Counts one try against the account's current code, unless it has
-    /// had `max_tries` already, and returns the code as counted; `None`
-    /// when there is no code or its tries are used up. The count comes
-    /// first so parallel guesses cannot all be compared against one code.
+    /// Counts one try against the account's current code for `purpose`,
+    /// unless it has had `max_tries` already, and returns the code as
+    /// counted; `None` when there is no code or its tries are used up. The
+    /// count comes first so parallel guesses cannot all be compared against
+    /// one code.
     fn reserve_code_try(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
         max_tries: i32,
     ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
@@ -353,25 +358,6 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Replaces the account's password reset code unless the current one
-    /// was created after `resend_cutoff`; returns whether it was stored.
-    fn put_reset_code(
-        &self,
-        user_id: i64,
-        code: &StoredCode,
-        resend_cutoff: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The account's current password reset code.
-    fn reset_code(
-        &self,
-        user_id: i64,
-    ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
-    /// [`AuthStore::reserve_code_try`] for the password reset code.
-    fn reserve_reset_try(
-        &self,
-        user_id: i64,
-        max_tries: i32,
-    ) -> impl Future<Output = Result<Option<StoredCode>, StoreError>> + Send;
     /// Writes a password change or reset attempt to the outbox and sets the
     /// password with all that goes with it (see [`PasswordSet`]), in one
     /// transaction; false (and nothing written) when a reset's code was

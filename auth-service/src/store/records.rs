@@ -104,6 +104,26 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
+/// What an emailed code is for. Each purpose keeps its own code per
+/// account, so a reset never overwrites a pending verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// Proving the mailbox of a new account.
+    Verification,
+    /// Setting a new password.
+    PasswordReset,
+}
+
+impl CodePurpose {
+    /// The table holding this purpose's codes (same columns in each).
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Self::Verification => "verification_codes",
+            Self::PasswordReset => "password_reset_codes",
+        }
+    }
+}
+
 /// A verification code as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredCode {
@@ -227,6 +247,22 @@ pub enum LoginReservation {
         /// The account itself is locked (else: the pair or the IP).
         account_locked: bool,
     },
+}
+
+impl LoginReservation {
+    /// The counted try, or the reason the attempt is refused (its account
+    /// locked, else throttled) and the time the block lasts until.
+    pub fn granted(self) -> Result<ReservedTry, (proto::audit::v1::RejectReason, i64)> {
+        use proto::audit::v1::RejectReason;
+        match self {
+            Self::Granted(reserved) => Ok(reserved),
+            Self::Refused {
+                until,
+                account_locked: true,
+            } => Err((RejectReason::LockedOut, until)),
+            Self::Refused { until, .. } => Err((RejectReason::RateLimited, until)),
+        }
+    }
 }
 
 /// One login attempt for the outbox (an encoded `audit.v1.Attempt`).

@@ -28,8 +28,8 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
-    AuthStore, LoginEffects, LoginReservation, NameCollision, NewRefreshToken, NewUser,
-    OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation, SigningKeyRow, SqlStore,
+    AuthStore, CodePurpose, LoginEffects, LoginReservation, NameCollision, NewRefreshToken,
+    NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation, SigningKeyRow, SqlStore,
     StoreError, StoredCode, User,
 };
 use crate::{
@@ -131,21 +131,27 @@ where
     }
     async fn put_code(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
         code: &StoredCode,
         resend_cutoff: i64,
     ) -> Result<bool, StoreError> {
-        SqlStore::put_code(self, user_id, code, resend_cutoff).await
+        SqlStore::put_code(self, purpose, user_id, code, resend_cutoff).await
     }
-    async fn code(&self, user_id: i64) -> Result<Option<StoredCode>, StoreError> {
-        SqlStore::code(self, user_id).await
+    async fn code(
+        &self,
+        purpose: CodePurpose,
+        user_id: i64,
+    ) -> Result<Option<StoredCode>, StoreError> {
+        SqlStore::code(self, purpose, user_id).await
     }
     async fn reserve_code_try(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
         max_tries: i32,
     ) -> Result<Option<StoredCode>, StoreError> {
-        SqlStore::reserve_code_try(self, user_id, max_tries).await
+        SqlStore::reserve_code_try(self, purpose, user_id, max_tries).await
     }
     async fn activate_with_code(
         &self,
@@ -203,24 +209,6 @@ where
     }
     async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
         SqlStore::logout_user(self, user_id, now).await
-    }
-    async fn put_reset_code(
-        &self,
-        user_id: i64,
-        code: &StoredCode,
-        resend_cutoff: i64,
-    ) -> Result<bool, StoreError> {
-        SqlStore::put_reset_code(self, user_id, code, resend_cutoff).await
-    }
-    async fn reset_code(&self, user_id: i64) -> Result<Option<StoredCode>, StoreError> {
-        SqlStore::reset_code(self, user_id).await
-    }
-    async fn reserve_reset_try(
-        &self,
-        user_id: i64,
-        max_tries: i32,
-    ) -> Result<Option<StoredCode>, StoreError> {
-        SqlStore::reserve_reset_try(self, user_id, max_tries).await
     }
     async fn record_password_set(
         &self,

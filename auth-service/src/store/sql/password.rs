@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Executor};
 
 use super::{Backend, Param, Value};
 use crate::{
-    store::{OutboxEntry, PasswordSet, SqlStore, StoreError, StoredCode},
+    store::{OutboxEntry, PasswordSet, SqlStore, StoreError},
     throttle,
 };
 
@@ -24,60 +24,6 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    pub(super) async fn put_reset_code(
-        &self,
-        user_id: i64,
-        code: &StoredCode,
-        resend_cutoff: i64,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.write().await?;
-        // As for verification codes: the WHERE makes the resend throttle
-        // atomic, so racing requests cannot both replace a fresh code.
-        let done = sqlx::query(
-            "INSERT INTO password_reset_codes (user_id, code_hash, salt, created_at, expires_at, tries)
-                     VALUES ($1, $2, $3, $4, $5, 0)
-                     ON CONFLICT (user_id) DO UPDATE SET
-                        code_hash = excluded.code_hash, salt = excluded.salt,
-                        created_at = excluded.created_at, expires_at = excluded.expires_at, tries = 0
-                     WHERE password_reset_codes.created_at <= $6",
-        )
-        .bind(user_id)
-        .bind(&code.code_hash)
-        .bind(&code.salt)
-        .bind(code.created_at)
-        .bind(code.expires_at)
-        .bind(resend_cutoff)
-        .execute(&mut *conn)
-        .await?;
-        Ok(DB::rows_affected(&done) == 1)
-    }
-
-    pub(super) async fn reset_code(&self, user_id: i64) -> Result<Option<StoredCode>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT code_hash, salt, created_at, expires_at, tries FROM password_reset_codes WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn reserve_reset_try(
-        &self,
-        user_id: i64,
-        max_tries: i32,
-    ) -> Result<Option<StoredCode>, StoreError> {
-        let mut conn = self.write().await?;
-        Ok(sqlx::query_as(
-            "UPDATE password_reset_codes SET tries = tries + 1
-                     WHERE user_id = $1 AND tries < $2
-                     RETURNING code_hash, salt, created_at, expires_at, tries",
-        )
-        .bind(user_id)
-        .bind(max_tries)
-        .fetch_optional(&mut *conn)
-        .await?)
-    }
-
     pub(super) async fn record_password_set(
         &self,
         attempt: &OutboxEntry,

@@ -5,7 +5,10 @@ use sqlx::{ColumnIndex, Executor};
 use super::{Backend, Param, Value};
 use crate::{
     domain::{LoginLookup, names},
-    store::{NewUser, Registration, SqlStore, StoreError, StoredCode, User, unique_violation},
+    store::{
+        CodePurpose, NewUser, Registration, SqlStore, StoreError, StoredCode, User,
+        unique_violation,
+    },
 };
 
 /// How many times a registration is tried when a racing one took its name
@@ -254,56 +257,69 @@ where
 
     pub(super) async fn put_code(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
         code: &StoredCode,
         resend_cutoff: i64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write().await?;
         // The WHERE on the update makes the resend throttle atomic:
-        // two racing requests cannot both replace a fresh code.
-        let done = sqlx::query(
-            "INSERT INTO verification_codes (user_id, code_hash, salt, created_at, expires_at, tries)
+        // two racing requests cannot both replace a fresh code. The table
+        // name comes from a closed enum; every value is bound.
+        let table = purpose.table();
+        let sql = format!(
+            "INSERT INTO {table} (user_id, code_hash, salt, created_at, expires_at, tries)
                      VALUES ($1, $2, $3, $4, $5, 0)
                      ON CONFLICT (user_id) DO UPDATE SET
                         code_hash = excluded.code_hash, salt = excluded.salt,
                         created_at = excluded.created_at, expires_at = excluded.expires_at, tries = 0
-                     WHERE verification_codes.created_at <= $6",
-        )
-        .bind(user_id)
-        .bind(&code.code_hash)
-        .bind(&code.salt)
-        .bind(code.created_at)
-        .bind(code.expires_at)
-        .bind(resend_cutoff)
-        .execute(&mut *conn)
-        .await?;
+                     WHERE {table}.created_at <= $6"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(&code.code_hash)
+            .bind(&code.salt)
+            .bind(code.created_at)
+            .bind(code.expires_at)
+            .bind(resend_cutoff)
+            .execute(&mut *conn)
+            .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
 
-    pub(super) async fn code(&self, user_id: i64) -> Result<Option<StoredCode>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT code_hash, salt, created_at, expires_at, tries FROM verification_codes WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?)
+    pub(super) async fn code(
+        &self,
+        purpose: CodePurpose,
+        user_id: i64,
+    ) -> Result<Option<StoredCode>, StoreError> {
+        let sql = format!(
+            "SELECT code_hash, salt, created_at, expires_at, tries FROM {} WHERE user_id = $1",
+            purpose.table()
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub(super) async fn reserve_code_try(
         &self,
+        purpose: CodePurpose,
         user_id: i64,
         max_tries: i32,
     ) -> Result<Option<StoredCode>, StoreError> {
         let mut conn = self.write().await?;
-        Ok(sqlx::query_as(
-            "UPDATE verification_codes SET tries = tries + 1
+        let sql = format!(
+            "UPDATE {} SET tries = tries + 1
                      WHERE user_id = $1 AND tries < $2
                      RETURNING code_hash, salt, created_at, expires_at, tries",
-        )
-        .bind(user_id)
-        .bind(max_tries)
-        .fetch_optional(&mut *conn)
-        .await?)
+            purpose.table()
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(max_tries)
+            .fetch_optional(&mut *conn)
+            .await?)
     }
 
     pub(super) async fn activate_with_code(

@@ -4,14 +4,14 @@
 //! (a token pair as login's; the reset's outcomes as the verification
 //! code check's).
 
-use axum::{Json, extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse};
+use axum::{extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse};
 use proto::auth::v1::{
     ChangePasswordRequest, RequestPasswordResetRequest, ResetOutcome, ResetPasswordRequest,
 };
 
 use super::{
     forms::{ALSO_FORMS, JSON, PasswordChangeForm, ResetConfirmForm, ResetRequestForm},
-    replies::{LoginTokens, Outcome, VerifyErrors},
+    replies::{LoginTokens, Outcome, VerifyErrors, issued},
 };
 use crate::{
     body::Fields,
@@ -75,15 +75,8 @@ pub async fn change(
             .change_password(ctx.grpc_request(request)),
     )
     .await?;
-    state.verifier.keys().note_issued(&pair.access);
     tracing::info!("password changed");
-    Ok((
-        crate::headers::token_response(),
-        Json(LoginTokens {
-            refresh: pair.refresh,
-            access: pair.access,
-        }),
-    ))
+    Ok(issued::<LoginTokens>(&state, pair))
 }
 
 /// `POST /api/accounts/password/reset/`: emails a reset code to a

@@ -4,14 +4,26 @@
 
 use std::collections::BTreeMap;
 
-use axum::{Json, http::StatusCode};
+use axum::{Json, http::StatusCode, response::IntoResponse};
+use proto::auth::v1::TokenPair;
 use serde::Serialize;
 use utoipa::{
     IntoResponses, ToSchema,
     openapi::{RefOr, Response},
 };
 
-use crate::openapi;
+use crate::{openapi, state::AppState};
+
+/// The reply carrying a pair auth-service just issued, in body shape `T`:
+/// never cached, and its signing key noted so a key the gateway has not
+/// fetched yet is fetched before the token comes back.
+pub fn issued<T>(state: &AppState, pair: TokenPair) -> impl IntoResponse + use<T>
+where
+    T: Serialize + From<TokenPair>,
+{
+    state.verifier.keys().note_issued(&pair.access);
+    (crate::headers::token_response(), Json(T::from(pair)))
+}
 
 /// `{"refresh", "access"}` (login) and `{"access", "refresh"}` (refresh):
 /// simplejwt's field orders, kept.
@@ -23,6 +35,15 @@ pub struct LoginTokens {
     pub access: String,
 }
 
+impl From<TokenPair> for LoginTokens {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            refresh: pair.refresh,
+            access: pair.access,
+        }
+    }
+}
+
 /// A rotated pair; the presented refresh token is spent.
 #[derive(Serialize, ToSchema)]
 pub struct RefreshedTokens {
@@ -30,6 +51,15 @@ pub struct RefreshedTokens {
     pub access: String,
     /// New refresh token (JWT); the old one is now spent.
     pub refresh: String,
+}
+
+impl From<TokenPair> for RefreshedTokens {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            access: pair.access,
+            refresh: pair.refresh,
+        }
+    }
 }
 
 /// `{"username", "email"}` of a new account.

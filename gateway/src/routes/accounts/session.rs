@@ -7,7 +7,7 @@ use proto::auth::v1::{LoginRequest, LogoutAllRequest, LogoutRequest, RefreshRequ
 
 use super::{
     forms::{ALSO_FORMS, JSON, LoginForm, RefreshForm},
-    replies::{LoggedOutEverywhere, LoginTokens, Outcome, RefreshedTokens},
+    replies::{LoggedOutEverywhere, LoginTokens, Outcome, RefreshedTokens, issued},
 };
 use crate::{
     body::{BodyError, Fields, Invalid},
@@ -71,14 +71,7 @@ pub async fn login(
         state.auth.clone().login(ctx.grpc_request(request)),
     )
     .await?;
-    state.verifier.keys().note_issued(&pair.access);
-    Ok((
-        crate::headers::token_response(),
-        Json(LoginTokens {
-            refresh: pair.refresh,
-            access: pair.access,
-        }),
-    ))
+    Ok(issued::<LoginTokens>(&state, pair))
 }
 
 /// Reports a login attempt we refuse ourselves. auth-service answers it
@@ -142,14 +135,7 @@ pub async fn refresh(
             .refresh(ctx.grpc_request(RefreshRequest { refresh })),
     )
     .await?;
-    state.verifier.keys().note_issued(&pair.access);
-    Ok((
-        crate::headers::token_response(),
-        Json(RefreshedTokens {
-            access: pair.access,
-            refresh: pair.refresh,
-        }),
-    ))
+    Ok(issued::<RefreshedTokens>(&state, pair))
 }
 
 /// `POST /api/accounts/logout/`: ends the session of the presented refresh
