@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use system_tests::{Backend, TestSystem};
 
-use crate::support::{burst, count, only, post_from, trust_loopback};
+use crate::support::{Bind, auth_count, auth_sql, burst, count, only, post_from, trust_loopback};
 
 on_every_backend!(
     fullwidth_case_ligature_and_script_lookalikes_of_a_name_are_refused,
@@ -26,6 +26,21 @@ const REGISTER: &str = "/api/accounts/register/";
 /// A registration body.
 fn account(username: &str, email: &str) -> Value {
     json!({"username": username, "email": email, "password": "tiger-lamp-42"})
+}
+
+/// Marks the account of `username` verified, as its owner would by code:
+/// a verified account holds its names for good, while an unverified one
+/// gives its email up to the next registration of it (see prehijack.rs).
+/// Done in SQL because the test SMTP server cannot take every address
+/// tested here (SMTPUTF8).
+async fn mark_verified(sys: &TestSystem, username: &str) {
+    let changed = auth_sql(
+        sys,
+        "UPDATE users SET is_active = TRUE, verified_at = created_at WHERE username_lower = $1",
+        vec![Bind::Text(username.to_owned())],
+    )
+    .await;
+    assert_eq!(changed, 1, "{username}");
 }
 
 /// The `user_id` claim of an access token.
@@ -103,6 +118,7 @@ async fn an_email_typed_nfc_or_nfd_or_as_an_international_domain_is_one_account(
         .post_json(REGISTER, account("jose", "jos\u{e9}@example.com"))
         .await;
     assert_eq!(status, 201, "{body}");
+    mark_verified(&sys, "jose").await;
     let (status, body) = sys
         .post_json(REGISTER, account("jose2", "jose\u{301}@example.com"))
         .await;
@@ -124,6 +140,7 @@ async fn an_email_typed_nfc_or_nfd_or_as_an_international_domain_is_one_account(
             json!({"username": "ann", "email": "ann@xn--bcher-kva.de"})
         )
     );
+    mark_verified(&sys, "ann").await;
     for same in ["ann@bu\u{308}cher.de", "ANN@xn--bcher-kva.de"] {
         let (status, body) = sys.post_json(REGISTER, account("ann2", same)).await;
         assert_eq!((status, body), (400, taken.clone()), "{same:?}");
@@ -204,6 +221,7 @@ async fn a_username_equal_to_another_accounts_email_is_refused_both_ways(backend
         .post_json(REGISTER, account("eve@example.com", "mallory@example.com"))
         .await;
     assert_eq!(status, 201);
+    mark_verified(&sys, "eve@example.com").await;
     let (status, body) = sys
         .post_json(REGISTER, account("eve", "EVE@example.com"))
         .await;
@@ -304,7 +322,20 @@ async fn lookalike_registrations_released_at_one_instant_create_one_account(back
     })
     .await;
     only(&replies, &[201, 400]);
-    assert_eq!(count(&replies, 201), 1, "{replies:?}");
+    // Registrations of the email replace one another while unverified
+    // (prehijack.rs), so several may answer 201; whatever the order, one
+    // account is left holding the address, as email or as username.
+    assert!(count(&replies, 201) >= 1, "{replies:?}");
+    assert_eq!(
+        auth_count(
+            &sys,
+            "SELECT COUNT(*) FROM users WHERE email_lower = $1 OR username_lower = $1",
+            "prize@example.com"
+        )
+        .await,
+        1,
+        "{replies:?}"
+    );
     sys.shutdown().await;
 }
 

@@ -12,6 +12,7 @@ use crate::support::{Bind, auth_count, auth_sql, burst, count, only, post_from, 
 
 on_every_backend!(
     the_owner_registering_anew_replaces_the_attackers_unverified_account,
+    the_owner_registering_replaces_an_unverified_lookalike_of_the_email_and_name,
     verifying_someone_elses_registration_ends_in_a_new_password,
     a_wrong_password_with_the_right_code_counts_a_try_and_keeps_the_code,
     a_burst_of_registrations_for_one_email_leaves_one_account,
@@ -108,6 +109,72 @@ async fn the_owner_registering_anew_replaces_the_attackers_unverified_account(ba
         .await,
         0
     );
+    sys.shutdown().await;
+}
+
+/// The replacement follows the claimed names, not only the exact email:
+/// an unverified account squatting the address as its username, or a
+/// lookalike of it (a Cyrillic `а` in the domain), gives way to the owner's
+/// registration at any age; once verified, the owner's names hold.
+async fn the_owner_registering_replaces_an_unverified_lookalike_of_the_email_and_name(
+    backend: Backend,
+) {
+    let Some(sys) = TestSystem::start(backend).await else {
+        return;
+    };
+    // A username spelling an address nobody holds yet is allowed...
+    let squatter = ("victim@example.com", "mallory2@example.net");
+    assert_eq!(
+        register(&sys, squatter.0, squatter.1, ATTACKER_PASSWORD)
+            .await
+            .0,
+        201
+    );
+    // ...until the address's owner registers it.
+    let (status, body) = register(&sys, "victim", VICTIM, "victim-pass-42").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(login_status(&sys, squatter.1, ATTACKER_PASSWORD).await, 401);
+    assert_eq!(accounts_with_email(&sys, squatter.1).await, 0);
+
+    // The same for a lookalike of another address.
+    let lookalike = "owner@ex\u{0430}mple.com";
+    assert_eq!(
+        register(&sys, "mallory", lookalike, ATTACKER_PASSWORD)
+            .await
+            .0,
+        201
+    );
+    let (status, body) = register(&sys, "owner", "owner@example.com", "owner-pass-42").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(login_status(&sys, "mallory", ATTACKER_PASSWORD).await, 401);
+    assert_eq!(
+        auth_count(
+            &sys,
+            "SELECT COUNT(*) FROM users WHERE username_lower <> $1",
+            ""
+        )
+        .await,
+        2,
+        "the two owners' accounts are all that is left"
+    );
+
+    // Verified, the owner's names hold against everyone.
+    let code = mailed_code(&sys, VICTIM, 1).await;
+    let (status, _) = sys
+        .post_json(
+            VERIFY,
+            json!({"email": VICTIM, "code": code, "password": "victim-pass-42"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (username, email) in [
+        ("mallory", "victim@ex\u{0430}mple.com"),
+        (VICTIM, "mallory3@example.net"),
+    ] {
+        let (status, body) = register(&sys, username, email, ATTACKER_PASSWORD).await;
+        assert_eq!(status, 400, "{username} {email}: {body}");
+    }
+    assert_eq!(login_status(&sys, "victim", "victim-pass-42").await, 200);
     sys.shutdown().await;
 }
 
