@@ -68,6 +68,52 @@ pub(crate) fn post_from(
         .send()
 }
 
+/// Status, `Retry-After` and JSON body of a response.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) body: Value,
+}
+
+impl Response {
+    pub(crate) async fn read(resp: reqwest::Response) -> Self {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Self {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
+    /// Asserts a 429 `throttled` with a `Retry-After` of at least a second,
+    /// and returns it.
+    pub(crate) fn assert_throttled(&self) -> u64 {
+        assert_eq!(self.status, 429, "{}", self.body);
+        assert_eq!(self.body["code"], "throttled");
+        let wait = self.retry_after.expect("429 carries Retry-After");
+        assert!(wait >= 1, "Retry-After {wait}");
+        wait
+    }
+}
+
+/// [`post_from`], read into a [`Response`].
+pub(crate) async fn answer_from(sys: &TestSystem, ip: &str, path: &str, body: Value) -> Response {
+    Response::read(post_from(sys, ip, path, body).await.unwrap()).await
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since_epoch.as_secs()).unwrap()
+}
+
 /// Makes the gateway believe `X-Forwarded-For` from loopback, so a test
 /// can speak from as many client addresses as it needs.
 pub(crate) fn trust_loopback(gateway: &mut gateway::Config) {
