@@ -8,8 +8,18 @@
 //! load). So a fixed number of threads each allocate their argon2 memory
 //! once and reuse it for every hash: memory is `threads x 19 MiB`, for ever,
 //! and a login flood simply queues.
+//!
+//! Hashes imported from Django verify too ([`django`]), and cost what
+//! every other login costs while any remain (see
+//! [`PasswordHasher::set_django_decoy`]).
 
-use std::sync::{Arc, Mutex, mpsc};
+pub mod django;
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU32, Ordering},
+    mpsc,
+};
 
 use argon2::password_hash::{
     self,
@@ -31,6 +41,9 @@ pub struct PasswordHasher {
     jobs: mpsc::Sender<Job>,
     /// Verified for unknown users so that a miss costs what a hit costs.
     dummy_hash: Arc<str>,
+    /// PBKDF2-SHA256 iterations every check adds while Django hashes
+    /// remain in the store (0: none remain).
+    django_decoy: Arc<AtomicU32>,
 }
 
 impl PasswordHasher {
@@ -62,7 +75,19 @@ impl PasswordHasher {
         Ok(Self {
             jobs,
             dummy_hash: dummy_hash.into(),
+            django_decoy: Arc::new(AtomicU32::new(0)),
         })
+    }
+
+    /// While the store holds Django hashes (`Some` of their most common
+    /// PBKDF2 iteration count), every password check costs one argon2id
+    /// AND one PBKDF2-SHA256 of that many iterations: the real check plus
+    /// a dummy of the other kind. So an imported account that has not
+    /// logged in yet, an argon2id account and an unknown user take the
+    /// same time. `None` (no Django hash left): one argon2id, as before.
+    pub fn set_django_decoy(&self, iterations: Option<u32>) {
+        let iterations = iterations.map_or(0, |i| i.min(django::MAX_PBKDF2_ITERATIONS));
+        self.django_decoy.store(iterations, Ordering::Relaxed);
     }
 
     async fn run<T: Send + 'static>(
@@ -114,7 +139,11 @@ impl PasswordHasher {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy_hash.to_string());
         let dummy = self.dummy_hash.clone();
+        let decoy = self.django_decoy.load(Ordering::Relaxed);
         self.run(move |memory| {
+            let verify_with = |memory: &mut Vec<Block>, password: &[u8], phc: &str| {
+                check(memory, password, phc, &dummy, decoy)
+            };
             let normalised = normalise_password(&password);
             let changed = normalised != password.as_str();
             let matched = verify_with(memory, normalised.as_bytes(), &phc);
@@ -180,6 +209,32 @@ fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> anyhow::Result<String>
     Ok(phc.to_string())
 }
 
+/// One check of `password` against a stored hash, argon2id or Django's,
+/// padded with `decoy` PBKDF2 iterations or a run against the argon2id
+/// `dummy` (see [`PasswordHasher::set_django_decoy`]). A Django unusable
+/// password costs a run against the dummy, like an unknown user.
+fn check(memory: &mut Vec<Block>, password: &[u8], stored: &str, dummy: &str, decoy: u32) -> bool {
+    if !django::is_django(stored) {
+        let matched = verify_with(memory, password, stored);
+        if decoy > 0 {
+            django::pbkdf2_sha256_decoy(password, decoy);
+        }
+        return matched;
+    }
+    if django::is_unusable(stored) {
+        let _ = verify_with(memory, password, dummy);
+        if decoy > 0 {
+            django::pbkdf2_sha256_decoy(password, decoy);
+        }
+        return false;
+    }
+    let matched = django::verify(password, stored);
+    if decoy > 0 {
+        let _ = verify_with(memory, password, dummy);
+    }
+    matched
+}
+
 fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         tracing::error!("stored password hash is not a valid PHC string");
@@ -208,8 +263,12 @@ fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
 /// Whether a stored PHC string was made with weaker settings than the
 /// current ones (another algorithm, less memory, fewer passes or lanes),
 /// so it should be replaced on the next successful login. Unreadable
-/// strings are not "weaker": they cannot have verified.
+/// strings are not "weaker": they cannot have verified. Every Django
+/// hash is replaced, as Django upgrades hashes on login.
 pub fn needs_rehash(phc: &str) -> bool {
+    if django::is_django(phc) {
+        return true;
+    }
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
