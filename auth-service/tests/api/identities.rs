@@ -30,7 +30,7 @@ const LEGACY: [(&str, &str, &str); 6] = [
 
 /// Runs migrations 0001-0008 on a fresh database of `backend` and inserts
 /// [`LEGACY`] as the old code did; returns the URL.
-async fn legacy_database(postgres: bool, dir: &std::path::Path) -> Option<String> {
+pub(crate) async fn legacy_database(postgres: bool, dir: &std::path::Path) -> Option<String> {
     let url = if postgres {
         let server = common::testing::server_url("TEST_POSTGRES_URL")?;
         common::testing::fresh_postgres(&server).await
@@ -77,7 +77,7 @@ async fn legacy_database(postgres: bool, dir: &std::path::Path) -> Option<String
 }
 
 /// auth-service started on `url`, and a client of it.
-async fn serve(
+pub(crate) async fn serve(
     url: &str,
     dir: &std::path::Path,
 ) -> (
@@ -98,7 +98,7 @@ async fn serve(
 }
 
 /// The `user_id` a login by `identifier` gets tokens for, or its status code.
-async fn login_as(
+pub(crate) async fn login_as(
     client: &mut AuthServiceClient<tonic::transport::Channel>,
     identifier: &str,
     password: &str,

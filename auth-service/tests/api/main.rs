@@ -27,6 +27,7 @@ macro_rules! on_every_backend {
 }
 
 mod brute_force;
+mod django;
 mod grpc;
 mod helpers;
 mod identities;
