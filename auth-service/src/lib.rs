@@ -119,9 +119,11 @@ impl Application {
             config.mail_dir.clone(),
         )?;
         let signal = Arc::new(Notify::new());
+        let hasher = PasswordHasher::new(config.hash_concurrency)?;
+        refresh_django_decoy(&store, &hasher).await?;
         let api = AuthApi::new(
             store.clone(),
-            PasswordHasher::new(config.hash_concurrency)?,
+            hasher.clone(),
             tokens.clone(),
             mailer,
             config.mail_from.parse()?,
@@ -138,6 +140,7 @@ impl Application {
         let upkeep = Box::pin(upkeep(
             store.clone(),
             tokens.clone(),
+            hasher,
             config.key_reload_interval,
             Retention {
                 known_client_ttl: config.brute_force.known_client_ttl,
@@ -319,9 +322,28 @@ async fn sweep_unverified<S: AuthStore>(store: &S, before: i64) -> Result<u64, s
 /// Periodic chores: re-reads the signing keys (so `rotate-keys` takes
 /// effect without a restart), forgets stale throttle counters and deletes
 /// unverified accounts past `AUTH_UNVERIFIED_TTL`.
+/// Counts the Django hashes left and sets the hasher's decoy to match
+/// (see [`PasswordHasher::set_django_decoy`]).
+async fn refresh_django_decoy<S: AuthStore>(
+    store: &S,
+    hasher: &PasswordHasher,
+) -> Result<(), store::StoreError> {
+    let census = store.django_hash_census().await?;
+    let decoy = hasher::django::decoy_iterations(&census);
+    if decoy.is_some() {
+        tracing::debug!(
+            iterations = decoy,
+            "Django hashes remain: every login pays a PBKDF2 decoy"
+        );
+    }
+    hasher.set_django_decoy(decoy);
+    Ok(())
+}
+
 async fn upkeep<S: AuthStore>(
     store: S,
     tokens: Arc<TokenService>,
+    hasher: PasswordHasher,
     every: Duration,
     retention: Retention,
     mut stop: Shutdown,
@@ -336,6 +358,9 @@ async fn upkeep<S: AuthStore>(
         }
         if let Err(e) = tokens.reload(&store).await {
             tracing::warn!(error = %e, "signing keys not reloaded");
+        }
+        if let Err(e) = refresh_django_decoy(&store, &hasher).await {
+            tracing::warn!(error = %e, "Django hash census failed; the decoy is unchanged");
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         match store

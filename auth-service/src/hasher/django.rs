@@ -117,6 +117,36 @@ pub fn pbkdf2_sha256_iterations(encoded: &str) -> Option<u32> {
         .filter(|i| (1..=MAX_PBKDF2_ITERATIONS).contains(i))
 }
 
+/// Django's default PBKDF2 iteration count (5.2): the decoy when the
+/// Django rows left are of other formats.
+pub const DJANGO_DEFAULT_ITERATIONS: u32 = 1_000_000;
+
+/// The decoy for [`super::PasswordHasher::set_django_decoy`] from
+/// [`crate::store::AuthStore::django_hash_census`]: `None` when no Django
+/// hash remains, else the iteration count most `pbkdf2_sha256` rows have
+/// (ties: the higher), or Django's default when none is pbkdf2_sha256.
+pub fn decoy_iterations(census: &[(String, i64)]) -> Option<u32> {
+    if census.iter().all(|(_, n)| *n <= 0) {
+        return None;
+    }
+    let mut by_count = std::collections::BTreeMap::<u32, i64>::new();
+    for (head, n) in census {
+        let iterations = head
+            .split_once('$')
+            .and_then(|(i, _)| i.parse::<u32>().ok())
+            .filter(|i| (1..=MAX_PBKDF2_ITERATIONS).contains(i));
+        if let Some(i) = iterations {
+            *by_count.entry(i).or_default() += n;
+        }
+    }
+    Some(
+        by_count
+            .into_iter()
+            .max_by_key(|&(i, n)| (n, i))
+            .map_or(DJANGO_DEFAULT_ITERATIONS, |(i, _)| i),
+    )
+}
+
 /// Runs PBKDF2-HMAC-SHA256 for `iterations` on `password` with a fixed
 /// salt and drops the result: the work a `pbkdf2_sha256` row costs.
 pub fn pbkdf2_sha256_decoy(password: &[u8], iterations: u32) {
@@ -239,7 +269,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::process::Command;
 
     use super::*;
@@ -276,7 +306,7 @@ for name in sys.argv[2:]:
     /// Hashes of `password` made by real Django, one per hasher in
     /// `names`; `None` (outside CI only) when python3 with Django is
     /// missing.
-    fn django_hashes(password: &str, names: &[&str]) -> Option<Vec<String>> {
+    pub(in crate::hasher) fn django_hashes(password: &str, names: &[&str]) -> Option<Vec<String>> {
         let output = Command::new("python3")
             .args(["-c", MAKE, password])
             .args(names)
@@ -350,6 +380,32 @@ for name in sys.argv[2:]:
             "{}",
             hashes[4]
         );
+    }
+
+    #[test]
+    fn the_decoy_is_the_most_common_pbkdf2_count_while_any_django_hash_remains() {
+        let census = |rows: &[(&str, i64)]| {
+            decoy_iterations(
+                &rows
+                    .iter()
+                    .map(|(h, n)| ((*h).to_owned(), *n))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(census(&[]), None);
+        // 870000 split over salt characters outnumbers 1000000.
+        assert_eq!(
+            census(&[("1000000$", 3), ("870000$a", 2), ("870000$b", 2), ("", 9)]),
+            Some(870_000)
+        );
+        assert_eq!(census(&[("36000$ab", 1)]), Some(36_000));
+        // Only other formats (or unreadable counts): Django's default.
+        assert_eq!(census(&[("", 4)]), Some(DJANGO_DEFAULT_ITERATIONS));
+        assert_eq!(
+            census(&[("99999999", 1), ("x$", 1)]),
+            Some(DJANGO_DEFAULT_ITERATIONS)
+        );
+        assert_eq!(census(&[("1000$abc", 1), ("2000$abc", 1)]), Some(2000));
     }
 
     #[test]

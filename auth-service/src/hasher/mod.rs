@@ -423,6 +423,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn django_hashes_verify_through_the_pool_with_and_without_the_decoy() {
+        let Some(hashes) = django::tests::django_hashes("crème-42", &["pbkdf2_sha256", "argon2id"])
+        else {
+            return;
+        };
+        let h = PasswordHasher::new(1).unwrap();
+        let argon2id = h.hash("crème-42".into()).await.unwrap();
+        for decoy in [None, Some(1000)] {
+            h.set_django_decoy(decoy);
+            for django in &hashes {
+                // Imported rows are legacy (Django did not normalise).
+                assert_eq!(
+                    h.verify_stored("crème-42".into(), Some(django.clone()), true)
+                        .await
+                        .unwrap(),
+                    Verified::Normalised
+                );
+                assert_eq!(
+                    h.verify_stored("crème-43".into(), Some(django.clone()), true)
+                        .await
+                        .unwrap(),
+                    Verified::No
+                );
+                assert!(needs_rehash(django));
+            }
+            assert!(
+                h.verify("crème-42".into(), Some(argon2id.clone()))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !h.verify("crème-43".into(), Some(argon2id.clone()))
+                    .await
+                    .unwrap()
+            );
+            assert!(!h.verify("crème-42".into(), None).await.unwrap());
+            assert!(
+                !h.verify("crème-42".into(), Some("!unusable".into()))
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+
+    /// Not an assertion on time (shared CI cores make that flaky): prints
+    /// what each kind of login costs with and without the decoy, for the
+    /// record (`cargo test -p auth-service --lib login_costs -- --nocapture`).
+    #[tokio::test]
+    async fn login_costs_with_the_django_decoy_are_printed() {
+        let Some(hashes) = django::tests::django_hashes("pw-42", &["pbkdf2_default"]) else {
+            return;
+        };
+        let h = PasswordHasher::new(1).unwrap();
+        let argon2id = h.hash("pw-42".into()).await.unwrap();
+        let cases = [
+            ("unknown user", None),
+            ("argon2id user", Some(argon2id)),
+            ("imported pbkdf2_sha256 user", Some(hashes[0].clone())),
+            ("unusable password", Some("!x".to_owned())),
+        ];
+        for decoy in [None, django::pbkdf2_sha256_iterations(&hashes[0])] {
+            h.set_django_decoy(decoy);
+            for (name, stored) in &cases {
+                let mut times = Vec::new();
+                for _ in 0..5 {
+                    let started = std::time::Instant::now();
+                    let _ = h
+                        .verify_stored("wrong-pw".into(), stored.clone(), true)
+                        .await
+                        .unwrap();
+                    times.push(started.elapsed().as_millis());
+                }
+                times.sort_unstable();
+                eprintln!("decoy {decoy:?}: {name}: median {} ms {times:?}", times[2]);
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn unknown_users_never_verify() {
         let h = PasswordHasher::new(1).unwrap();
         assert!(!h.verify("anything".into(), None).await.unwrap());

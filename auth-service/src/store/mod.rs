@@ -245,6 +245,14 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         user_id: i64,
         password_hash: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The accounts holding a Django password hash (not yet replaced by
+    /// argon2id; Django's unusable `!` markers aside), counted by the first
+    /// characters after `pbkdf2_sha256$` (its iteration count, then salt),
+    /// `""` for the other Django formats: see
+    /// [`crate::hasher::django::decoy_iterations`].
+    fn django_hash_census(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
     /// The account with this id.
     fn user_by_id(&self, id: i64) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
     /// Makes the account an administrator (`is_staff`); its tokens say so

@@ -3,6 +3,10 @@
 //! logs in over real gRPC, and that first login replaces the hash with
 //! argon2id of the NFKC form; a wrong password changes nothing.
 
+use auth_service::{
+    hasher::django::decoy_iterations,
+    store::{AuthStore, PgStore, SqliteStore},
+};
 use tonic::Code;
 
 use crate::identities::{legacy_database, login_as, serve};
@@ -60,6 +64,24 @@ async fn carol_row(url: &str, postgres: bool) -> (String, bool) {
     .unwrap())
 }
 
+/// The login-time decoy the store's census of Django hashes asks for.
+async fn decoy(url: &str, postgres: bool) -> Option<u32> {
+    let census = if postgres {
+        PgStore::connect(url)
+            .await
+            .unwrap()
+            .django_hash_census()
+            .await
+    } else {
+        SqliteStore::connect(url)
+            .await
+            .unwrap()
+            .django_hash_census()
+            .await
+    };
+    decoy_iterations(&census.unwrap())
+}
+
 async fn a_django_hash_logs_in_once_and_becomes_argon2id(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let Some(hash) = django_hash(TYPED) else {
@@ -79,6 +101,8 @@ async fn a_django_hash_logs_in_once_and_becomes_argon2id(postgres: bool) {
     });
     let (mut client, stop) = serve(&url, dir.path()).await;
     assert_eq!(carol_row(&url, postgres).await, (hash.clone(), false));
+    // While it remains, every login pays a PBKDF2 run at its cost.
+    assert_eq!(decoy(&url, postgres).await, Some(1_000_000));
 
     // Wrong passwords, including the composed form Django never saw,
     // fail and leave the Django hash in place.
@@ -100,6 +124,8 @@ async fn a_django_hash_logs_in_once_and_becomes_argon2id(postgres: bool) {
         "{upgraded}"
     );
     assert!(nfkc);
+    // No Django hash is left: logins cost one argon2id again.
+    assert_eq!(decoy(&url, postgres).await, None);
     // Both typings now log in, with the same argon2id hash (no rehash).
     assert_eq!(login_as(&mut client, "carol", TYPED).await, Ok(4));
     assert_eq!(

@@ -123,6 +123,9 @@ where
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
         SqlStore::set_password_hash(self, user_id, password_hash).await
     }
+    async fn django_hash_census(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        SqlStore::django_hash_census(self).await
+    }
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         SqlStore::user_by_id(self, id).await
     }

@@ -224,6 +224,23 @@ where
             .await?)
     }
 
+    pub(super) async fn django_hash_census(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        // argon2id PHC strings start with '$', Django's unusable markers
+        // with '!'; everything else came from Django. Eight characters
+        // hold a 7-digit count and its '$', or a shorter one and a few
+        // salt characters (summed by the caller): few groups either way.
+        Ok(sqlx::query_as(
+            "SELECT CASE WHEN substr(password_hash, 1, 14) = 'pbkdf2_sha256$'
+                         THEN substr(password_hash, 15, 8) ELSE '' END AS head,
+                    COUNT(*) AS n
+               FROM users
+              WHERE substr(password_hash, 1, 1) NOT IN ('$', '!')
+              GROUP BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub(super) async fn set_password_hash(
         &self,
         user_id: i64,
