@@ -3,7 +3,7 @@
 //! Layout: [`domain`] parses raw input; [`api`] implements `auth.v1`;
 //! [`store`] persists (SQLite or PostgreSQL); [`forwarder`] streams the
 //! login-attempt outbox to audit-service; [`tokens`] signs and verifies
-//! JWTs; [`hasher`] runs argon2id; [`mail`] sends verification codes.
+//! JWTs; [`hasher`] runs argon2id (and verifies imported Django hashes); [`mail`] sends verification codes.
 //! [`Application`] wires them and is what `main`, the all-in-one launcher
 //! and the tests all start.
 

@@ -72,17 +72,31 @@ fn algorithm(encoded: &str) -> Option<&'static str> {
     ALGORITHMS.into_iter().find(|a| *a == name)
 }
 
+/// A stored hash that was not computed because it is malformed, in no
+/// known format (`None`) or asks for more work than allowed: it never
+/// verifies. Names the algorithm only, never the hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub Option<&'static str>);
+
+impl Refused {
+    /// Logs it (once per verification: the caller's choice).
+    pub fn warn(self) {
+        tracing::warn!(
+            algorithm = self.0.unwrap_or("unknown"),
+            "stored password hash is malformed, in no known format or asks for more work \
+             than allowed; it never verifies"
+        );
+    }
+}
+
 /// Whether `password` (the bytes Django would have hashed) matches the
-/// Django hash `encoded`. Unknown, malformed or over-limit encodings, and
-/// unusable passwords, are false; the first three are logged at warn with
-/// the algorithm name only, never the hash.
-pub fn verify(password: &[u8], encoded: &str) -> bool {
+/// Django hash `encoded`; an unusable password never does.
+pub fn verify(password: &[u8], encoded: &str) -> Result<bool, Refused> {
     if is_unusable(encoded) {
-        return false;
+        return Ok(false);
     }
     let Some(name) = algorithm(encoded) else {
-        tracing::warn!("stored password hash is in no known format; it never verifies");
-        return false;
+        return Err(Refused(None));
     };
     let rest = &encoded[name.len() + 1..];
     let checked = match name {
@@ -96,14 +110,7 @@ pub fn verify(password: &[u8], encoded: &str) -> bool {
         "bcrypt" => bcrypt(password, rest),
         _ => scrypt(password, rest),
     };
-    checked.unwrap_or_else(|| {
-        tracing::warn!(
-            algorithm = name,
-            "stored Django password hash is malformed or asks for more work than allowed; \
-             it never verifies"
-        );
-        false
-    })
+    checked.ok_or(Refused(Some(name)))
 }
 
 /// The PBKDF2 iteration count of a `pbkdf2_sha256` hash: what the
@@ -274,6 +281,10 @@ pub(super) mod tests {
 
     use super::*;
 
+    fn verifies(password: &[u8], encoded: &str) -> bool {
+        verify(password, encoded) == Ok(true)
+    }
+
     /// Django's own hashers, cheaper than its defaults (Django's code runs
     /// unchanged; only the cost attributes differ) so debug builds verify
     /// fast, plus `pbkdf2_default` at Django's default cost.
@@ -354,12 +365,12 @@ for name in sys.argv[2:]:
             assert!(encoded.starts_with(&format!("{prefix}$")), "{encoded}");
             assert!(is_django(encoded), "{name}");
             assert!(super::super::needs_rehash(encoded), "{name}");
-            assert!(verify(password.as_bytes(), encoded), "{name}: {encoded}");
-            assert!(!verify(b"wrong password", encoded), "{name}");
+            assert!(verifies(password.as_bytes(), encoded), "{name}: {encoded}");
+            assert!(!verifies(b"wrong password", encoded), "{name}");
             let mut off_by_one = password.clone().into_bytes();
             off_by_one[0] ^= 1;
-            assert!(!verify(&off_by_one, encoded), "{name}");
-            assert!(!verify(b"", encoded), "{name}");
+            assert!(!verifies(&off_by_one, encoded), "{name}");
+            assert!(!verifies(b"", encoded), "{name}");
         }
         assert!(
             hashes[2].starts_with("argon2$argon2id$v=19$"),
@@ -374,7 +385,7 @@ for name in sys.argv[2:]:
         // Old Django argon2 rows carry no version: argon2 1.0, which the
         // same hash does not verify as.
         let unversioned = hashes[2].replace("$v=19$", "$");
-        assert!(!verify(password.as_bytes(), &unversioned));
+        assert!(!verifies(password.as_bytes(), &unversioned));
         assert!(
             hashes[4].starts_with("bcrypt_sha256$$2b$04$"),
             "{}",
@@ -415,8 +426,8 @@ for name in sys.argv[2:]:
         };
         let encoded = &hashes[0];
         assert_eq!(pbkdf2_sha256_iterations(encoded), Some(1_000_000));
-        assert!(verify(b"correct horse", encoded));
-        assert!(!verify(b"correct horsf", encoded));
+        assert!(verifies(b"correct horse", encoded));
+        assert!(!verifies(b"correct horsf", encoded));
     }
 
     #[test]
@@ -427,7 +438,7 @@ for name in sys.argv[2:]:
         for encoded in &hashes {
             // Every truncation, and every field removed, emptied or mangled.
             for end in 0..encoded.len() {
-                assert!(!verify(b"pw", &encoded[..end]), "{}", &encoded[..end]);
+                assert!(!verifies(b"pw", &encoded[..end]), "{}", &encoded[..end]);
             }
             let fields: Vec<&str> = encoded.split('$').collect();
             for i in 1..fields.len() {
@@ -438,15 +449,15 @@ for name in sys.argv[2:]:
                     let mut mangled = fields.clone();
                     mangled[i] = replacement;
                     let mangled = mangled.join("$");
-                    assert!(!verify(b"pw", &mangled), "{mangled}");
+                    assert!(!verifies(b"pw", &mangled), "{mangled}");
                 }
                 let mut removed = fields.clone();
                 removed.remove(i);
                 let removed = removed.join("$");
-                assert!(!verify(b"pw", &removed), "{removed}");
+                assert!(!verifies(b"pw", &removed), "{removed}");
             }
-            assert!(!verify(b"pw", &format!("{encoded}$extra")));
-            assert!(!verify(b"pw", &format!("{encoded}\0")));
+            assert!(!verifies(b"pw", &format!("{encoded}$extra")));
+            assert!(!verifies(b"pw", &format!("{encoded}\0")));
         }
         for odd in [
             "",
@@ -459,7 +470,7 @@ for name in sys.argv[2:]:
             "PBKDF2_SHA256$1000$salt$aGFzaA==",
             "\u{0}pbkdf2_sha256$1000$salt$aGFzaA==",
         ] {
-            assert!(!verify(b"pw", odd), "{odd:?}");
+            assert!(!verifies(b"pw", odd), "{odd:?}");
         }
         // Unusable passwords are Django's and get replaced when set.
         assert!(is_django("!x") && is_unusable("!x"));
@@ -494,7 +505,7 @@ for name in sys.argv[2:]:
             "argon2$argon2id$v=19$m=1024,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
             "argon2$argon2id$v=19$m=1024,t=1,p=255$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         ] {
-            assert!(!verify(b"pw", &hostile), "{hostile}");
+            assert!(verify(b"pw", &hostile).is_err(), "{hostile}");
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(5),

@@ -141,8 +141,15 @@ impl PasswordHasher {
         let dummy = self.dummy_hash.clone();
         let decoy = self.django_decoy.load(Ordering::Relaxed);
         self.run(move |memory| {
-            let verify_with = |memory: &mut Vec<Block>, password: &[u8], phc: &str| {
-                check(memory, password, phc, &dummy, decoy)
+            // A refused Django row is logged once, not once per form tried.
+            let mut warned = false;
+            let mut verify_with = |memory: &mut Vec<Block>, password: &[u8], phc: &str| {
+                check(memory, password, phc, &dummy, decoy).unwrap_or_else(|refused| {
+                    if !std::mem::replace(&mut warned, true) {
+                        refused.warn();
+                    }
+                    false
+                })
             };
             let normalised = normalise_password(&password);
             let changed = normalised != password.as_str();
@@ -209,24 +216,29 @@ fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> anyhow::Result<String>
     Ok(phc.to_string())
 }
 
-/// One check of `password` against a stored hash, argon2id or Django's,
-/// padded with `decoy` PBKDF2 iterations or a run against the argon2id
-/// `dummy` (see [`PasswordHasher::set_django_decoy`]). A Django unusable
-/// password costs a run against the dummy, like an unknown user.
-fn check(memory: &mut Vec<Block>, password: &[u8], stored: &str, dummy: &str, decoy: u32) -> bool {
-    if !django::is_django(stored) {
-        let matched = verify_with(memory, password, stored);
+/// One check of `password` against a stored hash: argon2id (a PHC string,
+/// `$…`) or anything else as Django's, padded with `decoy` PBKDF2
+/// iterations or a run against the argon2id `dummy` (see
+/// [`PasswordHasher::set_django_decoy`]). A Django unusable password costs
+/// a run against the dummy, like an unknown user.
+fn check(
+    memory: &mut Vec<Block>,
+    password: &[u8],
+    stored: &str,
+    dummy: &str,
+    decoy: u32,
+) -> Result<bool, django::Refused> {
+    if stored.starts_with('$') || django::is_unusable(stored) {
+        let matched = if stored.starts_with('$') {
+            verify_with(memory, password, stored)
+        } else {
+            let _ = verify_with(memory, password, dummy);
+            false
+        };
         if decoy > 0 {
             django::pbkdf2_sha256_decoy(password, decoy);
         }
-        return matched;
-    }
-    if django::is_unusable(stored) {
-        let _ = verify_with(memory, password, dummy);
-        if decoy > 0 {
-            django::pbkdf2_sha256_decoy(password, decoy);
-        }
-        return false;
+        return Ok(matched);
     }
     let matched = django::verify(password, stored);
     if decoy > 0 {
@@ -459,6 +471,19 @@ mod tests {
                     .unwrap()
             );
             assert!(!h.verify("crème-42".into(), None).await.unwrap());
+            for unknown in [
+                "md5$salt$hash",
+                "pbkdf2_sha256$99999999999$s$aGFzaA==",
+                "",
+                "é",
+            ] {
+                assert_eq!(
+                    h.verify_stored("crème-42".into(), Some(unknown.into()), true)
+                        .await
+                        .unwrap(),
+                    Verified::No
+                );
+            }
             assert!(
                 !h.verify("crème-42".into(), Some("!unusable".into()))
                     .await
