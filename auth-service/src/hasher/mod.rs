@@ -126,10 +126,12 @@ impl PasswordHasher {
     ///
     /// Cost and timing depend on the submitted text alone, never on the
     /// account: text that NFKC leaves unchanged (all ASCII) costs one
-    /// argon2 run, whatever the account; other text costs two for every
+    /// check, whatever the account; other text costs two for every
     /// account and for unknown users (the second against the dummy hash
     /// where there is nothing else to try), so neither the existence nor the
-    /// age of an account shows in the time taken.
+    /// age of an account shows in the time taken. A check is one argon2
+    /// run, plus the Django decoy while Django hashes remain (see
+    /// [`Self::set_django_decoy`]).
     pub async fn verify_stored(
         &self,
         password: String,
