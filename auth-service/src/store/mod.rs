@@ -211,11 +211,20 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         before: i64,
         batch: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// The account whose email (preferred) or username key is `key`.
+    /// The account `identifier` (as a client would type it) names, by
+    /// [`Self::user_by_identifier`]'s rule; `None` also for text that can
+    /// name no account. For operator commands and tests.
     fn user_by_login(
         &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+        identifier: &str,
+    ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send {
+        async move {
+            match crate::domain::LoginIdentifier::new(identifier).lookup() {
+                Some(lookup) => self.user_by_identifier(&lookup).await,
+                None => Ok(None),
+            }
+        }
+    }
     /// The account a login identifier names: its email's account first,
     /// then an account by its pre-migration key, then by username.
     fn user_by_identifier(

@@ -105,9 +105,6 @@ where
     async fn delete_unverified(&self, before: i64, batch: i64) -> Result<u64, StoreError> {
         SqlStore::delete_unverified(self, before, batch).await
     }
-    async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
-        SqlStore::user_by_login(self, key).await
-    }
     async fn user_by_identifier(&self, lookup: &LoginLookup) -> Result<Option<User>, StoreError> {
         SqlStore::user_by_identifier(self, lookup).await
     }

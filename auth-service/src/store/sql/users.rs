@@ -11,8 +11,8 @@ use crate::{
     },
 };
 
-/// How many times a registration is tried when a racing one took its name
-/// between its delete and its insert.
+/// How many times, at most, a registration is tried while racing ones keep
+/// taking its names between its deletes and its insert.
 const REGISTER_TRIES: u32 = 8;
 
 /// `SELECT <every column of User> FROM users <tail>`: one column list for
@@ -44,7 +44,8 @@ where
     pub(super) async fn create_user(&self, u: NewUser<'_>) -> Result<User, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let user = Self::insert_user(&mut tx, &u).await?;
+        let claims = names::claims(u.username, u.email);
+        let user = Self::insert_user(&mut tx, &u, &claims).await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -101,14 +102,22 @@ where
                     .await?,
                 );
             }
-            match Self::insert_user(&mut tx, &u).await {
+            match Self::insert_user(&mut tx, &u, &claims).await {
                 Ok(user) => {
                     tx.commit().await?;
                     return Ok(Registration { user, replaced });
                 }
                 Err(e) => {
                     tx.rollback().await?;
-                    if matches!(e, StoreError::Duplicate(_)) && tries < REGISTER_TRIES {
+                    // A name taken by a racing registration that committed
+                    // after this one's deletes looked is released by the next
+                    // try; one that a try could not release (a verified or
+                    // still-held account) will not be released by more.
+                    let may_release = tries == 1 || replaced > 0;
+                    if matches!(e, StoreError::Duplicate(_))
+                        && may_release
+                        && tries < REGISTER_TRIES
+                    {
                         continue;
                     }
                     return Err(e);
@@ -117,10 +126,15 @@ where
         }
     }
 
-    /// Inserts an account and claims its names on `conn` (a transaction the
-    /// caller commits): a name another account holds (or looks like)
-    /// refuses it whole, as `Duplicate(field)`.
-    async fn insert_user(conn: &mut DB::Connection, u: &NewUser<'_>) -> Result<User, StoreError> {
+    /// Inserts an account and claims its names (`claims`, computed once per
+    /// registration) on `conn`, a transaction the caller commits: a name
+    /// another account holds (or looks like) refuses it whole, as
+    /// `Duplicate(field)`.
+    async fn insert_user(
+        conn: &mut DB::Connection,
+        u: &NewUser<'_>,
+        claims: &[(String, names::ClaimKind)],
+    ) -> Result<User, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, username_lower, email, email_lower, password_hash, password_nfkc, is_active, is_staff, created_at, verified_at)
                      VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, CASE WHEN $6 THEN $8 END)
@@ -137,8 +151,8 @@ where
         .fetch_one(&mut *conn)
         .await
         .map_err(unique_violation)?;
-        for (key, kind) in names::claims(u.username, u.email) {
-            if Self::claim(&mut *conn, id, &key, kind).await?.is_some() {
+        for (key, kind) in claims {
+            if Self::claim(&mut *conn, id, key, *kind).await?.is_some() {
                 return Err(StoreError::Duplicate(kind.field()));
             }
         }
@@ -175,19 +189,6 @@ where
         .execute(&mut *conn)
         .await?;
         Ok(DB::rows_affected(&done))
-    }
-
-    pub(super) async fn user_by_login(&self, key: &str) -> Result<Option<User>, StoreError> {
-        // An email match wins over another account's username that looks
-        // like that email (legacy rows; new ones cannot be created).
-        Ok(sqlx::query_as(select_user!(
-            "WHERE email_lower = $1 OR username_lower = $1
-                 ORDER BY CASE WHEN email_lower = $1 THEN 0 ELSE 1 END
-                 LIMIT 1"
-        ))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     pub(super) async fn user_by_identifier(
