@@ -319,9 +319,6 @@ async fn sweep_unverified<S: AuthStore>(store: &S, before: i64) -> Result<u64, s
     Ok(removed)
 }
 
-/// Periodic chores: re-reads the signing keys (so `rotate-keys` takes
-/// effect without a restart), forgets stale throttle counters and deletes
-/// unverified accounts past `AUTH_UNVERIFIED_TTL`.
 /// Counts the Django hashes left and sets the hasher's decoy to match
 /// (see [`PasswordHasher::set_django_decoy`]).
 async fn refresh_django_decoy<S: AuthStore>(
@@ -340,6 +337,10 @@ async fn refresh_django_decoy<S: AuthStore>(
     Ok(())
 }
 
+/// Periodic chores: re-reads the signing keys (so `rotate-keys` takes
+/// effect without a restart), recounts the Django hashes left, forgets
+/// stale throttle counters and deletes unverified accounts past
+/// `AUTH_UNVERIFIED_TTL`.
 async fn upkeep<S: AuthStore>(
     store: S,
     tokens: Arc<TokenService>,
