@@ -42,12 +42,15 @@ fn is_refusal(reason: RejectReason) -> bool {
     )
 }
 
-/// Where a refused attempt decided at `now` (unix seconds) is counted: per
-/// reason and client key (`client`, IPv6 by network) and window of
-/// `window` seconds, and for a locked account per account too, so the
-/// refusals an account's lock causes stay findable by its id. `None` for
-/// any other outcome (each gets its own record). `window` is at least 1.
+/// Where a refused attempt of `kind` decided at `now` (unix seconds) is
+/// counted: per kind, reason and client key (`client`, IPv6 by network) and
+/// window of `window` seconds, and for a locked account per account too, so
+/// the refusals an account's lock causes stay findable by its id. Refusals
+/// of different kinds never share a record (a record shows its first
+/// attempt's kind). `None` for any other outcome (each gets its own
+/// record). `window` is at least 1.
 pub fn tally(
+    kind: AttemptKind,
     outcome: Result<(), RejectReason>,
     client: &str,
     user: Option<&User>,
@@ -60,27 +63,45 @@ pub fn tally(
         (RejectReason::LockedOut, Some(user)) => user.id.to_string(),
         _ => String::new(),
     };
+    let key = format!("{}|{client}|{account}|{start}", reason.code());
     Some(Tally {
-        key: format!("{}|{client}|{account}|{start}", reason.code()),
+        key: match kind.stored() {
+            AttemptKind::Login => key,
+            other => format!("{}|{key}", other.code()),
+        },
         due_at: start.saturating_add(window),
     })
 }
 
-/// [`tally`] for an attempt of `kind`: refusals of different kinds never
-/// share a record (a record shows its first attempt's kind).
-pub fn tally_of(
-    kind: AttemptKind,
-    outcome: Result<(), RejectReason>,
-    client: &str,
-    user: Option<&User>,
-    now: i64,
-    window: i64,
-) -> Option<Tally> {
-    let mut tally = tally(outcome, client, user, now, window)?;
-    if kind.stored() != AttemptKind::Login {
-        tally.key = format!("{}|{}", kind.code(), tally.key);
+/// One attempt as it is recorded: who sent what, from which counted
+/// client, when, of which kind; the same for every record of it.
+pub struct Try<'a> {
+    /// What was attempted.
+    pub kind: AttemptKind,
+    /// The caller's address, agent and request id.
+    pub ctx: &'a ClientContext,
+    /// What the caller named the account by.
+    pub identifier: LoginIdentifier,
+    /// The client key every per-IP counter and tally uses (see
+    /// [`crate::throttle::client_key`]).
+    pub client: String,
+    /// The one instant of the attempt.
+    pub at: time::OffsetDateTime,
+}
+
+impl Try<'_> {
+    /// The outbox entry of this attempt with `outcome`; a refusal is
+    /// counted into its [`tally`] of `window` seconds.
+    pub fn entry(
+        &self,
+        user: Option<&User>,
+        outcome: Result<(), RejectReason>,
+        window: i64,
+    ) -> OutboxEntry {
+        let now = self.at.unix_timestamp();
+        let tally = tally(self.kind, outcome, &self.client, user, now, window);
+        outbox_entry(self, user, outcome, tally)
     }
-    Some(tally)
 }
 
 /// Describes `login_attempts_total` and registers each of its series at
@@ -116,40 +137,18 @@ pub fn count(outcome: Result<(), RejectReason>) {
         .increment(1);
 }
 
-/// Builds the outbox entry for one login attempt decided at `now`, counted
-/// into `tally` when given (see [`tally`]).
-pub fn outbox_entry(
-    ctx: &ClientContext,
-    identifier: &LoginIdentifier,
+/// The outbox entry of `attempt` with `outcome`, counted into `tally` when
+/// given.
+fn outbox_entry(
+    attempt: &Try<'_>,
     user: Option<&User>,
     outcome: Result<(), RejectReason>,
-    now: time::OffsetDateTime,
     tally: Option<Tally>,
 ) -> OutboxEntry {
-    outbox_entry_of(
-        AttemptKind::Login,
-        ctx,
-        identifier,
-        user,
-        outcome,
-        now,
-        tally,
-    )
-}
-
-/// [`outbox_entry`] for an attempt of `kind`.
-pub fn outbox_entry_of(
-    kind: AttemptKind,
-    ctx: &ClientContext,
-    identifier: &LoginIdentifier,
-    user: Option<&User>,
-    outcome: Result<(), RejectReason>,
-    now: time::OffsetDateTime,
-    tally: Option<Tally>,
-) -> OutboxEntry {
+    let (kind, ctx, now) = (attempt.kind, attempt.ctx, attempt.at);
     let event_id = uuid::Uuid::now_v7().to_string();
     // Longer input is cut, not dropped.
-    let identifier = identifier.for_log();
+    let identifier = attempt.identifier.for_log();
     let attempt = Attempt {
         event_id: event_id.clone(),
         occurred_at: Some(prost_types::Timestamp {
@@ -201,6 +200,7 @@ mod tests {
     }
 
     const MINUTE: i64 = 60;
+    const LOGIN: AttemptKind = AttemptKind::Login;
 
     #[test]
     fn only_refusals_are_tallied() {
@@ -209,14 +209,18 @@ mod tests {
             RejectReason::BadPassword,
             RejectReason::Inactive,
         ] {
-            assert_eq!(tally(Err(reason), "ip", None, 100, MINUTE), None);
+            assert_eq!(tally(LOGIN, Err(reason), "ip", None, 100, MINUTE), None);
         }
-        assert_eq!(tally(Ok(()), "ip", Some(&user(1)), 100, MINUTE), None);
+        assert_eq!(
+            tally(LOGIN, Ok(()), "ip", Some(&user(1)), 100, MINUTE),
+            None
+        );
     }
 
     #[test]
     fn a_tally_is_per_reason_client_and_window() {
-        let key = |reason, client, now| tally(Err(reason), client, Some(&user(7)), now, MINUTE);
+        let key =
+            |reason, client, now| tally(LOGIN, Err(reason), client, Some(&user(7)), now, MINUTE);
         let first = key(RejectReason::RateLimited, "a", 120).unwrap();
         assert_eq!(first.due_at, 180);
         assert_eq!(
@@ -226,7 +230,14 @@ mod tests {
         // Throttled clients are one key whatever account they name.
         assert_eq!(
             Some(first.clone()),
-            tally(Err(RejectReason::RateLimited), "a", None, 150, MINUTE)
+            tally(
+                LOGIN,
+                Err(RejectReason::RateLimited),
+                "a",
+                None,
+                150,
+                MINUTE
+            )
         );
         assert_ne!(
             Some(&first),
@@ -246,6 +257,7 @@ mod tests {
     fn lock_refusals_stay_per_account() {
         let locked = |id| {
             tally(
+                LOGIN,
                 Err(RejectReason::LockedOut),
                 "a",
                 Some(&user(id)),

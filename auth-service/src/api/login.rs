@@ -6,25 +6,14 @@ use proto::auth::v1 as pb;
 
 use super::{AuthApi, new_id};
 use crate::{
-    attempt::{RejectReason, outbox_entry},
+    attempt::{AttemptKind, RejectReason},
     context::ClientContext,
-    domain::{FieldError, LoginIdentifier},
+    domain::FieldError,
     error::Error,
     hasher::Verified,
     store::{AuthStore, LoginEffects, NewRefreshToken, User},
-    throttle::{LoginKeys, wait},
+    throttle::LoginKeys,
 };
-
-/// One login try: who sent what, from which counted client, when; the
-/// same for every record of it.
-struct Try<'a> {
-    ctx: &'a ClientContext,
-    identifier: LoginIdentifier,
-    /// The client key every per-IP counter and tally uses (see
-    /// [`crate::throttle::client_key`]).
-    client: String,
-    at: time::OffsetDateTime,
-}
 
 impl<S: AuthStore> AuthApi<S> {
     /// Tells the owner, once per lock, that their account is locked.
@@ -52,43 +41,6 @@ impl<S: AuthStore> AuthApi<S> {
         });
     }
 
-    /// Writes the attempt to the outbox (with what it changes) and wakes
-    /// the forwarder.
-    async fn record(
-        &self,
-        attempt: &Try<'_>,
-        user: Option<&User>,
-        outcome: Result<(), RejectReason>,
-        effects: LoginEffects<'_>,
-    ) -> Result<(), Error> {
-        let tally = crate::attempt::tally(
-            outcome,
-            &attempt.client,
-            user,
-            attempt.at.unix_timestamp(),
-            self.refused_tally_window,
-        );
-        let entry = outbox_entry(
-            attempt.ctx,
-            &attempt.identifier,
-            user,
-            outcome,
-            attempt.at,
-            tally,
-        );
-        self.store.record_login(&entry, effects).await?;
-        self.outbox_signal.notify_one();
-        crate::attempt::count(outcome);
-        tracing::info!(
-            event_id = %entry.event_id,
-            successful = outcome.is_ok(),
-            reason = outcome.err().map_or("", RejectReason::code),
-            user_id = user.map(|u| u.id),
-            "login attempt"
-        );
-        Ok(())
-    }
-
     /// Logs in at `at`: one instant for the whole attempt, its counters,
     /// tokens and log record.
     pub async fn log_in(
@@ -98,12 +50,7 @@ impl<S: AuthStore> AuthApi<S> {
         at: time::OffsetDateTime,
     ) -> Result<pb::TokenPair, Error> {
         let now = at.unix_timestamp();
-        let attempt = Try {
-            ctx,
-            identifier: LoginIdentifier::new(&req.username),
-            client: self.client(ctx),
-            at,
-        };
+        let attempt = self.begin(AttemptKind::Login, ctx, &req.username, at);
         let identifier = &attempt.identifier;
         let mut problems: Vec<FieldError> = req
             .malformed_fields
@@ -119,13 +66,8 @@ impl<S: AuthStore> AuthApi<S> {
             }
         }
         if !problems.is_empty() {
-            self.record(
-                &attempt,
-                None,
-                Err(RejectReason::MalformedRequest),
-                LoginEffects::Nothing,
-            )
-            .await?;
+            self.record_failure(&attempt, None, RejectReason::MalformedRequest)
+                .await?;
             return Err(Error::Invalid(problems));
         }
 
@@ -139,25 +81,7 @@ impl<S: AuthStore> AuthApi<S> {
             attempt.client.clone(),
         );
 
-        // The try is counted before, and decided without, looking at the
-        // password: a refused attempt says nothing about whether the
-        // password was right, and a burst gets no more password checks
-        // than the thresholds allow.
-        let reserved = match self
-            .store
-            .reserve_login(&keys, &self.brute_force, now)
-            .await?
-            .granted()
-        {
-            Ok(reserved) => reserved,
-            Err((reason, until)) => {
-                self.record(&attempt, user.as_ref(), Err(reason), LoginEffects::Nothing)
-                    .await?;
-                return Err(Error::Throttled {
-                    retry_after: wait(until, now),
-                });
-            }
-        };
+        let reserved = self.reserve(&attempt, &keys, user.as_ref()).await?;
 
         let password = req.password;
         let verified = self

@@ -8,6 +8,7 @@ mod codes;
 mod grpc;
 mod login;
 mod password;
+mod recording;
 mod registration;
 mod sessions;
 

@@ -8,16 +8,13 @@ use proto::auth::v1 as pb;
 
 use super::{AuthApi, codes::CODE_MAX_TRIES, new_id};
 use crate::{
-    attempt::{AttemptKind, RejectReason, outbox_entry_of, tally_of},
+    attempt::{AttemptKind, RejectReason},
     context::ClientContext,
-    domain::{
-        EmailAddress, FieldError, LoginIdentifier, Password, Username, VerificationCode,
-        normalise_password,
-    },
+    domain::{EmailAddress, FieldError, Password, Username, VerificationCode, normalise_password},
     error::Error,
     hasher::Verified,
     store::{AuthStore, CodePurpose, KeptSession, NewRefreshToken, PasswordSet, User},
-    throttle::{LoginKeys, wait},
+    throttle::LoginKeys,
     tokens::ACCESS,
 };
 
@@ -25,68 +22,7 @@ use crate::{
 pub const WRONG_OLD_PASSWORD: &str =
     "Your old password was entered incorrectly. Please enter it again.";
 
-/// One password change or reset attempt: who, from where, when, what kind;
-/// the same for every record of it.
-struct Try<'a> {
-    kind: AttemptKind,
-    ctx: &'a ClientContext,
-    /// The username (a change) or the submitted email (a reset).
-    identifier: LoginIdentifier,
-    /// The client key every per-IP counter and tally uses.
-    client: String,
-    at: time::OffsetDateTime,
-}
-
 impl<S: AuthStore> AuthApi<S> {
-    /// Writes a failed attempt to the outbox and wakes the forwarder.
-    async fn record_failure(
-        &self,
-        attempt: &Try<'_>,
-        user: Option<&User>,
-        reason: RejectReason,
-    ) -> Result<(), Error> {
-        let tally = tally_of(
-            attempt.kind,
-            Err(reason),
-            &attempt.client,
-            user,
-            attempt.at.unix_timestamp(),
-            self.refused_tally_window,
-        );
-        let entry = self.entry(attempt, user, Err(reason), tally);
-        self.store
-            .record_login(&entry, crate::store::LoginEffects::Nothing)
-            .await?;
-        self.outbox_signal.notify_one();
-        tracing::info!(
-            event_id = %entry.event_id,
-            kind = attempt.kind.code(),
-            reason = reason.code(),
-            user_id = user.map(|u| u.id),
-            "password attempt failed"
-        );
-        Ok(())
-    }
-
-    /// The outbox entry of `attempt` (of its kind) with `outcome`.
-    fn entry(
-        &self,
-        attempt: &Try<'_>,
-        user: Option<&User>,
-        outcome: Result<(), RejectReason>,
-        tally: Option<crate::store::Tally>,
-    ) -> crate::store::OutboxEntry {
-        outbox_entry_of(
-            attempt.kind,
-            attempt.ctx,
-            &attempt.identifier,
-            user,
-            outcome,
-            attempt.at,
-            tally,
-        )
-    }
-
     /// Changes the password of the access token's user at `at`, who proves
     /// it with the current password; answers with a fresh pair, every
     /// other session being revoked.
@@ -129,30 +65,11 @@ impl<S: AuthStore> AuthApi<S> {
             return Err(Error::Invalid(problems));
         }
 
-        let attempt = Try {
-            kind: AttemptKind::PasswordChange,
-            ctx,
-            identifier: LoginIdentifier::new(&user.username),
-            client: self.client(ctx),
-            at,
-        };
+        let attempt = self.begin(AttemptKind::PasswordChange, ctx, &user.username, at);
         let keys = LoginKeys::new(Some(user.id), &attempt.identifier, attempt.client.clone());
         // Counted like a login try, before the password is looked at: a
         // stolen access token is no unthrottled password oracle.
-        let reserved = match self
-            .store
-            .reserve_login(&keys, &self.brute_force, now)
-            .await?
-            .granted()
-        {
-            Ok(reserved) => reserved,
-            Err((reason, until)) => {
-                self.record_failure(&attempt, Some(&user), reason).await?;
-                return Err(Error::Throttled {
-                    retry_after: wait(until, now),
-                });
-            }
-        };
+        let reserved = self.reserve(&attempt, &keys, Some(&user)).await?;
         // A hash from before passwords were normalised is tried as typed
         // too; the new hash replaces it anyway.
         let verified = self
@@ -188,7 +105,7 @@ impl<S: AuthStore> AuthApi<S> {
             issued_at: now,
             expires_at: pair.refresh_exp,
         };
-        let entry = self.entry(&attempt, Some(&user), Ok(()), None);
+        let entry = self.entry(&attempt, Some(&user), Ok(()));
         self.store
             .record_password_set(
                 &entry,
@@ -278,13 +195,7 @@ impl<S: AuthStore> AuthApi<S> {
     ) -> Result<pb::ResetOutcome, Error> {
         use pb::ResetOutcome as O;
         let now = at.unix_timestamp();
-        let attempt = Try {
-            kind: AttemptKind::PasswordReset,
-            ctx,
-            identifier: LoginIdentifier::new(&req.email),
-            client: self.client(ctx),
-            at,
-        };
+        let attempt = self.begin(AttemptKind::PasswordReset, ctx, &req.email, at);
         let limited = self
             .rate_limit("reset-confirm", self.limits.reset_confirm, ctx, now)
             .await;
@@ -368,7 +279,7 @@ impl<S: AuthStore> AuthApi<S> {
             return Err(Error::Invalid(errors));
         }
         let hash = self.hasher.hash(req.new_password).await?;
-        let entry = self.entry(&attempt, Some(&user), Ok(()), None);
+        let entry = self.entry(&attempt, Some(&user), Ok(()));
         let set = self
             .store
             .record_password_set(

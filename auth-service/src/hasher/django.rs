@@ -167,14 +167,14 @@ pub fn pbkdf2_sha256_decoy(password: &[u8], iterations: u32) {
     std::hint::black_box(out);
 }
 
+/// Exactly `N` `$`-separated fields; `None` for more or fewer.
+fn fields<const N: usize>(encoded: &str) -> Option<[&str; N]> {
+    encoded.split('$').collect::<Vec<_>>().try_into().ok()
+}
+
 /// `<iterations>$<salt>$<base64 key>`; `None` when malformed.
 fn pbkdf2<D: pbkdf2::hmac::EagerHash>(password: &[u8], rest: &str, len: usize) -> Option<bool> {
-    let mut fields = rest.split('$');
-    let (Some(iterations), Some(salt), Some(hash), None) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return None;
-    };
+    let [iterations, salt, hash] = fields(rest)?;
     let iterations: u32 = iterations.parse().ok()?;
     if !(1..=MAX_PBKDF2_ITERATIONS).contains(&iterations) || salt.is_empty() {
         return None;
@@ -217,14 +217,7 @@ fn argon2(password: &[u8], rest: &str) -> Option<bool> {
 
 /// A bcrypt string (`$2b$<cost>$<22 salt + 31 hash>`).
 fn bcrypt(password: &[u8], data: &str) -> Option<bool> {
-    let mut fields = data.split('$');
-    let (Some(""), Some(_version), Some(cost), Some(_), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let ["", _version, cost, _] = fields(data)? else {
         return None;
     };
     let cost: u32 = cost.parse().ok()?;
@@ -238,17 +231,7 @@ fn bcrypt(password: &[u8], data: &str) -> Option<bool> {
 
 /// `<n>$<salt>$<r>$<p>$<base64 key>`.
 fn scrypt(password: &[u8], rest: &str) -> Option<bool> {
-    let mut fields = rest.split('$');
-    let (Some(n), Some(salt), Some(r), Some(p), Some(hash), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return None;
-    };
+    let [n, salt, r, p, hash] = fields(rest)?;
     let (n, r, p): (u64, u32, u32) = (n.parse().ok()?, r.parse().ok()?, p.parse().ok()?);
     let memory = 128u64.checked_mul(n)?.checked_mul(r.into())?;
     if n < 2
