@@ -295,6 +295,13 @@ const UNVERIFIED_SWEEP_BATCH: i64 = 500;
 const UNVERIFIED_SWEEP_BATCHES: usize = 20;
 
 fn describe_sweeps() {
+    metrics::describe_gauge!(
+        "django_password_hashes",
+        metrics::Unit::Count,
+        "Accounts still holding a password hash imported from Django (count); each is \
+         replaced by argon2id at its owner's next login, and while any remain every \
+         login pays a PBKDF2 timing decoy."
+    );
     metrics::describe_counter!(
         "unverified_accounts_removed_total",
         metrics::Unit::Count,
@@ -326,6 +333,8 @@ async fn refresh_django_decoy<S: AuthStore>(
     hasher: &PasswordHasher,
 ) -> Result<(), store::StoreError> {
     let census = store.django_hash_census().await?;
+    let left: i64 = census.iter().map(|(_, n)| n).sum();
+    metrics::gauge!("django_password_hashes").set(left as f64);
     let decoy = hasher::django::decoy_iterations(&census);
     if decoy.is_some() {
         tracing::debug!(

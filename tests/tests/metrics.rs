@@ -134,6 +134,9 @@ async fn every_service_reports_its_requests_logins_ingest_and_pools() {
     let before = Scrape::take(&sys.http, auth).await;
     let audit_before = Scrape::take(&sys.http, audit).await;
     let gateway_before = Scrape::take(&sys.http, gateway).await;
+    // No account holds a Django hash, and the gauge says so from the start.
+    assert!(before.has("django_password_hashes", &[]));
+    assert_eq!(before.get("django_password_hashes", &[]), 0.0);
 
     assert_eq!(login(&sys, "mia", "wrong-pass-1").await, 401);
     assert_eq!(login(&sys, "mia", "wrong-pass-2").await, 401);

@@ -6,6 +6,8 @@ use std::{collections::HashSet, time::Duration};
 use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
 use system_tests::{Backend, TestSystem};
 
+use crate::support::wait_for;
+
 on_every_backend!(
     the_listing_filters_by_reason_cidr_identifier_and_flag,
     bad_filters_get_a_400_naming_the_parameter,
@@ -252,15 +254,4 @@ async fn the_sse_tail_delivers_new_attempts_and_frees_them_on_disconnect(backend
     drop(response);
     wait_for(|| sys.audit_tail_subscribers() == 0).await;
     sys.shutdown().await;
-}
-
-/// Polls `condition` for up to 10 s.
-async fn wait_for(condition: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met within 10 s");
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use system_tests::{Backend, TestSystem};
 
+use crate::support::{auth_sql, wait_for};
+
 on_every_backend!(
     the_tail_ends_soon_after_its_admin_is_demoted,
     the_tail_ends_soon_after_its_admin_is_disabled,
@@ -81,27 +83,6 @@ async fn assert_ended(
     wait_for(|| sys.audit_tail_subscribers() == 0).await;
 }
 
-/// Runs `sql` on auth-service's database, as an operator would.
-async fn operator_sql(sys: &TestSystem, sql: &str) {
-    let url = sys.auth_config.database_url.expose().to_owned();
-    let changed = if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected()
-    } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected()
-    };
-    assert_eq!(changed, 1, "{sql}");
-}
-
 async fn the_tail_ends_soon_after_its_admin_is_demoted(backend: Backend) {
     the_tail_ends_soon_after_an_operator_changes_its_admin(
         backend,
@@ -124,7 +105,7 @@ async fn the_tail_ends_soon_after_its_admin_is_disabled(backend: Backend) {
 /// `reason` within [`PROMPTLY`].
 async fn the_tail_ends_soon_after_an_operator_changes_its_admin(
     backend: Backend,
-    sql: &str,
+    sql: &'static str,
     reason: &str,
 ) {
     let Some(sys) = start(backend).await else {
@@ -133,7 +114,7 @@ async fn the_tail_ends_soon_after_an_operator_changes_its_admin(
     let admin = sys.admin_token().await;
     let mut tail = open_tail(&sys, &admin).await;
 
-    operator_sql(&sys, sql).await;
+    assert_eq!(auth_sql(&sys, sql, vec![]).await, 1, "{sql}");
     let changed = Instant::now();
 
     assert_ended(&sys, &mut tail, changed, reason, PROMPTLY).await;
@@ -193,15 +174,4 @@ fn claims(token: &str) -> serde_json::Value {
         .decode(payload)
         .unwrap();
     serde_json::from_slice(&json).unwrap()
-}
-
-/// Polls `condition` for up to 10 s.
-async fn wait_for(condition: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met within 10 s");
 }

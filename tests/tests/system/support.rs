@@ -1,7 +1,7 @@
-//! What several scenarios use: requests from a chosen client address, and
-//! bursts of them released at one instant.
+//! What several scenarios use: requests from a chosen client address,
+//! bursts of them released at one instant, and waiting for a condition.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 use system_tests::TestSystem;
@@ -175,4 +175,15 @@ pub(crate) async fn auth_count(sys: &TestSystem, sql: &'static str, text: &str) 
     } else {
         run!(sqlx::PgPool)
     }
+}
+
+/// Polls `condition` for up to 10 s.
+pub(crate) async fn wait_for(condition: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 10 s");
 }

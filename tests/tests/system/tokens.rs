@@ -8,7 +8,7 @@ use proto::auth::v1::{GetJwksRequest, auth_service_client::AuthServiceClient};
 use serde_json::{Value, json};
 use system_tests::{Backend, TestSystem};
 
-use crate::support::{Response, answer_from, unix_now};
+use crate::support::{Response, answer_from, auth_sql, unix_now};
 
 on_every_backend!(
     a_reused_refresh_token_revokes_its_family,
@@ -355,24 +355,8 @@ async fn a_deactivated_users_refresh_token_stops_working(backend: Backend) {
         .await;
     let pair = sys.login("olga", "olga-pass-12").await;
     // An operator disables the account directly in the database.
-    let url = sys.auth_config.database_url.expose().to_owned();
     let sql = "UPDATE users SET is_active = FALSE WHERE username_lower = 'olga'";
-    let changed = if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected()
-    } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected()
-    };
-    assert_eq!(changed, 1);
+    assert_eq!(auth_sql(&sys, sql, vec![]).await, 1);
     let (status, body) = sys
         .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
         .await;
