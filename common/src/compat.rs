@@ -133,8 +133,8 @@ impl Compatibility {
             service,
             compat = self.mode.as_str(),
             settings = settings.join("; "),
-            "COMPAT turned on the original service's behaviour; each setting weakens \
-             security or contract: turn COMPAT off once the old clients are gone \
+            "COMPAT turned on the original service's behaviour, each part at the cost \
+             named with it; turn COMPAT off once the old clients are gone \
              (MIGRATING.md)"
         );
     }
