@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
-    attempt::{Cursor, Filter, parse_limit},
+    attempt::{Cursor, Filter, Order, parse_limit},
     error::Error,
     store::Store,
     tail::{TAIL_BUFFER, TailHub, tail_stream},
@@ -107,7 +107,8 @@ impl AuditService for AuditApi {
                 raw => Some(Cursor::decode(raw)?),
             };
             let filter = Filter::parse(req.filter.as_ref())?;
-            let page = self.store.list(&filter, limit, cursor).await?;
+            let order = Order::from_oldest_first(req.oldest_first);
+            let page = self.store.list(&filter, limit, cursor, order).await?;
             Ok(Response::new(ListAttemptsResponse {
                 attempts: page.attempts.into_iter().map(Into::into).collect(),
                 next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),

@@ -2,8 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use common::config::{
-    ConfigError, Secret, duration_or, listen_addr_or, parse_duration, parse_or, var,
+use common::{
+    compat::Compatibility,
+    config::{ConfigError, Secret, duration_or, listen_addr_or, parse_duration, parse_or, var},
 };
 
 use crate::{
@@ -39,6 +40,13 @@ pub struct Config {
     pub access_ttl: Duration,
     /// `JWT_REFRESH_TTL`: lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// `JWT_ROTATE_REFRESH_TOKENS` (default true, simplejwt's name): each
+    /// refresh spends the presented token and issues a successor, and a
+    /// spent token presented again revokes its session. `false` (simplejwt's
+    /// default, the old service's behaviour): a refresh issues only an access
+    /// token and the same refresh token keeps working until it expires or
+    /// its session is revoked; no reuse detection.
+    pub rotate_refresh_tokens: bool,
     /// `JWT_REFRESH_REUSE_GRACE`: how long after a refresh token's first
     /// use it may be presented again and get the same successor instead of
     /// revoking its family (default 5s; `0` disables).
@@ -89,7 +97,17 @@ pub struct Config {
     /// `AUTH_METRICS_ADDR`: the admin address serving `/metrics`
     /// (default `127.0.0.1:9101`); `None` (`off`): not served here.
     pub metrics_addr: Option<SocketAddr>,
+    /// `COMPAT`, and which of the settings above it chose (warned about at
+    /// start-up).
+    pub compat: Compatibility,
 }
+
+/// What `JWT_ROTATE_REFRESH_TOKENS=false` costs, for the `COMPAT` warning.
+const NO_ROTATION_COST: &str = "a refresh token works again and again until it expires or \
+    its session is revoked: a stolen one is not detected by reuse";
+/// What `AUTH_VERIFY_WITHOUT_PASSWORD=true` costs, for the `COMPAT` warning.
+const CODE_ALONE_COST: &str = "a code alone activates an account with the password \
+    whoever registered the address chose (pre-hijacking, SECURITY.md)";
 
 fn secs_or(name: &str, default: i64) -> Result<i64, ConfigError> {
     let fallback = Duration::from_secs(u64::try_from(default).unwrap_or(1));
@@ -177,6 +195,21 @@ impl Config {
     /// Reads the environment; every variable has a working default.
     pub fn from_env() -> Result<Self, ConfigError> {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut compat = Compatibility::from_lookup(var)?;
+        let rotate_refresh_tokens = compat.setting(
+            "JWT_ROTATE_REFRESH_TOKENS",
+            var("JWT_ROTATE_REFRESH_TOKENS"),
+            true,
+            false,
+            NO_ROTATION_COST,
+        )?;
+        let verify_without_password = compat.setting(
+            "AUTH_VERIFY_WITHOUT_PASSWORD",
+            var("AUTH_VERIFY_WITHOUT_PASSWORD"),
+            false,
+            true,
+            CODE_ALONE_COST,
+        )?;
         let config = Self {
             grpc_addr: listen_addr_or("AUTH_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             database_url: Secret::new(
@@ -190,12 +223,13 @@ impl Config {
             mail_smtputf8: parse_or("MAIL_SMTPUTF8", false)?,
             access_ttl: duration_or("JWT_ACCESS_TTL", Duration::from_secs(300))?,
             refresh_ttl: duration_or("JWT_REFRESH_TTL", Duration::from_secs(86_400))?,
+            rotate_refresh_tokens,
             refresh_reuse_grace: duration_or_zero(
                 "JWT_REFRESH_REUSE_GRACE",
                 crate::api::DEFAULT_REFRESH_REUSE_GRACE,
             )?,
             unverified_ttl: duration_or("AUTH_UNVERIFIED_TTL", crate::api::DEFAULT_UNVERIFIED_TTL)?,
-            verify_without_password: parse_or("AUTH_VERIFY_WITHOUT_PASSWORD", false)?,
+            verify_without_password,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-service".into()),
             internal_token: var("INTERNAL_TOKEN").map(Secret::new),
             hash_concurrency: parse_or("AUTH_HASH_CONCURRENCY", cpus)?,
@@ -214,6 +248,7 @@ impl Config {
                 "AUTH_METRICS_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 9101)),
             )?,
+            compat,
         };
         config.validate()?;
         Ok(config)
@@ -232,6 +267,7 @@ impl Config {
             mail_smtputf8: false,
             access_ttl: Duration::from_secs(300),
             refresh_ttl: Duration::from_secs(86_400),
+            rotate_refresh_tokens: true,
             refresh_reuse_grace: crate::api::DEFAULT_REFRESH_REUSE_GRACE,
             unverified_ttl: crate::api::DEFAULT_UNVERIFIED_TTL,
             verify_without_password: false,
@@ -248,6 +284,7 @@ impl Config {
             tls: None,
             internal_tls: common::tls::ClientTls::default(),
             metrics_addr: None,
+            compat: Compatibility::default(),
         }
     }
 

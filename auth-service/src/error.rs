@@ -21,9 +21,14 @@ pub enum Error {
     /// Login refused (any reason).
     #[error("{BAD_CREDENTIALS}")]
     BadCredentials,
-    /// A token that is malformed, expired, revoked or of the wrong type.
+    /// A token that is malformed, expired, revoked or signed by an unknown
+    /// key.
     #[error("token is invalid or expired")]
     InvalidToken,
+    /// A good token of the other type (an access token given as a refresh
+    /// token, or the reverse).
+    #[error("token has wrong type")]
+    WrongTokenType,
     /// Too many attempts: refused without looking at the credentials.
     #[error("throttled for {retry_after}s")]
     Throttled {
@@ -55,6 +60,15 @@ impl From<Error> for Status {
             Error::Conflict(fields) => with_fields(Code::AlreadyExists, "already exists", &fields),
             Error::BadCredentials => Status::unauthenticated(BAD_CREDENTIALS),
             Error::InvalidToken => Status::unauthenticated("Token is invalid or expired"),
+            Error::WrongTokenType => Status::with_error_details(
+                Code::Unauthenticated,
+                "Token has wrong type",
+                ErrorDetails::with_error_info(
+                    proto::auth::v1::TOKEN_WRONG_TYPE,
+                    proto::auth::v1::ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                ),
+            ),
             Error::Throttled { retry_after } => {
                 let mut status = Status::resource_exhausted("too many attempts, retry later");
                 status

@@ -74,6 +74,7 @@ impl Application {
     /// keys, and binds the gRPC port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let url = config.database_url.expose().to_owned();
+        config.compat.warn("auth-service");
         // Before anything is recorded: samples taken earlier would be lost.
         let metrics = match config.metrics_addr {
             Some(addr) => Some(Endpoint::bind("AUTH_METRICS_ADDR", addr).await?),
@@ -134,6 +135,7 @@ impl Application {
         .with_smtputf8(config.mail_smtputf8)
         .with_refused_tally_window(config.refused_tally_window)
         .with_refresh_reuse_grace(config.refresh_reuse_grace)
+        .with_refresh_rotation(config.rotate_refresh_tokens)
         .with_unverified_accounts(config.unverified_ttl, config.verify_without_password);
 
         let (stop_forwarder, stop_rx) = common::shutdown::channel();

@@ -367,15 +367,22 @@ impl TokenService {
         self.issue_with_refresh(user, now, refresh_jti, refresh_iat, refresh_exp)
     }
 
-    fn issue_with_refresh(
+    /// A fresh access token alone for `user` at `now`: a refresh that does
+    /// not rotate (`JWT_ROTATE_REFRESH_TOKENS=false`) keeps its refresh
+    /// token, so signing another would be wasted work.
+    pub fn issue_access(&self, user: &TokenOwner, now: i64) -> Result<String, Error> {
+        self.sign(&self.access_claims(user, now))
+    }
+
+    fn claims(
         &self,
-        user: TokenOwner,
-        now: i64,
-        refresh_jti: String,
-        refresh_iat: i64,
-        refresh_exp: i64,
-    ) -> Result<IssuedPair, Error> {
-        let claims = |token_type: &str, iat: i64, exp: i64, jti: String| Claims {
+        user: &TokenOwner,
+        token_type: &str,
+        iat: i64,
+        exp: i64,
+        jti: String,
+    ) -> Claims {
+        Claims {
             token_type: token_type.to_owned(),
             exp,
             iat,
@@ -384,14 +391,24 @@ impl TokenService {
             iss: self.issuer.clone(),
             is_staff: user.is_staff,
             username: user.username.clone(),
-        };
-        let access = claims(
-            ACCESS,
-            now,
-            now + self.access_ttl,
-            uuid::Uuid::new_v4().simple().to_string(),
-        );
-        let refresh = claims(REFRESH, refresh_iat, refresh_exp, refresh_jti);
+        }
+    }
+
+    fn access_claims(&self, user: &TokenOwner, now: i64) -> Claims {
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        self.claims(user, ACCESS, now, now + self.access_ttl, jti)
+    }
+
+    fn issue_with_refresh(
+        &self,
+        user: TokenOwner,
+        now: i64,
+        refresh_jti: String,
+        refresh_iat: i64,
+        refresh_exp: i64,
+    ) -> Result<IssuedPair, Error> {
+        let access = self.access_claims(&user, now);
+        let refresh = self.claims(&user, REFRESH, refresh_iat, refresh_exp, refresh_jti);
         Ok(IssuedPair {
             access: self.sign(&access)?,
             refresh: self.sign(&refresh)?,
@@ -401,7 +418,9 @@ impl TokenService {
     }
 
     /// Verifies signature (EdDSA only, known `kid`), issuer, expiry and
-    /// `token_type`; every failure is the same [`Error::InvalidToken`].
+    /// `token_type`: a good token of the other type is
+    /// [`Error::WrongTokenType`] (simplejwt tells that case apart), every
+    /// other failure the same [`Error::InvalidToken`].
     pub fn verify(&self, token: &str, token_type: &str) -> Result<Claims, Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
         let keys = self.current();
@@ -419,7 +438,7 @@ impl TokenService {
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|_| Error::InvalidToken)?;
         if data.claims.token_type != token_type {
-            return Err(Error::InvalidToken);
+            return Err(Error::WrongTokenType);
         }
         Ok(data.claims)
     }

@@ -4,6 +4,7 @@
 //! - [`cli`]: what every binary does around its work: `.env`, logging, the
 //!   fatal line and the exit status.
 //! - [`claims`]: the JWT claims auth-service signs and the gateway verifies.
+//! - [`compat`]: `COMPAT`, the switch back to the Django service's behaviours.
 //! - [`config`]: typed environment parsing with one clear error per variable.
 //! - `database` (feature `database`): opening a database with errors that
 //!   name the variable and the server, quickly.
@@ -19,6 +20,7 @@
 
 pub mod claims;
 pub mod cli;
+pub mod compat;
 pub mod config;
 #[cfg(feature = "database")]
 pub mod database;

@@ -5,11 +5,15 @@
 use std::{net::SocketAddr, time::Duration};
 
 use axum::http::Uri;
-use common::config::{ConfigError, Secret, duration_value, parse_value};
+use common::{
+    compat::Compatibility,
+    config::{ConfigError, Secret, duration_value, parse_value},
+};
 use tokio::sync::Semaphore;
 
 use crate::{
     client_ip::{ForwardedHeader, TrustedProxies},
+    compat::Shapes,
     server::{
         ConnectionLimits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
         DEFAULT_MAX_CONNECTIONS,
@@ -75,6 +79,12 @@ pub struct Config {
     /// auth-service's `AUTH_KEY_PUBLISH_DELAY` must exceed this plus the
     /// 5-minute `max-age` of `/.well-known/jwks.json`.
     pub jwks_cache_ttl: Duration,
+    /// The old service's answer shapes for its clients
+    /// (`LOG_LISTING_FORMAT`, `LOG_REASON_TEXT`, `VERIFY_FAILURE_STATUS`).
+    pub shapes: Shapes,
+    /// `COMPAT`, and which of those shapes it chose (warned about at
+    /// start-up).
+    pub compat: Compatibility,
 }
 
 /// An absolute `http(s)://host[:port][/prefix]` URL without user info,
@@ -201,6 +211,8 @@ impl Config {
             .transpose()?;
         let stream_recheck = duration("GATEWAY_STREAM_RECHECK", DEFAULT_STREAM_RECHECK)?;
         let jwks_cache_ttl = duration("GATEWAY_JWKS_CACHE_TTL", crate::auth::DEFAULT_KEY_MAX_AGE)?;
+        let mut compat = Compatibility::from_lookup(get)?;
+        let shapes = Shapes::read(get, &mut compat)?;
 
         Ok(Self {
             addr,
@@ -216,6 +228,8 @@ impl Config {
             public_url,
             stream_recheck,
             jwks_cache_ttl,
+            shapes,
+            compat,
         })
     }
 
@@ -237,6 +251,8 @@ impl Config {
             public_url: None,
             stream_recheck: DEFAULT_STREAM_RECHECK,
             jwks_cache_ttl: crate::auth::DEFAULT_KEY_MAX_AGE,
+            shapes: Shapes::default(),
+            compat: Compatibility::default(),
         }
     }
 }
@@ -344,6 +360,23 @@ mod tests {
         assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
         assert_eq!(c.limits.max_connections, 500);
         assert_eq!(c.stream_recheck, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn compat_django_sets_the_old_shapes_and_an_unknown_compat_stops_start_up() {
+        let c = from(&[("COMPAT", "django"), ("VERIFY_FAILURE_STATUS", "400")]).unwrap();
+        assert_eq!(c.shapes.listing, crate::compat::ListingFormat::Django);
+        assert_eq!(
+            c.shapes.verify_failure,
+            crate::compat::VerifyFailureStatus::BadRequest,
+            "an explicit setting wins"
+        );
+        let err = from(&[("COMPAT", "djnago")]).unwrap_err();
+        assert_eq!(err.name, "COMPAT");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: COMPAT=\"djnago\": expected django, or off (the default) for none"
+        );
     }
 
     #[test]

@@ -145,16 +145,25 @@ pub enum ApiError {
     /// 401: no credentials on a protected path.
     #[error("not authenticated")]
     NotAuthenticated,
-    /// 401: an access token that is bad, expired, of the wrong type or
-    /// signed by an unknown key.
+    /// 401: an `Authorization: Bearer` header that is not two words.
+    #[error("malformed authorization header")]
+    BadAuthorizationHeader,
+    /// 401: an access token that is bad, expired or signed by an unknown
+    /// key.
     #[error("access token not valid")]
     TokenNotValid,
+    /// 401: a good token, but a refresh token where an access token belongs.
+    #[error("access token of the wrong type")]
+    AccessTokenWrongType,
     /// 401: login refused (whatever the reason, one answer).
     #[error("no active account")]
     NoActiveAccount,
     /// 401: refresh token refused.
     #[error("refresh token not valid")]
     RefreshTokenNotValid,
+    /// 401: a good token, but an access token where a refresh token belongs.
+    #[error("refresh token of the wrong type")]
+    RefreshTokenWrongType,
     /// 403: authenticated but not an administrator.
     #[error("permission denied")]
     PermissionDenied,
@@ -188,9 +197,12 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotAuthenticated
+            | Self::BadAuthorizationHeader
             | Self::TokenNotValid
+            | Self::AccessTokenWrongType
             | Self::NoActiveAccount
-            | Self::RefreshTokenNotValid => StatusCode::UNAUTHORIZED,
+            | Self::RefreshTokenNotValid
+            | Self::RefreshTokenWrongType => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -221,11 +233,21 @@ impl ApiError {
             },
             Code::Unauthenticated if rpc == Rpc::Login => Self::NoActiveAccount,
             Code::Unauthenticated if matches!(rpc, Rpc::Refresh | Rpc::Logout | Rpc::LogoutAll) => {
-                Self::RefreshTokenNotValid
+                if wrong_token_type(&status) {
+                    Self::RefreshTokenWrongType
+                } else {
+                    Self::RefreshTokenNotValid
+                }
             }
             // The bearer access token (a wrong current password is a field
             // error).
-            Code::Unauthenticated if rpc == Rpc::ChangePassword => Self::TokenNotValid,
+            Code::Unauthenticated if rpc == Rpc::ChangePassword => {
+                if wrong_token_type(&status) {
+                    Self::AccessTokenWrongType
+                } else {
+                    Self::TokenNotValid
+                }
+            }
             Code::ResourceExhausted => Self::Throttled {
                 retry_after: common::metadata::get(status.metadata(), "retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())
@@ -258,12 +280,26 @@ impl ApiError {
             ErrorBody::Detail(Detail {
                 detail: Cow::Borrowed(detail),
                 code: Some(code),
+                messages: None,
             })
         };
         let plain = |detail: String| {
             ErrorBody::Detail(Detail {
                 detail: Cow::Owned(detail),
                 code: None,
+                messages: None,
+            })
+        };
+        // simplejwt's answer to a bearer token no token class accepts.
+        let no_token_class = |message: &'static str| {
+            ErrorBody::Detail(Detail {
+                detail: Cow::Borrowed(simplejwt::NO_TOKEN_CLASS),
+                code: Some("token_not_valid"),
+                messages: Some(vec![TokenMessage {
+                    token_class: "AccessToken",
+                    token_type: "access",
+                    message,
+                }]),
             })
         };
         match self {
@@ -282,15 +318,18 @@ impl ApiError {
                 "Authentication credentials were not provided.",
                 "not_authenticated",
             ),
-            Self::TokenNotValid => detail(
-                "Given token not valid for any token type",
-                "token_not_valid",
+            Self::BadAuthorizationHeader => detail(
+                "Authorization header must contain two space-delimited values",
+                "bad_authorization_header",
             ),
+            Self::TokenNotValid => no_token_class(simplejwt::INVALID_OR_EXPIRED),
+            Self::AccessTokenWrongType => no_token_class(simplejwt::WRONG_TYPE),
             Self::NoActiveAccount => detail(
                 "No active account found with the given credentials",
                 "no_active_account",
             ),
-            Self::RefreshTokenNotValid => detail("Token is invalid or expired", "token_not_valid"),
+            Self::RefreshTokenNotValid => detail(simplejwt::INVALID_OR_EXPIRED, "token_not_valid"),
+            Self::RefreshTokenWrongType => detail(simplejwt::WRONG_TYPE, "token_not_valid"),
             Self::PermissionDenied => detail(
                 "You do not have permission to perform this action.",
                 "permission_denied",
@@ -305,6 +344,28 @@ impl ApiError {
             Self::Internal(_) => detail("Internal server error.", "internal"),
         }
     }
+}
+
+/// Whether auth-service refused a token for being of the other type (its
+/// `ErrorInfo` says so).
+fn wrong_token_type(status: &tonic::Status) -> bool {
+    status.get_details_error_info().is_some_and(|info| {
+        info.reason == proto::auth::v1::TOKEN_WRONG_TYPE
+            && info.domain == proto::auth::v1::ERROR_DOMAIN
+    })
+}
+
+/// simplejwt's texts (as of the 5.x releases the old service ran): old
+/// clients compare them.
+mod simplejwt {
+    /// `JWTAuthentication.get_validated_token`, when no token class
+    /// accepts the bearer token.
+    pub(super) const NO_TOKEN_CLASS: &str = "Given token not valid for any token type";
+    /// `Token.__init__`, for a token that does not decode: a bad signature,
+    /// an unknown key, an expired `exp` (PyJWT checks it first), garbage.
+    pub(super) const INVALID_OR_EXPIRED: &str = "Token is invalid or expired";
+    /// `Token.verify_token_type`.
+    pub(super) const WRONG_TYPE: &str = "Token has wrong type";
 }
 
 /// The two body shapes DRF used for errors.
@@ -327,6 +388,26 @@ pub(crate) struct Detail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     code: Option<&'a str>,
+    /// simplejwt's account of why each token class refused a bearer
+    /// token; present on `token_not_valid` for an access token only (its
+    /// refresh endpoint never sent one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    messages: Option<Vec<TokenMessage>>,
+}
+
+/// One entry of `messages`, as simplejwt writes it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenMessage {
+    /// The token class that refused the token: `AccessToken`.
+    #[schema(value_type = String)]
+    token_class: &'static str,
+    /// Its type: `access`.
+    #[schema(value_type = String)]
+    token_type: &'static str,
+    /// Why: `Token is invalid or expired` or `Token has wrong type`.
+    #[schema(value_type = String)]
+    message: &'static str,
 }
 
 impl IntoResponse for ApiError {
@@ -439,6 +520,64 @@ mod tests {
             json!({"detail": "No active account found with the given credentials", "code": "no_active_account"})
         );
         assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer realm=\"api\"");
+    }
+
+    #[tokio::test]
+    async fn access_token_errors_carry_simplejwts_messages() {
+        let (code, headers, body) = render(ApiError::TokenNotValid).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        let response = ApiError::TokenNotValid.into_response();
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        // simplejwt's key order, byte for byte.
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token is invalid or expired"}]}"#
+        );
+        assert_eq!(
+            body["messages"][0]["message"],
+            "Token is invalid or expired"
+        );
+        let (_, _, body) = render(ApiError::AccessTokenWrongType).await;
+        assert_eq!(
+            body,
+            json!({"detail": "Given token not valid for any token type", "code": "token_not_valid",
+                   "messages": [{"token_class": "AccessToken", "token_type": "access",
+                                 "message": "Token has wrong type"}]})
+        );
+        let (code, _, body) = render(ApiError::BadAuthorizationHeader).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            body,
+            json!({"detail": "Authorization header must contain two space-delimited values",
+                   "code": "bad_authorization_header"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_of_the_wrong_type_is_told_apart_by_its_error_info() {
+        let wrong_type = || {
+            Status::with_error_details(
+                Code::Unauthenticated,
+                "Token has wrong type",
+                ErrorDetails::with_error_info(
+                    proto::auth::v1::TOKEN_WRONG_TYPE,
+                    proto::auth::v1::ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                ),
+            )
+        };
+        let (_, _, body) = render(ApiError::from_grpc(Rpc::Refresh, wrong_type())).await;
+        assert_eq!(
+            body,
+            json!({"detail": "Token has wrong type", "code": "token_not_valid"})
+        );
+        let (_, _, body) = render(ApiError::from_grpc(Rpc::ChangePassword, wrong_type())).await;
+        assert_eq!(body["messages"][0]["message"], "Token has wrong type");
+        // The message alone decides nothing.
+        let status = Status::unauthenticated("Token has wrong type");
+        let (_, _, body) = render(ApiError::from_grpc(Rpc::Refresh, status)).await;
+        assert_eq!(body["detail"], "Token is invalid or expired");
     }
 
     #[tokio::test]

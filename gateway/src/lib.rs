@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - [`config`]: the environment, parsed once.
+//! - [`compat`]: the old service's answer shapes (`COMPAT=django`).
 //! - [`context`]: request id, client IP and User-Agent; the per-request span.
 //! - [`client_ip`]: trusted proxies, `X-Forwarded-For` and `Forwarded`.
 //! - [`body`]: the one body extractor (JSON, form, multipart), and
@@ -30,6 +31,7 @@
 pub mod auth;
 pub mod body;
 pub mod client_ip;
+pub mod compat;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -90,6 +92,7 @@ impl Application {
     /// Binds `config.addr` and prepares the service. Backends are not
     /// contacted yet.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.compat.warn("gateway");
         let state = AppState::new(&config)?;
         let listener = TcpListener::bind(config.addr)
             .await

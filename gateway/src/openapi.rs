@@ -21,7 +21,7 @@ use utoipa::{
     },
 };
 
-use crate::error::{Detail, FieldErrors};
+use crate::error::{Detail, FieldErrors, TokenMessage};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/openapi.json";
@@ -40,10 +40,14 @@ pub const BEARER: &str = "bearer";
                        and the public signing keys. Request bodies may be JSON, \
                        `application/x-www-form-urlencoded` or `multipart/form-data` \
                        (same field names). Errors keep Django REST framework's shapes: \
-                       a field map for validation errors, `{\"detail\", \"code\"}` otherwise."
+                       a field map for validation errors, `{\"detail\", \"code\"}` otherwise \
+                       (and simplejwt's `messages` for a refused access token). As Django's \
+                       `APPEND_SLASH` did, a GET or HEAD to a path below written without its \
+                       trailing slash is answered `301 Moved Permanently` to the slashed path, \
+                       query string kept."
     ),
     modifiers(&BearerScheme),
-    components(schemas(FieldErrors, Detail)),
+    components(schemas(FieldErrors, Detail, TokenMessage)),
     tags(
         (name = "accounts", description = "Accounts and sessions."),
         (name = "logs", description = "The login-attempt log (administrators only)."),
@@ -150,7 +154,8 @@ fn bad_request(description: &str, more: Option<RefOr<Schema>>) -> RefOr<openapi:
 fn unauthorized() -> RefOr<openapi::Response> {
     detail(
         "Missing, malformed, expired or revoked credentials (`not_authenticated`, \
-         `token_not_valid` or `no_active_account`).",
+         `bad_authorization_header`, `token_not_valid` or `no_active_account`). A refused \
+         access token also carries simplejwt's `messages`.",
     )
     .header(
         "WWW-Authenticate",

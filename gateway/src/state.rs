@@ -40,6 +40,8 @@ pub struct Shared {
     /// How often an open live tail re-checks its token
     /// (`GATEWAY_STREAM_RECHECK`).
     pub(crate) stream_recheck: std::time::Duration,
+    /// The old service's answer shapes, where configured.
+    pub(crate) shapes: crate::compat::Shapes,
 }
 
 impl std::ops::Deref for AppState {
@@ -77,6 +79,7 @@ impl AppState {
             readiness: readiness::Readiness::new(auth_channel, audit_channel),
             public_url: config.public_url.clone(),
             stream_recheck: config.stream_recheck,
+            shapes: config.shapes,
         })))
     }
 }

@@ -6,6 +6,14 @@ pub mod auth {
     /// Version 1 of the auth API.
     pub mod v1 {
         tonic::include_proto!("auth.v1");
+
+        /// The `domain` of the `google.rpc.ErrorInfo` details auth.v1
+        /// attaches to some errors.
+        pub const ERROR_DOMAIN: &str = "auth.v1";
+        /// `ErrorInfo.reason` of an UNAUTHENTICATED answer to a token that
+        /// is good but of the other type (an access token given as a
+        /// refresh token, or the reverse).
+        pub const TOKEN_WRONG_TYPE: &str = "TOKEN_WRONG_TYPE";
     }
 }
 

@@ -13,7 +13,7 @@ mod page;
 #[cfg(test)]
 pub use filter::IpRange;
 pub use filter::{Filter, ip_key};
-pub use page::{Cursor, Page, parse_limit};
+pub use page::{Cursor, Order, Page, parse_limit};
 
 use prost_types::Timestamp;
 use proto::audit::v1 as pb;

@@ -15,10 +15,31 @@ pub struct Cursor {
     pub id: i64,
 }
 
+/// Which way a listing runs through the log, by `(occurred_at, id)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Latest first: what an administrator looking at the log wants.
+    #[default]
+    NewestFirst,
+    /// Earliest first: the old Django service's order, for its clients.
+    OldestFirst,
+}
+
+impl Order {
+    /// `oldest_first` of an audit.v1 request.
+    pub fn from_oldest_first(oldest_first: bool) -> Self {
+        if oldest_first {
+            Self::OldestFirst
+        } else {
+            Self::NewestFirst
+        }
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// Newest first.
+    /// In the listing's [`Order`].
     pub attempts: Vec<StoredAttempt>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<Cursor>,

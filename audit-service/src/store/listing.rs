@@ -1,11 +1,36 @@
-//! Listing: one page of the log, newest first, in every backend's dialect.
+//! Listing: one page of the log, newest or oldest first, in every
+//! backend's dialect.
 //!
 //! Pages are keyset-paged on `(occurred_at, id)`; every filter is a bound
-//! value on a column that leads an `(x, occurred_at, id)` index.
+//! value on a column that leads an `(x, occurred_at, id)` index, which the
+//! engines read forwards or backwards alike.
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Type};
 
-use crate::attempt::{Cursor, Filter, NewAttempt, Page, StoredAttempt, ip_key};
+use crate::attempt::{Cursor, Filter, NewAttempt, Order, Page, StoredAttempt, ip_key};
+
+/// What one page asks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PageQuery<'a> {
+    /// Which attempts.
+    pub(super) filter: &'a Filter,
+    /// Rows to fetch: the page size plus one, to tell whether more follow.
+    pub(super) fetch: u32,
+    /// Where the previous page ended.
+    pub(super) cursor: Option<Cursor>,
+    /// Which way through the log.
+    pub(super) order: Order,
+}
+
+impl Order {
+    /// The `ORDER BY` terms of a listing in this order.
+    pub(super) fn sql(self) -> &'static str {
+        match self {
+            Self::NewestFirst => "occurred_at DESC, id DESC",
+            Self::OldestFirst => "occurred_at ASC, id ASC",
+        }
+    }
+}
 
 /// How a backend compares the keyset position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +52,10 @@ pub(super) enum IpPath {
     /// newest first (PostgreSQL at 10 M rows, MariaDB at 1 M).
     Planner,
     /// Not through the IP-key index (SQLite's unary `+` hides it): the
-    /// range matches so many rows that reading the newest rows first finds
-    /// a page sooner than sorting every match.
-    NewestFirst,
+    /// range matches so many rows that reading the log in time order (the
+    /// newest rows first, or the oldest) finds a page sooner than sorting
+    /// every match.
+    InTimeOrder,
 }
 
 /// Appends the listing's filters, keyset position, order and limit to a
@@ -38,9 +64,7 @@ pub(super) enum IpPath {
 /// index, so each engine seeks instead of scanning.
 pub(super) fn push_listing<DB>(
     qb: &mut QueryBuilder<DB>,
-    filter: &Filter,
-    cursor: Option<Cursor>,
-    fetch: u32,
+    page: &PageQuery<'_>,
     keyset: Keyset,
     ip_path: IpPath,
 ) where
@@ -49,6 +73,7 @@ pub(super) fn push_listing<DB>(
     for<'t> i64: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
+    let filter = page.filter;
     if let Some(successful) = filter.successful {
         qb.push(" AND successful = ").push_bind(successful);
     }
@@ -58,7 +83,7 @@ pub(super) fn push_listing<DB>(
         } else {
             qb.push(match ip_path {
                 IpPath::Planner => " AND ip_key BETWEEN ",
-                IpPath::NewestFirst => " AND +ip_key BETWEEN ",
+                IpPath::InTimeOrder => " AND +ip_key BETWEEN ",
             })
             .push_bind(ip.lo.clone())
             .push(" AND ")
@@ -97,40 +122,42 @@ pub(super) fn push_listing<DB>(
     if let Some(until) = filter.until {
         qb.push(" AND occurred_at < ").push_bind(until);
     }
-    if let Some(c) = cursor {
+    if let Some(c) = page.cursor {
+        // Past the cursor: before it newest first, after it oldest first.
+        let (past, past_or_at) = match page.order {
+            Order::NewestFirst => ("<", "<="),
+            Order::OldestFirst => (">", ">="),
+        };
         match keyset {
             Keyset::RowValue => {
-                qb.push(" AND (occurred_at, id) < (")
+                qb.push(format_args!(" AND (occurred_at, id) {past} ("))
                     .push_bind(c.occurred_at)
                     .push(", ")
                     .push_bind(c.id)
                     .push(")");
             }
             Keyset::Expanded => {
-                qb.push(" AND occurred_at <= ")
+                qb.push(format_args!(" AND occurred_at {past_or_at} "))
                     .push_bind(c.occurred_at)
-                    .push(" AND (occurred_at < ")
+                    .push(format_args!(" AND (occurred_at {past} "))
                     .push_bind(c.occurred_at)
-                    .push(" OR id < ")
+                    .push(format_args!(" OR id {past} "))
                     .push_bind(c.id)
                     .push(")");
             }
         }
     }
-    qb.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(fetch));
+    qb.push(format_args!(" ORDER BY {} LIMIT ", page.order.sql()))
+        .push_bind(i64::from(page.fetch));
 }
 
-/// Up to `fetch` rows of `filter` after `cursor`, newest first: `select`
-/// (the [`AttemptRow`] columns, ending in a `WHERE` clause) completed by
-/// [`push_listing`].
+/// Up to `page.fetch` rows of the page: `select` (the [`AttemptRow`]
+/// columns, ending in a `WHERE` clause) completed by [`push_listing`].
 pub(super) async fn fetch_rows<DB>(
     pool: &Pool<DB>,
     select: &str,
     keyset: Keyset,
-    filter: &Filter,
-    fetch: u32,
-    cursor: Option<Cursor>,
+    page: &PageQuery<'_>,
 ) -> Result<Vec<AttemptRow>, sqlx::Error>
 where
     DB: Database,
@@ -142,7 +169,7 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
     let mut qb = QueryBuilder::<DB>::new(select);
-    push_listing(&mut qb, filter, cursor, fetch, keyset, IpPath::Planner);
+    push_listing(&mut qb, page, keyset, IpPath::Planner);
     qb.build_query_as::<AttemptRow>().fetch_all(pool).await
 }
 

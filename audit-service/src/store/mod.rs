@@ -27,7 +27,7 @@ mod suspicion;
 
 use listing::Keyset;
 
-use crate::attempt::{Cursor, Filter, Micros, NewAttempt, Page, StoredAttempt};
+use crate::attempt::{Cursor, Filter, Micros, NewAttempt, Order, Page, StoredAttempt};
 
 pub use insert::InsertError;
 pub use suspicion::SuspicionRule;
@@ -126,27 +126,30 @@ impl Store {
         }
     }
 
-    /// One page of attempts matching `filter`, newest first, starting after
+    /// One page of attempts matching `filter` in `order`, starting after
     /// `cursor`.
     pub async fn list(
         &self,
         filter: &Filter,
         limit: u32,
         cursor: Option<Cursor>,
+        order: Order,
     ) -> Result<Page, sqlx::Error> {
         let fetch = limit + 1;
+        let page = listing::PageQuery {
+            filter,
+            fetch,
+            cursor,
+            order,
+        };
         let rows = match self {
             // A page as one JSON value, and its own path to an IP range.
-            Self::Sqlite(s) => s.list(filter, fetch, cursor).await?,
+            Self::Sqlite(s) => s.list(&page).await?,
             Self::Postgres(s) => {
-                let select = postgres::SELECT;
-                listing::fetch_rows(&s.db.pool, select, Keyset::RowValue, filter, fetch, cursor)
-                    .await?
+                listing::fetch_rows(&s.db.pool, postgres::SELECT, Keyset::RowValue, &page).await?
             }
             Self::Mysql(s) => {
-                let select = mysql::SELECT;
-                listing::fetch_rows(&s.db.pool, select, Keyset::Expanded, filter, fetch, cursor)
-                    .await?
+                listing::fetch_rows(&s.db.pool, mysql::SELECT, Keyset::Expanded, &page).await?
             }
         };
         Ok(listing::page_from_rows(rows, limit))

@@ -14,12 +14,12 @@ use sqlx::{
 
 use super::{
     insert::{insert_queries, stored_attempts},
-    listing::{AttemptRow, IpPath, Keyset, push_listing},
+    listing::{AttemptRow, IpPath, Keyset, PageQuery, push_listing},
     opening::{ACQUIRE_TIMEOUT, Opening as _, open_error},
     pooled::{Pooled, UpkeepSql},
     suspicion::{SuspicionRule, judge_batch},
 };
-use crate::attempt::{Cursor, Filter, NewAttempt, StoredAttempt};
+use crate::attempt::{Filter, NewAttempt, StoredAttempt};
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,13 +41,15 @@ const DENSE_IP_RANGE: i64 = 50_000;
 const COUNT_IP_RANGE: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts \
     INDEXED BY login_attempts_ip_key WHERE ip_key BETWEEN ? AND ? LIMIT ?)";
 
-/// A page as one JSON array of row arrays, newest first (see `list_via`);
-/// the `FROM` subquery is completed by `push_listing` and a `)`.
+/// A page as one JSON array of row arrays (see `list_via`): this, the
+/// page's `ORDER BY` terms, then [`PAGE_AS_JSON_FROM`] completed by
+/// `push_listing` and a `)`.
 const PAGE_AS_JSON: &str = "SELECT json_group_array(json_array(id, event_id, occurred_at, \
     identifier, user_id, username, email, email_lower, successful, reject_reason, ip, \
     user_agent, request_id, suspicious, attempt_count, json_array(last_occurred_at, kind)) \
-    ORDER BY occurred_at DESC, id DESC) \
-    FROM (SELECT * FROM login_attempts WHERE 1 = 1";
+    ORDER BY ";
+/// The rest of [`PAGE_AS_JSON`].
+const PAGE_AS_JSON_FROM: &str = ") FROM (SELECT * FROM login_attempts WHERE 1 = 1";
 
 /// One row of [`PAGE_AS_JSON`]: the [`AttemptRow`] columns in order, the
 /// two flags as SQLite's 0/1, the last two columns as one pair (serde reads
@@ -160,13 +162,12 @@ impl SqliteStore {
     /// array in C and it crosses over once.
     async fn list_via(
         &self,
-        filter: &Filter,
-        fetch: u32,
-        cursor: Option<Cursor>,
+        page: &PageQuery<'_>,
         ip_path: IpPath,
     ) -> Result<Vec<AttemptRow>, sqlx::Error> {
         let mut qb = sqlx::QueryBuilder::<Sqlite>::new(PAGE_AS_JSON);
-        push_listing(&mut qb, filter, cursor, fetch, Keyset::RowValue, ip_path);
+        qb.push(page.order.sql()).push(PAGE_AS_JSON_FROM);
+        push_listing(&mut qb, page, Keyset::RowValue, ip_path);
         qb.push(")");
         let page: String = qb.build_query_scalar().fetch_one(&self.db.pool).await?;
         let rows: Vec<JsonRow> =
@@ -198,7 +199,8 @@ impl SqliteStore {
     /// Sorting every row of an IP range costs ~4x less per row than
     /// reading the newest rows and skipping non-matches, so a page of a
     /// range with few rows comes from the IP-key index and one with many
-    /// (from this many on) from the newest rows. SQLite's planner guessed
+    /// (from this many on) from the log in time order (newest rows first,
+    /// or oldest when listed oldest first). SQLite's planner guessed
     /// this wrong even with STAT4 statistics: a `/16` holding a third of 10 M
     /// rows sorted them all (390 ms a page). Counting up to the threshold
     /// reads only the index (a few ms at most); at 10 M rows either path then
@@ -207,15 +209,10 @@ impl SqliteStore {
         self.ip_path_from(filter, DENSE_IP_RANGE).await
     }
 
-    /// One page of `filter` after `cursor`, `fetch` rows at most.
-    pub(super) async fn list(
-        &self,
-        filter: &Filter,
-        fetch: u32,
-        cursor: Option<Cursor>,
-    ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-        let ip_path = self.ip_path(filter).await?;
-        self.list_via(filter, fetch, cursor, ip_path).await
+    /// One page, `page.fetch` rows at most.
+    pub(super) async fn list(&self, page: &PageQuery<'_>) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        let ip_path = self.ip_path(page.filter).await?;
+        self.list_via(page, ip_path).await
     }
 
     /// [`Self::ip_path`] with the threshold `dense`.
@@ -237,7 +234,7 @@ impl SqliteStore {
             .fetch_one(&self.db.pool)
             .await?;
         let path = if rows >= dense {
-            IpPath::NewestFirst
+            IpPath::InTimeOrder
         } else {
             IpPath::Planner
         };
@@ -257,7 +254,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attempt::{IpRange, ip_key};
+    use crate::attempt::{IpRange, Order, ip_key};
 
     /// Attempt `i`: one a second, from 10.0.0.x for even `i` and 10.1.0.x
     /// for odd `i`, cycling through 50 hosts each.
@@ -290,11 +287,22 @@ mod tests {
         }
     }
 
-    /// Every row of `filter`, newest first, in pages of 7 through `path`.
-    async fn all_pages(store: &SqliteStore, filter: &Filter, path: IpPath) -> Vec<i64> {
+    /// Every row of `filter` in `order`, in pages of 7 through `path`.
+    async fn all_pages(
+        store: &SqliteStore,
+        filter: &Filter,
+        path: IpPath,
+        order: Order,
+    ) -> Vec<i64> {
         let (mut ids, mut cursor) = (Vec::new(), None);
         loop {
-            let rows = store.list_via(filter, 8, cursor, path).await.unwrap();
+            let page = PageQuery {
+                filter,
+                fetch: 8,
+                cursor,
+                order,
+            };
+            let rows = store.list_via(&page, path).await.unwrap();
             let page = super::super::listing::page_from_rows(rows, 7);
             ids.extend(page.attempts.iter().map(|a| a.attempt.occurred_at));
             match page.next {
@@ -328,14 +336,22 @@ mod tests {
             .await
             .unwrap();
 
-        let rows = store
-            .list_via(&Filter::default(), 10, None, IpPath::Planner)
-            .await
-            .unwrap();
-        let listed: Vec<StoredAttempt> = rows.into_iter().map(Into::into).collect();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].attempt, full, "newest first, every field intact");
-        assert_eq!(listed[1].attempt, bare);
+        for (order, first, second) in [
+            (Order::NewestFirst, &full, &bare),
+            (Order::OldestFirst, &bare, &full),
+        ] {
+            let page = PageQuery {
+                filter: &Filter::default(),
+                fetch: 10,
+                cursor: None,
+                order,
+            };
+            let rows = store.list_via(&page, IpPath::Planner).await.unwrap();
+            let listed: Vec<StoredAttempt> = rows.into_iter().map(Into::into).collect();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(&listed[0].attempt, first, "{order:?}, every field intact");
+            assert_eq!(&listed[1].attempt, second);
+        }
     }
 
     #[tokio::test]
@@ -354,16 +370,18 @@ mod tests {
             .filter(|i| i % 2 == 0)
             .map(|i| i64::from(i) * 1_000_000)
             .collect();
-        assert_eq!(all_pages(&store, &wide, IpPath::Planner).await, expected);
-        assert_eq!(
-            all_pages(&store, &wide, IpPath::NewestFirst).await,
-            expected
-        );
+        let oldest_first: Vec<i64> = expected.iter().rev().copied().collect();
+        for path in [IpPath::Planner, IpPath::InTimeOrder] {
+            let newest = all_pages(&store, &wide, path, Order::NewestFirst).await;
+            assert_eq!(newest, expected, "{path:?}");
+            let oldest = all_pages(&store, &wide, path, Order::OldestFirst).await;
+            assert_eq!(oldest, oldest_first, "{path:?}");
+        }
 
         // The /24 holds 200 rows; the /30 (hosts 0-3) 16.
         assert_eq!(
             store.ip_path_from(&wide, 100).await.unwrap(),
-            IpPath::NewestFirst
+            IpPath::InTimeOrder
         );
         assert_eq!(
             store
@@ -396,7 +414,7 @@ mod tests {
         }
         assert_eq!(
             store.ip_path_from(&narrow, 100).await.unwrap(),
-            IpPath::NewestFirst,
+            IpPath::InTimeOrder,
             "decided again once stale"
         );
     }

@@ -50,6 +50,10 @@ pub struct AuthApi<S> {
     /// Seconds a used refresh token may be presented again and get its
     /// successor (0: never).
     refresh_reuse_grace: i64,
+    /// Whether a refresh spends its token and issues a successor
+    /// (`JWT_ROTATE_REFRESH_TOKENS`); otherwise it issues an access token
+    /// only and the refresh token stays usable.
+    rotate_refresh_tokens: bool,
     /// Seconds an unverified account holds its username against other
     /// registrations and can still be verified.
     unverified_ttl: i64,
@@ -86,6 +90,7 @@ impl<S: AuthStore> AuthApi<S> {
             refused_tally_window: secs(crate::attempt::DEFAULT_REFUSED_TALLY_WINDOW),
             smtputf8: false,
             refresh_reuse_grace: crate::throttle::secs(DEFAULT_REFRESH_REUSE_GRACE),
+            rotate_refresh_tokens: true,
             unverified_ttl: crate::throttle::secs(DEFAULT_UNVERIFIED_TTL),
             verify_without_password: false,
         }
@@ -102,6 +107,13 @@ impl<S: AuthStore> AuthApi<S> {
     /// token its first use issued (zero: never).
     pub fn with_refresh_reuse_grace(mut self, grace: std::time::Duration) -> Self {
         self.refresh_reuse_grace = crate::throttle::secs(grace);
+        self
+    }
+
+    /// Whether refresh tokens rotate (see
+    /// [`crate::Config::rotate_refresh_tokens`]).
+    pub fn with_refresh_rotation(mut self, rotate: bool) -> Self {
+        self.rotate_refresh_tokens = rotate;
         self
     }
 

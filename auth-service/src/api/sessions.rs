@@ -1,5 +1,6 @@
-//! Sessions and tokens: refresh rotation, logout (one session or every
-//! one), and introspection for the gateway's long-lived streams.
+//! Sessions and tokens: refresh (rotating, or in place when rotation is
+//! off), logout (one session or every one), and introspection for the
+//! gateway's long-lived streams.
 
 use proto::auth::v1 as pb;
 
@@ -7,7 +8,7 @@ use super::{AuthApi, new_id};
 use crate::{
     domain::FieldError,
     error::Error,
-    store::{AuthStore, NewRefreshToken, Rotation, User},
+    store::{AuthStore, NewRefreshToken, Rotation, TokenOwner, User},
     tokens::{ACCESS, Claims, REFRESH},
 };
 
@@ -25,6 +26,9 @@ impl<S: AuthStore> AuthApi<S> {
             return Err(Error::Invalid(vec![FieldError::required("refresh")]));
         }
         let claims = self.verify_token(req.refresh.trim(), REFRESH).await?;
+        if !self.rotate_refresh_tokens {
+            return self.refresh_in_place(&claims, now).await;
+        }
         let jti = new_id();
         let next = NewRefreshToken {
             jti: jti.clone(),
@@ -84,6 +88,43 @@ impl<S: AuthStore> AuthApi<S> {
             }
             Rotation::Inactive | Rotation::Invalid => Err(Error::InvalidToken),
         }
+    }
+
+    /// A refresh without rotation (`JWT_ROTATE_REFRESH_TOKENS=false`, as
+    /// simplejwt does by default): a fresh access token, and an empty
+    /// `refresh` saying the presented token stays in use. The token must
+    /// still be live: logout, a password change or reset and operator
+    /// revocation end it as they end any session. Its refreshes are counted
+    /// against the family limit first; without rotation a session is this
+    /// one token, so they are counted by its `jti`.
+    async fn refresh_in_place(&self, claims: &Claims, now: i64) -> Result<pb::TokenPair, Error> {
+        let limit = self.limits.refresh_family;
+        let (hits, start) = self
+            .store
+            .rate_hit(&format!("rt:{}", claims.jti), now, limit.window)
+            .await?;
+        if let Some(retry_after) = limit.retry_after(hits, start, now) {
+            tracing::warn!(
+                user_id = claims.user_id,
+                "refresh token over its rate limit"
+            );
+            return Err(Error::Throttled { retry_after });
+        }
+        let owner = self
+            .store
+            .live_refresh_owner(&claims.jti, now)
+            .await?
+            .ok_or(Error::InvalidToken)?;
+        let user = self
+            .store
+            .user_by_id(owner)
+            .await?
+            .filter(|user| user.is_active)
+            .ok_or(Error::InvalidToken)?;
+        Ok(pb::TokenPair {
+            access: self.tokens.issue_access(&TokenOwner::from(&user), now)?,
+            refresh: String::new(),
+        })
     }
 
     /// Ends the refresh token's session (its family).

@@ -333,12 +333,22 @@ async fn an_access_token_from_before_a_change_cannot_change_the_password<S: Auth
         )
         .await;
     assert!(matches!(r, Err(Error::InvalidToken)), "{r:?}");
-    for junk in ["", "not.a.jwt", "\0", &own.refresh] {
+    for junk in ["", "not.a.jwt", "\0"] {
         let r = rules
             .change(OWNER, junk, "tiger-lamp-42", "thief-pass-99", T0 + 3)
             .await;
         assert!(matches!(r, Err(Error::InvalidToken)), "{junk:?}: {r:?}");
     }
+    let r = rules
+        .change(
+            OWNER,
+            &own.refresh,
+            "tiger-lamp-42",
+            "thief-pass-99",
+            T0 + 3,
+        )
+        .await;
+    assert!(matches!(r, Err(Error::WrongTokenType)), "{r:?}");
 }
 
 async fn a_reset_by_emailed_code_sets_the_password_and_ends_every_session<S: AuthStore>(

@@ -37,7 +37,9 @@ where
 
 /// The token of `Authorization: Bearer <token>`, not yet verified:
 /// `NotAuthenticated` when there is no bearer token at all (no header, or
-/// another scheme), `TokenNotValid` when the header is a malformed one.
+/// another scheme), `BadAuthorizationHeader` when the bearer header is not
+/// two words (simplejwt's `bad_authorization_header`), `TokenNotValid` when
+/// it is not text.
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::NotAuthenticated);
@@ -54,7 +56,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
     match (words.next(), words.next()) {
         (Some(token), None) => Ok(token),
-        _ => Err(ApiError::TokenNotValid),
+        _ => Err(ApiError::BadAuthorizationHeader),
     }
 }
 

@@ -60,7 +60,7 @@ impl TokenVerifier {
             ApiError::TokenNotValid
         })?;
         if data.claims.token_type != common::claims::ACCESS {
-            return Err(ApiError::TokenNotValid);
+            return Err(ApiError::AccessTokenWrongType);
         }
         Ok(data.claims)
     }

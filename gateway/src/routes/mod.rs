@@ -4,13 +4,13 @@
 pub mod accounts;
 pub mod logs;
 
-use std::sync::LazyLock;
+use std::{collections::HashSet, sync::LazyLock};
 
 use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::{HeaderValue, Method, header},
+    http::{HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -194,6 +194,84 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
+/// A JSON 404, except for a GET or HEAD to a documented path written
+/// without its trailing slash: that gets a 301 to the slashed path, query
+/// kept, as Django's `APPEND_SLASH` answered old clients. Only the paths of
+/// the document qualify, so the `Location` is always one of ours (a path
+/// such as `//evil.example` is no route and stays a 404).
+async fn not_found(method: Method, uri: Uri) -> Response {
+    if matches!(method, Method::GET | Method::HEAD)
+        && let Some(location) = with_slash(&uri)
+        && let Ok(location) = HeaderValue::from_str(&location)
+    {
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    ApiError::NotFound.into_response()
+}
+
+/// The documented paths that end in `/`, each without it.
+static SLASHED: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    document()
+        .paths
+        .paths
+        .into_keys()
+        .filter_map(|path| path.strip_suffix('/').map(str::to_owned))
+        .filter(|path| !path.is_empty())
+        .collect()
+});
+
+/// `uri` with the trailing slash its documented path has, as a relative
+/// reference (`/path/?query`); `None` when no documented path is `uri`'s
+/// path plus a slash.
+fn with_slash(uri: &Uri) -> Option<String> {
+    let path = uri.path();
+    if !SLASHED.contains(path) {
+        return None;
+    }
+    Some(match uri.query() {
+        Some(query) => format!("{path}/?{query}"),
+        None => format!("{path}/"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_documented_path_without_its_slash_gets_it_back_with_its_query() {
+        let uri: Uri = "/api/accounts/logs/login/attemps?limit=5&x=%2F"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            with_slash(&uri).as_deref(),
+            Some("/api/accounts/logs/login/attemps/?limit=5&x=%2F")
+        );
+        let uri: Uri = "/api/accounts/login".parse().unwrap();
+        assert_eq!(with_slash(&uri).as_deref(), Some("/api/accounts/login/"));
+    }
+
+    #[test]
+    fn nothing_else_is_redirected() {
+        for path in [
+            "/api/accounts/login/",
+            "/api/accounts/nope",
+            "//evil.example",
+            "//evil.example/api/accounts/login",
+            "/\\evil.example",
+            "/healthz",
+            "/api/accounts/LOGIN",
+            "/api/accounts/login%2F",
+            "/",
+        ] {
+            let Ok(uri) = path.parse::<Uri>() else {
+                continue;
+            };
+            assert_eq!(with_slash(&uri), None, "{path}");
+        }
+    }
 }

@@ -3,10 +3,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
+use proto::audit::v1::Attempt;
 use system_tests::{Backend, TestSystem};
 
-use crate::support::wait_for;
+use crate::support::{attempt, ingest, wait_for};
 
 on_every_backend!(
     the_listing_filters_by_reason_cidr_identifier_and_flag,
@@ -17,49 +17,6 @@ on_every_backend!(
 
 const PATH: &str = "/api/accounts/logs/login/attemps/";
 const STREAM: &str = "/api/accounts/logs/login/attemps/stream/";
-
-/// An attempt from `ip` for `identifier`, now.
-fn attempt(ip: &str, identifier: &str, reason: &str) -> Attempt {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    Attempt {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: i64::try_from(now.as_secs()).unwrap(),
-            nanos: 0,
-        }),
-        identifier: identifier.to_owned(),
-        email: identifier.to_owned(),
-        successful: reason.is_empty(),
-        reason: proto::audit::v1::RejectReason::from_code(reason).map_or(0, |r| r as i32),
-        ip: ip.to_owned(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        ..Default::default()
-    }
-}
-
-/// Ingests `attempts` straight into audit-service, in batches of 500.
-async fn ingest(sys: &TestSystem, attempts: Vec<Attempt>) {
-    let mut client = AuditServiceClient::connect(sys.audit_url()).await.unwrap();
-    let batches: Vec<IngestBatch> = attempts
-        .chunks(500)
-        .enumerate()
-        .map(|(i, chunk)| IngestBatch {
-            batch_seq: u64::try_from(i).unwrap(),
-            attempts: chunk.to_vec(),
-        })
-        .collect();
-    let n = batches.len();
-    let mut acks = client
-        .ingest(tokio_stream::iter(batches))
-        .await
-        .unwrap()
-        .into_inner();
-    for _ in 0..n {
-        acks.message().await.unwrap().unwrap();
-    }
-}
 
 /// GETs a gateway path as `bearer`; returns status and raw body.
 async fn get_text(sys: &TestSystem, path: &str, bearer: &str) -> (u16, String, String) {

@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
 use serde_json::Value;
 use system_tests::TestSystem;
 use tokio::sync::Barrier;
@@ -112,6 +113,49 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     i64::try_from(since_epoch.as_secs()).unwrap()
+}
+
+/// An attempt from `ip` for `identifier` failed for `reason` (a success
+/// when empty), now.
+pub(crate) fn attempt(ip: &str, identifier: &str, reason: &str) -> Attempt {
+    attempt_at(ip, identifier, reason, unix_now())
+}
+
+/// [`attempt`] at `seconds` (Unix time).
+pub(crate) fn attempt_at(ip: &str, identifier: &str, reason: &str, seconds: i64) -> Attempt {
+    Attempt {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        identifier: identifier.to_owned(),
+        email: identifier.to_owned(),
+        successful: reason.is_empty(),
+        reason: proto::audit::v1::RejectReason::from_code(reason).map_or(0, |r| r as i32),
+        ip: ip.to_owned(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    }
+}
+
+/// Ingests `attempts` straight into audit-service, in batches of 500.
+pub(crate) async fn ingest(sys: &TestSystem, attempts: Vec<Attempt>) {
+    let mut client = AuditServiceClient::connect(sys.audit_url()).await.unwrap();
+    let batches: Vec<IngestBatch> = attempts
+        .chunks(500)
+        .enumerate()
+        .map(|(i, chunk)| IngestBatch {
+            batch_seq: u64::try_from(i).unwrap(),
+            attempts: chunk.to_vec(),
+        })
+        .collect();
+    let n = batches.len();
+    let mut acks = client
+        .ingest(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..n {
+        acks.message().await.unwrap().unwrap();
+    }
 }
 
 /// Makes the gateway believe `X-Forwarded-For` from loopback, so a test

@@ -44,20 +44,26 @@ impl From<TokenPair> for LoginTokens {
     }
 }
 
-/// A rotated pair; the presented refresh token is spent.
+/// A refresh's answer: a rotated pair, or (refresh tokens not rotating)
+/// the access token alone, as simplejwt answers by default.
 #[derive(Serialize, ToSchema)]
 pub struct RefreshedTokens {
     /// New access token (JWT).
     pub access: String,
-    /// New refresh token (JWT); the old one is now spent.
-    pub refresh: String,
+    /// New refresh token (JWT); the presented one is now spent. Absent when
+    /// the server runs with `JWT_ROTATE_REFRESH_TOKENS=false`: the presented
+    /// refresh token stays valid until it expires or its session ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub refresh: Option<String>,
 }
 
 impl From<TokenPair> for RefreshedTokens {
     fn from(pair: TokenPair) -> Self {
         Self {
             access: pair.access,
-            refresh: pair.refresh,
+            // auth.v1 says "keep yours" with an empty one.
+            refresh: (!pair.refresh.is_empty()).then_some(pair.refresh),
         }
     }
 }
@@ -96,8 +102,14 @@ impl Outcome {
 
     /// 400 `{"status": "failed", "message": message}`.
     pub fn failed(message: &'static str) -> (StatusCode, Json<Self>) {
+        Self::failed_with(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// `{"status": "failed", "message": message}` with `status` (a failed
+    /// verification answers 200 under `VERIFY_FAILURE_STATUS=200`).
+    pub fn failed_with(status: StatusCode, message: &'static str) -> (StatusCode, Json<Self>) {
         (
-            StatusCode::BAD_REQUEST,
+            status,
             Json(Self {
                 status: "failed",
                 message: Some(message),

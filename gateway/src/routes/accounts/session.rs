@@ -105,7 +105,9 @@ async fn record_malformed_login(
     }
 }
 
-/// `POST /api/accounts/login/refresh/`: rotates a refresh token.
+/// `POST /api/accounts/login/refresh/`: rotates a refresh token, or (with
+/// `JWT_ROTATE_REFRESH_TOKENS=false` in auth-service) answers a new access
+/// token alone, as simplejwt does by default.
 #[utoipa::path(
     post,
     path = "/api/accounts/login/refresh/",
@@ -114,7 +116,10 @@ async fn record_malformed_login(
     summary = "Rotate a refresh token",
     request_body(content = RefreshForm, content_type = JSON, description = ALSO_FORMS),
     responses(
-        (status = 200, description = "Rotated.", body = RefreshedTokens),
+        (status = 200, description = "Rotated: `{\"access\", \"refresh\"}`, the presented token is spent. \
+            A server run with `JWT_ROTATE_REFRESH_TOKENS=false` answers `{\"access\"}` only; the \
+            presented refresh token then stays valid until it expires or its session ends.",
+            body = RefreshedTokens),
         BodyErrors,
         Unauthorized,
         Throttled,

@@ -99,8 +99,9 @@ pub async fn request_code(
 }
 
 /// `POST /api/accounts/verification/code/verify/`: activates the account
-/// when the code matches. Failures keep the old 400 `{"status": "failed"}`
-/// shape.
+/// when the code matches. Failures keep the old `{"status": "failed"}`
+/// shape, with a 400, or the old service's 200 under
+/// `VERIFY_FAILURE_STATUS=200`.
 #[utoipa::path(
     post,
     path = "/api/accounts/verification/code/verify/",
@@ -109,7 +110,10 @@ pub async fn request_code(
     summary = "Activate an account with its emailed code",
     request_body(content = VerifyForm, content_type = JSON, description = ALSO_FORMS),
     responses(
-        (status = 200, description = "Activated (`user-activated`).", body = Outcome),
+        (status = 200, description = "Activated (`{\"status\": \"success\", \"message\": \"user-activated\"}`). \
+            A server run with `VERIFY_FAILURE_STATUS=200` (the old service's behaviour) also answers \
+            a failed check with 200: `{\"status\": \"failed\", \"message\": \"code-wrong\"}` \
+            (or `code-expired`, `too-many-attempts`); read `status`.", body = Outcome),
         VerifyErrors,
         Throttled,
     )
@@ -139,11 +143,12 @@ pub async fn verify_code(
             })),
     )
     .await?;
+    let failed = |message| Outcome::failed_with(state.shapes.verify_failure.status_code(), message);
     Ok(match VerifyOutcome::try_from(reply.outcome) {
         Ok(VerifyOutcome::Activated) => (StatusCode::OK, Outcome::success(Some("user-activated"))),
-        Ok(VerifyOutcome::CodeWrong) => Outcome::failed("code-wrong"),
-        Ok(VerifyOutcome::CodeExpired) => Outcome::failed("code-expired"),
-        Ok(VerifyOutcome::TooManyAttempts) => Outcome::failed("too-many-attempts"),
+        Ok(VerifyOutcome::CodeWrong) => failed("code-wrong"),
+        Ok(VerifyOutcome::CodeExpired) => failed("code-expired"),
+        Ok(VerifyOutcome::TooManyAttempts) => failed("too-many-attempts"),
         Ok(VerifyOutcome::Unspecified) | Err(_) => {
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "VerifyCode answered an unknown outcome {}",

@@ -1,8 +1,10 @@
-//! Bulk export: `?format=csv|ndjson` on the listing.
+//! Bulk export: `?format=csv|ndjson` on the listing, and the listing
+//! itself as one JSON array under `LOG_LISTING_FORMAT=django`.
 //!
 //! Exports page through audit-service (500 rows a call) and write each page
 //! to the response body as it arrives, so memory stays at one page however
-//! large the log is.
+//! large the log is, and the next page is fetched only when the client has
+//! taken the last one.
 
 use axum::{
     body::{Body, Bytes},
@@ -10,6 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::{StreamExt as _, stream};
+use proto::audit::v1::AttemptRecord;
 
 use super::{
     item::AttemptItem,
@@ -30,13 +33,33 @@ impl Format {
         match self {
             Self::Csv => "text/csv; charset=utf-8",
             Self::Ndjson => "application/x-ndjson",
+            Self::JsonArray => "application/json",
         }
     }
 
-    fn file_name(self) -> &'static str {
+    /// `Content-Disposition` of a download; `None` for the listing.
+    fn file_name(self) -> Option<&'static str> {
         match self {
-            Self::Csv => "attachment; filename=\"login-attempts.csv\"",
-            Self::Ndjson => "attachment; filename=\"login-attempts.ndjson\"",
+            Self::Csv => Some("attachment; filename=\"login-attempts.csv\""),
+            Self::Ndjson => Some("attachment; filename=\"login-attempts.ndjson\""),
+            Self::JsonArray => None,
+        }
+    }
+
+    /// What comes before the first row.
+    fn header(self) -> &'static str {
+        match self {
+            Self::Csv => CSV_HEADER,
+            Self::Ndjson => "",
+            Self::JsonArray => "[",
+        }
+    }
+
+    /// What comes after the last row, sent only when every page arrived.
+    fn trailer(self) -> &'static str {
+        match self {
+            Self::Csv | Self::Ndjson => "",
+            Self::JsonArray => "]",
         }
     }
 }
@@ -99,17 +122,25 @@ fn csv_line(item: &AttemptItem) -> String {
     line
 }
 
-/// A page of items in `format`.
-fn render(format: Format, items: impl Iterator<Item = AttemptItem>) -> Bytes {
+/// A page of items in `format`; `first` when no page came before it (a
+/// JSON array separates later pages from earlier ones with a comma).
+fn render(format: Format, items: impl Iterator<Item = AttemptItem>, first: bool) -> Bytes {
     let mut out = String::new();
-    for item in items {
+    for (i, item) in items.enumerate() {
+        // Serialising a plain struct of strings and numbers cannot fail;
+        // an empty line (or `,,` in an array, which no parser accepts)
+        // would be the visible symptom if it did.
         match format {
             Format::Csv => out.push_str(&csv_line(&item)),
             Format::Ndjson => {
-                // Serialising a plain struct of strings and numbers cannot
-                // fail; an empty line would be the visible symptom if it did.
                 out.push_str(&serde_json::to_string(&item).unwrap_or_default());
                 out.push('\n');
+            }
+            Format::JsonArray => {
+                if i > 0 || !first {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(&item).unwrap_or_default());
             }
         }
     }
@@ -125,10 +156,11 @@ struct ExportState {
     next: Option<String>,
 }
 
-/// Streams the whole filtered log in `format`. The first page is fetched
-/// before answering, so a bad filter or a down backend still gets a proper
-/// status; a failure later cuts the body short (the client sees an
-/// incomplete transfer, never a silently truncated file that looks whole).
+/// Streams the whole filtered log in `format`, in the query's order. The
+/// first page is fetched before answering, so a bad filter or a down
+/// backend still gets a proper status; a failure later cuts the body short
+/// (the client sees an incomplete transfer, and a JSON array without its
+/// `]`, never a silently truncated file that looks whole).
 pub async fn export(
     state: &AppState,
     ctx: RequestContext,
@@ -137,6 +169,8 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     query.limit = EXPORT_PAGE;
     let client = state.audit.clone();
+    let reasons = state.shapes.reasons;
+    let item = move |record: AttemptRecord| AttemptItem::new(record, reasons);
     let first = call(
         Rpc::ListAttempts,
         client
@@ -144,11 +178,8 @@ pub async fn export(
             .list_attempts(ctx.grpc_request(query.to_request())),
     )
     .await?;
-    let header = match format {
-        Format::Csv => Bytes::from_static(CSV_HEADER.as_bytes()),
-        Format::Ndjson => Bytes::new(),
-    };
-    let first_chunk = render(format, first.attempts.into_iter().map(AttemptItem::from));
+    let header = Bytes::from_static(format.header().as_bytes());
+    let first_chunk = render(format, first.attempts.into_iter().map(item), true);
     let next = (!first.next_cursor.is_empty()).then_some(first.next_cursor);
     let rest = stream::unfold(
         ExportState {
@@ -165,7 +196,7 @@ pub async fn export(
                 Ok(reply) => {
                     let reply = reply.into_inner();
                     st.next = (!reply.next_cursor.is_empty()).then_some(reply.next_cursor);
-                    let chunk = render(format, reply.attempts.into_iter().map(AttemptItem::from));
+                    let chunk = render(format, reply.attempts.into_iter().map(item), false);
                     Some((Ok::<_, tonic::Status>(chunk), st))
                 }
                 Err(status) => {
@@ -175,12 +206,16 @@ pub async fn export(
             }
         },
     );
-    // After an error the stream must end, not retry forever.
-    let rest = rest.scan(false, |failed, item| {
-        let out = if *failed { None } else { Some(item) };
-        *failed = out.as_ref().is_some_and(Result::is_err);
-        futures::future::ready(out)
-    });
+    let trailer = Bytes::from_static(format.trailer().as_bytes());
+    // After an error the stream must end, not retry forever, and the
+    // trailer must not follow: a complete-looking array would hide the loss.
+    let rest = rest
+        .chain(stream::once(futures::future::ready(Ok(trailer))))
+        .scan(false, |failed, chunk| {
+            let out = if *failed { None } else { Some(chunk) };
+            *failed = out.as_ref().is_some_and(Result::is_err);
+            futures::future::ready(out)
+        });
     let body = stream::iter([Ok(header), Ok(first_chunk)]).chain(rest);
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
@@ -188,10 +223,12 @@ pub async fn export(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static(format.file_name()),
-    );
+    if let Some(file_name) = format.file_name() {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static(file_name),
+        );
+    }
     for (name, value) in crate::headers::no_store() {
         headers.insert(name, value);
     }
@@ -200,7 +237,40 @@ pub async fn export(
 
 #[cfg(test)]
 mod tests {
+    use proto::audit::v1::Attempt;
+
     use super::*;
+
+    fn items(ids: std::ops::Range<i64>) -> impl Iterator<Item = AttemptItem> {
+        ids.map(|id| {
+            AttemptItem::from(AttemptRecord {
+                id,
+                suspicious: false,
+                attempt: Some(Attempt::default()),
+            })
+        })
+    }
+
+    #[test]
+    fn json_array_pages_join_into_one_valid_array() {
+        let format = Format::JsonArray;
+        let mut body = format.header().to_owned();
+        for (page, first) in [(items(1..3), true), (items(3..4), false)] {
+            body.push_str(std::str::from_utf8(&render(format, page, first)).unwrap());
+        }
+        body.push_str(format.trailer());
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let ids: Vec<i64> = parsed.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        // An empty log is an empty array.
+        let empty = format!(
+            "{}{}{}",
+            format.header(),
+            std::str::from_utf8(&render(format, items(0..0), true)).unwrap(),
+            format.trailer()
+        );
+        assert_eq!(empty, "[]");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {

@@ -4,6 +4,8 @@
 
 use proto::audit::v1::AttemptRecord;
 use serde::Serialize;
+
+use crate::compat::ReasonText;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// One row as clients see it: the old fields first, then the new ones.
@@ -20,7 +22,12 @@ pub struct AttemptItem {
     pub created_at: Option<String>,
     /// Client User-Agent; `null` when none was sent.
     pub user_agent: Option<String>,
-    /// Why it failed; `null` on success.
+    /// Why it failed: `unknown_user`, `bad_password`, `inactive`,
+    /// `malformed_request`, `locked_out`, `rate_limited`, `code_wrong`,
+    /// `code_expired` or `too_many_attempts`; `null` on success. A server
+    /// run with `LOG_REASON_TEXT=django` writes the old service's texts
+    /// instead where it had one (`User Not Exists`, `Wrong password`,
+    /// `User blocked for too many attempt`) and `""` on success.
     pub reject_reason: Option<String>,
     /// Whether tokens were issued.
     pub successful: bool,
@@ -53,10 +60,18 @@ pub struct AttemptItem {
 }
 
 impl From<AttemptRecord> for AttemptItem {
+    /// The item with reasons as codes.
     fn from(record: AttemptRecord) -> Self {
+        Self::new(record, ReasonText::Codes)
+    }
+}
+
+impl AttemptItem {
+    /// The item of `record`, its reason written as `reasons` says.
+    pub fn new(record: AttemptRecord, reasons: ReasonText) -> Self {
         let attempt = record.attempt.unwrap_or_default();
         let non_empty = |s: String| (!s.is_empty()).then_some(s);
-        let reason = attempt.reason().code();
+        let reject_reason = reasons.show(attempt.reason());
         let kind = attempt.kind().code();
         Self {
             id: record.id,
@@ -64,7 +79,7 @@ impl From<AttemptRecord> for AttemptItem {
             ip: non_empty(attempt.ip),
             created_at: attempt.occurred_at.and_then(rfc3339),
             user_agent: attempt.user_agent,
-            reject_reason: non_empty(reason.to_owned()),
+            reject_reason,
             successful: attempt.successful,
             suspicious: record.suspicious,
             user: attempt.user_id,
@@ -157,6 +172,31 @@ mod tests {
             item.last_created_at.as_deref(),
             Some("2024-01-01T00:00:59Z")
         );
+    }
+
+    #[test]
+    fn django_reason_texts_replace_the_codes_when_asked() {
+        let record = |reason: RejectReason| AttemptRecord {
+            id: 1,
+            suspicious: false,
+            attempt: Some(Attempt {
+                successful: reason == RejectReason::Unspecified,
+                reason: reason as i32,
+                ..Default::default()
+            }),
+        };
+        let shown = |reason| AttemptItem::new(record(reason), ReasonText::Django).reject_reason;
+        assert_eq!(shown(RejectReason::Unspecified).as_deref(), Some(""));
+        assert_eq!(
+            shown(RejectReason::UnknownUser).as_deref(),
+            Some("User Not Exists")
+        );
+        let item = serde_json::to_value(AttemptItem::new(
+            record(RejectReason::Unspecified),
+            ReasonText::Django,
+        ))
+        .unwrap();
+        assert_eq!(item["reject_reason"], "", "not null on success");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `GET /api/accounts/logs/login/attemps/` (the old spelling is the
 //! contract): the login-attempt log for administrators, newest first, one
-//! page at a time — the old service returned every row at once.
+//! page at a time — the old service returned every row at once, oldest
+//! first, which `LOG_LISTING_FORMAT=django` brings back (streamed).
 
 use axum::{
     Json,
@@ -9,9 +10,14 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{export, item::AttemptItem, query::LogsQuery};
+use super::{
+    export,
+    item::AttemptItem,
+    query::{Format, LogsQuery},
+};
 use crate::{
     auth::AdminUser,
+    compat::ListingFormat,
     config::PublicUrl,
     context::RequestContext,
     error::{ApiError, Rpc},
@@ -22,6 +28,47 @@ use crate::{
 
 /// The path, for building `next` links.
 pub const PATH: &str = "/api/accounts/logs/login/attemps/";
+
+/// The listing's JSON answer: a [`Page`], or, on a server run with
+/// `LOG_LISTING_FORMAT=django`, every matching item in one array, oldest
+/// first. Only documents the choice; each shape is written by its own code.
+pub struct Listing;
+
+impl utoipa::PartialSchema for Listing {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::{
+            ToSchema as _,
+            openapi::{
+                Ref,
+                schema::{ArrayBuilder, OneOfBuilder},
+            },
+        };
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(Page::name()))
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(AttemptItem::name()))
+                    .description(Some(
+                        "LOG_LISTING_FORMAT=django: every matching attempt, oldest first.",
+                    )),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Listing {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema as _;
+        // Page brings its items' schema.
+        schemas.push((Page::name().into_owned(), Page::schema()));
+        <Page as utoipa::ToSchema>::schemas(schemas);
+    }
+}
 
 /// One page of results.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,7 +91,10 @@ pub struct Page {
     summary = "List login attempts, newest first",
     description = "One page at a time; follow `next` for the rest. With `format=csv` or \
                    `format=ndjson` the whole filtered log is streamed as a download instead. \
-                   Empty parameters count as absent; unknown ones are ignored.",
+                   Empty parameters count as absent; unknown ones are ignored. \
+                   A server run with `LOG_LISTING_FORMAT=django` (the old service's shape) \
+                   answers a JSON page request with a bare array of every matching attempt, \
+                   oldest first, streamed; `limit` and `cursor` are then ignored.",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)."),
         ("cursor" = Option<String>, Query, description = "Position from a previous page's `next`."),
@@ -65,7 +115,7 @@ pub struct Page {
         (status = 200, description = "A page, or the whole log as a CSV or NDJSON download.",
             headers(("Content-Disposition" = String, description = "Set on downloads: `attachment; filename=...`.")),
             content(
-                (Page = "application/json"),
+                (Listing = "application/json"),
                 (String = "text/csv"),
                 (String = "application/x-ndjson"),
             )
@@ -83,6 +133,16 @@ pub async fn list(
     if let Some(format) = query.format {
         tracing::info!(admin = admin.user_id, ?format, "exporting login attempts");
         return export::export(&state, ctx, query, format).await;
+    }
+    if state.shapes.listing == ListingFormat::Django {
+        tracing::info!(
+            admin = admin.user_id,
+            "listing every login attempt, oldest first"
+        );
+        let mut query = query;
+        query.oldest_first = true;
+        query.cursor = None;
+        return export::export(&state, ctx, query, Format::JsonArray).await;
     }
     tracing::info!(admin = admin.user_id, "listing login attempts");
     let reply = call(
@@ -102,7 +162,11 @@ pub async fn list(
     Ok((
         crate::headers::no_store(),
         Json(Page {
-            results: reply.attempts.into_iter().map(AttemptItem::from).collect(),
+            results: reply
+                .attempts
+                .into_iter()
+                .map(|record| AttemptItem::new(record, state.shapes.reasons))
+                .collect(),
             next,
         }),
     )

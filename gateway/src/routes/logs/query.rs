@@ -64,6 +64,9 @@ pub struct LogsQuery {
     pub until: Option<OffsetDateTime>,
     /// `?format=`: an export instead of a JSON page.
     pub format: Option<Format>,
+    /// List oldest first (the old service's order) rather than newest
+    /// first; set by the handler, never by the query string.
+    pub oldest_first: bool,
     /// The filters as the client wrote them, for the `next` link.
     filters: Vec<(&'static str, String)>,
 }
@@ -236,6 +239,7 @@ impl LogsQuery {
             since,
             until,
             format,
+            oldest_first: false,
             filters,
         })
     }
@@ -246,6 +250,7 @@ impl LogsQuery {
             limit: self.limit,
             cursor: self.cursor.clone().unwrap_or_default(),
             filter: Some(self.filter()),
+            oldest_first: self.oldest_first,
         }
     }
 
@@ -312,14 +317,17 @@ fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
     }
 }
 
-/// An export file format (`?format=`); how each is written is the
-/// export module's concern.
+/// A streamed format of the whole filtered log; how each is written is
+/// the export module's concern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Comma-separated values with a header row (RFC 4180).
+    /// Comma-separated values with a header row (RFC 4180), `?format=csv`.
     Csv,
-    /// One JSON object per line.
+    /// One JSON object per line, `?format=ndjson`.
     Ndjson,
+    /// One JSON array of every item: the listing itself under
+    /// `LOG_LISTING_FORMAT=django`, never chosen by `?format=`.
+    JsonArray,
 }
 
 impl Format {
@@ -355,6 +363,7 @@ mod tests {
                 limit: 50,
                 cursor: String::new(),
                 filter: Some(AttemptFilter::default()),
+                oldest_first: false,
             }
         );
     }
@@ -503,5 +512,10 @@ mod tests {
         assert_eq!(Format::parse("CSV"), Some(Format::Csv));
         assert_eq!(Format::parse("ndjson"), Some(Format::Ndjson));
         assert_eq!(Format::parse("xml"), None);
+        assert_eq!(
+            Format::parse("jsonarray"),
+            None,
+            "only the listing streams an array"
+        );
     }
 }

@@ -170,6 +170,7 @@ pub async fn stream(
     let query = LogsQuery::parse(query.as_deref()).map_err(ApiError::Validation)?;
     let admin = session.claims.user_id;
     tracing::info!(admin, "tailing login attempts");
+    let reasons = state.shapes.reasons;
     let tail = call(
         Rpc::ListAttempts,
         state
@@ -185,11 +186,11 @@ pub async fn stream(
             }
             futures::future::ready(event.is_ok())
         })
-        .filter_map(|event| async move {
+        .filter_map(move |event| async move {
             let event = event.ok()?;
             let sse = match event.attempt {
                 Some(record) => {
-                    let item = AttemptItem::from(record);
+                    let item = AttemptItem::new(record, reasons);
                     Event::default()
                         .event("attempt")
                         .id(item.id.to_string())
