@@ -136,6 +136,25 @@ async fn a_refresh_rotates_the_pair() {
 }
 
 #[tokio::test]
+async fn a_refresh_without_rotation_answers_the_access_token_alone() {
+    let app = spawn_app().await;
+    // auth.v1's "keep your refresh token": an empty one.
+    app.auth.refresh.reply_with(|_| {
+        Ok(proto::auth::v1::TokenPair {
+            access: "new-access".into(),
+            refresh: String::new(),
+        })
+    });
+
+    let response = app
+        .post_json("/api/accounts/login/refresh/", &json!({"refresh": "kept"}))
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"access":"new-access"}"#);
+}
+
+#[tokio::test]
 async fn a_refused_refresh_is_401_token_not_valid() {
     let app = spawn_app().await;
     app.auth

@@ -16,6 +16,7 @@ on_every_backend!(
     without_rotation_a_refresh_answers_access_only_and_the_token_keeps_working,
     without_rotation_logout_and_a_password_change_still_end_the_session,
     without_rotation_concurrent_refreshes_all_succeed_up_to_the_limit,
+    turning_rotation_off_keeps_spent_tokens_spent_and_live_ones_live,
     the_django_listing_is_every_row_oldest_first_streamed,
     the_django_listing_keeps_admin_auth_and_filters,
     django_reason_texts_replace_the_codes_the_original_had,
@@ -179,6 +180,37 @@ async fn without_rotation_concurrent_refreshes_all_succeed_up_to_the_limit(backe
             .0,
         200
     );
+    sys.shutdown().await;
+}
+
+async fn turning_rotation_off_keeps_spent_tokens_spent_and_live_ones_live(backend: Backend) {
+    let Some(mut sys) = TestSystem::start(backend).await else {
+        return;
+    };
+    sys.active_user("wade", "wade@example.com", "wade-pass-12")
+        .await;
+    let first = sys.login("wade", "wade-pass-12").await;
+    let (status, second) = sys
+        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
+        .await;
+    assert_eq!(status, 200);
+
+    sys.auth_config.rotate_refresh_tokens = false;
+    sys.restart_auth().await;
+
+    // Spent under rotation: still spent.
+    let (status, _) = sys
+        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
+        .await;
+    assert_eq!(status, 401);
+    // Live: now reusable.
+    for _ in 0..2 {
+        let (status, body) = sys
+            .post_json(REFRESH, json!({"refresh": second["refresh"]}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(keys(&body), ["access"]);
+    }
     sys.shutdown().await;
 }
 
