@@ -223,7 +223,7 @@ where
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
         SqlStore::signing_keys(self).await
     }
-    async fn add_signing_key(&self, key: &SigningKeyRow) -> Result<(), StoreError> {
+    async fn add_signing_key(&self, key: &SigningKeyRow) -> Result<bool, StoreError> {
         SqlStore::add_signing_key(self, key).await
     }
     async fn outbox_oldest(&self, limit: i64, now: i64) -> Result<Vec<OutboxRow>, StoreError> {
