@@ -444,4 +444,6 @@ fn unique_violation(e: sqlx::Error) -> StoreError {
 }
 
 #[cfg(test)]
+mod key_tests;
+#[cfg(test)]
 mod tests;
