@@ -301,7 +301,7 @@ impl KeySigner {
             SigningKey::Es(key) => {
                 let signature: p256::ecdsa::Signature = key.try_sign(message)?;
                 // JWS wants `r || s`, 32 bytes each (RFC 7518 section 3.4).
-                Box::from(signature.to_bytes().as_slice())
+                Box::from(&signature.to_bytes()[..])
             }
             // Blinded: the `rsa` crate's exponentiation is not constant
             // time (RUSTSEC-2023-0071), random blinding hides its timing.

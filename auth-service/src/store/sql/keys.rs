@@ -13,6 +13,7 @@ where
     i32: Value<DB>,
     bool: Value<DB>,
     String: Value<DB>,
+    Option<String>: Value<DB>,
     Vec<u8>: Value<DB>,
     for<'a> &'a str: Param<DB>,
     for<'a> &'a [u8]: Param<DB>,
@@ -41,7 +42,7 @@ where
         .bind(key.created_at)
         .bind(key.not_before)
         .bind(key.alg.name())
-        .bind(key.supersedes.as_deref())
+        .bind(key.supersedes.clone())
         .execute(&mut *conn)
         .await?;
         Ok(DB::rows_affected(&done) == 1)

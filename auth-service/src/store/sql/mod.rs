@@ -86,6 +86,7 @@ where
     i32: Value<DB>,
     bool: Value<DB>,
     String: Value<DB>,
+    Option<String>: Value<DB>,
     Vec<u8>: Value<DB>,
     for<'a> &'a str: Param<DB>,
     for<'a> &'a [u8]: Param<DB>,
