@@ -1044,4 +1044,72 @@ mod tests {
             assert!(raw.parse::<KeyAlgorithm>().is_err(), "{raw:?}");
         }
     }
+
+    /// Not an assertion on time: prints what signing and verifying cost
+    /// with each algorithm on one core, for BENCHMARKS.md. Run in release:
+    /// `cargo test --release -p auth-service --lib signing_costs -- --ignored --nocapture`.
+    /// Beside each, what the same costs through jsonwebtoken alone (the
+    /// key parsed per token), which the cached signers avoid.
+    #[test]
+    #[ignore = "a measurement, not a test: it asserts nothing about the times it prints"]
+    fn signing_costs_per_algorithm_are_printed() {
+        use rsa::pkcs1::EncodeRsaPrivateKey as _;
+        const ROUNDS: u32 = 2_000;
+        let per_op = |started: std::time::Instant| started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+        eprintln!("| JWT_ALGORITHM | sign µs (cached key) | sign µs (jsonwebtoken::encode) | verify µs | access token bytes |");
+        eprintln!("|---|---:|---:|---:|---:|");
+        for algorithm in KeyAlgorithm::ALL {
+            let row = super::generate_key(algorithm, 1, 1).unwrap();
+            let tokens = service(std::slice::from_ref(&row));
+            let now = now();
+            let material = &tokens.current().keys[0].material;
+            let claims = Claims {
+                token_type: ACCESS.into(),
+                exp: now + 300,
+                iat: now,
+                jti: "0123456789abcdef0123456789abcdef".into(),
+                user_id: 42,
+                iss: "issuer".into(),
+                is_staff: false,
+                username: "bench-user".into(),
+            };
+            let started = std::time::Instant::now();
+            let mut token = String::new();
+            for _ in 0..ROUNDS {
+                token = material.signer.sign(&claims).unwrap();
+            }
+            let sign = per_op(started);
+            let key = match algorithm {
+                KeyAlgorithm::EdDsa => {
+                    let seed: [u8; 32] = row.secret.as_slice().try_into().unwrap();
+                    let der = SigningKey::from_bytes(&seed).to_pkcs8_der().unwrap();
+                    jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes())
+                }
+                KeyAlgorithm::Es256 => jsonwebtoken::EncodingKey::from_ec_der(&row.secret),
+                KeyAlgorithm::Rs256 => {
+                    let rsa = <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(
+                        &row.secret,
+                    )
+                    .unwrap();
+                    jsonwebtoken::EncodingKey::from_rsa_der(rsa.to_pkcs1_der().unwrap().as_bytes())
+                }
+            };
+            let mut header = Header::new(algorithm.jwt());
+            header.kid = Some(row.kid.clone());
+            let started = std::time::Instant::now();
+            for _ in 0..ROUNDS {
+                jsonwebtoken::encode(&header, &claims, &key).unwrap();
+            }
+            let encode = per_op(started);
+            let started = std::time::Instant::now();
+            for _ in 0..ROUNDS {
+                tokens.verify(&token, ACCESS).unwrap();
+            }
+            let verify = per_op(started);
+            eprintln!(
+                "| {algorithm} | {sign:.1} | {encode:.1} | {verify:.1} | {} |",
+                token.len()
+            );
+        }
+    }
 }

@@ -12,7 +12,7 @@
 //! target/release/loadtest --backend postgres --postgres-url postgres://postgres@127.0.0.1:5432/test
 //! target/release/loadtest --scenarios refresh --seconds 5              # peak refresh rate
 //! target/release/loadtest --scenarios refresh --refresh-rate 2500      # latency at a fixed rate
-//! target/release/loadtest --scenarios tokens,refresh --jwt-algorithm RS256  # per algorithm
+//! target/release/loadtest --scenarios refresh,logs --jwt-algorithm RS256  # per signing algorithm
 //! ```
 
 mod calibrate;
@@ -38,8 +38,6 @@ pub enum Backend {
 pub enum Scenario {
     /// Raw argon2id hashes/s on all cores.
     Calibrate,
-    /// Raw JWT signing and verification cost of each `JWT_ALGORITHM`, one core.
-    Tokens,
     /// Logins with the right password.
     Login,
     /// Logins as unknown users.
@@ -88,7 +86,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "calibrate,tokens,login,login-unknown,refresh,logs,flood"
+        default_value = "calibrate,login,login-unknown,refresh,logs,flood"
     )]
     pub scenarios: Vec<Scenario>,
     /// Send refreshes at this fixed total rate (requests/s) instead of back

@@ -24,7 +24,6 @@ const LOGS: &str = "/api/accounts/logs/login/attemps/";
 /// Everything measured in one run.
 pub struct Report {
     argon2_per_second: Option<f64>,
-    tokens: Vec<calibrate::TokenCost>,
     outcomes: Vec<Outcome>,
     seeded: Option<(u64, f64)>,
     flood: Option<String>,
@@ -74,26 +73,6 @@ impl std::fmt::Display for Report {
                 "\nLogin throughput / raw argon2 = {:.2}",
                 login.rate / argon2
             )?;
-        }
-        if !self.tokens.is_empty() {
-            writeln!(
-                f,
-                "\n| JWT_ALGORITHM | sign µs | signs/s/core | verify µs | verifies/s/core | access token bytes |"
-            )?;
-            writeln!(f, "|---|---:|---:|---:|---:|---:|")?;
-            for t in &self.tokens {
-                writeln!(
-                    f,
-                    "| {} | {:.1} | {:.0} | {:.1} | {:.0} | {} |",
-                    t.algorithm,
-                    t.sign_us,
-                    1e6 / t.sign_us,
-                    t.verify_us,
-                    1e6 / t.verify_us,
-                    t.token_len
-                )?;
-            }
-            writeln!(f)?;
         }
         if let Some((rows, rate)) = self.seeded {
             writeln!(
@@ -257,7 +236,6 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
     let wanted = |s: Scenario| args.scenarios.contains(&s);
     let mut report = Report {
         argon2_per_second: None,
-        tokens: Vec::new(),
         outcomes: Vec::new(),
         seeded: None,
         flood: None,
@@ -273,11 +251,6 @@ pub async fn run_all(args: &Args, system: &System, duration: Duration) -> anyhow
             })
             .await??,
         );
-    }
-    if wanted(Scenario::Tokens) {
-        eprintln!("signing and verifying tokens…");
-        report.tokens = tokio::task::spawn_blocking(|| calibrate::token_costs(Duration::from_secs(2)))
-            .await??;
     }
     if wanted(Scenario::Login) {
         eprintln!("login (success)…");

@@ -110,18 +110,23 @@ struct PublicJwk<'a> {
     kty: &'a str,
     /// Curve: `Ed25519` or `P-256`; absent for RSA.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     crv: Option<&'a str>,
     /// OKP: the public key; EC: the x coordinate.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     x: Option<&'a str>,
     /// EC: the y coordinate.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     y: Option<&'a str>,
     /// RSA: the modulus.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     n: Option<&'a str>,
     /// RSA: the public exponent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     e: Option<&'a str>,
     /// Key id, as in the tokens' `kid` header.
     kid: &'a str,
