@@ -183,8 +183,7 @@ pub async fn rotate_keys(config: &Config, rollover: Rollover) -> anyhow::Result<
                 Rollover::Scheduled => (now + delay).max(latest_start + 1),
                 Rollover::Immediate => now,
             };
-            let key =
-                crate::tokens::next_key(&keys, config.jwt_algorithm, now, not_before).await?;
+            let key = crate::tokens::next_key(&keys, config.jwt_algorithm, now, not_before).await?;
             // Another key was added since the read (a replica switching
             // algorithm, another rotation): read again and add after it.
             if store.add_signing_key(&key).await? {

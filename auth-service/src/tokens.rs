@@ -166,9 +166,9 @@ pub async fn next_key(
     now: i64,
     not_before: i64,
 ) -> anyhow::Result<SigningKeyRow> {
-    let last = rows.iter().max_by(|a, b| {
-        (a.created_at, a.kid.as_str()).cmp(&(b.created_at, b.kid.as_str()))
-    });
+    let last = rows
+        .iter()
+        .max_by(|a, b| (a.created_at, a.kid.as_str()).cmp(&(b.created_at, b.kid.as_str())));
     let created_at = now.max(last.map_or(0, |k| k.created_at + 1));
     let supersedes = last.map_or_else(String::new, |k| k.kid.clone());
     let mut key =
@@ -768,19 +768,19 @@ mod tests {
             assert_eq!(header["kid"], row.kid.as_str());
             let claims = tokens.verify(&pair.access, ACCESS).unwrap();
             assert_eq!(claims.username, "alice \"quoted\" é");
-            assert_eq!(tokens.verify(&pair.refresh, REFRESH).unwrap().jti, "jti-alg");
+            assert_eq!(
+                tokens.verify(&pair.refresh, REFRESH).unwrap().jti,
+                "jti-alg"
+            );
 
             // A third party with only the published key agrees.
             let [jwk] = <[PublicJwk; 1]>::try_from(tokens.jwks(now)).unwrap();
             assert_eq!(jwk.alg, algorithm);
             let mut validation = Validation::new(algorithm.jwt());
             validation.set_issuer(&["issuer"]);
-            let theirs = jsonwebtoken::decode::<Claims>(
-                &pair.access,
-                &third_party_key(&jwk),
-                &validation,
-            )
-            .unwrap();
+            let theirs =
+                jsonwebtoken::decode::<Claims>(&pair.access, &third_party_key(&jwk), &validation)
+                    .unwrap();
             assert_eq!(theirs.claims.jti, claims.jti);
 
             // A flipped signature byte is refused.
@@ -1055,8 +1055,11 @@ mod tests {
     fn signing_costs_per_algorithm_are_printed() {
         use rsa::pkcs1::EncodeRsaPrivateKey as _;
         const ROUNDS: u32 = 2_000;
-        let per_op = |started: std::time::Instant| started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
-        eprintln!("| JWT_ALGORITHM | sign µs (cached key) | sign µs (jsonwebtoken::encode) | verify µs | access token bytes |");
+        let per_op =
+            |started: std::time::Instant| started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+        eprintln!(
+            "| JWT_ALGORITHM | sign µs (cached key) | sign µs (jsonwebtoken::encode) | verify µs | access token bytes |"
+        );
         eprintln!("|---|---:|---:|---:|---:|");
         for algorithm in KeyAlgorithm::ALL {
             let row = super::generate_key(algorithm, 1, 1).unwrap();

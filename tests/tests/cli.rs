@@ -676,7 +676,11 @@ fn an_unknown_jwt_algorithm_is_refused_as_configuration() {
                 err.contains("JWT_ALGORITHM") && err.contains("expected EdDSA, ES256 or RS256"),
                 "{bin} {bad}: {err}"
             );
-            assert_eq!(entries(dir.path()), Vec::<String>::new(), "{bin} created files");
+            assert_eq!(
+                entries(dir.path()),
+                Vec::<String>::new(),
+                "{bin} created files"
+            );
         }
     }
 }
@@ -719,7 +723,11 @@ async fn rotate_keys_adds_a_key_of_the_configured_algorithm() {
         stdout(&out)
     );
     // Scheduled after the default publish delay; the EdDSA key stays.
-    assert!(added.not_before >= now + 600, "{} vs {now}", added.not_before);
+    assert!(
+        added.not_before >= now + 600,
+        "{} vs {now}",
+        added.not_before
+    );
     assert_eq!(keys[1].kid, first[0].kid);
     assert_eq!(added.supersedes.as_deref(), Some(first[0].kid.as_str()));
 }

@@ -141,12 +141,7 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
             tracing::warn!(error = %e, "signing keys not reloaded; serving the loaded ones");
         }
         let now = now();
-        let keys = self
-            .tokens
-            .jwks(now)
-            .iter()
-            .map(jwk)
-            .collect();
+        let keys = self.tokens.jwks(now).iter().map(jwk).collect();
         Ok(Response::new(pb::GetJwksResponse {
             keys,
             signing_kid: self.tokens.signing_kid(now),

@@ -37,7 +37,11 @@ async fn start_together<S: AuthStore>(replicas: Vec<S>, algorithm: KeyAlgorithm)
         newest.push(task.await.unwrap());
     }
     newest.dedup();
-    assert_eq!(newest.len(), 1, "replicas sign with different keys: {newest:?}");
+    assert_eq!(
+        newest.len(),
+        1,
+        "replicas sign with different keys: {newest:?}"
+    );
 }
 
 async fn keys_are_added_once_per_change<S: AuthStore>(replicas: Vec<S>) {
@@ -138,8 +142,7 @@ async fn a_second_key_superseding_the_same_key_is_not_added_on_postgres() {
         return;
     };
     let url = common::testing::fresh_postgres(&server).await;
-    a_second_key_superseding_the_same_key_is_not_added(PgStore::connect(&url).await.unwrap())
-        .await;
+    a_second_key_superseding_the_same_key_is_not_added(PgStore::connect(&url).await.unwrap()).await;
 }
 
 /// A row as the service wrote it before migration 0012: no `alg`, no

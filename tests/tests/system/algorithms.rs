@@ -67,20 +67,35 @@ fn assert_jwk_shape(jwk: &Value) -> KeyAlgorithm {
             .decode(jwk[member].as_str().unwrap())
             .unwrap()
     };
-    let mut members: Vec<&str> = jwk.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut members: Vec<&str> = jwk
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     members.sort_unstable();
     assert_eq!(jwk["use"], "sig", "{jwk}");
     assert!(!jwk["kid"].as_str().unwrap().is_empty(), "{jwk}");
     match jwk["kty"].as_str().unwrap() {
         "OKP" => {
             assert_eq!(members, ["alg", "crv", "kid", "kty", "use", "x"], "{jwk}");
-            assert_eq!((&jwk["crv"], &jwk["alg"]), (&json!("Ed25519"), &json!("EdDSA")));
+            assert_eq!(
+                (&jwk["crv"], &jwk["alg"]),
+                (&json!("Ed25519"), &json!("EdDSA"))
+            );
             assert_eq!(bytes("x").len(), 32);
             KeyAlgorithm::EdDsa
         }
         "EC" => {
-            assert_eq!(members, ["alg", "crv", "kid", "kty", "use", "x", "y"], "{jwk}");
-            assert_eq!((&jwk["crv"], &jwk["alg"]), (&json!("P-256"), &json!("ES256")));
+            assert_eq!(
+                members,
+                ["alg", "crv", "kid", "kty", "use", "x", "y"],
+                "{jwk}"
+            );
+            assert_eq!(
+                (&jwk["crv"], &jwk["alg"]),
+                (&json!("P-256"), &json!("ES256"))
+            );
             assert_eq!((bytes("x").len(), bytes("y").len()), (32, 32));
             KeyAlgorithm::Es256
         }
@@ -154,7 +169,10 @@ async fn each_endpoint_with(backend: Backend, algorithm: KeyAlgorithm) {
     let refresh = pair["refresh"].as_str().unwrap();
     assert_eq!(header(refresh)["alg"], name);
     let (status, body) = sys
-        .post_json("/api/accounts/login/refresh/", json!({ "refresh": refresh }))
+        .post_json(
+            "/api/accounts/login/refresh/",
+            json!({ "refresh": refresh }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let refreshed = body["access"].as_str().unwrap().to_owned();
@@ -263,7 +281,10 @@ async fn switching_from_eddsa_to_es256_logs_nobody_out(backend: Backend) {
         if keys.len() == 2 {
             break keys;
         }
-        assert!(Instant::now() < deadline, "the ES256 key was never published: {keys:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the ES256 key was never published: {keys:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let algorithms: Vec<_> = keys.iter().map(assert_jwk_shape).collect();
@@ -274,9 +295,15 @@ async fn switching_from_eddsa_to_es256_logs_nobody_out(backend: Backend) {
         switched.elapsed() < PUBLISH_DELAY,
         "the delay ran out before the check; raise PUBLISH_DELAY"
     );
-    assert_eq!(header(during["access"].as_str().unwrap())["kid"], old_kid.as_str());
+    assert_eq!(
+        header(during["access"].as_str().unwrap())["kid"],
+        old_kid.as_str()
+    );
     let (status, _) = sys.get(LOGS, Some(&admin)).await;
-    assert_eq!(status, 200, "the admin's EdDSA token works during the switch");
+    assert_eq!(
+        status, 200,
+        "the admin's EdDSA token works during the switch"
+    );
 
     // From its not_before the ES256 key signs; the tokens issued before
     // keep working: the access token at the gateway, the refresh token at
@@ -288,11 +315,20 @@ async fn switching_from_eddsa_to_es256_logs_nobody_out(backend: Backend) {
     assert_eq!(header(&fresh)["alg"], "ES256");
     assert_eq!(header(&fresh)["kid"], new_kid.as_str());
     let (status, body) = sys.get(LOGS, Some(&admin)).await;
-    assert_eq!(status, 200, "the admin's EdDSA token after the switch: {body}");
+    assert_eq!(
+        status, 200,
+        "the admin's EdDSA token after the switch: {body}"
+    );
     let (status, body) = sys
-        .post_json("/api/accounts/login/refresh/", json!({ "refresh": old_refresh }))
+        .post_json(
+            "/api/accounts/login/refresh/",
+            json!({ "refresh": old_refresh }),
+        )
         .await;
-    assert_eq!(status, 200, "the EdDSA refresh token after the switch: {body}");
+    assert_eq!(
+        status, 200,
+        "the EdDSA refresh token after the switch: {body}"
+    );
     let rotated = body["access"].as_str().unwrap();
     assert_eq!(header(rotated)["alg"], "ES256");
     let admin_after = sys.login("root", "admin-pass-123").await["access"]
