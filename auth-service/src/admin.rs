@@ -142,6 +142,8 @@ pub async fn name_collisions(config: &Config) -> anyhow::Result<Vec<NameCollisio
 pub struct RotatedKey {
     /// Its `kid`.
     pub kid: String,
+    /// Its algorithm: `JWT_ALGORITHM`'s.
+    pub alg: crate::tokens::KeyAlgorithm,
     /// When it starts signing (Unix seconds); published from now on.
     pub not_before: i64,
 }
@@ -157,10 +159,14 @@ pub enum Rollover {
     Immediate,
 }
 
-/// Adds a fresh signing key. It is published at once (auth-service reads
-/// the keys on every JWKS request) and signs from its `not_before`, which
-/// every replica honours to the second whenever it last read the keys;
-/// superseded keys keep verifying until their tokens have expired.
+/// Most tries of [`rotate_keys`] when other keys are added meanwhile.
+const ROTATE_TRIES: usize = 5;
+
+/// Adds a fresh signing key of `JWT_ALGORITHM`'s algorithm. It is published
+/// at once (auth-service reads the keys on every JWKS request) and signs
+/// from its `not_before`, which every replica honours to the second
+/// whenever it last read the keys; superseded keys keep verifying until
+/// their tokens have expired.
 pub async fn rotate_keys(config: &Config, rollover: Rollover) -> anyhow::Result<RotatedKey> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let delay = match rollover {
@@ -168,22 +174,26 @@ pub async fn rotate_keys(config: &Config, rollover: Rollover) -> anyhow::Result<
         Rollover::Immediate => 0,
     };
     with_store!(config, |store| {
-        let keys = store.signing_keys().await?;
-        // Strictly newer than every existing key, even within one second,
-        // so it wins over keys starting at the same time; and, scheduled,
-        // after every key already scheduled, so it is the one that ends up
-        // signing.
-        let created_at = now.max(keys.iter().map(|k| k.created_at + 1).max().unwrap_or(0));
-        let latest_start = keys.first().map_or(0, |k| k.not_before);
-        let not_before = match rollover {
-            Rollover::Scheduled => (now + delay).max(latest_start + 1),
-            Rollover::Immediate => now,
-        };
-        let key = crate::tokens::generate_key(created_at, not_before);
-        store.add_signing_key(&key).await?;
-        Ok(RotatedKey {
-            kid: key.kid,
-            not_before,
-        })
+        for _ in 0..ROTATE_TRIES {
+            let keys = store.signing_keys().await?;
+            // Scheduled, after every key already scheduled, so it is the
+            // one that ends up signing.
+            let latest_start = keys.first().map_or(0, |k| k.not_before);
+            let not_before = match rollover {
+                Rollover::Scheduled => (now + delay).max(latest_start + 1),
+                Rollover::Immediate => now,
+            };
+            let key = crate::tokens::next_key(&keys, config.jwt_algorithm, now, not_before).await?;
+            // Another key was added since the read (a replica switching
+            // algorithm, another rotation): read again and add after it.
+            if store.add_signing_key(&key).await? {
+                return Ok(RotatedKey {
+                    kid: key.kid,
+                    alg: key.alg,
+                    not_before,
+                });
+            }
+        }
+        anyhow::bail!("other keys kept being added at the same time; run rotate-keys again")
     })
 }

@@ -60,6 +60,10 @@ pub struct Config {
     pub verify_without_password: bool,
     /// `JWT_ISSUER`: the `iss` claim written and required.
     pub issuer: String,
+    /// `JWT_ALGORITHM`: `EdDSA` (default), `ES256` or `RS256`, what new
+    /// keys sign with. Changing it adds a key of the new algorithm at the
+    /// next start, rolled over like `rotate-keys` (see SECURITY.md).
+    pub jwt_algorithm: crate::tokens::KeyAlgorithm,
     /// `INTERNAL_TOKEN`: shared secret internal callers must present.
     pub internal_token: Option<Secret>,
     /// `AUTH_HASH_CONCURRENCY`: most argon2 computations at once (each
@@ -231,6 +235,12 @@ impl Config {
             unverified_ttl: duration_or("AUTH_UNVERIFIED_TTL", crate::api::DEFAULT_UNVERIFIED_TTL)?,
             verify_without_password,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-service".into()),
+            jwt_algorithm: match var("JWT_ALGORITHM") {
+                None => crate::tokens::KeyAlgorithm::default(),
+                Some(raw) => raw.parse().map_err(|_| {
+                    ConfigError::new("JWT_ALGORITHM", &raw, "expected EdDSA, ES256 or RS256")
+                })?,
+            },
             internal_token: var("INTERNAL_TOKEN").map(Secret::new),
             hash_concurrency: parse_or("AUTH_HASH_CONCURRENCY", cpus)?,
             brute_force: BruteForcePolicy::from_env()?,
@@ -272,6 +282,7 @@ impl Config {
             unverified_ttl: crate::api::DEFAULT_UNVERIFIED_TTL,
             verify_without_password: false,
             issuer: "auth-service".into(),
+            jwt_algorithm: crate::tokens::KeyAlgorithm::default(),
             internal_token: None,
             hash_concurrency: 2,
             brute_force: BruteForcePolicy::default(),
@@ -295,6 +306,8 @@ impl Config {
             access_ttl: self.access_ttl,
             refresh_ttl: self.refresh_ttl,
             key_reload_interval: self.key_reload_interval,
+            algorithm: self.jwt_algorithm,
+            publish_delay: self.key_publish_delay,
         }
     }
 

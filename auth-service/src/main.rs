@@ -56,9 +56,9 @@ enum Command {
     /// Each keeps working by its old spelling until an operator renames or
     /// removes it. Exits 0 with none, 1 when there are some.
     NameCollisions,
-    /// Add a new signing key: published now, signing after
-    /// AUTH_KEY_PUBLISH_DELAY (default 10m); older keys keep verifying
-    /// until their tokens expire.
+    /// Add a new signing key of JWT_ALGORITHM's algorithm (default EdDSA):
+    /// published now, signing after AUTH_KEY_PUBLISH_DELAY (default 10m);
+    /// older keys keep verifying until their tokens expire.
     RotateKeys {
         /// Sign with the new key at once (a leaked key). Breaks verifiers
         /// holding a cached key set until they refetch it.
@@ -164,8 +164,8 @@ async fn rotate_keys(
     let starts = time::OffsetDateTime::from_unix_timestamp(key.not_before)?
         .format(&time::format_description::well_known::Rfc3339)?;
     println!(
-        "added signing key {} in {location}: published now, signs from {starts}",
-        key.kid
+        "added {} signing key {} in {location}: published now, signs from {starts}",
+        key.alg, key.kid
     );
     Ok(())
 }

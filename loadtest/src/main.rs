@@ -12,6 +12,7 @@
 //! target/release/loadtest --backend postgres --postgres-url postgres://postgres@127.0.0.1:5432/test
 //! target/release/loadtest --scenarios refresh --seconds 5              # peak refresh rate
 //! target/release/loadtest --scenarios refresh --refresh-rate 2500      # latency at a fixed rate
+//! target/release/loadtest --scenarios refresh,logs --jwt-algorithm RS256  # per signing algorithm
 //! ```
 
 mod calibrate;
@@ -93,6 +94,10 @@ pub struct Args {
     /// queueing shows up in p99 (latency at a given load, not peak rate).
     #[arg(long)]
     pub refresh_rate: Option<f64>,
+    /// `JWT_ALGORITHM` for auth-service (`EdDSA`, `ES256`, `RS256`); unset:
+    /// its default.
+    #[arg(long)]
+    pub jwt_algorithm: Option<String>,
 }
 
 #[tokio::main]

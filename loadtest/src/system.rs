@@ -92,6 +92,11 @@ impl System {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            args.jwt_algorithm
+                .iter()
+                .map(|alg| ("JWT_ALGORITHM".to_owned(), alg.clone())),
+        )
         .collect();
         let mut system = Self {
             base: format!("http://127.0.0.1:{gw}"),

@@ -3,10 +3,12 @@
 //! port 0, over real SQLite files or fresh PostgreSQL databases, with a real
 //! SMTP server receiving the verification emails; [`processes`] runs the
 //! real binaries for signal tests and outside tools; [`tools`] finds the
-//! tools (promtool, PyPI packages) that some tests point at them.
+//! tools (promtool, PyPI packages) that some tests point at them;
+//! [`pyjwt`] and [`simplejwt`] are verifiers that are not our code.
 
 pub mod processes;
 pub mod pyjwt;
+pub mod simplejwt;
 pub mod smtp;
 pub mod system;
 pub mod tools;

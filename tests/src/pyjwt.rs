@@ -19,7 +19,7 @@ for line in sys.stdin:
     token = line.strip()
     try:
         key = client.get_signing_key_from_jwt(token)
-        claims = jwt.decode(token, key, algorithms=["EdDSA"], issuer=sys.argv[2])
+        claims = jwt.decode(token, key, algorithms=sys.argv[5].split(","), issuer=sys.argv[2])
         out = {"ok": True, "kid": key.key_id, "claims": claims}
     except Exception as e:
         out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
@@ -45,6 +45,18 @@ impl PyJwt {
         lifespan: std::time::Duration,
         cooldown: std::time::Duration,
     ) -> Option<Self> {
+        Self::start_for(jwks_url, issuer, lifespan, cooldown, &["EdDSA"])
+    }
+
+    /// Like [`PyJwt::start`], accepting tokens of `algorithms` (PyJWT's
+    /// `algorithms=`: what a service configured for our setting allows).
+    pub fn start_for(
+        jwks_url: &str,
+        issuer: &str,
+        lifespan: std::time::Duration,
+        cooldown: std::time::Duration,
+        algorithms: &[&str],
+    ) -> Option<Self> {
         if !crate::tools::python_modules(&["jwt", "cryptography"], "pip install 'pyjwt[crypto]'") {
             return None;
         }
@@ -56,6 +68,7 @@ impl PyJwt {
                 issuer,
                 &lifespan.as_secs_f64().to_string(),
                 &cooldown.as_secs_f64().to_string(),
+                &algorithms.join(","),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -661,3 +661,73 @@ async fn name_collisions_lists_accounts_that_kept_their_old_names() {
         );
     }
 }
+
+#[test]
+fn an_unknown_jwt_algorithm_is_refused_as_configuration() {
+    build();
+    for bin in ["auth-service", "all-in-one"] {
+        for bad in ["HS256", "none", "ES384", "ЕS256"] {
+            let dir = tempfile::tempdir().unwrap();
+            let env = with(quiet_env(dir.path()), "JWT_ALGORITHM", bad);
+            let out = run_in(dir.path(), bin, &[], &env, "");
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{bin} {bad}: {err}");
+            assert!(
+                err.contains("JWT_ALGORITHM") && err.contains("expected EdDSA, ES256 or RS256"),
+                "{bin} {bad}: {err}"
+            );
+            assert_eq!(
+                entries(dir.path()),
+                Vec::<String>::new(),
+                "{bin} created files"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn rotate_keys_adds_a_key_of_the_configured_algorithm() {
+    build();
+    use auth_service::{
+        store::{AuthStore as _, SqliteStore},
+        tokens::{KeyAlgorithm, ensure_signing_key},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let first = ensure_signing_key(&store, KeyAlgorithm::EdDsa, Duration::ZERO, now)
+        .await
+        .unwrap();
+
+    let env = [
+        ("AUTH_DATABASE_URL", url.clone()),
+        ("JWT_ALGORITHM", "rs256".to_owned()),
+    ];
+    let out = run_in(dir.path(), "auth-service", &["rotate-keys"], &env, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    let added = &keys[0];
+    assert_eq!(added.alg, KeyAlgorithm::Rs256);
+    assert!(
+        stdout(&out).contains(&format!("added RS256 signing key {}", added.kid)),
+        "{}",
+        stdout(&out)
+    );
+    // Scheduled after the default publish delay; the EdDSA key stays.
+    assert!(
+        added.not_before >= now + 600,
+        "{} vs {now}",
+        added.not_before
+    );
+    assert_eq!(keys[1].kid, first[0].kid);
+    assert_eq!(added.supersedes.as_deref(), Some(first[0].kid.as_str()));
+}

@@ -141,24 +141,38 @@ impl<S: AuthStore> AuthService for AuthApi<S> {
             tracing::warn!(error = %e, "signing keys not reloaded; serving the loaded ones");
         }
         let now = now();
-        let keys = self
-            .tokens
-            .jwks(now)
-            .iter()
-            .map(|k| pb::Jwk {
-                kty: "OKP".into(),
-                crv: "Ed25519".into(),
-                x: k.x.clone(),
-                kid: k.kid.clone(),
-                alg: "EdDSA".into(),
-                r#use: "sig".into(),
-            })
-            .collect();
+        let keys = self.tokens.jwks(now).iter().map(jwk).collect();
         Ok(Response::new(pb::GetJwksResponse {
             keys,
             signing_kid: self.tokens.signing_kid(now),
         }))
     }
+}
+
+/// A published key in `auth.v1` form: the members of its key type set, the
+/// others empty.
+fn jwk(key: &crate::tokens::PublicJwk) -> pb::Jwk {
+    use crate::tokens::PublicParams;
+    let mut jwk = pb::Jwk {
+        kty: key.params.kty().into(),
+        crv: key.params.crv().unwrap_or_default().into(),
+        kid: key.kid.clone(),
+        alg: key.alg.name().into(),
+        r#use: "sig".into(),
+        ..pb::Jwk::default()
+    };
+    match &key.params {
+        PublicParams::Okp { x } => jwk.x.clone_from(x),
+        PublicParams::Ec { x, y } => {
+            jwk.x.clone_from(x);
+            jwk.y.clone_from(y);
+        }
+        PublicParams::Rsa { n, e } => {
+            jwk.n.clone_from(n);
+            jwk.e.clone_from(e);
+        }
+    }
+    jwk
 }
 
 /// The request's instant, read once at the edge (unix seconds).

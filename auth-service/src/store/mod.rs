@@ -392,11 +392,13 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// All signing keys, latest `not_before` first.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKeyRow>, StoreError>> + Send;
-    /// Adds a signing key.
+    /// Adds a signing key; `false` (and nothing written) when a key
+    /// superseding the same key is already there: another replica added
+    /// one on the same state first.
     fn add_signing_key(
         &self,
         key: &SigningKeyRow,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The oldest `limit` outbox rows ready to send, after closing the
     /// tallies due at `now` (so later refusals start a new row and none is
     /// counted into a row already sent). Tallies not yet due wait.
@@ -441,5 +443,7 @@ fn unique_violation(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
 }
 
+#[cfg(test)]
+mod key_tests;
 #[cfg(test)]
 mod tests;

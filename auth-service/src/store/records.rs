@@ -309,8 +309,16 @@ pub struct OutboxRow {
 pub struct SigningKeyRow {
     /// Key id (`kid`).
     pub kid: String,
-    /// Ed25519 seed (32 bytes).
+    /// The private key: an Ed25519 seed (32 bytes), or PKCS#8 DER for
+    /// ES256 and RS256.
     pub secret: Vec<u8>,
+    /// The one algorithm it signs with.
+    #[sqlx(try_from = "String")]
+    pub alg: crate::tokens::KeyAlgorithm,
+    /// The `kid` of the key added last before it (`""` for the first key;
+    /// `None` for keys added before this was recorded). Unique: of two
+    /// keys added on the same state, the store takes one.
+    pub supersedes: Option<String>,
     /// Unix seconds: when it was added, and so published.
     pub created_at: i64,
     /// Unix seconds: when it starts signing (later than `created_at` by

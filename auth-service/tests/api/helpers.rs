@@ -66,6 +66,8 @@ impl<S: AuthStore> Rules<S> {
             access_ttl: std::time::Duration::from_secs(300),
             refresh_ttl: std::time::Duration::from_secs(86_400),
             key_reload_interval: std::time::Duration::from_secs(60),
+            algorithm: auth_service::tokens::KeyAlgorithm::EdDsa,
+            publish_delay: std::time::Duration::from_secs(600),
         };
         let tokens = TokenService::load(&store, &policy, T0).await.unwrap();
         let hasher = PasswordHasher::new(2).unwrap();

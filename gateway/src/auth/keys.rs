@@ -7,8 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::future::BoxFuture;
-use jsonwebtoken::{DecodingKey, decode_header};
+use jsonwebtoken::{Algorithm, DecodingKey, decode_header};
 use proto::auth::v1::{GetJwksRequest, GetJwksResponse, Jwk};
 use tokio::sync::Mutex;
 
@@ -71,13 +72,25 @@ impl JwkSource for StaticJwks {
     }
 }
 
+/// One published key, ready to verify: it verifies tokens of its own
+/// algorithm only, whatever a token's header says.
+pub struct VerifyingKey {
+    /// The key.
+    pub key: DecodingKey,
+    /// The one algorithm it signs with (the JWK's `alg`).
+    pub alg: Algorithm,
+}
+
+/// Fewest bits of an RSA key trusted (RFC 7518 section 3.3).
+const MIN_RSA_BITS: usize = 2048;
+
 /// What the cache holds after a successful fetch.
 #[derive(Default)]
 struct KeySet {
     /// The keys as published, for `/.well-known/jwks.json`.
     published: Arc<Vec<Jwk>>,
-    /// The usable Ed25519 keys by `kid`.
-    by_kid: HashMap<String, DecodingKey>,
+    /// The usable keys by `kid`.
+    by_kid: HashMap<String, Arc<VerifyingKey>>,
     /// The `kid` auth-service said signs, when fetched.
     signing_kid: String,
     /// When they were fetched; `None` before the first success.
@@ -158,7 +171,7 @@ impl KeyCache {
         &self,
         kid: &str,
         ctx: &RequestContext,
-    ) -> Result<Option<DecodingKey>, KeyError> {
+    ) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
         if kid.len() > MAX_KID_LEN {
             return Ok(None);
         }
@@ -188,7 +201,7 @@ impl KeyCache {
         }
     }
 
-    fn lookup(&self, kid: &str, only_fresh: bool) -> Option<DecodingKey> {
+    fn lookup(&self, kid: &str, only_fresh: bool) -> Option<Arc<VerifyingKey>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let fresh = keys
             .fetched_at
@@ -241,9 +254,9 @@ impl KeyCache {
                 let by_kid: HashMap<_, _> = jwks
                     .iter()
                     .filter_map(|jwk| match usable_key(jwk) {
-                        Some(key) => Some((jwk.kid.clone(), key)),
+                        Some(key) => Some((jwk.kid.clone(), Arc::new(key))),
                         None => {
-                            tracing::warn!(kid = %jwk.kid, kty = %jwk.kty, crv = %jwk.crv, "ignoring a key that is not a usable Ed25519 key");
+                            tracing::warn!(kid = %jwk.kid, kty = %jwk.kty, crv = %jwk.crv, alg = %jwk.alg, "ignoring a key that is not a usable EdDSA, ES256 or RS256 key");
                             None
                         }
                     })
@@ -264,17 +277,37 @@ impl KeyCache {
     }
 }
 
-/// An Ed25519 verification key from a JWK, or `None` for anything else.
-fn usable_key(jwk: &Jwk) -> Option<DecodingKey> {
-    let ok = jwk.kty == "OKP"
-        && jwk.crv == "Ed25519"
-        && (jwk.alg.is_empty() || jwk.alg == "EdDSA")
-        && (jwk.r#use.is_empty() || jwk.r#use == "sig")
-        && !jwk.kid.is_empty();
-    if !ok {
+/// A verification key from a JWK, with the algorithm it is pinned to: an
+/// Ed25519 (EdDSA), P-256 (ES256) or RSA key of 2048 bits or more (RS256)
+/// whose members have the sizes of its type; `None` for anything else. An
+/// `alg` is required of RSA keys (RS256 and PS256 share them); an older
+/// auth-service's OKP keys without one are EdDSA.
+fn usable_key(jwk: &Jwk) -> Option<VerifyingKey> {
+    if !(jwk.r#use.is_empty() || jwk.r#use == "sig") || jwk.kid.is_empty() {
         return None;
     }
-    DecodingKey::from_ed_components(&jwk.x).ok()
+    let len = |member: &str| URL_SAFE_NO_PAD.decode(member).ok().map(|b| b.len());
+    let (alg, key) = match (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str()) {
+        ("OKP", "Ed25519", "EdDSA" | "") if len(&jwk.x) == Some(32) => (
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_components(&jwk.x).ok()?,
+        ),
+        ("EC", "P-256", "ES256" | "") if len(&jwk.x) == Some(32) && len(&jwk.y) == Some(32) => (
+            Algorithm::ES256,
+            DecodingKey::from_ec_components(&jwk.x, &jwk.y).ok()?,
+        ),
+        ("RSA", "", "RS256")
+            if len(&jwk.n).is_some_and(|n| n * 8 >= MIN_RSA_BITS)
+                && len(&jwk.e).is_some_and(|e| (1..=8).contains(&e)) =>
+        {
+            (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_components(&jwk.n, &jwk.e).ok()?,
+            )
+        }
+        _ => return None,
+    };
+    Some(VerifyingKey { key, alg })
 }
 
 #[cfg(test)]
@@ -316,6 +349,36 @@ mod tests {
             kid: kid.into(),
             alg: "EdDSA".into(),
             r#use: "sig".into(),
+            ..Jwk::default()
+        }
+    }
+
+    /// A P-256 key as auth-service publishes it (the curve's generator).
+    fn ec_jwk(kid: &str) -> Jwk {
+        Jwk {
+            kty: "EC".into(),
+            crv: "P-256".into(),
+            x: "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY".into(),
+            y: "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU".into(),
+            kid: kid.into(),
+            alg: "ES256".into(),
+            r#use: "sig".into(),
+            ..Jwk::default()
+        }
+    }
+
+    /// An RSA key of `bits` bits (any odd modulus parses).
+    fn rsa_jwk(kid: &str, bits: usize) -> Jwk {
+        let mut n = vec![0xC5u8; bits / 8];
+        n[bits / 8 - 1] = 0x01;
+        Jwk {
+            kty: "RSA".into(),
+            n: URL_SAFE_NO_PAD.encode(n),
+            e: "AQAB".into(),
+            kid: kid.into(),
+            alg: "RS256".into(),
+            r#use: "sig".into(),
+            ..Jwk::default()
         }
     }
 
@@ -449,49 +512,90 @@ mod tests {
     }
 
     #[test]
-    fn only_ed25519_signing_keys_are_usable() {
-        assert!(usable_key(&jwk("k")).is_some());
-        assert!(
-            usable_key(&Jwk {
+    fn each_key_is_pinned_to_the_algorithm_of_its_type() {
+        let alg = |jwk: &Jwk| usable_key(jwk).map(|k| k.alg);
+        assert_eq!(alg(&jwk("k")), Some(Algorithm::EdDSA));
+        assert_eq!(alg(&ec_jwk("k")), Some(Algorithm::ES256));
+        assert_eq!(alg(&rsa_jwk("k", 2048)), Some(Algorithm::RS256));
+        assert_eq!(alg(&rsa_jwk("k", 4096)), Some(Algorithm::RS256));
+        // An older auth-service's OKP keys named no algorithm.
+        assert_eq!(
+            alg(&Jwk {
+                alg: String::new(),
+                ..jwk("k")
+            }),
+            Some(Algorithm::EdDSA)
+        );
+    }
+
+    #[test]
+    fn keys_of_another_type_algorithm_or_size_are_not_usable() {
+        let unusable = [
+            Jwk {
                 kty: "RSA".into(),
                 ..jwk("k")
-            })
-            .is_none()
-        );
-        assert!(
-            usable_key(&Jwk {
+            },
+            Jwk {
                 crv: "X25519".into(),
                 ..jwk("k")
-            })
-            .is_none()
-        );
-        assert!(
-            usable_key(&Jwk {
+            },
+            Jwk {
                 alg: "HS256".into(),
                 ..jwk("k")
-            })
-            .is_none()
-        );
-        assert!(
-            usable_key(&Jwk {
+            },
+            Jwk {
+                alg: "ES256".into(),
+                ..jwk("k")
+            },
+            Jwk {
                 r#use: "enc".into(),
                 ..jwk("k")
-            })
-            .is_none()
-        );
-        assert!(
-            usable_key(&Jwk {
+            },
+            Jwk {
                 x: "!!".into(),
                 ..jwk("k")
-            })
-            .is_none()
-        );
-        assert!(
-            usable_key(&Jwk {
+            },
+            Jwk {
+                x: "AAAA".into(),
+                ..jwk("k")
+            },
+            Jwk {
                 kid: String::new(),
                 ..jwk("k")
-            })
-            .is_none()
-        );
+            },
+            Jwk {
+                alg: "EdDSA".into(),
+                ..ec_jwk("k")
+            },
+            Jwk {
+                crv: "P-384".into(),
+                alg: "ES384".into(),
+                ..ec_jwk("k")
+            },
+            Jwk {
+                y: String::new(),
+                ..ec_jwk("k")
+            },
+            Jwk {
+                alg: "PS256".into(),
+                ..rsa_jwk("k", 2048)
+            },
+            Jwk {
+                alg: String::new(),
+                ..rsa_jwk("k", 2048)
+            },
+            Jwk {
+                e: String::new(),
+                ..rsa_jwk("k", 2048)
+            },
+            rsa_jwk("k", 1024),
+            Jwk {
+                crv: "P-256".into(),
+                ..rsa_jwk("k", 2048)
+            },
+        ];
+        for jwk in &unusable {
+            assert!(usable_key(jwk).is_none(), "{jwk:?}");
+        }
     }
 }

@@ -101,18 +101,36 @@ async fn openapi_json() -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// One public key as published (RFC 7517 / RFC 8037 names).
+/// One public key as published (RFC 7517, with the members RFC 7518
+/// section 6 and RFC 8037 define for its type). Binary members are
+/// base64url without padding; those its type lacks are absent.
 #[derive(Serialize, ToSchema)]
 struct PublicJwk<'a> {
-    /// Key type: `OKP`.
+    /// Key type: `OKP` (Ed25519), `EC` (P-256) or `RSA`.
     kty: &'a str,
-    /// Curve: `Ed25519`.
-    crv: &'a str,
-    /// The public key, base64url without padding.
-    x: &'a str,
+    /// Curve: `Ed25519` or `P-256`; absent for RSA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    crv: Option<&'a str>,
+    /// OKP: the public key; EC: the x coordinate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    x: Option<&'a str>,
+    /// EC: the y coordinate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    y: Option<&'a str>,
+    /// RSA: the modulus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    n: Option<&'a str>,
+    /// RSA: the public exponent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    e: Option<&'a str>,
     /// Key id, as in the tokens' `kid` header.
     kid: &'a str,
-    /// Algorithm: `EdDSA`.
+    /// The one algorithm the key signs with: `EdDSA`, `ES256` or `RS256`.
     alg: &'a str,
     /// Always `sig`.
     #[serde(rename = "use")]
@@ -158,13 +176,21 @@ async fn jwks(State(state): State<AppState>, ctx: RequestContext) -> Result<Resp
         .map_err(|_| ApiError::Unavailable)?;
     let keys: Vec<PublicJwk<'_>> = keys
         .iter()
-        .map(|k| PublicJwk {
-            kty: &k.kty,
-            crv: &k.crv,
-            x: &k.x,
-            kid: &k.kid,
-            alg: &k.alg,
-            use_: &k.r#use,
+        .map(|k| {
+            fn present(member: &str) -> Option<&str> {
+                Some(member).filter(|m| !m.is_empty())
+            }
+            PublicJwk {
+                kty: &k.kty,
+                crv: present(&k.crv),
+                x: present(&k.x),
+                y: present(&k.y),
+                n: present(&k.n),
+                e: present(&k.e),
+                kid: &k.kid,
+                alg: &k.alg,
+                use_: &k.r#use,
+            }
         })
         .collect();
     let mut response = Json(JwkSet { keys }).into_response();

@@ -291,6 +291,7 @@ impl TestKey {
             kid: kid.into(),
             alg: "EdDSA".into(),
             r#use: "sig".into(),
+            ..Jwk::default()
         };
         Self {
             kid: kid.into(),

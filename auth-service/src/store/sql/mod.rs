@@ -86,6 +86,7 @@ where
     i32: Value<DB>,
     bool: Value<DB>,
     String: Value<DB>,
+    Option<String>: Value<DB>,
     Vec<u8>: Value<DB>,
     for<'a> &'a str: Param<DB>,
     for<'a> &'a [u8]: Param<DB>,
@@ -223,7 +224,7 @@ where
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
         SqlStore::signing_keys(self).await
     }
-    async fn add_signing_key(&self, key: &SigningKeyRow) -> Result<(), StoreError> {
+    async fn add_signing_key(&self, key: &SigningKeyRow) -> Result<bool, StoreError> {
         SqlStore::add_signing_key(self, key).await
     }
     async fn outbox_oldest(&self, limit: i64, now: i64) -> Result<Vec<OutboxRow>, StoreError> {
