@@ -3,8 +3,11 @@
 //! port 0, over real SQLite files or fresh PostgreSQL databases, with a real
 //! SMTP server receiving the verification emails; [`processes`] runs the
 //! real binaries for signal tests and outside tools; [`tools`] finds the
-//! tools (promtool, PyPI packages) that some tests point at them.
+//! tools (promtool, PyPI packages) that some tests point at them;
+//! [`django`] builds databases laid out as the Django service's, with
+//! password hashes made by Django itself.
 
+pub mod django;
 pub mod processes;
 pub mod pyjwt;
 pub mod smtp;

@@ -25,6 +25,7 @@ macro_rules! on_every_backend {
 mod abuse;
 mod accounts;
 mod contract;
+mod django_import;
 mod export;
 mod flood;
 mod hostile;
