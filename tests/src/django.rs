@@ -145,6 +145,8 @@ impl DjangoDb {
                     format!("${i}::timestamptz")
                 }
                 (Cell::Null, Flavour::Postgres) => format!("${i}::bigint"),
+                // Stored as TEXT whatever the bytes, as a broken writer can.
+                (Cell::Bytes(_), Flavour::Sqlite) => format!("CAST(${i} AS TEXT)"),
                 _ => format!("${i}"),
             })
             .collect();

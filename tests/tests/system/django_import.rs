@@ -624,3 +624,257 @@ async fn from_postgres_into_sqlite_with_the_log_on_mariadb() {
 async fn from_sqlite_into_postgres_with_the_log_on_mariadb() {
     import_and_use(Backend::Postgres, Flavour::Sqlite, true).await;
 }
+
+on_every_backend!(
+    a_source_with_values_that_cannot_be_mapped_is_refused_whole_and_a_fixed_one_goes_on,
+);
+
+/// A hash in a Django format (it verifies nothing; nobody logs in here).
+const SOME_HASH: &str = "pbkdf2_sha256$600000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGg=";
+
+/// What the import wrote into `sys`'s auth database: accounts, mapped
+/// Django ids, outbox rows and the log watermark.
+async fn written(sys: &TestSystem) -> [i64; 4] {
+    [
+        auth_count(sys, "SELECT COUNT(*) FROM users WHERE username <> $1", "").await,
+        auth_count(
+            sys,
+            "SELECT COUNT(*) FROM django_imported_users WHERE user_id IS NOT NULL OR $1 = ''",
+            "",
+        )
+        .await,
+        auth_count(
+            sys,
+            "SELECT COUNT(*) FROM attempt_outbox WHERE event_id <> $1",
+            "",
+        )
+        .await,
+        auth_count(
+            sys,
+            "SELECT last_id FROM django_import_progress WHERE name = $1",
+            "accounts_loginlog",
+        )
+        .await,
+    ]
+}
+
+/// Hostile and unmappable values in an SQLite source (NUL and invalid
+/// UTF-8 in TEXT columns, an unknown hash format, an unknown reason, a
+/// success with a reason, an IP that is none): the run exits 1 naming each
+/// by table, id and field, and writes nothing. Once they are fixed in the
+/// source it imports; rows the original adds later are brought by the next
+/// run, which skips what is there. A bad option or URL exits 2.
+async fn a_source_with_values_that_cannot_be_mapped_is_refused_whole_and_a_fixed_one_goes_on(
+    target: Backend,
+) {
+    let Some(sys) = TestSystem::start(target).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = DjangoDb::create(Flavour::Sqlite, dir.path()).await.unwrap();
+    let joined = || text("2022-01-01 10:00:00");
+    let hash = || text(SOME_HASH);
+    db.user(user(
+        1,
+        hash(),
+        "alice",
+        "alice@example.com",
+        false,
+        true,
+        true,
+        joined(),
+        Cell::Null,
+    ))
+    .await;
+    db.user(user(
+        2,
+        hash(),
+        "bo\0b",
+        "bob@example.com",
+        false,
+        false,
+        true,
+        joined(),
+        Cell::Null,
+    ))
+    .await;
+    let mut carol = user(
+        3,
+        hash(),
+        "carol",
+        "",
+        false,
+        false,
+        true,
+        joined(),
+        Cell::Null,
+    );
+    carol[7] = Cell::Bytes(b"c\xffrol@example.com".to_vec());
+    db.user(carol).await;
+    db.user(user(
+        4,
+        text("md5$salt$0123456789abcdef"),
+        "dave",
+        "dave@example.com",
+        false,
+        false,
+        true,
+        joined(),
+        Cell::Null,
+    ))
+    .await;
+    let when = || text("2022-01-02 10:00:00");
+    let ua = || text("curl/8");
+    db.login(login(
+        1,
+        "alice",
+        "10.0.0.1",
+        when(),
+        ua(),
+        "Bad luck",
+        false,
+        false,
+        Some(1),
+    ))
+    .await;
+    db.login(login(
+        2,
+        "alice",
+        "10.0.0.1",
+        when(),
+        ua(),
+        "Wrong password",
+        true,
+        false,
+        Some(1),
+    ))
+    .await;
+    db.login(login(
+        3,
+        "alice",
+        "not-an-ip",
+        when(),
+        ua(),
+        "Wrong password",
+        false,
+        false,
+        Some(1),
+    ))
+    .await;
+    db.login(login(
+        4,
+        "alice",
+        "10.0.0.1",
+        when(),
+        text("curl\0/8"),
+        "",
+        true,
+        false,
+        Some(1),
+    ))
+    .await;
+    let before = written(&sys).await;
+
+    let out = auth_command(&sys, &["import-django", &db.import_url()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}{}", stdout(&out));
+    assert!(
+        err.contains("holds 7 values that cannot be imported; nothing was written"),
+        "{err}"
+    );
+    for named in [
+        "accounts_user id 2, username: contains a NUL character",
+        "accounts_user id 3, email: is not valid UTF-8 (at byte 1)",
+        "accounts_user id 4, password: is not a Django password hash (algorithm \"md5\" unknown)",
+        "accounts_loginlog id 1, reject_reason: \"Bad luck\" is none of the original's reasons",
+        "accounts_loginlog id 2, reject_reason: \"Wrong password\" on a successful attempt",
+        "accounts_loginlog id 3, ip: \"not-an-ip\" is not an IP address",
+        "accounts_loginlog id 4, user_agent: contains a NUL character",
+    ] {
+        assert!(err.contains(named), "{named}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(written(&sys).await, before, "nothing was written");
+
+    // Fixed in the source: everything goes in.
+    db.execute(
+        "UPDATE accounts_user SET username = 'bob' WHERE id = 2;
+         UPDATE accounts_user SET email = 'carol@example.com' WHERE id = 3;
+         UPDATE accounts_user SET password = '!' WHERE id = 4;
+         UPDATE accounts_loginlog SET reject_reason = 'User Not Exists' WHERE id = 1;
+         UPDATE accounts_loginlog SET successful = 0 WHERE id = 2;
+         UPDATE accounts_loginlog SET ip = '10.0.0.3' WHERE id = 3;
+         UPDATE accounts_loginlog SET user_agent = 'curl/8' WHERE id = 4;"
+            .to_owned(),
+    )
+    .await;
+    let out = auth_command(&sys, &["import-django", &db.import_url()]);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(report.contains("4 imported, 0 already there"), "{report}");
+    assert!(report.contains("4 queued for audit-service"), "{report}");
+    assert_eq!(written(&sys).await[3], 4, "the watermark");
+
+    // The original kept running: the next run brings only what is new.
+    db.user(user(
+        5,
+        hash(),
+        "erin",
+        "erin@example.com",
+        false,
+        false,
+        true,
+        joined(),
+        Cell::Null,
+    ))
+    .await;
+    db.login(login(
+        5,
+        "erin",
+        "10.0.0.5",
+        when(),
+        ua(),
+        "",
+        true,
+        false,
+        Some(5),
+    ))
+    .await;
+    let out = auth_command(&sys, &["import-django", &db.import_url()]);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(report.contains("1 imported, 4 already there"), "{report}");
+    assert!(
+        report.contains("1 queued for audit-service, 4 already there"),
+        "{report}"
+    );
+    assert_eq!(written(&sys).await[3], 5);
+
+    // Usage errors: exit 2, naming what to change.
+    let zone = auth_command(
+        &sys,
+        &[
+            "import-django",
+            &db.import_url(),
+            "--time-zone",
+            "Mars/Olympus",
+        ],
+    );
+    assert_eq!(zone.status.code(), Some(2), "{}", stderr(&zone));
+    assert!(stderr(&zone).contains("--time-zone"), "{}", stderr(&zone));
+    let scheme = auth_command(&sys, &["import-django", "mysql://root@127.0.0.1/django"]);
+    assert_eq!(scheme.status.code(), Some(2), "{}", stderr(&scheme));
+    assert!(
+        stderr(&scheme).contains("sqlite:// or postgres://"),
+        "{}",
+        stderr(&scheme)
+    );
+    let missing = dir.path().join("missing.sqlite3");
+    let absent = auth_command(
+        &sys,
+        &["import-django", &format!("sqlite://{}", missing.display())],
+    );
+    assert_eq!(absent.status.code(), Some(1), "{}", stderr(&absent));
+    assert!(!missing.exists(), "the source is never created");
+    sys.shutdown().await;
+}
