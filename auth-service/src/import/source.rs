@@ -168,9 +168,8 @@ impl Source {
                     .map(|rows| rows.iter().map(user_of).collect::<Result<Vec<_>, _>>())
             }
         };
-        Ok(rows
-            .and_then(|r| r)
-            .map_err(|e| read_error("accounts_user", &e))?)
+        rows.and_then(|r| r)
+            .map_err(|e| read_error("accounts_user", &e))
     }
 
     /// Up to `limit` log rows with an id above `after`, by id.
@@ -199,9 +198,8 @@ impl Source {
                     .map(|rows| rows.iter().map(login_of).collect::<Result<Vec<_>, _>>())
             }
         };
-        Ok(rows
-            .and_then(|r| r)
-            .map_err(|e| read_error("accounts_loginlog", &e))?)
+        rows.and_then(|r| r)
+            .map_err(|e| read_error("accounts_loginlog", &e))
     }
 
     /// Ends the snapshot (nothing was written: it is rolled back).

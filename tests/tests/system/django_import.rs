@@ -350,7 +350,18 @@ async fn fill(db: &DjangoDb, p: &Passwords) {
 
 /// Each imported row as the listing must show it: request id, UTC time,
 /// reason, original text, suspicious, username.
-const EXPECTED: [(&str, &str, Option<&str>, &str, bool, Option<&str>); 5] = [
+/// `(request_id, created_at, reject_reason, original_reject_reason,
+/// suspicious, username)` of one listed item.
+type Listed = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    bool,
+    Option<&'static str>,
+);
+
+const EXPECTED: [Listed; 5] = [
     (
         "django-loginlog-1",
         "2021-09-21T19:00:00Z",
