@@ -291,31 +291,40 @@ async fn import_log<S: AuthStore>(
             .into_iter()
             .map(|(django_id, id, username)| (django_id, (id, username)))
             .collect();
+        let old_before = settings.now - DEFAULT_AUDIT_RETENTION_DAYS * DAY_MICROS;
+        let mut counted = Report::default();
         let entries: Vec<OutboxEntry> = logins
             .iter()
             .map(|login| {
                 let account = login.user_id.and_then(|id| accounts.get(&id));
-                report.logins_without_user += u64::from(account.is_none());
-                report.user_agents_cut += u64::from(login.user_agent_cut);
-                report.logins_past_retention += u64::from(
-                    login.created_at < settings.now - DEFAULT_AUDIT_RETENTION_DAYS * DAY_MICROS,
-                );
+                counted.logins_without_user += u64::from(account.is_none());
+                counted.user_agents_cut += u64::from(login.user_agent_cut);
+                counted.logins_past_retention += u64::from(login.created_at < old_before);
                 entry(login, account, now_secs)
             })
             .collect();
-        let queued = store
+        match store
             .import_django_log(&entries, after, through, now_secs)
             .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "another import-django run is queuing the same log (its progress moved \
-                     while this one worked); {} rows were queued by this run. Let the \
-                     other finish, then run again: it goes on where they stopped",
-                    report.logins_queued
-                )
-            })?;
-        report.logins_queued += queued;
-        after = through;
+        {
+            Some(queued) => {
+                report.logins_queued += queued;
+                report.logins_without_user += counted.logins_without_user;
+                report.user_agents_cut += counted.user_agents_cut;
+                report.logins_past_retention += counted.logins_past_retention;
+                after = through;
+            }
+            // Another run queued rows meanwhile: go on after them.
+            None => {
+                let moved = store.django_log_watermark().await?;
+                anyhow::ensure!(
+                    moved > after,
+                    "the import's progress record (django_import_progress) went back to \
+                     {moved}; was it edited? Nothing of this batch was written"
+                );
+                after = moved;
+            }
+        }
     }
     // Everything read and not queued now was queued by an earlier run.
     report.logins_already = report.logins_read.saturating_sub(report.logins_queued);

@@ -889,3 +889,114 @@ async fn a_source_with_values_that_cannot_be_mapped_is_refused_whole_and_a_fixed
     assert!(!missing.exists(), "the source is never created");
     sys.shutdown().await;
 }
+
+on_every_backend!(two_runs_released_at_once_import_everything_exactly_once);
+
+/// The outcome of one run: its exit status and report.
+fn run_lines(out: &Output) -> (bool, String) {
+    (
+        out.status.success(),
+        format!("{}{}", stdout(out), stderr(out)),
+    )
+}
+
+/// The number before `label` in `report` (`"12 imported"` → 12).
+fn number_before(report: &str, label: &str) -> u64 {
+    let at = report
+        .find(label)
+        .unwrap_or_else(|| panic!("{label}: {report}"));
+    report[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or_else(|| panic!("{label}: {report}"))
+}
+
+/// Two runs started at the same instant on the same source (an operator
+/// starting it twice, a retried job) take turns batch by batch: between
+/// them every account and log row is imported once, both finish cleanly,
+/// and audit-service holds each row once.
+async fn two_runs_released_at_once_import_everything_exactly_once(target: Backend) {
+    const USERS: i64 = 1_200;
+    const LOGINS: i64 = 1_300;
+    let Some(sys) = TestSystem::start(target).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = DjangoDb::create(Flavour::Sqlite, dir.path()).await.unwrap();
+    // Rows in bulk, by SQL: three batches of each.
+    db.execute(format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {USERS})
+         INSERT INTO accounts_user (id, password, is_superuser, username, first_name, last_name,
+             email, is_staff, is_active, date_joined, verification_code)
+         SELECT i, '{SOME_HASH}', 0, 'user' || i, '', '', 'user' || i || '@example.com', 0, 1,
+             '2022-01-01 10:00:00', 0 FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {LOGINS})
+         INSERT INTO accounts_loginlog (id, email, ip, created_at, user_agent, reject_reason,
+             successful, suspicious, user_id)
+         SELECT i, 'user' || i, '10.0.0.1', '2022-01-02 10:00:00', 'curl/8', 'Wrong password',
+             0, 0, 1 + i % {USERS} FROM n;"
+    ))
+    .await;
+    build();
+
+    let url = db.import_url();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (barrier, url) = (barrier.clone(), url.clone());
+            let database = sys.auth_config.database_url.expose().to_owned();
+            std::thread::spawn(move || {
+                let mut cmd = command("auth-service");
+                cmd.args(["import-django", &url])
+                    .env("AUTH_DATABASE_URL", database)
+                    .env("RUST_LOG", "warn");
+                barrier.wait();
+                output_within(&mut cmd, "", Duration::from_secs(300))
+            })
+        })
+        .collect();
+    let outcomes: Vec<(bool, String)> = runs
+        .into_iter()
+        .map(|r| run_lines(&r.join().unwrap()))
+        .collect();
+
+    for (ok, report) in &outcomes {
+        assert!(ok, "{report}");
+    }
+    let imported: u64 = outcomes
+        .iter()
+        .map(|(_, r)| number_before(r, " imported"))
+        .sum();
+    let queued: u64 = outcomes
+        .iter()
+        .map(|(_, r)| number_before(r, " queued for audit-service"))
+        .sum();
+    assert_eq!(imported, USERS as u64, "{outcomes:?}");
+    assert_eq!(queued, LOGINS as u64, "{outcomes:?}");
+    assert_eq!(written(&sys).await[..2], [USERS, USERS]);
+    assert_eq!(written(&sys).await[3], LOGINS);
+
+    // Each row reaches the log once.
+    let mut imported_rows = 0;
+    for _ in 0..300 {
+        imported_rows = sys
+            .all_attempts()
+            .await
+            .iter()
+            .filter(|r| {
+                r.attempt
+                    .as_ref()
+                    .unwrap()
+                    .request_id
+                    .starts_with("django-loginlog-")
+            })
+            .count();
+        if imported_rows >= LOGINS as usize {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(imported_rows, LOGINS as usize);
+    sys.shutdown().await;
+}

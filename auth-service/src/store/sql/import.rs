@@ -43,6 +43,14 @@ where
     ) -> Result<Vec<DjangoImport>, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // A write first: runs at once take turns batch by batch (the row
+        // lock on PostgreSQL, the write lock on SQLite, taken before this
+        // transaction reads, so it never works from a stale snapshot), and
+        // the later one finds the earlier one's accounts already there.
+        sqlx::query("UPDATE django_import_progress SET updated_at = updated_at WHERE name = $1")
+            .bind(LOGIN_LOG)
+            .execute(&mut *tx)
+            .await?;
         let mut done = Vec::with_capacity(accounts.len());
         for account in accounts {
             done.push(Self::import_django_user(&mut tx, account, now).await?);
