@@ -137,6 +137,33 @@ pub async fn name_collisions(config: &Config) -> anyhow::Result<Vec<NameCollisio
     })
 }
 
+/// Imports the Django service's users and login log from the database at
+/// `source_url` (read only) into the configured database, reading naive
+/// times in `time_zone` (see [`crate::import`]). An unknown zone is a
+/// usage error (exit 2) naming the option.
+pub async fn import_django(
+    config: &Config,
+    source_url: &str,
+    time_zone: &str,
+) -> anyhow::Result<crate::import::report::Report> {
+    let clock = crate::import::clock::LocalClock::new(time_zone)
+        .map_err(|e| common::config::ConfigError::new("--time-zone", time_zone, e))?;
+    let now = time::OffsetDateTime::now_utc();
+    let settings = crate::import::Settings {
+        clock,
+        now: i64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX),
+        unverified_ttl: crate::throttle::secs(config.unverified_ttl),
+    };
+    let shown = common::database::location(source_url);
+    let target = common::database::location(config.database_url.expose());
+    let mut source = crate::import::source::Source::open(source_url).await?;
+    let report = with_store!(config, |store| {
+        crate::import::run(&store, &mut source, &settings, &shown, &target).await
+    });
+    source.close().await;
+    report
+}
+
 /// A key added by [`rotate_keys`].
 #[derive(Debug, Clone)]
 pub struct RotatedKey {

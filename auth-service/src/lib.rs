@@ -3,7 +3,8 @@
 //! Layout: [`domain`] parses raw input; [`api`] implements `auth.v1`;
 //! [`store`] persists (SQLite or PostgreSQL); [`forwarder`] streams the
 //! login-attempt outbox to audit-service; [`tokens`] signs and verifies
-//! JWTs; [`hasher`] runs argon2id (and verifies imported Django hashes); [`mail`] sends verification codes.
+//! JWTs; [`hasher`] runs argon2id (and verifies imported Django hashes); [`mail`] sends verification codes;
+//! [`import`] brings the Django service's users and login log over (`import-django`).
 //! [`Application`] wires them and is what `main`, the all-in-one launcher
 //! and the tests all start.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod forwarder;
 pub mod hasher;
 pub mod identities;
+pub mod import;
 pub mod mail;
 pub mod store;
 pub mod throttle;

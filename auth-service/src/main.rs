@@ -17,7 +17,7 @@ struct Cli {
 
 /// What the operator commands act on, for `--help`.
 const OPERATOR_HELP: &str = "\
-The operator commands (create-admin, unlock, rotate-keys, name-collisions) act on the database
+The operator commands (create-admin, unlock, rotate-keys, name-collisions, import-django) act on the database
 in AUTH_DATABASE_URL (default sqlite://data/auth.db, relative to the working
 directory) and never create it: run them where auth-service runs, or give an
 absolute path (sqlite:///var/lib/auth/auth.db).";
@@ -56,6 +56,23 @@ enum Command {
     /// Each keeps working by its old spelling until an operator renames or
     /// removes it. Exits 0 with none, 1 when there are some.
     NameCollisions,
+    /// Bring the Django service's users and login log over from its
+    /// database (read only). Checks every row first and writes nothing if
+    /// any cannot be mapped; then imports in batches, each one
+    /// transaction. A second run adds nothing. See MIGRATING.md.
+    #[command(
+        after_help = "Examples:\n  auth-service import-django sqlite:///srv/django/db.sqlite3\n  DJANGO_DATABASE_URL=postgres://django:secret@db/accounts auth-service import-django\n\nPasswords keep working: Django hashes are stored as they are and become argon2id at each account's first login. Log rows go into the outbox; auth-service streams them to audit-service (keep AUDIT_RETENTION_DAYS=0 or high enough for old rows, which it would delete otherwise).\n\nExit status: 0 imported (or nothing new), 1 refused (the rows that cannot be mapped are listed; nothing was written) or failed (a rerun goes on where it stopped), 2 invalid usage."
+    )]
+    ImportDjango {
+        /// The Django database: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+        /// (the environment variable keeps a password off the command line).
+        #[arg(env = "DJANGO_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The time zone the Django service wrote its naive times in (its
+        /// TIME_ZONE, with USE_TZ = False); an IANA name.
+        #[arg(long, default_value = "Asia/Tehran")]
+        time_zone: String,
+    },
     /// Add a new signing key of JWT_ALGORITHM's algorithm (default EdDSA):
     /// published now, signing after AUTH_KEY_PUBLISH_DELAY (default 10m);
     /// older keys keep verifying until their tokens expire.
@@ -109,6 +126,15 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::RotateKeys { now } => rotate_keys(&config, now, &location).await,
+            Command::ImportDjango {
+                database_url,
+                time_zone,
+            } => {
+                let report =
+                    auth_service::admin::import_django(&config, &database_url, &time_zone).await?;
+                print!("{report}");
+                Ok(())
+            }
             Command::NameCollisions => {
                 let collisions = auth_service::admin::name_collisions(&config).await?;
                 if collisions.is_empty() {

@@ -5,7 +5,10 @@
 //! real binaries for signal tests and outside tools; [`tools`] finds the
 //! tools (promtool, PyPI packages) that some tests point at them;
 //! [`pyjwt`] and [`simplejwt`] are verifiers that are not our code.
+//! [`django`] builds databases laid out as the Django service's, with
+//! password hashes made by Django itself.
 
+pub mod django;
 pub mod processes;
 pub mod pyjwt;
 pub mod simplejwt;

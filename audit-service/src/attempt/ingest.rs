@@ -7,8 +7,9 @@ use proto::audit::v1 as pb;
 use uuid::Uuid;
 
 use super::{
-    MAX_EMAIL_CHARS, MAX_IP_CHARS, MAX_REQUEST_ID_CHARS, MAX_USER_AGENT_CHARS, MAX_USERNAME_CHARS,
-    Micros, NewAttempt, fold_email, ip_key, timestamp_to_micros,
+    MAX_EMAIL_CHARS, MAX_IP_CHARS, MAX_ORIGINAL_REASON_CHARS, MAX_REQUEST_ID_CHARS,
+    MAX_USER_AGENT_CHARS, MAX_USERNAME_CHARS, Micros, NewAttempt, fold_email, ip_key,
+    timestamp_to_micros,
 };
 use crate::error::Error;
 
@@ -40,6 +41,9 @@ pub const MAX_FUTURE_MICROS: Micros = 5 * 60 * 1_000_000;
 /// refused, and so lost, attempts; a year is far beyond that, yet still
 /// refuses the times of a broken clock (the epoch, year 1, a default date).
 /// Retention later removes what is older than it keeps, as for any row.
+///
+/// An attempt marked `imported` (history brought over from another
+/// system's log) is exempt: its age says nothing about a clock.
 pub const MAX_AGE_MICROS: Micros = 366 * 24 * 3_600 * 1_000_000;
 
 impl NewAttempt {
@@ -51,7 +55,8 @@ impl NewAttempt {
     /// the log filters and counts by must mean what they say: `ip` is empty
     /// or an address, `reject_reason` is empty on success and one of
     /// `pb::RejectReason::FAILURES` on failure, and `occurred_at` lies between
-    /// [`MAX_AGE_MICROS`] before and [`MAX_FUTURE_MICROS`] after `now`.
+    /// [`MAX_AGE_MICROS`] before (unless the attempt is `imported`) and
+    /// [`MAX_FUTURE_MICROS`] after `now`.
     pub fn parse(index: usize, raw: pb::Attempt, now: Micros) -> Result<Self, Error> {
         let field = |name: &str| format!("attempts[{index}].{name}");
         let event_id = Uuid::parse_str(&raw.event_id)
@@ -81,7 +86,7 @@ impl NewAttempt {
                 "is more than 5 minutes ahead of the log's clock",
             ));
         }
-        if occurred_at < now.saturating_sub(MAX_AGE_MICROS) {
+        if !raw.imported && occurred_at < now.saturating_sub(MAX_AGE_MICROS) {
             return Err(invalid("occurred_at", "is more than 366 days old"));
         }
         let (count, last_occurred_at) = tally(&raw, occurred_at, now, &invalid)?;
@@ -121,6 +126,10 @@ impl NewAttempt {
             request_id: clean(raw.request_id, MAX_REQUEST_ID_CHARS),
             count,
             last_occurred_at,
+            original_reject_reason: raw
+                .original_reject_reason
+                .map(|r| clean(r, MAX_ORIGINAL_REASON_CHARS)),
+            producer_suspicious: raw.suspicious,
         })
     }
 
@@ -322,6 +331,38 @@ mod tests {
             assert!(err.starts_with("attempts[2].occurred_at "), "{err}");
             assert!(err.ends_with(EVENT), "{err}");
         }
+    }
+
+    #[test]
+    fn an_imported_attempt_may_be_years_old_but_not_in_the_future() {
+        let at = timestamp_to_micros(&raw_attempt().occurred_at.unwrap()).unwrap();
+        let imported = pb::Attempt {
+            imported: true,
+            ..raw_attempt()
+        };
+        let ten_years = 10 * MAX_AGE_MICROS;
+        assert!(NewAttempt::parse(0, imported.clone(), at + ten_years).is_ok());
+        let err = refusal(imported, at - MAX_FUTURE_MICROS - 1);
+        assert!(err.starts_with("attempts[2].occurred_at "), "{err}");
+    }
+
+    #[test]
+    fn the_producers_original_text_and_flag_are_kept() {
+        let raw = pb::Attempt {
+            original_reject_reason: Some(format!("Wrong\0 password{}", "!".repeat(500))),
+            suspicious: Some(true),
+            ..raw_attempt()
+        };
+        let a = NewAttempt::parse(0, raw, NOW).unwrap();
+        let text = a.original_reject_reason.unwrap();
+        assert!(text.starts_with("Wrong password!"), "{text}");
+        assert_eq!(text.chars().count(), MAX_ORIGINAL_REASON_CHARS);
+        assert_eq!(a.producer_suspicious, Some(true));
+        assert_eq!(a.reject_reason, "bad_password");
+
+        let live = NewAttempt::parse(0, raw_attempt(), NOW).unwrap();
+        assert_eq!(live.original_reject_reason, None);
+        assert_eq!(live.producer_suspicious, None);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub const MAX_EMAIL_CHARS: usize = 320;
 pub const MAX_USERNAME_CHARS: usize = 150;
 /// Longest stored IP text (an IPv6 address with a zone fits easily).
 pub const MAX_IP_CHARS: usize = 64;
+/// Longest stored original reason text (the Django service's longest is 33
+/// characters).
+pub const MAX_ORIGINAL_REASON_CHARS: usize = 128;
 
 /// Microseconds since the Unix epoch (UTC): the stored time, identical on
 /// every backend so ordering and cursors behave the same everywhere.
@@ -78,6 +81,12 @@ pub struct NewAttempt {
     /// When the last of `count` attempts was decided; `None` when `count`
     /// is 1.
     pub last_occurred_at: Option<Micros>,
+    /// The producer's own words for the outcome (an imported row's
+    /// original reason text); `None` for attempts this system decided.
+    pub original_reject_reason: Option<String>,
+    /// The producer's own suspicious flag, stored instead of the rule's
+    /// verdict when set; not a column of its own.
+    pub producer_suspicious: Option<bool>,
 }
 
 /// An attempt as stored, with what the log added.
@@ -146,6 +155,9 @@ impl From<NewAttempt> for pb::Attempt {
             trace_parent: None,
             count: u32::try_from(a.count).unwrap_or(u32::MAX),
             last_occurred_at: a.last_occurred_at.map(micros_to_timestamp),
+            original_reject_reason: a.original_reject_reason,
+            // The record's own flag says it; see `AttemptRecord.suspicious`.
+            suspicious: None,
             ..Default::default()
         }
     }

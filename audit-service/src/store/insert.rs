@@ -28,7 +28,7 @@ impl From<sqlx::Error> for InsertError {
     }
 }
 
-/// Rows per multi-row INSERT: 17 parameters each, so 17,000 per statement,
+/// Rows per multi-row INSERT: 18 parameters each, so 18,000 per statement,
 /// under SQLite's 32,766 and PostgreSQL's and MySQL's 65,535.
 const INSERT_CHUNK: usize = 1000;
 
@@ -40,7 +40,7 @@ pub(super) const IN_CHUNK: usize = 10_000;
 const INSERT_INTO: &str = "INSERT INTO login_attempts \
     (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
      successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, \
-     attempt_count, last_occurred_at, kind) ";
+     attempt_count, last_occurred_at, kind, original_reject_reason) ";
 
 /// Multi-row INSERTs of `rows` (attempt and flag), one per chunk, each ending
 /// after its `VALUES` list so the backend can append its conflict and
@@ -79,7 +79,8 @@ where
                     .push_bind(a.ip_key.clone())
                     .push_bind(a.count)
                     .push_bind(a.last_occurred_at)
-                    .push_bind(a.kind.clone());
+                    .push_bind(a.kind.clone())
+                    .push_bind(a.original_reject_reason.clone());
             });
             qb
         })

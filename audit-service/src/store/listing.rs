@@ -193,6 +193,7 @@ pub(super) struct AttemptRow {
     pub(super) suspicious: bool,
     pub(super) attempt_count: i64,
     pub(super) last_occurred_at: Option<i64>,
+    pub(super) original_reject_reason: Option<String>,
 }
 
 impl From<AttemptRow> for StoredAttempt {
@@ -217,6 +218,8 @@ impl From<AttemptRow> for StoredAttempt {
                 request_id: r.request_id,
                 count: r.attempt_count,
                 last_occurred_at: r.last_occurred_at,
+                original_reject_reason: r.original_reject_reason,
+                producer_suspicious: None,
             },
         }
     }

@@ -24,7 +24,7 @@ const MAX_CONNECTIONS: u32 = 10;
 /// A listing's columns, completed by `listing::push_listing`.
 pub(super) const SELECT: &str = "SELECT id, event_id, occurred_at, identifier, user_id, username, email, \
     email_lower, successful, reject_reason, ip, user_agent, request_id, suspicious, \
-    attempt_count, last_occurred_at, kind FROM login_attempts WHERE TRUE";
+    attempt_count, last_occurred_at, kind, original_reject_reason FROM login_attempts WHERE TRUE";
 
 const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id IN (";
 

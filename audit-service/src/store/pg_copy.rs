@@ -13,7 +13,7 @@ use crate::attempt::NewAttempt;
 pub(super) const COPY_IN: &str = "COPY login_attempts \
     (id, event_id, occurred_at, identifier, user_id, username, email, email_lower, \
      successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, attempt_count, \
-     last_occurred_at, kind) FROM STDIN";
+     last_occurred_at, kind, original_reject_reason) FROM STDIN";
 
 /// `rows` (attempt, flag) with their reserved `ids`, one line per row.
 pub(super) fn encode(rows: &[(&NewAttempt, bool)], ids: &[i64]) -> Vec<u8> {
@@ -60,6 +60,8 @@ pub(super) fn encode(rows: &[(&NewAttempt, bool)], ids: &[i64]) -> Vec<u8> {
         }
         out.push('\t');
         text(&mut out, &a.kind);
+        out.push('\t');
+        optional(&mut out, a.original_reject_reason.as_deref());
         out.push('\n');
     }
     out.into_bytes()
@@ -121,6 +123,8 @@ mod tests {
             request_id: "r".to_owned(),
             count: 1,
             last_occurred_at: None,
+            original_reject_reason: Some("Wrong\tpassword".to_owned()),
+            producer_suspicious: None,
         };
 
         let line = encode(&[(&attempt, true)], &[7]);
@@ -128,7 +132,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(line).unwrap(),
             "7\t0190aaaa-0000-7000-8000-000000000001\t42\ta\\\\N\t\\N\ttab\\there\t\
-             line\\nbreak\\r\tx@y.z\tf\tbad_password\t\t\\N\tr\tt\t\t1\t\\N\tpassword_change\n"
+             line\\nbreak\\r\tx@y.z\tf\tbad_password\t\t\\N\tr\tt\t\t1\t\\N\tpassword_change\tWrong\\tpassword\n"
         );
     }
 }

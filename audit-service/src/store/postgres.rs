@@ -32,12 +32,12 @@ const EXISTING: &str =
 const INSERT: &str = "INSERT INTO login_attempts \
     (event_id, occurred_at, identifier, user_id, username, email, email_lower, \
      successful, reject_reason, ip, user_agent, request_id, suspicious, ip_key, \
-     attempt_count, last_occurred_at, kind) \
-    SELECT e::uuid, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k, c, l, kd FROM UNNEST( \
+     attempt_count, last_occurred_at, kind, original_reject_reason) \
+    SELECT e::uuid, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k, c, l, kd, orr FROM UNNEST( \
      $1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], \
      $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[], \
-     $15::int8[], $16::int8[], $17::text[]) \
-     AS t(e, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k, c, l, kd) \
+     $15::int8[], $16::int8[], $17::text[], $18::text[]) \
+     AS t(e, o, i, u, n, m, ml, s, r, ip, ua, rq, su, k, c, l, kd, orr) \
     ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id::text";
 
 /// Ids for a group's rows, taken ahead so `COPY` can write them. The
@@ -57,7 +57,8 @@ const UPKEEP: UpkeepSql = UpkeepSql {
 /// A listing's columns, completed by `listing::push_listing`.
 pub(super) const SELECT: &str = "SELECT id, event_id::text AS event_id, occurred_at, identifier, user_id, \
     username, email, email_lower, successful, reject_reason, ip, user_agent, request_id, \
-    suspicious, attempt_count, last_occurred_at, kind FROM login_attempts WHERE TRUE";
+    suspicious, attempt_count, last_occurred_at, kind, original_reject_reason \
+    FROM login_attempts WHERE TRUE";
 
 /// The PostgreSQL log database.
 #[derive(Debug, Clone)]
@@ -307,7 +308,7 @@ async fn copy_rows(
         .collect())
 }
 
-/// Inserts `rows`, skipping events already stored, in one statement of 17
+/// Inserts `rows`, skipping events already stored, in one statement of 18
 /// array parameters, and returns the new rows' ids by event id.
 async fn insert_new(
     conn: &mut PgConnection,
@@ -344,6 +345,11 @@ async fn insert_new(
                 .collect::<Vec<_>>(),
         )
         .bind(col(|a| a.kind.clone()))
+        .bind(
+            rows.iter()
+                .map(|(a, _)| a.original_reject_reason.clone())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
     Ok(new

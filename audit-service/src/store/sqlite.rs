@@ -46,14 +46,15 @@ const COUNT_IP_RANGE: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM login_attempts
 /// `push_listing` and a `)`.
 const PAGE_AS_JSON: &str = "SELECT json_group_array(json_array(id, event_id, occurred_at, \
     identifier, user_id, username, email, email_lower, successful, reject_reason, ip, \
-    user_agent, request_id, suspicious, attempt_count, json_array(last_occurred_at, kind)) \
+    user_agent, request_id, suspicious, attempt_count, \
+    json_array(last_occurred_at, kind, original_reject_reason)) \
     ORDER BY ";
 /// The rest of [`PAGE_AS_JSON`].
 const PAGE_AS_JSON_FROM: &str = ") FROM (SELECT * FROM login_attempts WHERE 1 = 1";
 
 /// One row of [`PAGE_AS_JSON`]: the [`AttemptRow`] columns in order, the
-/// two flags as SQLite's 0/1, the last two columns as one pair (serde reads
-/// tuples of at most 16).
+/// two flags as SQLite's 0/1, the last three columns as one triple (serde
+/// reads tuples of at most 16).
 type JsonRow = (
     i64,
     String,
@@ -70,7 +71,7 @@ type JsonRow = (
     String,
     i64,
     i64,
-    (Option<i64>, String),
+    (Option<i64>, String, Option<String>),
 );
 
 /// The SQLite log database.
@@ -192,6 +193,7 @@ impl SqliteStore {
                 attempt_count: r.14,
                 last_occurred_at: r.15.0,
                 kind: r.15.1,
+                original_reject_reason: r.15.2,
             })
             .collect())
     }
@@ -277,6 +279,8 @@ mod tests {
             request_id: String::new(),
             count: 1,
             last_occurred_at: None,
+            original_reject_reason: None,
+            producer_suspicious: None,
         }
     }
 
@@ -328,6 +332,7 @@ mod tests {
         full.occurred_at = 1_795_632_750_123_456;
         full.successful = false;
         full.reject_reason = "bad_password".to_owned();
+        full.original_reject_reason = Some(awkward.to_owned());
         let mut bare = attempt(2);
         bare.ip = "not an address".to_owned();
         bare.ip_key = ip_key(&bare.ip);

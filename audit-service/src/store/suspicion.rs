@@ -1,4 +1,6 @@
 //! The suspicious-activity rule and the queries that apply it to a batch.
+//! An attempt whose producer set its own flag (`producer_suspicious`, an
+//! imported row's) keeps that flag; the rule judges the others.
 //!
 //! [`Judge`] decides in memory from grouped counts of stored failures, and
 //! [`Judge::flags`] runs the exact checks those counts leave open, on any
@@ -274,7 +276,7 @@ impl<'a> Judge<'a> {
         for i in order {
             let a = &self.attempts[i];
             if a.successful {
-                verdicts.insert(i, Verdict::Flag(false));
+                verdicts.insert(i, Verdict::Flag(a.producer_suspicious.unwrap_or(false)));
                 continue;
             }
             let from = self.rule.window_start(a.occurred_at);
@@ -309,10 +311,12 @@ impl<'a> Judge<'a> {
                     });
                 }
             }
-            let verdict = if flagged || checks.is_empty() {
-                Verdict::Flag(flagged)
-            } else {
-                Verdict::Check(checks)
+            // A producer's own flag (an imported row's) stands; the
+            // attempt still counted above, as a failure, for later ones.
+            let verdict = match a.producer_suspicious {
+                Some(flag) => Verdict::Flag(flag),
+                None if flagged || checks.is_empty() => Verdict::Flag(flagged),
+                None => Verdict::Check(checks),
             };
             verdicts.insert(i, verdict);
         }
@@ -419,7 +423,41 @@ pub(super) mod tests {
             request_id: String::new(),
             count: 1,
             last_occurred_at: None,
+            original_reject_reason: None,
+            producer_suspicious: None,
         }
+    }
+
+    #[test]
+    fn a_producers_own_flag_stands_and_its_failure_still_counts() {
+        let mut asserted_clean = failure("b", "10.0.0.1", 1);
+        asserted_clean.producer_suspicious = Some(false);
+        let mut asserted_flag = failure("d", "10.0.0.9", 3);
+        asserted_flag.producer_suspicious = Some(true);
+        let mut success = failure("e", "10.0.0.9", 4);
+        success.successful = true;
+        success.producer_suspicious = Some(true);
+        let batch = [
+            failure("a", "10.0.0.1", 0),
+            asserted_clean,
+            failure("c", "10.0.0.1", 2),
+            asserted_flag,
+            success,
+        ];
+        let judge = Judge::new(SuspicionRule::per_hour(2), &batch, &HashSet::new());
+        assert_eq!(
+            judge.verdicts(),
+            vec![
+                (0, Verdict::Flag(false)),
+                // The rule would flag it (its second failure in the hour).
+                (1, Verdict::Flag(false)),
+                // Flagged by the rule: b counted as an earlier failure.
+                (2, Verdict::Flag(true)),
+                // The rule would not flag it (its address's first failure).
+                (3, Verdict::Flag(true)),
+                (4, Verdict::Flag(true)),
+            ]
+        );
     }
 
     #[test]

@@ -214,6 +214,53 @@ async fn an_attempt_dated_over_a_year_ago_is_refused(db: TestDb) {
     assert_refused(db, bad, "occurred_at").await;
 }
 
+/// An attempt imported from another system's log (marked `imported`) is
+/// stored however old, with the producer's original reason text beside the
+/// mapped reason and read back as sent; the producer's flag becomes the
+/// record's (it is not echoed in the attempt).
+async fn an_imported_attempt_keeps_its_age_and_original_reason_text(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    // 2020-09-13, years older than live attempts may be.
+    let old = |seconds| prost_types::Timestamp {
+        seconds,
+        nanos: 250_000_000,
+    };
+    let wrong = Attempt {
+        occurred_at: Some(old(1_600_000_000)),
+        original_reject_reason: Some("Wrong password".to_owned()),
+        suspicious: Some(true),
+        imported: true,
+        ..failure("10.9.0.1", "imp@x.io", 0)
+    };
+    let ok = Attempt {
+        occurred_at: Some(old(1_600_000_001)),
+        original_reject_reason: Some(String::new()),
+        suspicious: Some(false),
+        imported: true,
+        ..success("10.9.0.1", "imp@x.io", 0)
+    };
+
+    app.ingest_ok(vec![wrong.clone(), ok.clone()]).await;
+
+    let listed = app.list_all(ListAttemptsRequest::default()).await;
+    let login = proto::audit::v1::AttemptKind::Login as i32;
+    let as_stored = |a: Attempt| Attempt {
+        suspicious: None,
+        imported: false,
+        count: 1,
+        kind: login,
+        ..a
+    };
+    let records: Vec<(bool, Attempt)> = listed
+        .into_iter()
+        .map(|r| (r.suspicious, r.attempt.unwrap()))
+        .collect();
+    assert_eq!(
+        records,
+        vec![(false, as_stored(ok)), (true, as_stored(wrong))]
+    );
+}
+
 /// Text the log must keep exactly as sent, NUL aside (PostgreSQL cannot
 /// store it, so it is dropped everywhere): characters outside the BMP
 /// (4 bytes in UTF-8, which MariaDB keeps only in `utf8mb4`), fullwidth
@@ -425,6 +472,7 @@ async fn more_producers_than_pooled_connections_are_all_stored(db: TestDb) {
 }
 
 on_every_backend!(
+    an_imported_attempt_keeps_its_age_and_original_reason_text,
     more_producers_than_pooled_connections_are_all_stored,
     each_batch_is_acked_in_order_with_its_inserted_count,
     resending_a_batch_inserts_nothing_and_each_event_is_listed_once,

@@ -127,7 +127,40 @@ async fn one_address_in_different_spellings_is_one_client(db: TestDb) {
     assert_eq!(flags(&app, &other).await, vec![false, false, true]);
 }
 
+/// A producer's own flag (an imported row's) is stored as it says, both
+/// ways, while the rule judges the attempts without one; a failure whose
+/// flag was given still counts toward the rule for the others.
+async fn a_producers_own_flag_is_stored_and_the_rule_judges_the_rest(db: TestDb) {
+    let app = spawn(db).await;
+    let given = |a: Attempt, flag: bool| Attempt {
+        suspicious: Some(flag),
+        ..a
+    };
+    let attempts = vec![
+        failure("10.0.0.1", "a@x.io", 0),
+        failure("10.0.0.1", "b@x.io", 60),
+        // The rule would flag this third failure; its producer said no.
+        given(failure("10.0.0.1", "c@x.io", 120), false),
+        // The fourth is flagged by the rule: the third counted.
+        failure("10.0.0.1", "d@x.io", 180),
+        // A lone failure and a success, flagged by their producer.
+        given(failure("10.0.0.9", "e@x.io", 0), true),
+        given(success("10.0.0.8", "f@x.io", 0), true),
+    ];
+    for (seq, a) in attempts.iter().enumerate() {
+        let seq = u64::try_from(seq).unwrap();
+        let outcome = app.ingest(vec![batch(seq, vec![a.clone()])]).await;
+        assert_eq!(outcome.acks, vec![(seq, 1)]);
+    }
+
+    assert_eq!(
+        flags(&app, &attempts).await,
+        [false, false, false, true, true, true]
+    );
+}
+
 on_every_backend!(
+    a_producers_own_flag_is_stored_and_the_rule_judges_the_rest,
     one_address_in_different_spellings_is_one_client,
     the_third_failure_from_one_ip_within_an_hour_is_suspicious,
     failures_for_one_email_from_many_ips_are_suspicious,

@@ -25,9 +25,9 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    CodePurpose, KeptSession, LoginEffects, LoginReservation, NameCollision, NewRefreshToken,
-    NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, ReservedTry, Rotation,
-    SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    CodePurpose, DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation,
+    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration,
+    ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -422,6 +422,33 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     fn outbox_remove(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Rows waiting in the outbox.
     fn outbox_len(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Imports Django accounts (with their names, collisions and the
+    /// record of what each became) in one transaction, in order; one
+    /// imported before is [`DjangoImport::AlreadyThere`].
+    fn import_django_users(
+        &self,
+        accounts: &[DjangoAccount],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<DjangoImport>, StoreError>> + Send;
+    /// For those of `django_ids` whose account still exists: the Django
+    /// id, the id here and the username.
+    fn django_accounts(
+        &self,
+        django_ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, i64, String)>, StoreError>> + Send;
+    /// The last `accounts_loginlog` id queued into the outbox (0: none).
+    fn django_log_watermark(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Queues imported log rows into the outbox (an event already there is
+    /// skipped) and moves the watermark from `from` to `through`, in one
+    /// transaction; how many were queued, or `None` (and nothing written)
+    /// when the watermark was no longer `from` (another run moved it).
+    fn import_django_log(
+        &self,
+        attempts: &[OutboxEntry],
+        from: i64,
+        through: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
     /// A write (an upsert of the heartbeat row at `now`), for readiness and
     /// the start-up check: a ping passes on a database that answers reads
     /// but refuses every write, and then every request that writes fails.

@@ -104,6 +104,44 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
+/// An account of the Django service, as `auth-service import-django`
+/// brings it over (see [`crate::import`]).
+#[derive(Debug, Clone)]
+pub struct DjangoAccount {
+    /// `accounts_user.id` in the Django database.
+    pub django_id: i64,
+    /// As stored there.
+    pub username: String,
+    /// As stored there; may be empty.
+    pub email: String,
+    /// The Django hash as is (or its unusable `!` marker): verified at
+    /// login and replaced by argon2id on the first success.
+    pub password_hash: String,
+    /// Can log in (verified and not disabled).
+    pub is_active: bool,
+    /// Administrator (Django's `is_staff`).
+    pub is_staff: bool,
+    /// `date_joined`, Unix seconds.
+    pub created_at: i64,
+    /// When it was verified, Unix seconds; `None` for an account still
+    /// waiting for its code.
+    pub verified_at: Option<i64>,
+}
+
+/// What importing one Django account did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DjangoImport {
+    /// A new account was created.
+    Imported {
+        /// Its id here.
+        user_id: i64,
+        /// Names of it another account held (recorded as collisions).
+        collisions: usize,
+    },
+    /// An earlier run imported it (it may have been deleted since).
+    AlreadyThere,
+}
+
 /// What an emailed code is for. Each purpose keeps its own code per
 /// account, so a reset never overwrites a pending verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,7 @@ mod accounts;
 mod algorithms;
 mod compat;
 mod contract;
+mod django_import;
 mod export;
 mod flood;
 mod hostile;

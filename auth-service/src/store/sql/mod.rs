@@ -16,6 +16,7 @@
 //! so a single "capabilities" trait cannot stand in for them.
 
 mod identities;
+mod import;
 mod keys;
 mod outbox;
 mod password;
@@ -28,9 +29,9 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
-    AuthStore, CodePurpose, LoginEffects, LoginReservation, NameCollision, NewRefreshToken,
-    NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation, SigningKeyRow, SqlStore,
-    StoreError, StoredCode, User,
+    AuthStore, CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation,
+    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration,
+    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,
@@ -244,5 +245,30 @@ where
     }
     async fn check_writable(&self, now: i64) -> Result<(), StoreError> {
         SqlStore::check_writable(self, now).await
+    }
+    async fn import_django_users(
+        &self,
+        accounts: &[DjangoAccount],
+        now: i64,
+    ) -> Result<Vec<DjangoImport>, StoreError> {
+        SqlStore::import_django_users(self, accounts, now).await
+    }
+    async fn django_accounts(
+        &self,
+        django_ids: &[i64],
+    ) -> Result<Vec<(i64, i64, String)>, StoreError> {
+        SqlStore::django_accounts(self, django_ids).await
+    }
+    async fn django_log_watermark(&self) -> Result<i64, StoreError> {
+        SqlStore::django_log_watermark(self).await
+    }
+    async fn import_django_log(
+        &self,
+        attempts: &[OutboxEntry],
+        from: i64,
+        through: i64,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        SqlStore::import_django_log(self, attempts, from, through, now).await
     }
 }

@@ -66,7 +66,8 @@ impl Format {
 
 /// Column order of the CSV export.
 const CSV_HEADER: &str = "id,created_at,email,identifier,username,user,ip,successful,\
-reject_reason,suspicious,user_agent,event_id,request_id,count,last_created_at,kind\r\n";
+reject_reason,suspicious,user_agent,event_id,request_id,count,last_created_at,kind,\
+original_reject_reason\r\n";
 
 /// One CSV field: quoted when needed, and defused when a spreadsheet would
 /// read it as a formula (these values come from anonymous clients).
@@ -111,6 +112,7 @@ fn csv_line(item: &AttemptItem) -> String {
         item.count.to_string(),
         opt(&item.last_created_at),
         item.kind.to_owned(),
+        opt(&item.original_reject_reason),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {

@@ -57,6 +57,11 @@ pub struct AttemptItem {
     /// (records from before kinds existed are logins).
     #[schema(pattern = "^(login|password_change|password_reset)$")]
     pub kind: &'static str,
+    /// For a record imported from the Django service's log, its own
+    /// `reject_reason` text as it was (`"Wrong password"`, `""` on a
+    /// success; `reject_reason` holds the mapped reason); `null` for every
+    /// attempt this system decided.
+    pub original_reject_reason: Option<String>,
 }
 
 impl From<AttemptRecord> for AttemptItem {
@@ -93,6 +98,7 @@ impl AttemptItem {
                 .filter(|_| attempt.count > 1)
                 .and_then(rfc3339),
             kind,
+            original_reject_reason: attempt.original_reject_reason,
         }
     }
 }
@@ -148,6 +154,7 @@ mod tests {
                 "reject_reason": "bad_password", "successful": false, "suspicious": true,
                 "user": 3, "event_id": "e1", "username": "alice", "identifier": "alice",
                 "request_id": "r1", "count": 1, "last_created_at": null, "kind": "login",
+                "original_reject_reason": null,
             })
         );
     }
@@ -197,6 +204,26 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(item["reject_reason"], "", "not null on success");
+    }
+
+    #[test]
+    fn an_imported_record_shows_the_original_reason_text_beside_the_mapped_one() {
+        let record = AttemptRecord {
+            id: 9,
+            suspicious: true,
+            attempt: Some(Attempt {
+                reason: RejectReason::LockedOut as i32,
+                original_reject_reason: Some("User blocked for too many attempt".into()),
+                ..Default::default()
+            }),
+        };
+        let item = serde_json::to_value(AttemptItem::from(record)).unwrap();
+        assert_eq!(item["reject_reason"], "locked_out");
+        assert_eq!(
+            item["original_reject_reason"],
+            "User blocked for too many attempt"
+        );
+        assert_eq!(item["suspicious"], true);
     }
 
     #[test]
