@@ -487,7 +487,7 @@ async fn import_and_use(target: Backend, source: Flavour, mariadb: bool) {
         report.contains("users: 10 read; 9 imported, 0 already there, 1 skipped"),
         "{report}"
     );
-    assert!(report.contains("1 administrator, 1 (verified, then made inactive), 1 awaiting verification, 1 with no usable password, 1 without an email"), "{report}");
+    assert!(report.contains("1 administrator, 1 disabled (verified, then made inactive), 1 awaiting verification, 1 with no usable password, 1 without an email"), "{report}");
     assert!(report.contains("1 superuser without is_staff"), "{report}");
     assert!(report.contains("name collisions: 2 accounts"), "{report}");
     assert!(
