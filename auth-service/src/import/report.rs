@@ -109,8 +109,8 @@ impl fmt::Display for Report {
         if self.users_imported > 0 {
             writeln!(
                 f,
-                "  of those imported: {}, {} (verified, then made inactive), {} awaiting \
-                 verification, {} with no usable password, {} without an email",
+                "  of those imported: {}, {} disabled (verified, then made inactive), {} \
+                 awaiting verification, {} with no usable password, {} without an email",
                 count(self.admins, "administrator"),
                 self.disabled,
                 self.awaiting_verification,

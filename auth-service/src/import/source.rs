@@ -20,7 +20,8 @@ use sqlx::{
 /// A raw column value: `None` for NULL.
 pub type Bytes = Option<Vec<u8>>;
 
-/// One `accounts_user` row, as read.
+/// One `accounts_user` row, as read: each field the column of that name
+/// (`None`: NULL), judged by [`super::rows::DjangoUser::parse`].
 #[derive(Debug, Clone, Default)]
 pub struct RawUser {
     pub id: i64,
@@ -34,7 +35,8 @@ pub struct RawUser {
     pub activation_date: Bytes,
 }
 
-/// One `accounts_loginlog` row, as read.
+/// One `accounts_loginlog` row, as read: each field the column of that
+/// name, judged by [`super::rows::DjangoLogin::parse`].
 #[derive(Debug, Clone, Default)]
 pub struct RawLogin {
     pub id: i64,
@@ -54,7 +56,7 @@ pub enum Source {
     Postgres {
         tx: Transaction<'static, Postgres>,
         /// How the columns whose type varies are read.
-        times: PgColumns,
+        columns: PgColumns,
     },
 }
 
@@ -129,10 +131,10 @@ impl Source {
                     .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
                     .map_err(|e| source_error(&shown, &e))?;
-                let times = pg_columns(&mut tx)
+                let columns = pg_columns(&mut tx)
                     .await
                     .map_err(|e| source_error(&shown, &e))?;
-                Ok(Self::Postgres { tx, times })
+                Ok(Self::Postgres { tx, columns })
             }
             _ => Err(common::config::ConfigError::new(
                 "the Django database URL",
@@ -152,13 +154,13 @@ impl Source {
                 .fetch_all(&mut **tx)
                 .await
                 .map(|rows| rows.iter().map(user_of).collect::<Result<Vec<_>, _>>()),
-            Self::Postgres { tx, times } => {
+            Self::Postgres { tx, columns } => {
                 let sql = format!(
                     "SELECT id::int8, convert_to(password, 'UTF8'), convert_to(username, 'UTF8'), \
                      convert_to(email, 'UTF8'), convert_to(is_superuser::int::text, 'UTF8'), \
                      convert_to(is_staff::int::text, 'UTF8'), convert_to(is_active::int::text, 'UTF8'), \
                      {}, {} FROM accounts_user WHERE id > $1 ORDER BY id LIMIT $2",
-                    times.date_joined, times.activation_date
+                    columns.date_joined, columns.activation_date
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(after)
@@ -181,14 +183,14 @@ impl Source {
                 .fetch_all(&mut **tx)
                 .await
                 .map(|rows| rows.iter().map(login_of).collect::<Result<Vec<_>, _>>()),
-            Self::Postgres { tx, times } => {
+            Self::Postgres { tx, columns } => {
                 let sql = format!(
                     "SELECT id::int8, convert_to(email, 'UTF8'), {}, {}, \
                      convert_to(user_agent, 'UTF8'), convert_to(reject_reason, 'UTF8'), \
                      convert_to(successful::int::text, 'UTF8'), convert_to(suspicious::int::text, 'UTF8'), \
                      convert_to(user_id::text, 'UTF8') \
                      FROM accounts_loginlog WHERE id > $1 ORDER BY id LIMIT $2",
-                    times.ip, times.created_at
+                    columns.ip, columns.created_at
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(after)

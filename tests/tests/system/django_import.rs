@@ -487,7 +487,7 @@ async fn import_and_use(target: Backend, source: Flavour, mariadb: bool) {
         report.contains("users: 10 read; 9 imported, 0 already there, 1 skipped"),
         "{report}"
     );
-    assert!(report.contains("1 administrator, 1 (verified, then made inactive), 1 awaiting verification, 1 with no usable password, 1 without an email"), "{report}");
+    assert!(report.contains("1 administrator, 1 disabled (verified, then made inactive), 1 awaiting verification, 1 with no usable password, 1 without an email"), "{report}");
     assert!(report.contains("1 superuser without is_staff"), "{report}");
     assert!(report.contains("name collisions: 2 accounts"), "{report}");
     assert!(
@@ -674,7 +674,9 @@ async fn written(sys: &TestSystem) -> [i64; 4] {
 /// success with a reason, an IP that is none): the run exits 1 naming each
 /// by table, id and field, and writes nothing. Once they are fixed in the
 /// source it imports; rows the original adds later are brought by the next
-/// run, which skips what is there. A bad option or URL exits 2.
+/// run, which skips what is there, and an account made here meanwhile keeps
+/// its name (the Django one sharing it is a collision). A bad option or URL
+/// exits 2.
 async fn a_source_with_values_that_cannot_be_mapped_is_refused_whole_and_a_fixed_one_goes_on(
     target: Backend,
 ) {
@@ -826,6 +828,16 @@ async fn a_source_with_values_that_cannot_be_mapped_is_refused_whole_and_a_fixed
     assert!(report.contains("4 queued for audit-service"), "{report}");
     assert_eq!(written(&sys).await[3], 4, "the watermark");
 
+    // An account made here meanwhile keeps its name: the Django account
+    // that shares it (in other case) is imported as a collision.
+    auth_service::admin::create_admin(
+        &sys.auth_config,
+        "ERIN",
+        "erin-here@example.com",
+        "tiger-lamp-42-x",
+    )
+    .await
+    .unwrap();
     // The original kept running: the next run brings only what is new.
     db.user(user(
         5,
@@ -860,6 +872,13 @@ async fn a_source_with_values_that_cannot_be_mapped_is_refused_whole_and_a_fixed
         "{report}"
     );
     assert_eq!(written(&sys).await[3], 5);
+    assert!(report.contains("name collisions: 1 account "), "{report}");
+    let collisions = stdout(&auth_command(&sys, &["name-collisions"]));
+    assert!(
+        collisions.contains("(erin <erin@example.com>): its username collides with user")
+            && collisions.contains("(ERIN <erin-here@example.com>)"),
+        "{collisions}"
+    );
 
     // Usage errors: exit 2, naming what to change.
     let zone = auth_command(

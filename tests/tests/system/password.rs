@@ -168,10 +168,15 @@ async fn a_change_keeps_only_the_callers_session_and_is_logged_as_its_own_kind(b
         .await
         .unwrap();
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert!(lines[0].ends_with(",kind"), "{}", lines[0]);
+    // The kind column, then the original reason text (empty: none here).
+    assert!(
+        lines[0].ends_with(",kind,original_reject_reason"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(
-        lines[1..].iter().all(|l| l.ends_with(",password_change")),
+        lines[1..].iter().all(|l| l.ends_with(",password_change,")),
         "{csv}"
     );
     // An unknown kind is refused naming the parameter.
