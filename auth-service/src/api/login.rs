@@ -53,7 +53,9 @@ impl<S: AuthStore> AuthApi<S> {
     }
 
     /// Writes the attempt to the outbox (with what it changes) and wakes
-    /// the forwarder.
+    /// the forwarder. A success whose account was deactivated or deleted
+    /// after its password was checked is recorded as `inactive` instead,
+    /// and is [`Error::BadCredentials`].
     async fn record(
         &self,
         attempt: &Try<'_>,
@@ -61,6 +63,32 @@ impl<S: AuthStore> AuthApi<S> {
         outcome: Result<(), RejectReason>,
         effects: LoginEffects<'_>,
     ) -> Result<(), Error> {
+        if !self.record_once(attempt, user, outcome, effects).await? {
+            tracing::info!(
+                user_id = user.map(|u| u.id),
+                "account deactivated during its login: refused"
+            );
+            self.record_once(
+                attempt,
+                user,
+                Err(RejectReason::Inactive),
+                LoginEffects::Nothing,
+            )
+            .await?;
+            return Err(Error::BadCredentials);
+        }
+        Ok(())
+    }
+
+    /// [`Self::record`]'s one write; false when the store refused a
+    /// success (see [`AuthStore::record_login`]).
+    async fn record_once(
+        &self,
+        attempt: &Try<'_>,
+        user: Option<&User>,
+        outcome: Result<(), RejectReason>,
+        effects: LoginEffects<'_>,
+    ) -> Result<bool, Error> {
         let tally = crate::attempt::tally(
             outcome,
             &attempt.client,
@@ -76,7 +104,9 @@ impl<S: AuthStore> AuthApi<S> {
             attempt.at,
             tally,
         );
-        self.store.record_login(&entry, effects).await?;
+        if !self.store.record_login(&entry, effects).await? {
+            return Ok(false);
+        }
         self.outbox_signal.notify_one();
         crate::attempt::count(outcome);
         tracing::info!(
@@ -86,7 +116,7 @@ impl<S: AuthStore> AuthApi<S> {
             user_id = user.map(|u| u.id),
             "login attempt"
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Logs in at `at`: one instant for the whole attempt, its counters,
