@@ -12,7 +12,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("descriptor.bin"))
         .compile_protos(
-            &["proto/auth/v1/auth.proto", "proto/audit/v1/audit.proto"],
+            &[
+                "proto/auth/v1/auth.proto",
+                "proto/auth/v1/admin.proto",
+                "proto/audit/v1/audit.proto",
+            ],
             &["proto"],
         )?;
     println!("cargo:rerun-if-changed=proto");

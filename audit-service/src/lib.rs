@@ -194,7 +194,8 @@ impl Application {
                 async move { store.check_writable(unix_now()).await }
             },
         ));
-        let reflection = || common::reflection::builder(proto::FILE_DESCRIPTOR_SET, SERVICE_NAME);
+        let reflection =
+            || common::reflection::builder(proto::FILE_DESCRIPTOR_SET, &[SERVICE_NAME]);
         let reflection_v1 = reflection()?.build_v1()?;
         // grpcurl 1.8 speaks only v1alpha.
         let reflection_v1alpha = reflection()?.build_v1alpha()?;

@@ -35,6 +35,29 @@ pub enum Error {
         /// Seconds to wait, sent as `retry-after` metadata.
         retry_after: u64,
     },
+    /// The caller is authenticated but may not do this (an administrator's
+    /// action by an account that is not one).
+    #[error("permission denied")]
+    PermissionDenied,
+    /// What the request names does not exist; the message says what.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well formed but the state of the system refuses it
+    /// (the last administrator, an unverified account, ...).
+    #[error("{message}")]
+    Precondition {
+        /// Machine-readable, upper snake case (`LAST_ADMIN`): the
+        /// PreconditionFailure violation's type.
+        reason: &'static str,
+        /// What it concerns (`user:42`).
+        subject: String,
+        /// For a person.
+        message: String,
+    },
+    /// A collaborator outside the database (the mail server) failed; the
+    /// message says which, safe to show.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// The database failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -76,6 +99,20 @@ impl From<Error> for Status {
                     .insert("retry-after", retry_after.into());
                 status
             }
+            Error::PermissionDenied => {
+                Status::permission_denied("an administrator's access token is required")
+            }
+            Error::NotFound(message) => Status::not_found(message),
+            Error::Precondition {
+                reason,
+                subject,
+                message,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.add_precondition_failure_violation(reason, subject, message.clone());
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
+            Error::Unavailable(message) => Status::unavailable(message),
             Error::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Status::unavailable("storage unavailable")

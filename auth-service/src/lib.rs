@@ -1,6 +1,7 @@
 //! auth-service: accounts, email verification, login and JWTs over gRPC.
 //!
-//! Layout: [`domain`] parses raw input; [`api`] implements `auth.v1`;
+//! Layout: [`domain`] parses raw input; [`api`] implements `auth.v1`
+//! (`AuthService`, and `AdminService` over the use cases of [`users`]);
 //! [`store`] persists (SQLite or PostgreSQL); [`forwarder`] streams the
 //! login-attempt outbox to audit-service; [`tokens`] signs and verifies
 //! JWTs; [`hasher`] runs argon2id (and verifies imported Django hashes); [`mail`] sends verification codes;
@@ -11,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod attempt;
+pub mod codes;
 pub mod config;
 pub mod context;
 pub mod domain;
@@ -23,6 +25,7 @@ pub mod mail;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
+pub mod users;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
@@ -33,9 +36,15 @@ use common::{
     metrics::{Endpoint, ScrapeHook, grpc::GrpcMetricsLayer},
     shutdown::Shutdown,
 };
-use proto::auth::v1::auth_service_server::{AuthServiceServer, SERVICE_NAME};
+use proto::auth::v1::{
+    admin_service_server::{self, AdminServiceServer},
+    auth_service_server::{AuthServiceServer, SERVICE_NAME},
+};
 use tokio::{net::TcpListener, sync::Notify};
-use tonic::transport::{Server, server::Router};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, server::Router},
+};
 use tower::layer::util::{Identity, Stack};
 
 pub use config::Config;
@@ -139,6 +148,8 @@ impl Application {
         .with_refresh_reuse_grace(config.refresh_reuse_grace)
         .with_refresh_rotation(config.rotate_refresh_tokens)
         .with_unverified_accounts(config.unverified_ttl, config.verify_without_password);
+        // One API behind two services: the account API and its administration.
+        let api = Arc::new(api);
 
         let (stop_forwarder, stop_rx) = common::shutdown::channel();
         let upkeep = Box::pin(upkeep(
@@ -154,6 +165,7 @@ impl Application {
         ));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthApi<S>>>().await;
+        health.set_serving::<AdminServiceServer<AuthApi<S>>>().await;
         let pinged = store.clone();
         let readiness = Box::pin(common::health::follow_database(
             health.clone(),
@@ -174,7 +186,12 @@ impl Application {
         )
         .with_tls(config.internal_tls.for_url(&config.audit_grpc_url)?);
 
-        let reflection = || common::reflection::builder(proto::FILE_DESCRIPTOR_SET, SERVICE_NAME);
+        let reflection = || {
+            common::reflection::builder(
+                proto::FILE_DESCRIPTOR_SET,
+                &[SERVICE_NAME, admin_service_server::SERVICE_NAME],
+            )
+        };
         let mut server = Server::builder().trace_fn(common::trace_context::server_span);
         if let Some(tls) = &config.tls {
             server = server.tls_config(tls.load("AUTH_GRPC")?)?;
@@ -184,8 +201,12 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection()?.build_v1()?)
             .add_service(reflection()?.build_v1alpha()?)
-            .add_service(AuthServiceServer::with_interceptor(
-                api,
+            .add_service(InterceptedService::new(
+                AuthServiceServer::from_arc(api.clone()),
+                RequireToken(config.internal_token.clone()),
+            ))
+            .add_service(InterceptedService::new(
+                AdminServiceServer::from_arc(api),
                 RequireToken(config.internal_token.clone()),
             ));
 

@@ -8,6 +8,9 @@ pub const CLIENT_IP: &str = "x-client-ip";
 /// The client's User-Agent; absent when the client sent none. Not
 /// `user-agent`, which gRPC itself sets to the calling library.
 pub const CLIENT_USER_AGENT: &str = "x-client-user-agent";
+/// An end user's access token, for calls that act for that user (the
+/// administration API); `authorization` carries the internal token.
+pub const ACCESS_TOKEN: &str = "x-access-token";
 
 /// Reads an ASCII metadata value, ignoring values that are not valid text.
 pub fn get<'a>(md: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a str> {

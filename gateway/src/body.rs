@@ -30,7 +30,10 @@ pub enum FieldValue {
     Number(serde_json::Number),
     /// JSON `null`.
     Null,
-    /// Anything else (a JSON bool, list or object; an uploaded file).
+    /// A JSON `true` or `false`. Text fields refuse it; boolean fields
+    /// ([`FieldReader::optional_bool`]) read it.
+    Bool(bool),
+    /// Anything else (a JSON list or object; an uploaded file).
     Invalid,
 }
 
@@ -187,6 +190,7 @@ impl Fields {
                     serde_json::Value::String(s) => FieldValue::Text(s),
                     serde_json::Value::Number(n) => FieldValue::Number(n),
                     serde_json::Value::Null => FieldValue::Null,
+                    serde_json::Value::Bool(b) => FieldValue::Bool(b),
                     _ => FieldValue::Invalid,
                 };
                 (name, value)
@@ -277,6 +281,23 @@ impl FieldReader<'_> {
         }
     }
 
+    /// An optional boolean: JSON `true`/`false`, or `true`, `false`, `1`
+    /// or `0` in any case as text (forms) or as a JSON number (DRF's
+    /// spellings, as the listing's query takes them). `None` when absent
+    /// or when it has a problem (`null`, blank, anything else).
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        let parsed = match self.fields.get(name)? {
+            FieldValue::Bool(b) => Ok(*b),
+            FieldValue::Null => Err("This field may not be null."),
+            FieldValue::Text(t) => parse_bool(t).ok_or("Must be a valid boolean."),
+            FieldValue::Number(n) => parse_bool(&n.to_string()).ok_or("Must be a valid boolean."),
+            FieldValue::Invalid => Err("Must be a valid boolean."),
+        };
+        parsed
+            .map_err(|problem| self.errors.add(name, problem))
+            .ok()
+    }
+
     /// The names of the fields with problems, in order checked.
     pub fn problem_fields(&self) -> Vec<String> {
         self.errors.fields().map(str::to_owned).collect()
@@ -296,7 +317,7 @@ impl FieldReader<'_> {
             None if required => "This field is required.",
             None => return None,
             Some(FieldValue::Null) => "This field may not be null.",
-            Some(FieldValue::Invalid) => "Not a valid string.",
+            Some(FieldValue::Invalid | FieldValue::Bool(_)) => "Not a valid string.",
             Some(FieldValue::Text(v)) if required && blank(v) => "This field may not be blank.",
             Some(FieldValue::Text(v)) => return Some(v.clone()),
             Some(FieldValue::Number(n)) => return Some(n.to_string()),
@@ -328,6 +349,15 @@ pub struct Invalid<T> {
 impl<T> From<Invalid<T>> for ApiError {
     fn from(invalid: Invalid<T>) -> Self {
         ApiError::Validation(invalid.errors)
+    }
+}
+
+/// DRF's boolean spellings accepted here: true/false/1/0, any case.
+pub fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -471,10 +501,47 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(f.get("a"), Some(&FieldValue::Invalid));
+        assert_eq!(f.get("a"), Some(&FieldValue::Bool(true)));
         assert_eq!(f.get("b"), Some(&FieldValue::Invalid));
         assert_eq!(f.get("c"), Some(&FieldValue::Invalid));
         assert_eq!(f.get("n"), Some(&FieldValue::Null));
+        // A boolean is no text.
+        let mut reader = f.reader();
+        assert_eq!(reader.optional("a"), None);
+        assert_eq!(reader.problem_fields(), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn booleans_are_read_from_json_and_from_forms() {
+        let f = read(
+            Some("application/json"),
+            br#"{"t": true, "f": false, "one": 1, "s": "FALSE", "n": null, "x": "yes", "two": 2, "l": [true]}"#,
+        )
+        .await
+        .unwrap();
+        let mut reader = f.reader();
+        assert_eq!(reader.optional_bool("t"), Some(true));
+        assert_eq!(reader.optional_bool("f"), Some(false));
+        assert_eq!(reader.optional_bool("one"), Some(true));
+        assert_eq!(reader.optional_bool("s"), Some(false));
+        assert_eq!(reader.optional_bool("absent"), None);
+        assert!(reader.problem_fields().is_empty());
+        for bad in ["n", "x", "two", "l"] {
+            assert_eq!(reader.optional_bool(bad), None, "{bad}");
+        }
+        assert_eq!(reader.problem_fields(), ["n", "x", "two", "l"]);
+
+        let f = read(
+            Some("application/x-www-form-urlencoded"),
+            b"is_active=0&is_staff=True&blank=",
+        )
+        .await
+        .unwrap();
+        let mut reader = f.reader();
+        assert_eq!(reader.optional_bool("is_active"), Some(false));
+        assert_eq!(reader.optional_bool("is_staff"), Some(true));
+        assert_eq!(reader.optional_bool("blank"), None);
+        assert_eq!(reader.problem_fields(), ["blank"]);
     }
 
     #[tokio::test]

@@ -116,6 +116,39 @@ pub enum Rpc {
     ResetPassword,
     /// `audit.v1.AuditService/ListAttempts`.
     ListAttempts,
+    /// `auth.v1.AdminService/ListUsers`.
+    ListUsers,
+    /// `auth.v1.AdminService/GetUser`.
+    GetUser,
+    /// `auth.v1.AdminService/UpdateUser`.
+    UpdateUser,
+    /// `auth.v1.AdminService/UnlockUser`.
+    UnlockUser,
+    /// `auth.v1.AdminService/LogoutUser`.
+    LogoutUser,
+    /// `auth.v1.AdminService/ResendVerification`.
+    ResendVerification,
+    /// `auth.v1.AdminService/DeleteUser`.
+    DeleteUser,
+}
+
+impl Rpc {
+    /// A call of `auth.v1.AdminService`, made with the administrator's
+    /// access token: its UNAUTHENTICATED is about that token, and its
+    /// PERMISSION_DENIED, NOT_FOUND and FAILED_PRECONDITION are answers
+    /// for the client.
+    fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Self::ListUsers
+                | Self::GetUser
+                | Self::UpdateUser
+                | Self::UnlockUser
+                | Self::LogoutUser
+                | Self::ResendVerification
+                | Self::DeleteUser
+        )
+    }
 }
 
 impl fmt::Display for Rpc {
@@ -170,6 +203,19 @@ pub enum ApiError {
     /// 404: no such path.
     #[error("not found")]
     NotFound,
+    /// 404: the path is right but names nothing (no user with that id);
+    /// the message says what, with the code `not_found`.
+    #[error("not found: {0}")]
+    Missing(String),
+    /// 409: the request is well formed but the state of the system refuses
+    /// it (the last administrator, an unverified account, ...).
+    #[error("conflict ({code}): {detail}")]
+    Conflict {
+        /// For a person.
+        detail: String,
+        /// Which rule, in snake case (`last_admin`).
+        code: String,
+    },
     /// 405: the path exists, the method does not.
     #[error("method {0} not allowed")]
     MethodNotAllowed(Method),
@@ -204,7 +250,8 @@ impl ApiError {
             | Self::RefreshTokenNotValid
             | Self::RefreshTokenWrongType => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::Missing(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -241,13 +288,22 @@ impl ApiError {
             }
             // The bearer access token (a wrong current password is a field
             // error).
-            Code::Unauthenticated if rpc == Rpc::ChangePassword => {
+            Code::Unauthenticated if rpc == Rpc::ChangePassword || rpc.is_admin() => {
                 if wrong_token_type(&status) {
                     Self::AccessTokenWrongType
                 } else {
                     Self::TokenNotValid
                 }
             }
+            Code::PermissionDenied if rpc.is_admin() => Self::PermissionDenied,
+            Code::NotFound if rpc.is_admin() => Self::Missing(status.message().to_owned()),
+            Code::FailedPrecondition if rpc.is_admin() => Self::Conflict {
+                code: status
+                    .get_details_precondition_failure()
+                    .and_then(|p| p.violations.into_iter().next())
+                    .map_or_else(|| "conflict".to_owned(), |v| v.r#type.to_ascii_lowercase()),
+                detail: status.message().to_owned(),
+            },
             Code::ResourceExhausted => Self::Throttled {
                 retry_after: common::metadata::get(status.metadata(), "retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())
@@ -335,6 +391,16 @@ impl ApiError {
                 "permission_denied",
             ),
             Self::NotFound => plain("Not found.".to_owned()),
+            Self::Missing(message) => ErrorBody::Detail(Detail {
+                detail: Cow::Borrowed(message),
+                code: Some("not_found"),
+                messages: None,
+            }),
+            Self::Conflict { detail, code } => ErrorBody::Detail(Detail {
+                detail: Cow::Borrowed(detail),
+                code: Some(code),
+                messages: None,
+            }),
             Self::MethodNotAllowed(method) => plain(format!("Method \"{method}\" not allowed.")),
             Self::Throttled { .. } => detail("Request was throttled.", "throttled"),
             Self::Unavailable => detail(
@@ -654,6 +720,56 @@ mod tests {
         assert_eq!(status.code(), Code::Cancelled);
         let (code, _, _) = render(ApiError::from_grpc(Rpc::Login, status)).await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn admin_refusals_become_401_403_404_and_409_with_codes() {
+        let (code, headers, body) = render(ApiError::from_grpc(
+            Rpc::GetUser,
+            Status::unauthenticated("token"),
+        ))
+        .await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(body["code"], "token_not_valid");
+
+        let (code, _, body) = render(ApiError::from_grpc(
+            Rpc::UpdateUser,
+            Status::permission_denied("not an admin"),
+        ))
+        .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert_eq!(body["code"], "permission_denied");
+
+        let (code, _, body) = render(ApiError::from_grpc(
+            Rpc::DeleteUser,
+            Status::not_found("No user with id 9."),
+        ))
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            json!({"detail": "No user with id 9.", "code": "not_found"})
+        );
+
+        let mut details = ErrorDetails::new();
+        details.add_precondition_failure_violation("LAST_ADMIN", "user:1", "root is the last");
+        let status =
+            Status::with_error_details(Code::FailedPrecondition, "root is the last", details);
+        let (code, _, body) = render(ApiError::from_grpc(Rpc::UpdateUser, status)).await;
+        assert_eq!(code, StatusCode::CONFLICT);
+        assert_eq!(
+            body,
+            json!({"detail": "root is the last", "code": "last_admin"})
+        );
+        // Without a detail the code is generic.
+        let (code, _, body) = render(ApiError::from_grpc(
+            Rpc::DeleteUser,
+            Status::failed_precondition("no"),
+        ))
+        .await;
+        assert_eq!(code, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "conflict");
     }
 
     #[tokio::test]

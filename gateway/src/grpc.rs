@@ -8,7 +8,7 @@ use anyhow::Context;
 use common::{internal_auth::AttachToken, tls::ClientTls};
 use proto::{
     audit::v1::audit_service_client::AuditServiceClient,
-    auth::v1::auth_service_client::AuthServiceClient,
+    auth::v1::{admin_service_client::AdminServiceClient, auth_service_client::AuthServiceClient},
 };
 use tonic::{
     service::interceptor::InterceptedService,
@@ -19,6 +19,9 @@ use crate::error::{ApiError, Rpc};
 
 /// An auth-service client that presents `INTERNAL_TOKEN` on every call.
 pub type AuthClient = AuthServiceClient<InterceptedService<Channel, AttachToken>>;
+/// An auth-service administration client that presents `INTERNAL_TOKEN`
+/// on every call (each call adds the administrator's access token).
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AttachToken>>;
 /// An audit-service client that presents `INTERNAL_TOKEN` on every call.
 pub type AuditClient = AuditServiceClient<InterceptedService<Channel, AttachToken>>;
 
@@ -46,6 +49,11 @@ pub fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
 /// An auth-service client on `channel`.
 pub fn auth_client(channel: Channel, token: AttachToken) -> AuthClient {
     AuthServiceClient::with_interceptor(channel, token)
+}
+
+/// An auth-service administration client on `channel`.
+pub fn admin_client(channel: Channel, token: AttachToken) -> AdminClient {
+    AdminServiceClient::with_interceptor(channel, token)
 }
 
 /// An audit-service client on `channel`.

@@ -51,6 +51,10 @@ pub const BEARER: &str = "bearer";
     tags(
         (name = "accounts", description = "Accounts and sessions."),
         (name = "logs", description = "The login-attempt log (administrators only)."),
+        (name = "admin", description = "User administration (administrators only): list and \
+                                        search accounts, activate, deactivate, grant or revoke \
+                                        administrator rights, unlock, log out, resend \
+                                        verification, delete."),
         (name = "meta", description = "Health, signing keys and this document."),
     )
 )]
@@ -71,7 +75,7 @@ impl Modify for BearerScheme {
                     .bearer_format("JWT")
                     .description(Some(
                         "An access token from `POST /api/accounts/login/`; the log \
-                         endpoints need one whose user is staff.",
+                         and admin endpoints need one whose user is staff.",
                     ))
                     .build(),
             ),
@@ -273,6 +277,78 @@ impl IntoResponses for AdminErrors {
             ),
             ("503".to_owned(), unavailable()),
         ])
+    }
+}
+
+fn forbidden() -> RefOr<openapi::Response> {
+    detail("The token is valid but its user is not staff, or no longer is (`permission_denied`).")
+        .build()
+        .into()
+}
+
+fn user_not_found() -> RefOr<openapi::Response> {
+    detail("No account has this id (`not_found`).")
+        .build()
+        .into()
+}
+
+fn conflict() -> RefOr<openapi::Response> {
+    detail(
+        "The system's state refuses the change: it would leave no active administrator \
+         (`last_admin`), or the account has not verified its email (`not_verified`), has \
+         already (`already_verified`) or its registration expired (`registration_expired`).",
+    )
+    .build()
+    .into()
+}
+
+/// The errors of a route on one account (`/api/admin/users/{id}/…`) that
+/// changes nothing a rule guards.
+pub struct UserErrors;
+
+impl IntoResponses for UserErrors {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        BTreeMap::from([
+            (
+                "400".to_owned(),
+                bad_request(
+                    "An `id` that is not a positive integer (a field map).",
+                    None,
+                ),
+            ),
+            ("401".to_owned(), unauthorized()),
+            ("403".to_owned(), forbidden()),
+            ("404".to_owned(), user_not_found()),
+            ("503".to_owned(), unavailable()),
+        ])
+    }
+}
+
+/// [`UserErrors`] and 409, for an account route whose change a rule may
+/// refuse.
+pub struct UserChangeErrors;
+
+impl IntoResponses for UserChangeErrors {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let mut responses = UserErrors::responses();
+        responses.insert("409".to_owned(), conflict());
+        responses
+    }
+}
+
+/// [`UserChangeErrors`] and those of a route that reads a body.
+pub struct UserUpdateErrors;
+
+impl IntoResponses for UserUpdateErrors {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let mut responses = body_errors(None);
+        responses.extend([
+            ("401".to_owned(), unauthorized()),
+            ("403".to_owned(), forbidden()),
+            ("404".to_owned(), user_not_found()),
+            ("409".to_owned(), conflict()),
+        ]);
+        responses
     }
 }
 

@@ -12,7 +12,7 @@ use crate::{
     auth::{GrpcJwkSource, KeyCache, TokenVerifier},
     client_ip::ProxyRules,
     config::{self, Config},
-    grpc::{self, AuditClient, AuthClient},
+    grpc::{self, AdminClient, AuditClient, AuthClient},
     readiness,
 };
 
@@ -26,6 +26,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     /// auth-service.
     pub(crate) auth: AuthClient,
+    /// auth-service's user administration (same channel).
+    pub(crate) admin: AdminClient,
     /// audit-service.
     pub(crate) audit: AuditClient,
     /// Access-token verification on cached signing keys.
@@ -63,6 +65,7 @@ impl AppState {
         let audit_channel = grpc::channel(&config.audit_grpc_url, &config.internal_tls)
             .context("AUDIT_GRPC_URL")?;
         let auth = grpc::auth_client(auth_channel.clone(), token.clone());
+        let admin = grpc::admin_client(auth_channel.clone(), token.clone());
         let audit = grpc::audit_client(audit_channel.clone(), token);
         let keys = Arc::new(
             KeyCache::new(Arc::new(GrpcJwkSource(auth.clone())))
@@ -70,6 +73,7 @@ impl AppState {
         );
         Ok(Self(Arc::new(Shared {
             auth,
+            admin,
             audit,
             verifier: Arc::new(TokenVerifier::new(keys, &config.jwt_issuer)),
             trusted: Arc::new(ProxyRules {

@@ -1,7 +1,8 @@
 //! The workspace's gRPC contracts. Service crates depend on this crate and
 //! never run code generation themselves.
 
-/// `auth.v1`: accounts, verification, login, tokens.
+/// `auth.v1`: accounts, verification, login, tokens, and their
+/// administration.
 pub mod auth {
     /// Version 1 of the auth API.
     pub mod v1 {

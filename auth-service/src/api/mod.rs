@@ -1,9 +1,11 @@
 //! The `auth.v1.AuthService` use cases, one module per concern, behind a
-//! thin gRPC adapter ([`grpc`]). Each use case takes the instant it runs
-//! at: the adapter reads the clock once per request, so one attempt has one
-//! time in its counters, tokens and log record, and the rules can be
-//! exercised at a fixed time.
+//! thin gRPC adapter ([`grpc`]); `admin` serves `auth.v1.AdminService`
+//! over the use cases of [`crate::users`]. Each use case takes the instant
+//! it runs at: the adapter reads the clock once per request, so one attempt
+//! has one time in its counters, tokens and log record, and the rules can
+//! be exercised at a fixed time.
 
+mod admin;
 mod codes;
 mod grpc;
 mod login;
@@ -25,6 +27,7 @@ use crate::{
     store::AuthStore,
     throttle::{BruteForcePolicy, DEFAULT_IPV6_PREFIX, Limit, RateLimits, client_key},
     tokens::{Claims, TokenService},
+    users::UserAdmin,
 };
 
 /// Shared state of the API.
@@ -60,6 +63,8 @@ pub struct AuthApi<S> {
     /// Verification by code alone, as the old service did (insecure: it
     /// activates a password the mailbox owner may not have chosen).
     verify_without_password: bool,
+    /// User administration, served as `auth.v1.AdminService`.
+    users: UserAdmin<S>,
 }
 
 /// Default `JWT_REFRESH_REUSE_GRACE`.
@@ -77,6 +82,12 @@ impl<S: AuthStore> AuthApi<S> {
         mail_from: Mailbox,
         outbox_signal: Arc<Notify>,
     ) -> Self {
+        let users = UserAdmin::new(
+            store.clone(),
+            mailer.clone(),
+            mail_from.clone(),
+            DEFAULT_UNVERIFIED_TTL,
+        );
         Self {
             store,
             hasher,
@@ -93,7 +104,14 @@ impl<S: AuthStore> AuthApi<S> {
             rotate_refresh_tokens: true,
             unverified_ttl: crate::throttle::secs(DEFAULT_UNVERIFIED_TTL),
             verify_without_password: false,
+            users,
         }
+    }
+
+    /// The user-administration use cases (`auth.v1.AdminService` calls
+    /// them once [`Self::admin_actor`] has authenticated the caller).
+    pub fn users(&self) -> &UserAdmin<S> {
+        &self.users
     }
 
     /// Lets addresses with a non-ASCII local part register (the relay
@@ -126,6 +144,7 @@ impl<S: AuthStore> AuthApi<S> {
     ) -> Self {
         self.unverified_ttl = crate::throttle::secs(ttl);
         self.verify_without_password = verify_without_password;
+        self.users = self.users.with_unverified_ttl(ttl);
         self
     }
 

@@ -45,7 +45,10 @@ impl<S: AuthStore> AuthApi<S> {
     }
 
     /// Writes the attempt to the outbox (with what it changes) and wakes
-    /// the forwarder. Logins are counted in `login_attempts_total`.
+    /// the forwarder. Logins are counted in `login_attempts_total`. A
+    /// success whose account was deactivated or deleted after its password
+    /// was checked is recorded as `inactive` instead, and is
+    /// [`Error::BadCredentials`].
     pub(super) async fn record(
         &self,
         attempt: &Try<'_>,
@@ -53,8 +56,36 @@ impl<S: AuthStore> AuthApi<S> {
         outcome: Result<(), RejectReason>,
         effects: LoginEffects<'_>,
     ) -> Result<(), Error> {
+        if !self.record_once(attempt, user, outcome, effects).await? {
+            tracing::info!(
+                user_id = user.map(|u| u.id),
+                "account deactivated during its login: refused"
+            );
+            self.record_once(
+                attempt,
+                user,
+                Err(RejectReason::Inactive),
+                LoginEffects::Nothing,
+            )
+            .await?;
+            return Err(Error::BadCredentials);
+        }
+        Ok(())
+    }
+
+    /// [`Self::record`]'s one write; false when the store refused a
+    /// success (see [`AuthStore::record_login`]).
+    async fn record_once(
+        &self,
+        attempt: &Try<'_>,
+        user: Option<&User>,
+        outcome: Result<(), RejectReason>,
+        effects: LoginEffects<'_>,
+    ) -> Result<bool, Error> {
         let entry = self.entry(attempt, user, outcome);
-        self.store.record_login(&entry, effects).await?;
+        if !self.store.record_login(&entry, effects).await? {
+            return Ok(false);
+        }
         self.outbox_signal.notify_one();
         if attempt.kind == AttemptKind::Login {
             crate::attempt::count(outcome);
@@ -67,7 +98,7 @@ impl<S: AuthStore> AuthApi<S> {
             user_id = user.map(|u| u.id),
             "login attempt"
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Counts the try before, and decides it without, looking at the

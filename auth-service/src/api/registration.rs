@@ -118,12 +118,8 @@ impl<S: AuthStore> AuthApi<S> {
         else {
             return Ok(());
         };
-        let body = format!(
-            "Hello {},\n\nYour verification code is: {}\n\nIt expires in 10 minutes. If you did not ask for it, ignore this email.\n",
-            user.username,
-            code.expose()
-        );
-        self.mail(&user, "Your verification code", body);
+        let body = crate::codes::verification_mail(&user.username, &code);
+        self.mail(&user, crate::codes::VERIFICATION_SUBJECT, body);
         Ok(())
     }
 

@@ -25,9 +25,10 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    CodePurpose, DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation,
-    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration,
-    ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    AccountChange, AccountDetail, AccountFilter, AccountView, ChangeOutcome, CodePurpose,
+    DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation, NameCollision,
+    NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, ReservedTry,
+    Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -317,12 +318,15 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<LoginReservation, StoreError>> + Send;
     /// Writes a login attempt to the outbox and its `effects`, in one
-    /// transaction.
+    /// transaction; a success also becomes the account's last login. False,
+    /// and nothing written, when a success's account is no longer active
+    /// (deactivated or deleted since its password was checked): the caller
+    /// records the attempt again as refused.
     fn record_login(
         &self,
         attempt: &OutboxEntry,
         effects: LoginEffects<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Counts one event under `key` in a fixed window of `window` seconds;
     /// returns the count so far and when the window began.
     fn rate_hit(
@@ -333,6 +337,32 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
     /// Clears the account's lock and counters (all IPs); returns rows removed.
     fn unlock_account(&self, user_id: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Accounts matching `filter`, newest (highest id) first.
+    fn list_accounts(
+        &self,
+        filter: &AccountFilter,
+    ) -> impl Future<Output = Result<Vec<AccountView>, StoreError>> + Send;
+    /// The account with this id, with its lock, delayed clients and live
+    /// sessions as of `now`.
+    fn account_detail(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<AccountDetail>, StoreError>> + Send;
+    /// Applies an administrator's `change` to account `user_id` if `decide`
+    /// allows it, shown the account as it is and the ids of every active
+    /// administrator. One transaction that holds every active
+    /// administrator's row and the target's while it decides and writes
+    /// (PostgreSQL: rows locked `FOR UPDATE`, in id order; SQLite: the write
+    /// lock, taken as it begins), so changes from every replica at one
+    /// instant are decided one after another, each seeing the earlier ones.
+    fn change_account<E: Send>(
+        &self,
+        user_id: i64,
+        change: AccountChange,
+        now: i64,
+        decide: impl FnOnce(&AccountView, &[i64]) -> Result<(), E> + Send,
+    ) -> impl Future<Output = Result<ChangeOutcome<E>, StoreError>> + Send;
     /// Forgets counters whose window began before `before` and that block
     /// nothing any more, and clients last known before `known_before`.
     fn throttle_prune(

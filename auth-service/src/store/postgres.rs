@@ -33,6 +33,9 @@ impl PgStore {
 /// there is no one writer to batch on; the row the `UPDATE` spends is
 /// locked until commit, so two replicas presenting one token see each other.
 impl Backend for sqlx::Postgres {
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
     fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
         done.rows_affected()
     }

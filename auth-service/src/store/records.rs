@@ -399,3 +399,102 @@ pub struct KeptSession<'a> {
     /// The reservation that let the current password be checked.
     pub reserved: &'a ReservedTry,
 }
+
+/// An account as administrators see it (issue #16): the row without its
+/// secrets.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccountView {
+    /// Primary key; the JWT `user_id`.
+    pub id: i64,
+    /// As registered.
+    pub username: String,
+    /// As registered.
+    pub email: String,
+    /// May log in (verified and not deactivated).
+    pub is_active: bool,
+    /// Administrator.
+    pub is_staff: bool,
+    /// Registered at (Unix seconds).
+    pub created_at: i64,
+    /// Email verified at (Unix seconds); `None` while unverified.
+    pub verified_at: Option<i64>,
+    /// Last successful login (Unix seconds); `None`: never, or not since
+    /// migration 0015 began recording it.
+    pub last_login_at: Option<i64>,
+}
+
+impl AccountView {
+    /// An active administrator: one of those the system must keep at
+    /// least one of.
+    pub fn is_active_admin(&self) -> bool {
+        self.is_active && self.is_staff
+    }
+
+    /// Not verified yet (see [`User::unverified`]).
+    pub fn unverified(&self) -> bool {
+        !self.is_active && self.verified_at.is_none()
+    }
+}
+
+/// One account with what other tables say about it, as of one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDetail {
+    /// The account.
+    pub account: AccountView,
+    /// Until when the account is locked (Unix seconds), if it is now.
+    pub locked_until: Option<i64>,
+    /// Client addresses whose account + address counter delays them now.
+    pub delayed_clients: i64,
+    /// Refresh token families with a live token.
+    pub active_sessions: i64,
+}
+
+/// Which accounts a listing shows, newest (highest id) first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFilter {
+    /// A `LIKE` pattern (with `\` escaping) the username's or the email's
+    /// lookup key must match; `None`: any.
+    pub pattern: Option<String>,
+    /// Only accounts whose `is_active` is this.
+    pub is_active: Option<bool>,
+    /// Only accounts whose `is_staff` is this.
+    pub is_staff: Option<bool>,
+    /// Only verified (`true`) or unverified (`false`) accounts.
+    pub verified: Option<bool>,
+    /// Only accounts with a lower id (the keyset position).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// What an administrator changes about an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Sets the flags given. Clearing `is_active` also revokes every session
+    /// of the account, in the same transaction.
+    Update {
+        /// New `is_active`; `None` leaves it.
+        is_active: Option<bool>,
+        /// New `is_staff`; `None` leaves it.
+        is_staff: Option<bool>,
+    },
+    /// Deletes the account with everything that refers to it by foreign
+    /// key (sessions, codes, names, known clients).
+    Delete,
+}
+
+/// What [`crate::store::AuthStore::change_account`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome<E> {
+    /// Done.
+    Changed {
+        /// The account as it was before.
+        before: AccountView,
+        /// Sessions (refresh token families) the change revoked.
+        revoked_sessions: u64,
+    },
+    /// No account has this id.
+    NotFound,
+    /// The caller's rule refused the change; nothing was written.
+    Refused(E),
+}

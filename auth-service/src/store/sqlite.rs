@@ -187,6 +187,9 @@ async fn rotate_alone(
 
 /// Rotations go to the batch writer ([`RotationBatches`]).
 impl Backend for sqlx::Sqlite {
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const FOR_UPDATE: &'static str = "";
+
     fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         done.rows_affected()
     }

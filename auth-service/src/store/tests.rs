@@ -538,3 +538,92 @@ async fn refusals_are_tallied_per_key_until_due_on_postgres() {
     };
     refusals_are_tallied_per_key_until_due(store).await;
 }
+
+/// A login whose password was checked before a deactivation committed, and
+/// whose record comes after it, stores no session (one the deactivation
+/// never saw would otherwise outlive it, and work again on reactivation)
+/// and records nothing: the caller records the attempt again as refused.
+async fn a_login_recorded_after_a_deactivation_stores_nothing<S: AuthStore>(store: S) {
+    let (user, jti) = session(&store, "gil").await;
+    let seen = store.account_detail(user, NOW).await.unwrap().unwrap();
+    assert_eq!(seen.account.last_login_at, Some(NOW));
+    assert_eq!(seen.active_sessions, 1);
+    let outbox = store.outbox_len().await.unwrap();
+
+    let change = AccountChange::Update {
+        is_active: Some(false),
+        is_staff: None,
+    };
+    let done = store
+        .change_account(user, change, NOW + 1, |_, _| Ok::<(), ()>(()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            done,
+            ChangeOutcome::Changed {
+                revoked_sessions: 1,
+                ..
+            }
+        ),
+        "{done:?}"
+    );
+    assert_eq!(store.live_refresh_owner(&jti, NOW + 1).await.unwrap(), None);
+
+    let late = NewRefreshToken {
+        jti: "gil-late".to_owned(),
+        family_id: "gil-late-family".to_owned(),
+        user_id: user,
+        issued_at: NOW + 2,
+        expires_at: NOW + 86_400,
+    };
+    let attempt = OutboxEntry {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        payload: Vec::new(),
+        created_at: NOW + 2,
+        occurred_micros: (NOW + 2) * 1_000_000,
+        tally: None,
+    };
+    let keys = LoginKeys::new(
+        Some(user),
+        &crate::domain::LoginIdentifier::new("gil"),
+        "192.0.2.1".to_owned(),
+    );
+    let stored = store
+        .record_login(
+            &attempt,
+            LoginEffects::Success {
+                refresh: &late,
+                keys: &keys,
+                reserved: &ReservedTry {
+                    known_client: false,
+                    lock_started: false,
+                    ip_window_start: NOW,
+                },
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!stored);
+    assert_eq!(
+        store.live_refresh_owner("gil-late", NOW + 2).await.unwrap(),
+        None
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), outbox);
+    let after = store.account_detail(user, NOW + 2).await.unwrap().unwrap();
+    assert_eq!(after.account.last_login_at, Some(NOW), "not a login");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_recorded_after_a_deactivation_stores_nothing_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    a_login_recorded_after_a_deactivation_stores_nothing(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_recorded_after_a_deactivation_stores_nothing_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    a_login_recorded_after_a_deactivation_stores_nothing(store).await;
+}

@@ -14,6 +14,7 @@ use auth_service::{
     store::{AuthStore, NewUser, PgStore, SqliteStore},
     throttle::{BruteForcePolicy, RateLimits},
     tokens::{TokenPolicy, TokenService},
+    users::Actor,
 };
 use proto::auth::v1::{
     ChangePasswordRequest, LoginRequest, RequestPasswordResetRequest, ResetOutcome,
@@ -187,6 +188,40 @@ impl<S: AuthStore> Rules<S> {
             .id
     }
 
+    /// A verified administrator (`is_staff`).
+    pub async fn admin_user(&self, username: &str, password: &str) -> i64 {
+        let hash = self.hasher.hash(password.to_owned()).await.unwrap();
+        let email = format!("{username}@example.com");
+        self.store
+            .create_user(NewUser {
+                username,
+                username_lower: &username.to_lowercase(),
+                email: &email,
+                email_lower: &email,
+                password_hash: &hash,
+                is_active: true,
+                is_staff: true,
+                now: T0,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// The administrator `username` as an actor of user administration:
+    /// logged in at `at` from a documentation address, its token
+    /// authenticated as `auth.v1.AdminService` does.
+    pub async fn actor(&self, username: &str, password: &str, at: i64) -> Actor {
+        let pair = self
+            .login("198.51.100.7", username, password, at)
+            .await
+            .unwrap();
+        self.api
+            .admin_actor(&pair.access, ctx("198.51.100.7"))
+            .await
+            .unwrap()
+    }
+
     /// A login from client address `ip` at unix second `at`.
     pub async fn login(
         &self,
@@ -297,6 +332,11 @@ pub fn outcome(result: Result<TokenPair, Error>) -> Outcome {
 pub struct TestApp {
     /// A client of its gRPC API.
     pub client: AuthServiceClient<Channel>,
+    /// The channel that client uses, for clients of its other services.
+    pub channel: Channel,
+    /// The configuration it was built with (for operator commands on its
+    /// database).
+    pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -309,17 +349,23 @@ impl TestApp {
         // A port nothing listens on: the forwarder retries in the background.
         let mut config = Config::for_tests(&url, "http://127.0.0.1:9", dir.path().join("mail"));
         configure(&mut config);
-        let app = auth_service::Application::build(config).await.unwrap();
+        let app = auth_service::Application::build(config.clone())
+            .await
+            .unwrap();
         let addr = app.local_addr();
         let (stop, rx) = oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let client = AuthServiceClient::connect(format!("http://{addr}"))
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
             .await
             .unwrap();
         Self {
-            client,
+            client: AuthServiceClient::new(channel.clone()),
+            channel,
+            config,
             stop: Some(stop),
             _dir: dir,
         }

@@ -26,6 +26,7 @@ macro_rules! on_every_backend {
     };
 }
 
+mod admin;
 mod brute_force;
 mod django;
 mod grpc;

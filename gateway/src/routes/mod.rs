@@ -2,6 +2,7 @@
 //! everything else.
 
 pub mod accounts;
+pub mod admin;
 pub mod logs;
 
 use std::{collections::HashSet, sync::LazyLock};
@@ -42,6 +43,15 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::password::confirm_reset))
         .routes(routes!(logs::list::list))
         .routes(routes!(logs::stream::stream))
+        .routes(routes!(admin::users::list))
+        .routes(routes!(
+            admin::users::get,
+            admin::users::update,
+            admin::users::delete
+        ))
+        .routes(routes!(admin::users::unlock))
+        .routes(routes!(admin::users::logout))
+        .routes(routes!(admin::users::resend_verification))
         .routes(routes!(jwks))
         .routes(routes!(health))
         .routes(routes!(crate::readiness::readyz))

@@ -134,6 +134,26 @@ async fn every_operation_describes_its_errors_with_json_bodies() {
         assert!(admin["responses"][status].is_object(), "{status}");
     }
     assert_eq!(admin["security"][0]["bearer"], serde_json::json!([]));
+
+    // User administration: every route says who may call it and how each
+    // refusal looks; those whose change a rule may refuse document 409.
+    let users = &doc["paths"]["/api/admin/users/{id}/"];
+    for (method, conflicts) in [("get", false), ("patch", true), ("delete", true)] {
+        let op = &users[method];
+        assert_eq!(
+            op["security"][0]["bearer"],
+            serde_json::json!([]),
+            "{method}"
+        );
+        for status in ["200", "400", "401", "403", "404", "503"] {
+            assert!(op["responses"][status].is_object(), "{method} {status}");
+        }
+        assert_eq!(op["responses"]["409"].is_object(), conflicts, "{method}");
+    }
+    let resend = &doc["paths"]["/api/admin/users/{id}/verification/"]["post"];
+    for status in ["409", "429"] {
+        assert!(resend["responses"][status].is_object(), "{status}");
+    }
 }
 
 #[tokio::test]
@@ -161,7 +181,7 @@ async fn each_request_body_lists_one_content_type_and_names_the_others() {
             );
         }
     }
-    assert_eq!(bodies, 10);
+    assert_eq!(bodies, 11);
 }
 
 #[tokio::test]
@@ -204,4 +224,45 @@ async fn the_docs_page_never_asks_an_online_validator() {
         "validatorUrl is not switched off: {script}"
     );
     assert!(!script.contains("validator.swagger.io"), "{script}");
+}
+
+/// Every `$ref` in `value`, recursively.
+fn refs(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        out.insert(r.clone());
+                    }
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_schema_reference_resolves() {
+    let app = spawn_app().await;
+    let (_, _, doc) = parts(app.get("/api/openapi.json").await).await;
+    let mut found = BTreeSet::new();
+    refs(&doc, &mut found);
+    assert!(
+        found.contains("#/components/schemas/UserUpdateForm"),
+        "{found:?}"
+    );
+    for reference in found {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {reference}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{reference} does not resolve"
+        );
+    }
+    let form = &doc["components"]["schemas"]["UserUpdateForm"];
+    assert_eq!(form["minProperties"], 1, "{form}");
 }

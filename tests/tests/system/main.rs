@@ -24,6 +24,7 @@ macro_rules! on_every_backend {
 
 mod abuse;
 mod accounts;
+mod admin;
 mod algorithms;
 mod compat;
 mod contract;

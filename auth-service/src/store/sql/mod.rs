@@ -1,6 +1,7 @@
 //! The SQL both backends run, written once as generic code over
 //! [`sqlx::Database`] and split by concern: [`users`] (accounts and
-//! verification codes), [`throttle`] (login reservation and rate counters),
+//! verification codes), [`accounts`] (accounts as administrators list and
+//! change them), [`throttle`] (login reservation and rate counters),
 //! [`tokens`] (refresh tokens and sessions), [`keys`] (signing keys) and
 //! [`outbox`] (login attempts on their way to audit-service). Each concern is
 //! an `impl SqlStore<DB>` block whose methods carry the names of the
@@ -15,6 +16,7 @@
 //! only where they are written, never where the trait is merely required,
 //! so a single "capabilities" trait cannot stand in for them.
 
+mod accounts;
 mod identities;
 mod import;
 mod keys;
@@ -29,9 +31,10 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
-    AuthStore, CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation,
-    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration,
-    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    AccountChange, AccountDetail, AccountFilter, AccountView, AuthStore, ChangeOutcome,
+    CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation, NameCollision,
+    NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation,
+    SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,
@@ -59,6 +62,16 @@ impl<DB: sqlx::Database, T> Param<DB> for T where T: Type<DB> + for<'q> Encode<'
 /// (The bound on `Arguments` is one Rust does imply wherever `DB: Backend`
 /// is required, unlike the ones in the concern blocks' `where` clause.)
 pub trait Backend: sqlx::Database<Arguments: IntoArguments<Self>> {
+    /// Begins a transaction that reads rows, decides, then writes, and
+    /// must not be overtaken between the two: SQLite's `BEGIN IMMEDIATE`
+    /// takes the database's write lock at once (a deferred transaction that
+    /// read first could not upgrade while another process wrote);
+    /// PostgreSQL's plain `BEGIN`, whose rows [`Self::FOR_UPDATE`] locks.
+    const BEGIN_WRITE: &'static str;
+    /// Appended to a `SELECT` in such a transaction: PostgreSQL locks the
+    /// rows read (` FOR UPDATE`); SQLite holds the whole database already.
+    const FOR_UPDATE: &'static str;
+
     /// Rows a statement changed (each driver's result type has its own
     /// method; sqlx has no trait for it).
     fn rows_affected(done: &Self::QueryResult) -> u64;
@@ -176,7 +189,7 @@ where
         &self,
         attempt: &OutboxEntry,
         effects: LoginEffects<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         SqlStore::record_login(self, attempt, effects).await
     }
     async fn rate_hit(&self, key: &str, now: i64, window: i64) -> Result<(i64, i64), StoreError> {
@@ -184,6 +197,25 @@ where
     }
     async fn unlock_account(&self, user_id: i64) -> Result<u64, StoreError> {
         SqlStore::unlock_account(self, user_id).await
+    }
+    async fn list_accounts(&self, filter: &AccountFilter) -> Result<Vec<AccountView>, StoreError> {
+        SqlStore::list_accounts(self, filter).await
+    }
+    async fn account_detail(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> Result<Option<AccountDetail>, StoreError> {
+        SqlStore::account_detail(self, user_id, now).await
+    }
+    async fn change_account<E: Send>(
+        &self,
+        user_id: i64,
+        change: AccountChange,
+        now: i64,
+        decide: impl FnOnce(&AccountView, &[i64]) -> Result<(), E> + Send,
+    ) -> Result<ChangeOutcome<E>, StoreError> {
+        SqlStore::change_account(self, user_id, change, now, decide).await
     }
     async fn throttle_prune(
         &self,

@@ -102,7 +102,7 @@ where
         &self,
         attempt: &OutboxEntry,
         effects: LoginEffects<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // The outbox write goes first: on SQLite a transaction that
@@ -115,11 +115,27 @@ where
             reserved,
         } = effects
         {
+            // The account row before any other: an administrator's change
+            // holds it (see `change_account`) while it decides, so a login
+            // waits for a deactivation or deletion to commit and then finds
+            // the account inactive, instead of storing a session the
+            // deactivation did not see. Rows after it in the order
+            // `change_account` takes them, so the two never deadlock.
+            let live = sqlx::query(
+                "UPDATE users SET last_login_at = $2 WHERE id = $1 AND is_active = TRUE",
+            )
+            .bind(refresh.user_id)
+            .bind(refresh.issued_at)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&live) == 0 {
+                return Ok(false);
+            }
             Self::insert_refresh(&mut tx, refresh).await?;
             Self::credit_success(&mut tx, refresh, keys, reserved).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// What a proven password does to the counters, inside the caller's

@@ -98,6 +98,20 @@ where
 
     pub(super) async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
         let mut conn = self.write().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let revoked = Self::revoke_sessions(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Revokes every refresh token of the user and records `now` as its
+    /// `sessions_revoked_at`, inside the caller's transaction; how many
+    /// families were still open.
+    pub(in crate::store) async fn revoke_sessions(
+        conn: &mut DB::Connection,
+        user_id: i64,
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
         let families: Vec<String> = sqlx::query_scalar(
             "UPDATE refresh_tokens SET revoked_at = $2
                      WHERE user_id = $1 AND revoked_at IS NULL

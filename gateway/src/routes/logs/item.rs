@@ -105,7 +105,7 @@ impl AttemptItem {
 
 /// A protobuf timestamp as RFC 3339 in UTC (`...Z`), or `None` when out of
 /// range.
-fn rfc3339(ts: prost_types::Timestamp) -> Option<String> {
+pub fn rfc3339(ts: prost_types::Timestamp) -> Option<String> {
     let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()?

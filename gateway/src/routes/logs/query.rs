@@ -10,7 +10,7 @@ use proto::audit::v1::{
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::error::FieldErrors;
+use crate::{body::parse_bool, error::FieldErrors};
 
 /// Page size when the client names none.
 const DEFAULT_LIMIT: u32 = 50;
@@ -298,15 +298,6 @@ fn parse_ip_or_cidr(raw: &str) -> Option<String> {
         return Some(ip.to_canonical().to_string());
     }
     raw.parse::<IpNet>().ok().map(|net| net.trunc().to_string())
-}
-
-/// DRF's boolean spellings we accept: true/false/1/0, any case.
-fn parse_bool(raw: &str) -> Option<bool> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    }
 }
 
 fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {

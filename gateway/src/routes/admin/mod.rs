@@ -1,0 +1,15 @@
+//! User administration for administrators (issue #16), forwarded to
+//! `auth.v1.AdminService` with the administrator's access token, which
+//! auth-service checks again (live session, `is_staff` as the database
+//! says now). One module per concern, each depending only on those listed
+//! before it:
+//!
+//! - [`query`]: the listing's query string, validated.
+//! - [`item`]: an account, and each action's reply, as clients see them.
+//! - [`forms`]: the PATCH body.
+//! - [`users`]: the handlers.
+
+pub mod forms;
+pub mod item;
+pub mod query;
+pub mod users;
