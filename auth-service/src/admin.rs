@@ -9,30 +9,31 @@ use crate::{
     config::Config,
     domain::{EmailAddress, FieldError, LoginLookup, Password, Username},
     hasher::PasswordHasher,
-    store::{AuthStore, NameCollision, NewUser, Open, PgStore, SqliteStore, StoreError, User},
+    store::{AuthStore, NameCollision, NewUser, StoreError, User},
 };
 
 /// The variable operator commands read the database from.
-const DATABASE_URL: &str = "AUTH_DATABASE_URL";
+pub(crate) const DATABASE_URL: &str = "AUTH_DATABASE_URL";
 
 /// Runs `$body` on the configured store, whichever backend it is, opened
-/// with [`Open::Existing`].
+/// with [`Open::Existing`]. Also used by [`crate::user_cli`].
 macro_rules! with_store {
     ($config:expr, |$store:ident| $body:expr) => {{
         let url = $config.database_url.expose();
         if url.starts_with("sqlite:") {
-            let $store = SqliteStore::open(url, Open::Existing)
+            let $store = $crate::store::SqliteStore::open(url, $crate::store::Open::Existing)
                 .await
-                .map_err(|e| e.opening(DATABASE_URL, url))?;
+                .map_err(|e| e.opening($crate::admin::DATABASE_URL, url))?;
             $body
         } else {
-            let $store = PgStore::connect(url)
+            let $store = $crate::store::PgStore::connect(url)
                 .await
-                .map_err(|e| e.opening(DATABASE_URL, url))?;
+                .map_err(|e| e.opening($crate::admin::DATABASE_URL, url))?;
             $body
         }
     }};
 }
+pub(crate) use with_store;
 
 fn describe(errors: &[FieldError]) -> String {
     errors

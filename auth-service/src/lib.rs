@@ -25,6 +25,7 @@ pub mod mail;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
+pub mod user_cli;
 pub mod users;
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};

@@ -17,7 +17,7 @@ struct Cli {
 
 /// What the operator commands act on, for `--help`.
 const OPERATOR_HELP: &str = "\
-The operator commands (create-admin, unlock, rotate-keys, name-collisions, import-django) act on the database
+The operator commands (user, create-admin, unlock, rotate-keys, name-collisions, import-django) act on the database
 in AUTH_DATABASE_URL (default sqlite://data/auth.db, relative to the working
 directory) and never create it: run them where auth-service runs, or give an
 absolute path (sqlite:///var/lib/auth/auth.db).";
@@ -44,6 +44,15 @@ enum Command {
         /// Make the existing account --username an admin instead of creating one.
         #[arg(long)]
         promote: bool,
+    },
+    /// Administer accounts: list, show, activate, deactivate, grant or
+    /// revoke admin rights, unlock, log out, resend verification, delete.
+    #[command(
+        after_help = "Examples:\n  auth-service user list --query alice --active true\n  auth-service user show alice@example.com\n  auth-service user deactivate alice\n  auth-service user grant-admin --id 42\n  auth-service user delete alice --yes\n\nAn account is named by its username or email, or by --id. The rules are the admin API's: a change that would leave no active administrator is refused, an unverified account is not activated (resend-verification instead), deactivating ends every session. Each change is logged as an admin_event line."
+    )]
+    User {
+        #[command(subcommand)]
+        command: auth_service::user_cli::UserCommand,
     },
     /// Lift a brute-force lock on an account (all IPs) before it expires.
     Unlock {
@@ -118,6 +127,10 @@ fn main() -> ExitCode {
                     "created admin {} (id {}) in {location}",
                     user.username, user.id
                 );
+                Ok(())
+            }
+            Command::User { command } => {
+                print!("{}", auth_service::user_cli::run(&config, command).await?);
                 Ok(())
             }
             Command::Unlock { username } => {

@@ -520,6 +520,8 @@ fn operator_commands_refuse_a_missing_database_and_create_nothing() {
         ),
         (vec!["create-admin", "--promote", "--username", "alice"], ""),
         (vec!["name-collisions"], ""),
+        (vec!["user", "list"], ""),
+        (vec!["user", "deactivate", "alice"], ""),
     ] {
         let out = run_in(dir.path(), "auth-service", &args, &[], stdin);
         let err = stderr(&out);
@@ -730,4 +732,249 @@ async fn rotate_keys_adds_a_key_of_the_configured_algorithm() {
     );
     assert_eq!(keys[1].kid, first[0].kid);
     assert_eq!(added.supersedes.as_deref(), Some(first[0].kid.as_str()));
+}
+
+/// `auth-service user …` on a database of `root` (admin), `bob` and `carl`
+/// (unverified); returns the folder, the URL and a store on it.
+async fn user_database() -> (tempfile::TempDir, String, auth_service::store::SqliteStore) {
+    use auth_service::store::{AuthStore as _, NewUser, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (name, is_active, is_staff) in [
+        ("root", true, true),
+        ("bob", true, false),
+        ("carl", false, false),
+    ] {
+        let email = format!("{name}@example.com");
+        store
+            .create_user(NewUser {
+                username: name,
+                username_lower: name,
+                email: &email,
+                email_lower: &email,
+                password_hash: "not-a-real-hash",
+                is_active,
+                is_staff,
+                now,
+            })
+            .await
+            .unwrap();
+    }
+    (dir, url, store)
+}
+
+#[tokio::test]
+async fn the_user_commands_administer_accounts_under_the_last_admin_rule() {
+    build();
+    use auth_service::store::AuthStore as _;
+    let (dir, url, store) = user_database().await;
+    let env = [
+        ("AUTH_DATABASE_URL", url.clone()),
+        ("MAIL_DIR", dir.path().join("mail").display().to_string()),
+        ("USER", "ops".to_owned()),
+    ];
+    let elsewhere = tempfile::tempdir().unwrap();
+    let user = |args: &[&str]| {
+        let mut all = vec!["user"];
+        all.extend(args);
+        run_in(elsewhere.path(), "auth-service", &all, &env, "")
+    };
+    let id = |name: &str| {
+        let store = store.clone();
+        let name = name.to_owned();
+        async move { store.user_by_login(&name).await.unwrap().unwrap().id }
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    // Log lines share stdout with the answer; the answer is the rest.
+    let answer = |out: &Output| -> Vec<String> {
+        stdout(out)
+            .lines()
+            .filter(|l| !l.contains(" INFO ") && !l.contains(" WARN "))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    // A table, newest first, filtered.
+    let out = user(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = answer(&out);
+    assert!(lines[0].starts_with("ID  USERNAME  EMAIL"), "{lines:?}");
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(names, ["carl", "bob", "root"]);
+    let out = user(&["list", "--query", "BO", "--active", "true"]);
+    assert_eq!(answer(&out).len(), 2, "{}", stdout(&out));
+    assert!(answer(&out)[1].contains("bob@example.com"));
+    let out = user(&["list", "--limit", "2"]);
+    assert!(
+        answer(&out)
+            .last()
+            .unwrap()
+            .starts_with("more: run again with --cursor "),
+        "{}",
+        stdout(&out)
+    );
+    let out = user(&["list", "--query", "nobody-here"]);
+    assert_eq!(answer(&out), ["no accounts match"]);
+    let out = user(&["list", "--limit", "501"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--limit"), "{}", stderr(&out));
+
+    // One account.
+    let out = user(&["show", "bob@example.com"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = answer(&out).join("\n");
+    for expected in [
+        "bob <bob@example.com>",
+        "active:          yes",
+        "administrator:   no",
+        "active sessions: 0",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+
+    // The last admin stays: refused, exit 1, nothing changed.
+    for args in [
+        &["deactivate", "root"][..],
+        &["revoke-admin", "root"],
+        &["delete", "root", "--yes"],
+    ] {
+        let out = user(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("root is the last active administrator"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let root = store
+        .account_detail(id("root").await, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(root.account.is_active && root.account.is_staff);
+
+    // With bob an admin, root may step down; then bob is the last.
+    let out = user(&["grant-admin", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(answer(&out)[0].starts_with("bob (id "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(r#"action="grant_admin" actor="ops""#),
+        "{}",
+        stdout(&out)
+    );
+    let out = user(&["revoke-admin", "--id", &id("root").await.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = user(&["deactivate", "bob"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    // Deactivating ends sessions; an unverified account is not activated.
+    let out = user(&["deactivate", "root"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        answer(&out)[0].contains("0 session(s) ended"),
+        "{}",
+        stdout(&out)
+    );
+    let root = store
+        .account_detail(id("root").await, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!root.account.is_active);
+    let out = user(&["activate", "carl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("carl has not verified its email"),
+        "{}",
+        stderr(&out)
+    );
+    let out = user(&["activate", "root"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A verification code, to the mail folder.
+    let out = user(&["resend-verification", "carl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        answer(&out)[0].starts_with("mailed a verification code to carl"),
+        "{}",
+        stdout(&out)
+    );
+    let mails: Vec<String> = std::fs::read_dir(dir.path().join("mail"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("carl@example.com") && m.contains("code is: ")),
+        "{mails:?}"
+    );
+    let out = user(&["resend-verification", "carl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("one code a minute"),
+        "{}",
+        stderr(&out)
+    );
+    let out = user(&["resend-verification", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("verified its email already"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Unlock and log out answer with what they cleared.
+    let out = user(&["unlock", "bob"]);
+    assert!(
+        answer(&out)[0].contains("0 counter(s) cleared"),
+        "{}",
+        stdout(&out)
+    );
+    let out = user(&["logout", "bob"]);
+    assert!(
+        answer(&out)[0].contains("0 session(s) ended"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Deleting asks for --yes; then says the attempts stay.
+    let carl = id("carl").await;
+    let out = user(&["delete", "carl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("without --yes"), "{}", stderr(&out));
+    assert!(store.account_detail(carl, now()).await.unwrap().is_some());
+    let out = user(&["delete", "carl", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        answer(&out)[0].contains("its login attempts stay in the audit log"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(store.account_detail(carl, now()).await.unwrap().is_none());
+
+    // Names that match nothing.
+    for args in [
+        &["show", "carl"][..],
+        &["show", "саrl"],
+        &["show", "--id", "0"],
+    ] {
+        let out = user(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+    let out = user(&["show"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a missing account");
 }
