@@ -740,10 +740,13 @@ async fn only_a_live_admin_token_acts_and_unknown_accounts_are_not_found<S: Auth
         .unwrap();
     let r = rules.api.admin_actor(&tom.access, client.clone()).await;
     assert!(matches!(r, Err(Error::PermissionDenied)), "{r:?}");
-    for bad in ["", "not-a-token", &tom.refresh] {
+    for bad in ["", "not-a-token"] {
         let r = rules.api.admin_actor(bad, client.clone()).await;
         assert!(matches!(r, Err(Error::InvalidToken)), "{bad}: {r:?}");
     }
+    // A refresh token is refused as simplejwt words it (UNAUTHENTICATED).
+    let r = rules.api.admin_actor(&tom.refresh, client.clone()).await;
+    assert!(matches!(r, Err(Error::WrongTokenType)), "{r:?}");
 
     // The claim is not trusted: a demoted admin's unexpired token stops
     // acting at once; a logged-out admin's token is dead.
