@@ -1,4 +1,5 @@
-//! audit-service: the only owner of the login-attempt log.
+//! audit-service: the only owner of the login-attempt log and of the admin
+//! events (administrators' actions on accounts).
 //!
 //! Producers (auth-service's outbox forwarder) stream batches of attempts in
 //! over `audit.v1.AuditService/Ingest`; each batch is committed in one

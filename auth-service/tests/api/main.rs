@@ -27,6 +27,7 @@ macro_rules! on_every_backend {
 }
 
 mod admin;
+mod admin_events;
 mod brute_force;
 mod django;
 mod grpc;
