@@ -383,6 +383,7 @@ pub struct OutboxRow {
     #[sqlx(try_from = "String")]
     pub kind: OutboxKind,
     /// Protobuf encoding of the (first) attempt, or of the admin event.
+    pub payload: Vec<u8>,
     /// How many attempts the row stands for.
     pub tally_count: i64,
     /// Unix microseconds of the last of them (set on tallied rows).
