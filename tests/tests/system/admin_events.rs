@@ -15,12 +15,13 @@ use system_tests::{
     processes::{build_binaries, command, output_within},
 };
 
-use crate::support::trust_loopback;
+use crate::support::{Bind, auth_count, auth_sql, trust_loopback};
 
 on_every_backend!(
     an_admins_deactivation_is_listed_with_actor_target_and_address,
     an_operators_command_line_action_arrives_once_forwarded,
     the_events_route_is_for_admins_and_refuses_bad_filters_by_name,
+    an_event_audit_refuses_is_set_aside_and_the_rest_arrive,
 );
 
 const EVENTS: &str = "/api/admin/events/";
@@ -293,5 +294,90 @@ async fn the_events_route_is_for_admins_and_refuses_bad_filters_by_name(backend:
         .map(|e| e["sessions_revoked"].as_i64().unwrap())
         .collect();
     assert_eq!(counts, [0, 0, 1]);
+    sys.shutdown().await;
+}
+
+/// An admin event audit-service will never accept (an action it does not
+/// know, as a newer auth-service could write) is set aside in
+/// `refused_attempts` as an admin event, while the events around it,
+/// recorded while audit-service was down, all arrive once.
+async fn an_event_audit_refuses_is_set_aside_and_the_rest_arrive(backend: Backend) {
+    use prost::Message as _;
+
+    let Some(mut sys) = TestSystem::start(backend).await else {
+        return;
+    };
+    let token = sys.admin_token().await;
+    sys.active_user("yul", "yul@example.com", "yul-pass-1234")
+        .await;
+    let yul = id_of(&sys, &token, "yul").await;
+    sys.stop_audit().await;
+    let logout = || async {
+        let resp = sys
+            .http
+            .post(sys.url(&format!("{USERS}{yul}/logout/")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    };
+    logout().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let poison = proto::audit::v1::AdminEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: i64::try_from(now.as_secs()).unwrap(),
+            nanos: 0,
+        }),
+        action: 99,
+        actor_id: Some(1),
+        target_id: yul,
+        ..Default::default()
+    };
+    auth_sql(
+        &sys,
+        "INSERT INTO attempt_outbox (event_id, payload, created_at, kind) \
+         VALUES ($1, $2, 0, 'admin_event')",
+        vec![
+            Bind::Text(poison.event_id.clone()),
+            Bind::Bytes(poison.encode_to_vec()),
+        ],
+    )
+    .await;
+    logout().await;
+
+    sys.start_audit().await;
+    let body = get_until(&sys, EVENTS, &token, |b| results(b).len() >= 2).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while auth_count(&sys, "SELECT COUNT(*) FROM attempt_outbox WHERE kind = $1", "admin_event")
+        .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the outbox never emptied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert_eq!(results(&body).len(), 2, "{body}");
+    assert!(
+        results(&body)
+            .iter()
+            .all(|e| e["action"] == "logout" && e["event_id"] != poison.event_id.as_str()),
+        "{body}"
+    );
+    let (_, again) = sys.get(EVENTS, Some(&token)).await;
+    assert_eq!(results(&again).len(), 2, "each event once: {again}");
+    assert_eq!(
+        auth_count(
+            &sys,
+            "SELECT COUNT(*) FROM refused_attempts WHERE kind = 'admin_event' AND event_id = $1",
+            &poison.event_id,
+        )
+        .await,
+        1,
+        "kept for an operator, as an admin event"
+    );
     sys.shutdown().await;
 }
