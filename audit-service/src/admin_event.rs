@@ -353,7 +353,9 @@ mod tests {
         let mut raw = raw_event();
         raw.event_id = "nope".into();
         assert_eq!(refusal(raw), "admin_events[3].event_id must be a UUID");
-        let cases: [(&str, fn(&mut pb::AdminEvent)); 8] = [
+        /// A field's name and how to spoil it.
+        type Spoil = (&'static str, fn(&mut pb::AdminEvent));
+        let cases: [Spoil; 8] = [
             ("occurred_at", |r| r.occurred_at = None),
             ("occurred_at", |r| {
                 r.occurred_at = Some(micros_to_timestamp(NOW + MAX_FUTURE_MICROS + 1));

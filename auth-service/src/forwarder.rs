@@ -387,8 +387,9 @@ fn decode(rows: &[OutboxRow]) -> Decoded {
     };
     for r in rows {
         let decoded = match r.kind {
-            OutboxKind::Attempt => Attempt::decode(r.payload.as_slice())
-                .map(|a| out.attempts.push(with_tally(a, r))),
+            OutboxKind::Attempt => {
+                Attempt::decode(r.payload.as_slice()).map(|a| out.attempts.push(with_tally(a, r)))
+            }
             OutboxKind::AdminEvent => AdminEvent::decode(r.payload.as_slice()).map(|e| {
                 out.admin_events.push(e);
                 out.admin_seqs.push(r.seq);

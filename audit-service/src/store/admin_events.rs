@@ -71,7 +71,11 @@ where
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let mut stored = HashSet::new();
     for mut qb in in_queries::<DB>(sql.existing, &ids, sql.uuid_cast) {
-        stored.extend(qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+        stored.extend(
+            qb.build_query_scalar::<String>()
+                .fetch_all(&mut *tx)
+                .await?,
+        );
     }
     let mut fresh = HashSet::new();
     let rows: Vec<&NewAdminEvent> = events

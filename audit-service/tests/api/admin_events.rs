@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use proto::audit::v1::{
-    AdminAction, AdminEvent, AdminEventFilter, AdminEventRecord, Attempt, AttemptFilter,
-    IngestAck, IngestBatch, ListAdminEventsRequest, ListAdminEventsResponse, ListAttemptsRequest,
+    AdminAction, AdminEvent, AdminEventFilter, AdminEventRecord, Attempt, AttemptFilter, IngestAck,
+    IngestBatch, ListAdminEventsRequest, ListAdminEventsResponse, ListAttemptsRequest,
 };
 use tonic::{Code, Status};
 
@@ -47,7 +47,10 @@ fn operator_event(action: AdminAction, target_id: i64, secs: i64) -> AdminEvent 
 
 /// Sends `batches` on one stream; the acks as `(batch_seq, inserted,
 /// admin_events_stored)`, and how the stream ended.
-async fn ingest(app: &TestApp, batches: Vec<IngestBatch>) -> (Vec<(u64, u32, u32)>, Option<Status>) {
+async fn ingest(
+    app: &TestApp,
+    batches: Vec<IngestBatch>,
+) -> (Vec<(u64, u32, u32)>, Option<Status>) {
     let mut client = app.client().await;
     let mut stream = client
         .ingest(tokio_stream::iter(batches))
@@ -84,7 +87,10 @@ async fn ingest_events(app: &TestApp, events: Vec<AdminEvent>) {
     assert_eq!(acks, vec![(1, n, n)]);
 }
 
-async fn list(app: &TestApp, request: ListAdminEventsRequest) -> Result<ListAdminEventsResponse, Status> {
+async fn list(
+    app: &TestApp,
+    request: ListAdminEventsRequest,
+) -> Result<ListAdminEventsResponse, Status> {
     app.client()
         .await
         .list_admin_events(request)
@@ -146,13 +152,21 @@ async fn admin_events_ride_the_attempts_stream_and_are_listed_with_every_field(d
     .await;
 
     assert!(error.is_none(), "{error:?}");
-    assert_eq!(acks, vec![(1, 4, 3)], "one attempt and three events, all new");
+    assert_eq!(
+        acks,
+        vec![(1, 4, 3)],
+        "one attempt and three events, all new"
+    );
     let page = list(&app, ListAdminEventsRequest::default()).await.unwrap();
     assert!(page.next_cursor.is_empty());
     let listed: Vec<AdminEvent> = page.events.into_iter().map(|r| r.event.unwrap()).collect();
     // A count beyond what the log stores is kept at its largest.
     unlock.counters_cleared = Some(i64::MAX as u64);
-    assert_eq!(listed, vec![resend, deactivate, unlock], "newest first, every field");
+    assert_eq!(
+        listed,
+        vec![resend, deactivate, unlock],
+        "newest first, every field"
+    );
 }
 
 async fn a_resent_event_is_stored_once(db: TestDb) {
@@ -206,7 +220,10 @@ async fn admin_events_and_attempts_never_mix(db: TestDb) {
         .await;
     let events = list_all(&app, AdminEventFilter::default(), 50, false).await;
 
-    assert_eq!(crate::helpers::event_ids(&attempts), vec![attempt.event_id.clone()]);
+    assert_eq!(
+        crate::helpers::event_ids(&attempts),
+        vec![attempt.event_id.clone()]
+    );
     assert_eq!(crate::helpers::event_ids(&by_ip), vec![attempt.event_id]);
     assert_eq!(ids(&events), vec![admin.event_id]);
 }
@@ -336,9 +353,15 @@ async fn pages_visit_every_event_once_in_either_order(db: TestDb) {
     let oldest = list_all(&app, AdminEventFilter::default(), 3, true).await;
 
     let keys: Vec<_> = newest.iter().map(key).collect();
-    assert!(keys.windows(2).all(|w| w[0] > w[1]), "newest first: {keys:?}");
+    assert!(
+        keys.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {keys:?}"
+    );
     let keys: Vec<_> = oldest.iter().map(key).collect();
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "oldest first: {keys:?}");
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {keys:?}"
+    );
     for listed in [&newest, &oldest] {
         assert_eq!(listed.len(), 11);
         assert_eq!(ids(listed).into_iter().collect::<HashSet<_>>(), sent);
@@ -430,11 +453,7 @@ async fn a_bad_event_refuses_its_whole_batch_naming_it(db: TestDb) {
     let mut bad = event(AdminAction::Unlock, 8, 10);
     bad.actor_id = None;
 
-    let (acks, error) = ingest(
-        &app,
-        vec![batch(1, vec![attempt], vec![good, bad.clone()])],
-    )
-    .await;
+    let (acks, error) = ingest(&app, vec![batch(1, vec![attempt], vec![good, bad.clone()])]).await;
 
     assert!(acks.is_empty());
     let status = error.unwrap();
@@ -446,9 +465,21 @@ async fn a_bad_event_refuses_its_whole_batch_naming_it(db: TestDb) {
         "{}",
         status.message()
     );
-    assert!(status.message().contains(&bad.event_id), "{}", status.message());
-    assert!(list_all(&app, AdminEventFilter::default(), 50, false).await.is_empty());
-    assert!(app.list_all(ListAttemptsRequest::default()).await.is_empty());
+    assert!(
+        status.message().contains(&bad.event_id),
+        "{}",
+        status.message()
+    );
+    assert!(
+        list_all(&app, AdminEventFilter::default(), 50, false)
+            .await
+            .is_empty()
+    );
+    assert!(
+        app.list_all(ListAttemptsRequest::default())
+            .await
+            .is_empty()
+    );
 }
 
 async fn hostile_text_is_stored_cleaned_and_lookalikes_match_only_themselves(db: TestDb) {

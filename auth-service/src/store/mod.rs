@@ -25,10 +25,10 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    AccountChange, AdminEventEntry, AccountDetail, AccountFilter, AccountView, ChangeOutcome, CodePurpose,
-    DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation, NameCollision,
-    NewRefreshToken, NewUser, OutboxEntry, OutboxKind, OutboxRow, PasswordSet, Registration, ReservedTry,
-    Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    AccountChange, AccountDetail, AccountFilter, AccountView, AdminEventEntry, ChangeOutcome,
+    CodePurpose, DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation,
+    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxKind, OutboxRow, PasswordSet,
+    Registration, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so

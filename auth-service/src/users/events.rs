@@ -202,7 +202,10 @@ mod tests {
         ];
         for action in all {
             assert!(!action.code().is_empty());
-            assert_eq!(audit::AdminAction::from_code(action.code()), Some(action.proto()));
+            assert_eq!(
+                audit::AdminAction::from_code(action.code()),
+                Some(action.proto())
+            );
         }
         assert_eq!(all.len(), audit::AdminAction::ALL.len());
     }

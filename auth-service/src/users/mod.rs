@@ -200,7 +200,14 @@ impl<S: AuthStore> UserAdmin<S> {
                 counters_cleared: Some(cleared),
                 ..Details::default()
             };
-            AdminEvent::new(id, AdminAction::Unlock, actor, &before.account, now, details)
+            AdminEvent::new(
+                id,
+                AdminAction::Unlock,
+                actor,
+                &before.account,
+                now,
+                details,
+            )
         };
         let cleared = self
             .store
@@ -224,7 +231,14 @@ impl<S: AuthStore> UserAdmin<S> {
                 sessions_revoked: Some(revoked),
                 ..Details::default()
             };
-            AdminEvent::new(id, AdminAction::Logout, actor, &before.account, now, details)
+            AdminEvent::new(
+                id,
+                AdminAction::Logout,
+                actor,
+                &before.account,
+                now,
+                details,
+            )
         };
         let revoked = self
             .store
@@ -338,9 +352,13 @@ impl<S: AuthStore> UserAdmin<S> {
             AdminEvent::new(id, AdminAction::Delete, actor, before, now, details).outbox_entry()
         };
         let (before, revoked) = self
-            .change(actor, user_id, AccountChange::Delete, now, |before, revoked| {
-                vec![event(before, revoked)]
-            })
+            .change(
+                actor,
+                user_id,
+                AccountChange::Delete,
+                now,
+                |before, revoked| vec![event(before, revoked)],
+            )
             .await?;
         let details = Details {
             sessions_revoked: Some(revoked),

@@ -46,13 +46,20 @@ async fn each_action_writes_one_event_naming_actor_target_client_and_counts<S: A
     let admin = rules.actor("root", "root-pass-123", T0).await;
     let id = rules.active_user("fay", "fay-pass-1234").await;
     let users = rules.api.users();
-    assert!(rules.admin_events().await.is_empty(), "logins are no events");
+    assert!(
+        rules.admin_events().await.is_empty(),
+        "logins are no events"
+    );
     let check = |e: &AdminEvent, action: AdminAction, at: i64| {
         assert_eq!(e.action(), action);
         assert_eq!((e.actor_id, e.actor_name.as_str()), (Some(root), "root"));
         assert!(!e.operator);
         assert_eq!(
-            (e.target_id, e.target_username.as_str(), e.target_email.as_str()),
+            (
+                e.target_id,
+                e.target_username.as_str(),
+                e.target_email.as_str()
+            ),
             (id, "fay", "fay@example.com")
         );
         assert_eq!(e.ip, "198.51.100.7", "the administrator's client");
@@ -85,16 +92,26 @@ async fn each_action_writes_one_event_naming_actor_target_client_and_counts<S: A
         is_staff: Some(true),
     };
     users.update(&admin, id, grant, T0 + 3).await.unwrap();
-    check(&only_new_event(&rules, 2).await, AdminAction::GrantAdmin, T0 + 3);
+    check(
+        &only_new_event(&rules, 2).await,
+        AdminAction::GrantAdmin,
+        T0 + 3,
+    );
     let revoke = FlagChange {
         is_active: None,
         is_staff: Some(false),
     };
     users.update(&admin, id, revoke, T0 + 4).await.unwrap();
-    check(&only_new_event(&rules, 3).await, AdminAction::RevokeAdmin, T0 + 4);
+    check(
+        &only_new_event(&rules, 3).await,
+        AdminAction::RevokeAdmin,
+        T0 + 4,
+    );
 
     for _ in 0..2 {
-        let r = rules.login("203.0.113.1", "fay", "wrong-pass-1", T0 + 5).await;
+        let r = rules
+            .login("203.0.113.1", "fay", "wrong-pass-1", T0 + 5)
+            .await;
         assert_eq!(outcome(r), Refused);
     }
     let done = users.unlock(&admin, id, T0 + 6).await.unwrap();
@@ -122,7 +139,10 @@ async fn each_action_writes_one_event_naming_actor_target_client_and_counts<S: A
     assert_eq!(e.sessions_revoked, Some(1), "the session deleted with it");
 
     let jo = rules.unverified_user("jo", "jo-pass-12345").await;
-    let (_, expires) = users.resend_verification(&admin, jo, T0 + 11).await.unwrap();
+    let (_, expires) = users
+        .resend_verification(&admin, jo, T0 + 11)
+        .await
+        .unwrap();
     let e = only_new_event(&rules, 7).await;
     assert_eq!(e.action(), AdminAction::ResendVerification);
     assert_eq!((e.target_id, e.target_username.as_str()), (jo, "jo"));
@@ -150,7 +170,12 @@ async fn an_update_of_both_flags_writes_an_event_for_each<S: AuthStore>(rules: R
         is_active: Some(false),
         is_staff: Some(true),
     };
-    rules.api.users().update(&admin, id, both, T0 + 1).await.unwrap();
+    rules
+        .api
+        .users()
+        .update(&admin, id, both, T0 + 1)
+        .await
+        .unwrap();
 
     let events = rules.admin_events().await;
     let actions: Vec<_> = events.iter().map(AdminEvent::action).collect();
@@ -176,7 +201,13 @@ async fn a_refused_or_failed_action_writes_no_event<S: AuthStore>(rules: Rules<S
     };
     rules
         .store
-        .change_account(pat_id, demoted, T0, |_, _| Ok::<(), ()>(()), |_, _| Vec::new())
+        .change_account(
+            pat_id,
+            demoted,
+            T0,
+            |_, _| Ok::<(), ()>(()),
+            |_, _| Vec::new(),
+        )
         .await
         .unwrap();
 
@@ -199,7 +230,12 @@ async fn a_refused_or_failed_action_writes_no_event<S: AuthStore>(rules: Rules<S
         is_active: Some(true),
         is_staff: None,
     };
-    assert!(users.update(&admin, unverified, activate, T0).await.is_err());
+    assert!(
+        users
+            .update(&admin, unverified, activate, T0)
+            .await
+            .is_err()
+    );
     assert!(matches!(
         users.update(&admin, 999_999, DEACTIVATE, T0).await,
         Err(Error::NotFound(_))
@@ -265,7 +301,9 @@ async fn events_wait_in_the_outbox_beside_attempts_in_order<S: AuthStore>(rules:
     let before = rules.store.outbox_len().await.unwrap();
 
     rules.api.users().log_out(&admin, id, T0 + 1).await.unwrap();
-    let r = rules.login("192.0.2.9", "ida", "wrong-pass-1", T0 + 2).await;
+    let r = rules
+        .login("192.0.2.9", "ida", "wrong-pass-1", T0 + 2)
+        .await;
     assert_eq!(outcome(r), Refused);
 
     // One row each, in the order written, each read as its kind.

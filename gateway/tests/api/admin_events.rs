@@ -93,7 +93,10 @@ async fn only_admins_may_list_and_bad_filters_never_reach_audit_service() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(body["action"].is_array() && body["operator"].is_array(), "{body}");
+    assert!(
+        body["action"].is_array() && body["operator"].is_array(),
+        "{body}"
+    );
     assert!(app.audit.events.calls().is_empty());
 }
 

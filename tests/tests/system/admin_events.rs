@@ -53,9 +53,7 @@ fn results(body: &Value) -> &Vec<Value> {
 
 /// The id of account `username`, through the user listing.
 async fn id_of(sys: &TestSystem, token: &str, username: &str) -> i64 {
-    let (status, body) = sys
-        .get(&format!("{USERS}?q={username}"), Some(token))
-        .await;
+    let (status, body) = sys.get(&format!("{USERS}?q={username}"), Some(token)).await;
     assert_eq!(status, 200, "{body}");
     results(&body)
         .iter()
@@ -94,9 +92,17 @@ async fn an_admins_deactivation_is_listed_with_actor_target_and_address(backend:
     assert_eq!(events.len(), 1, "{body}");
     let e = &events[0];
     assert_eq!(e["action"], "deactivate", "{e}");
-    assert_eq!((e["actor_id"].as_i64(), e["actor"].as_str()), (Some(root), Some("root")), "{e}");
+    assert_eq!(
+        (e["actor_id"].as_i64(), e["actor"].as_str()),
+        (Some(root), Some("root")),
+        "{e}"
+    );
     assert_eq!(e["operator"], false, "{e}");
-    assert_eq!((e["target_id"].as_i64(), e["target"].as_str()), (Some(vic), Some("vic")), "{e}");
+    assert_eq!(
+        (e["target_id"].as_i64(), e["target"].as_str()),
+        (Some(vic), Some("vic")),
+        "{e}"
+    );
     assert_eq!(e["target_email"], "vic@example.com", "{e}");
     assert_eq!(e["ip"], "203.0.113.50", "{e}");
     assert_eq!(e["user_agent"], "console-test/1", "{e}");
@@ -119,7 +125,12 @@ async fn an_admins_deactivation_is_listed_with_actor_target_and_address(backend:
         assert_eq!(status, 200, "{query}: {body}");
         assert_eq!(results(&body).len(), 1, "{query}: {body}");
     }
-    for query in ["action=delete", "operator=true", "ip=198.51.100.0/24", "target=vicky"] {
+    for query in [
+        "action=delete",
+        "operator=true",
+        "ip=198.51.100.0/24",
+        "target=vicky",
+    ] {
         let (status, body) = sys.get(&format!("{EVENTS}?{query}"), Some(&token)).await;
         assert_eq!(status, 200, "{query}: {body}");
         assert!(results(&body).is_empty(), "{query}: {body}");
@@ -186,10 +197,20 @@ async fn an_operators_command_line_action_arrives_once_forwarded(backend: Backen
     assert_eq!(e["operator"], true, "{e}");
     assert_eq!(e["actor_id"], Value::Null, "{e}");
     assert_eq!(e["actor"], "ops", "{e}");
-    assert_eq!((e["target_id"].as_i64(), e["target"].as_str()), (Some(wes), Some("wes")), "{e}");
-    assert_eq!(e["ip"], Value::Null, "no client address at the command line: {e}");
+    assert_eq!(
+        (e["target_id"].as_i64(), e["target"].as_str()),
+        (Some(wes), Some("wes")),
+        "{e}"
+    );
+    assert_eq!(
+        e["ip"],
+        Value::Null,
+        "no client address at the command line: {e}"
+    );
     assert!(
-        e["user_agent"].as_str().is_some_and(|ua| ua.contains("CLI")),
+        e["user_agent"]
+            .as_str()
+            .is_some_and(|ua| ua.contains("CLI")),
         "{e}"
     );
     // The change itself happened: wes can no longer log in.
@@ -205,7 +226,11 @@ async fn an_operators_command_line_action_arrives_once_forwarded(backend: Backen
     let out = user_command(&sys, &["delete", "root", "--yes"]);
     assert_eq!(out.status.code(), Some(1));
     let out = user_command(&sys, &["activate", "wes"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = get_until(&sys, &format!("{EVENTS}?operator=true"), &token, |b| {
         results(b).len() >= 2
     })
@@ -214,7 +239,11 @@ async fn an_operators_command_line_action_arrives_once_forwarded(backend: Backen
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["activate", "deactivate"], "newest first, no delete");
+    assert_eq!(
+        actions,
+        ["activate", "deactivate"],
+        "newest first, no delete"
+    );
     sys.shutdown().await;
 }
 
@@ -247,15 +276,23 @@ async fn the_events_route_is_for_admins_and_refuses_bad_filters_by_name(backend:
         ("ip=10.0.0.0/33", "ip"),
         ("since=yesterday", "since"),
         ("target=a%00b", "target"),
-        ("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z", "until"),
+        (
+            "since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z",
+            "until",
+        ),
     ] {
         let (status, body) = sys.get(&format!("{EVENTS}?{query}"), Some(&token)).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body[field].is_array(), "{query}: {body}");
     }
-    let (status, body) = sys.get(&format!("{EVENTS}?cursor=garbage"), Some(&token)).await;
+    let (status, body) = sys
+        .get(&format!("{EVENTS}?cursor=garbage"), Some(&token))
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("cursor"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("cursor"),
+        "{body}"
+    );
 
     // Pages: three events, two a page, `next` keeping the filters.
     let xan = id_of(&sys, &token, "xan").await;
@@ -275,7 +312,10 @@ async fn the_events_route_is_for_admins_and_refuses_bad_filters_by_name(backend:
         .await;
     assert_eq!(results(&first).len(), 2, "{first}");
     let next = first["next"].as_str().unwrap();
-    assert!(next.contains("action=logout") && next.contains("limit=2"), "{next}");
+    assert!(
+        next.contains("action=logout") && next.contains("limit=2"),
+        "{next}"
+    );
     let (_, second) = sys.get(next, Some(&token)).await;
     assert_eq!(results(&second).len(), 1, "{second}");
     assert_eq!(second["next"], Value::Null);
@@ -352,8 +392,12 @@ async fn an_event_audit_refuses_is_set_aside_and_the_rest_arrive(backend: Backen
     sys.start_audit().await;
     let body = get_until(&sys, EVENTS, &token, |b| results(b).len() >= 2).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while auth_count(&sys, "SELECT COUNT(*) FROM attempt_outbox WHERE kind = $1", "admin_event")
-        .await
+    while auth_count(
+        &sys,
+        "SELECT COUNT(*) FROM attempt_outbox WHERE kind = $1",
+        "admin_event",
+    )
+    .await
         > 0
     {
         assert!(Instant::now() < deadline, "the outbox never emptied");

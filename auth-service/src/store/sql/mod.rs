@@ -32,10 +32,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
     AccountChange, AccountDetail, AccountFilter, AccountView, AdminEventEntry, AuthStore,
-    ChangeOutcome,
-    CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation, NameCollision,
-    NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation,
-    SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    ChangeOutcome, CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation,
+    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration,
+    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,

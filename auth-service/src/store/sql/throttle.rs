@@ -12,8 +12,8 @@ use sqlx::{ColumnIndex, Executor};
 use super::{Backend, Param, Value};
 use crate::{
     store::{
-        AdminEventEntry, LoginEffects, LoginReservation, NewRefreshToken, OutboxEntry,
-        ReservedTry, SqlStore, StoreError,
+        AdminEventEntry, LoginEffects, LoginReservation, NewRefreshToken, OutboxEntry, ReservedTry,
+        SqlStore, StoreError,
     },
     throttle::{self, BruteForcePolicy, Counter, LoginKeys, Update},
 };

@@ -9,9 +9,7 @@ use axum::{
     extract::{RawQuery, State},
     response::{IntoResponse, Response},
 };
-use proto::audit::v1::{
-    AdminAction, AdminEventFilter, AdminEventRecord, ListAdminEventsRequest,
-};
+use proto::audit::v1::{AdminAction, AdminEventFilter, AdminEventRecord, ListAdminEventsRequest};
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -470,7 +468,10 @@ mod tests {
             error_fields(&format!("target={}", "é".repeat(151))),
             ["target"]
         );
-        assert_eq!(error_fields(&format!("actor={}", "a".repeat(2000))), ["actor"]);
+        assert_eq!(
+            error_fields(&format!("actor={}", "a".repeat(2000))),
+            ["actor"]
+        );
         assert_eq!(
             error_fields("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z"),
             ["until"]
