@@ -77,8 +77,8 @@ pub fn describe() {
     metrics::describe_counter!(
         "forwarder_rows_refused_total",
         metrics::Unit::Count,
-        "Login attempts audit-service refused as invalid, moved from the outbox to \
-         refused_attempts and logged as errors (count); should stay 0."
+        "Login attempts and admin events audit-service refused as invalid, moved from the \
+         outbox to refused_attempts and logged as errors (count); should stay 0."
     );
     metrics::counter!("forwarder_reconnects_total").increment(0);
     metrics::counter!("forwarder_rows_refused_total").increment(0);

@@ -30,6 +30,7 @@ mod admin;
 mod admin_events;
 mod brute_force;
 mod django;
+mod forwarding;
 mod grpc;
 mod helpers;
 mod identities;
