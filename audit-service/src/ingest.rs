@@ -6,6 +6,11 @@
 //! durable commit (one fsync on SQLite) per group instead of per batch,
 //! while acks still go out one per batch, in order, after the commit. The
 //! next group is read and parsed while one commits.
+//!
+//! A batch's admin events (few: a person's actions) are validated with its
+//! attempts and committed ahead of them in a transaction of their own;
+//! should the attempts then fail, nothing is acked and the resend finds
+//! the events stored (duplicates are skipped).
 
 use std::collections::{HashMap, HashSet};
 
