@@ -6,8 +6,13 @@
 //! durable commit (one fsync on SQLite) per group instead of per batch,
 //! while acks still go out one per batch, in order, after the commit. The
 //! next group is read and parsed while one commits.
+//!
+//! A batch's admin events (few: a person's actions) are validated with its
+//! attempts and committed ahead of them in a transaction of their own;
+//! should the attempts then fail, nothing is acked and the resend finds
+//! the events stored (duplicates are skipped).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use common::shutdown::Shutdown;
 use futures::FutureExt as _;
@@ -17,6 +22,7 @@ use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
+    admin_event::NewAdminEvent,
     attempt::{NewAttempt, now_micros},
     error::Error,
     store::Store,
@@ -67,9 +73,16 @@ pub(crate) fn describe() {
         metrics::Unit::Seconds,
         "Seconds to commit one group of ingested batches."
     );
+    metrics::describe_counter!(
+        "ingest_admin_events_total",
+        metrics::Unit::Count,
+        "Admin events received (count), by result: inserted, or duplicate (a resend \
+         already stored)."
+    );
     metrics::counter!("ingest_batches_refused_total").increment(0);
     for result in ["inserted", "duplicate"] {
         metrics::counter!("ingest_rows_total", "result" => result).increment(0);
+        metrics::counter!("ingest_admin_events_total", "result" => result).increment(0);
     }
     // Registered, not recorded: empty histograms (count 0).
     for name in [
@@ -87,6 +100,10 @@ struct Group {
     attempts: Vec<NewAttempt>,
     /// Each batch's sequence number and the end of its rows in `attempts`.
     batches: Vec<(u64, usize)>,
+    /// The batches' admin events (few: a person's actions).
+    admin_events: Vec<NewAdminEvent>,
+    /// The end of each batch's events in `admin_events`, as `batches`.
+    admin_ends: Vec<usize>,
     /// Spans in the producers' traces, closed once the rows are committed.
     recording: Vec<tracing::Span>,
     /// Earliest and latest `occurred_at` of the attempts.
@@ -96,7 +113,16 @@ struct Group {
 impl Group {
     fn push(&mut self, batch: IngestBatch) -> Result<(), Error> {
         self.recording.extend(recording_spans(&batch.attempts));
-        let attempts = NewAttempt::parse_batch(batch.attempts, now_micros()).inspect_err(|e| {
+        let now = now_micros();
+        // Both parts are checked before either is kept: a refused batch
+        // leaves no trace.
+        let parsed = NewAttempt::parse_batch(batch.attempts, now).and_then(|attempts| {
+            Ok((
+                attempts,
+                NewAdminEvent::parse_batch(batch.admin_events, now)?,
+            ))
+        });
+        let (attempts, admin_events) = parsed.inspect_err(|e| {
             // The producer hears why; the log's operator should too, since a
             // producer that cannot set the row aside resends it forever.
             metrics::counter!("ingest_batches_refused_total").increment(1);
@@ -111,13 +137,15 @@ impl Group {
         }
         self.attempts.extend(attempts);
         self.batches.push((batch.batch_seq, self.attempts.len()));
+        self.admin_events.extend(admin_events);
+        self.admin_ends.push(self.admin_events.len());
         Ok(())
     }
 
     /// Whether another batch may join: few enough rows, narrow enough in
     /// time.
     fn has_room(&self) -> bool {
-        self.attempts.len() < GROUP_ROWS
+        self.attempts.len() + self.admin_events.len() < GROUP_ROWS
             && self
                 .span
                 .is_none_or(|(lo, hi)| hi.saturating_sub(lo) < GROUP_SPAN_MICROS)
@@ -128,6 +156,10 @@ impl Group {
     /// counts for the first one.
     async fn commit(self, store: &Store, hub: &TailHub) -> Result<Vec<IngestAck>, Error> {
         let started = std::time::Instant::now();
+        // Admin events first, in a transaction of their own: should the
+        // attempts then fail, nothing is acked and the resend finds these
+        // stored (duplicates are skipped), so nothing is lost or doubled.
+        let new_admin_events = self.commit_admin_events(store).await?;
         let ends: Vec<usize> = self.batches.iter().map(|&(_, end)| end).collect();
         let stored = match store.insert_batch(&self.attempts, &ends).await {
             Ok(stored) => stored,
@@ -165,6 +197,22 @@ impl Group {
                 inserted[index] = inserted[index].saturating_add(1);
             }
         }
+        // Admin events count for the first batch that carries them, too.
+        let mut admin_stored = vec![0u32; self.batches.len()];
+        let mut counted = HashSet::with_capacity(new_admin_events.len());
+        let mut start = 0;
+        for (index, &end) in self.admin_ends.iter().enumerate() {
+            let events = &self.admin_events[start..end];
+            admin_stored[index] = u32::try_from(events.len()).unwrap_or(u32::MAX);
+            for event in events {
+                if new_admin_events.contains(&event.event_id)
+                    && counted.insert(event.event_id.as_str())
+                {
+                    inserted[index] = inserted[index].saturating_add(1);
+                }
+            }
+            start = end;
+        }
         tracing::debug!(
             batches = self.batches.len(),
             received = self.attempts.len(),
@@ -176,11 +224,34 @@ impl Group {
             .batches
             .iter()
             .zip(inserted)
-            .map(|(&(batch_seq, _), inserted)| IngestAck {
-                batch_seq,
-                inserted,
-            })
+            .zip(admin_stored)
+            .map(
+                |((&(batch_seq, _), inserted), admin_events_stored)| IngestAck {
+                    batch_seq,
+                    inserted,
+                    admin_events_stored,
+                },
+            )
             .collect())
+    }
+
+    /// Stores the group's admin events (one transaction) and returns the
+    /// event ids that were new.
+    async fn commit_admin_events(&self, store: &Store) -> Result<HashSet<String>, Error> {
+        if self.admin_events.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let new = store.insert_admin_events(&self.admin_events).await?;
+        metrics::counter!("ingest_admin_events_total", "result" => "inserted")
+            .increment(new.len() as u64);
+        metrics::counter!("ingest_admin_events_total", "result" => "duplicate")
+            .increment(self.admin_events.len().saturating_sub(new.len()) as u64);
+        tracing::debug!(
+            received = self.admin_events.len(),
+            inserted = new.len(),
+            "admin events committed"
+        );
+        Ok(new)
     }
 }
 

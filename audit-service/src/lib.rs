@@ -1,4 +1,5 @@
-//! audit-service: the only owner of the login-attempt log.
+//! audit-service: the only owner of the login-attempt log and of the admin
+//! events (administrators' actions on accounts).
 //!
 //! Producers (auth-service's outbox forwarder) stream batches of attempts in
 //! over `audit.v1.AuditService/Ingest`; each batch is committed in one
@@ -6,11 +7,16 @@
 //! spreads a large group over two) before it is acked,
 //! and duplicates by `event_id` are skipped,
 //! so at-least-once delivery yields exactly-once storage. Readers page
-//! through the log newest first with `ListAttempts`.
+//! through the log newest first with `ListAttempts`. Administrators'
+//! actions (admin events) ride the same stream into a table of their own,
+//! listed with `ListAdminEvents`.
 //!
 //! Layout:
 //! - [`config`]: the environment-derived [`Config`].
 //! - `attempt`: domain types and their conversion from and to protobuf.
+//! - `admin_event`: administrators' actions (admin events), which arrive
+//!   on the same stream and are listed with `ListAdminEvents`, validated
+//!   and converted as attempts are; stored in a table of their own.
 //! - `store`: the database behind one `Store` enum: listing, insert and the
 //!   suspicious-activity rule shared, one module per backend (map in `store/mod.rs`).
 //! - `service`: the gRPC handlers.
@@ -22,6 +28,7 @@
 //! [`Application`] is what `main`, the all-in-one launcher and the tests
 //! start, so all three run the same code.
 
+mod admin_event;
 mod attempt;
 pub mod config;
 mod error;

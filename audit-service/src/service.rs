@@ -2,8 +2,8 @@
 
 use common::shutdown::Shutdown;
 use proto::audit::v1::{
-    IngestAck, IngestBatch, ListAttemptsRequest, ListAttemptsResponse, TailEvent, TailRequest,
-    audit_service_server::AuditService,
+    IngestAck, IngestBatch, ListAdminEventsRequest, ListAdminEventsResponse, ListAttemptsRequest,
+    ListAttemptsResponse, TailEvent, TailRequest, audit_service_server::AuditService,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
+    admin_event::AdminFilter,
     attempt::{Cursor, Filter, Order, parse_limit},
     error::Error,
     store::Store,
@@ -111,6 +112,34 @@ impl AuditService for AuditApi {
             let page = self.store.list(&filter, limit, cursor, order).await?;
             Ok(Response::new(ListAttemptsResponse {
                 attempts: page.attempts.into_iter().map(Into::into).collect(),
+                next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
+            }))
+        }
+        .instrument(span)
+        .await
+        .map_err(|e: Error| e.into())
+    }
+
+    async fn list_admin_events(
+        &self,
+        request: Request<ListAdminEventsRequest>,
+    ) -> Result<Response<ListAdminEventsResponse>, Status> {
+        let span = tracing::info_span!("list_admin_events", request_id = %request_id(&request));
+        async move {
+            let req = request.into_inner();
+            let limit = parse_limit(req.limit)?;
+            let cursor = match req.cursor.as_str() {
+                "" => None,
+                raw => Some(Cursor::decode(raw)?),
+            };
+            let filter = AdminFilter::parse(req.filter.as_ref())?;
+            let order = Order::from_oldest_first(req.oldest_first);
+            let page = self
+                .store
+                .list_admin_events(&filter, limit, cursor, order)
+                .await?;
+            Ok(Response::new(ListAdminEventsResponse {
+                events: page.events.into_iter().map(Into::into).collect(),
                 next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
             }))
         }

@@ -115,7 +115,9 @@ pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
             .user_by_identifier(&key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no account {username:?}"))?;
-        Ok(store.unlock_account(user.id).await?)
+        Ok(store
+            .unlock_account(user.id, crate::store::no_admin_events)
+            .await?)
     })
 }
 

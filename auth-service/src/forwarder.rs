@@ -1,4 +1,4 @@
-//! Streams the attempt outbox to audit-service.
+//! Streams the outbox (login attempts and admin events) to audit-service.
 //!
 //! One long-lived bidirectional `Ingest` stream; batches go out oldest
 //! first, one at a time, and their rows are deleted only after the ack says
@@ -15,13 +15,22 @@
 //! `refused_attempts` table (kept for an operator to fix and re-queue, never
 //! dropped) with an error log naming its event and the refusal, counted in
 //! `forwarder_rows_refused_total`; the rest go on to the log.
+//!
+//! Admin events (outbox rows of kind `admin_event`) travel in the same
+//! batches (`IngestBatch.admin_events`) under the same rules. An
+//! audit-service from before admin events acks a batch without them
+//! (`admin_events_stored` 0): those rows then stay in the outbox and are
+//! sent again, paced, while attempts go on; they are taken once
+//! audit-service is upgraded.
 
 use std::{sync::Arc, time::Duration};
 
 use common::internal_auth::AttachToken;
 use common::shutdown::Shutdown;
 use prost::Message;
-use proto::audit::v1::{Attempt, IngestBatch, audit_service_client::AuditServiceClient};
+use proto::audit::v1::{
+    AdminEvent, Attempt, IngestBatch, audit_service_client::AuditServiceClient,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
@@ -29,7 +38,7 @@ use tonic::{
     transport::{ClientTlsConfig, Endpoint},
 };
 
-use crate::store::{AuthStore, OutboxRow};
+use crate::store::{AuthStore, OutboxKind, OutboxRow};
 
 /// Most attempts per batch.
 const BATCH: i64 = 500;
@@ -52,8 +61,8 @@ pub fn describe() {
     metrics::describe_gauge!(
         "outbox_backlog",
         metrics::Unit::Count,
-        "Login attempts in auth-service's outbox not yet acknowledged by audit-service \
-         (count); growing means the audit stream is down or slow."
+        "Login attempts and admin events in auth-service's outbox not yet acknowledged by \
+         audit-service (count); growing means the audit stream is down or slow."
     );
     metrics::describe_counter!(
         "forwarder_reconnects_total",
@@ -68,8 +77,8 @@ pub fn describe() {
     metrics::describe_counter!(
         "forwarder_rows_refused_total",
         metrics::Unit::Count,
-        "Login attempts audit-service refused as invalid, moved from the outbox to \
-         refused_attempts and logged as errors (count); should stay 0."
+        "Login attempts and admin events audit-service refused as invalid, moved from the \
+         outbox to refused_attempts and logged as errors (count); should stay 0."
     );
     metrics::counter!("forwarder_reconnects_total").increment(0);
     metrics::counter!("forwarder_rows_refused_total").increment(0);
@@ -171,21 +180,38 @@ impl<S: AuthStore> Forwarder<S> {
     ) -> anyhow::Result<()> {
         match rows {
             [row] => {
+                metrics::counter!("forwarder_rows_refused_total").increment(1);
                 // It decoded to be sent; decoding again here is cheaper
                 // than keeping a copy of every batch.
-                let attempt = Attempt::decode(row.payload.as_slice()).unwrap_or_default();
-                metrics::counter!("forwarder_rows_refused_total").increment(1);
-                tracing::error!(
-                    seq = row.seq,
-                    event_id = %attempt.event_id,
-                    occurred_at = ?attempt.occurred_at,
-                    successful = attempt.successful,
-                    reason = attempt.reason().code(),
-                    ip = %attempt.ip,
-                    refusal = %status.message(),
-                    "audit-service refused an attempt as invalid; \
-                     set aside in refused_attempts, it is NOT in the log until re-queued"
-                );
+                match row.kind {
+                    OutboxKind::Attempt => {
+                        let attempt = Attempt::decode(row.payload.as_slice()).unwrap_or_default();
+                        tracing::error!(
+                            seq = row.seq,
+                            event_id = %attempt.event_id,
+                            occurred_at = ?attempt.occurred_at,
+                            successful = attempt.successful,
+                            reason = attempt.reason().code(),
+                            ip = %attempt.ip,
+                            refusal = %status.message(),
+                            "audit-service refused an attempt as invalid; \
+                             set aside in refused_attempts, it is NOT in the log until re-queued"
+                        );
+                    }
+                    OutboxKind::AdminEvent => {
+                        let event = AdminEvent::decode(row.payload.as_slice()).unwrap_or_default();
+                        tracing::error!(
+                            seq = row.seq,
+                            event_id = %event.event_id,
+                            occurred_at = ?event.occurred_at,
+                            action = event.action().code(),
+                            target_id = event.target_id,
+                            refusal = %status.message(),
+                            "audit-service refused an admin event as invalid; \
+                             set aside in refused_attempts, it is NOT in the log until re-queued"
+                        );
+                    }
+                }
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 self.store
                     .outbox_set_aside(row.seq, status.message(), now)
@@ -223,6 +249,7 @@ impl<S: AuthStore> Forwarder<S> {
         *backoff = Duration::from_millis(100);
         tracing::info!(url = %self.audit_url, "audit stream open");
         let mut batch_seq = 0u64;
+        let mut warned_old_audit = false;
         loop {
             let limit = if isolating.is_some() { 1 } else { BATCH };
             // Stopping sends open tallies too, rather than keep them
@@ -254,22 +281,17 @@ impl<S: AuthStore> Forwarder<S> {
                 continue;
             }
             let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-            let attempts: Vec<Attempt> = rows
-                .iter()
-                .filter_map(|r| match Attempt::decode(r.payload.as_slice()) {
-                    Ok(a) => Some(with_tally(a, r)),
-                    Err(e) => {
-                        // Written by this service, so this means corruption:
-                        // say so loudly rather than block the stream forever.
-                        tracing::error!(seq = r.seq, error = %e, "undecodable outbox row dropped");
-                        None
-                    }
-                })
-                .collect();
+            let Decoded {
+                attempts,
+                admin_events,
+                admin_seqs,
+            } = decode(&rows);
+            let sent_admin_events = admin_events.len();
             batch_seq += 1;
             tx.send(IngestBatch {
                 batch_seq,
                 attempts,
+                admin_events,
             })
             .await
             .map_err(|_| anyhow::anyhow!("audit stream closed"))?;
@@ -291,17 +313,51 @@ impl<S: AuthStore> Forwarder<S> {
                 "ack for batch {} while waiting for {batch_seq}",
                 ack.batch_seq
             );
-            self.store.outbox_remove(&seqs).await?;
-            metrics::histogram!("forwarder_batch_size").record(seqs.len() as f64);
+            // Admin events count as taken only when the ack says they are
+            // stored: an audit-service from before them ignores them.
+            let admin_taken = usize::try_from(ack.admin_events_stored)
+                .is_ok_and(|stored| stored >= sent_admin_events);
+            let taken: Vec<i64> = if admin_taken {
+                seqs
+            } else {
+                if !warned_old_audit {
+                    tracing::warn!(
+                        admin_events = sent_admin_events,
+                        "audit-service did not store the admin events sent (it predates them?); \
+                         they stay in the outbox and are sent again"
+                    );
+                    warned_old_audit = true;
+                }
+                seqs.into_iter()
+                    .filter(|seq| !admin_seqs.contains(seq))
+                    .collect()
+            };
+            self.store.outbox_remove(&taken).await?;
+            metrics::histogram!("forwarder_batch_size").record(taken.len() as f64);
             tracing::debug!(
-                sent = seqs.len(),
+                sent = rows.len(),
                 inserted = ack.inserted,
+                admin_events_stored = ack.admin_events_stored,
                 "batch acknowledged"
             );
+            if !admin_taken && taken.is_empty() {
+                // Only events audit-service cannot take are left: when
+                // stopping, they wait for the next start; else wait as an
+                // idle outbox does, so the stream is not spun on them.
+                if stop.is_started() {
+                    return Ok(Exit::Drained);
+                }
+                tokio::select! {
+                    () = self.signal.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    () = stop.started() => {}
+                }
+                continue;
+            }
             // A short batch means the outbox is drained: let attempts gather.
             // While isolating a refused batch, reads are one row by design,
             // and each would otherwise wait (25 s for a refused 500).
-            if seqs.len() < BATCH as usize && isolating.is_none() && !stop.is_started() {
+            if rows.len() < BATCH as usize && isolating.is_none() && !stop.is_started() {
                 tokio::select! {
                     () = tokio::time::sleep(LINGER) => {}
                     () = stop.started() => {}
@@ -309,6 +365,41 @@ impl<S: AuthStore> Forwarder<S> {
             }
         }
     }
+}
+
+/// A batch's rows decoded for the wire.
+struct Decoded {
+    attempts: Vec<Attempt>,
+    admin_events: Vec<AdminEvent>,
+    /// The outbox seqs of `admin_events`.
+    admin_seqs: Vec<i64>,
+}
+
+/// Decodes each row as its kind says. A row that does not decode was
+/// written by this service, so that means corruption: it is said loudly
+/// and dropped (removed with the batch) rather than block the stream
+/// forever.
+fn decode(rows: &[OutboxRow]) -> Decoded {
+    let mut out = Decoded {
+        attempts: Vec::new(),
+        admin_events: Vec::new(),
+        admin_seqs: Vec::new(),
+    };
+    for r in rows {
+        let decoded = match r.kind {
+            OutboxKind::Attempt => {
+                Attempt::decode(r.payload.as_slice()).map(|a| out.attempts.push(with_tally(a, r)))
+            }
+            OutboxKind::AdminEvent => AdminEvent::decode(r.payload.as_slice()).map(|e| {
+                out.admin_events.push(e);
+                out.admin_seqs.push(r.seq);
+            }),
+        };
+        if let Err(e) = decoded {
+            tracing::error!(seq = r.seq, kind = r.kind.code(), error = %e, "undecodable outbox row dropped");
+        }
+    }
+    out
 }
 
 /// `attempt` as the record of its outbox `row`: a tally's count and last

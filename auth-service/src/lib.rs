@@ -3,7 +3,7 @@
 //! Layout: [`domain`] parses raw input; [`api`] implements `auth.v1`
 //! (`AuthService`, and `AdminService` over the use cases of [`users`]);
 //! [`store`] persists (SQLite or PostgreSQL); [`forwarder`] streams the
-//! login-attempt outbox to audit-service; [`tokens`] signs and verifies
+//! outbox (login attempts and admin events) to audit-service; [`tokens`] signs and verifies
 //! JWTs; [`hasher`] runs argon2id (and verifies imported Django hashes); [`mail`] sends verification codes;
 //! [`import`] brings the Django service's users and login log over (`import-django`).
 //! [`Application`] wires them and is what `main`, the all-in-one launcher

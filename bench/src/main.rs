@@ -157,6 +157,7 @@ async fn bench(
                         attempts: (start..end)
                             .map(|i| attempt(&mut rng, i, rows, now))
                             .collect(),
+                        admin_events: Vec::new(),
                     }
                 })
                 .collect()

@@ -54,7 +54,8 @@ pub const BEARER: &str = "bearer";
         (name = "admin", description = "User administration (administrators only): list and \
                                         search accounts, activate, deactivate, grant or revoke \
                                         administrator rights, unlock, log out, resend \
-                                        verification, delete."),
+                                        verification, delete; and the admin events those \
+                                        actions record."),
         (name = "meta", description = "Health, signing keys and this document."),
     )
 )]

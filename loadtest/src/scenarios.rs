@@ -177,6 +177,7 @@ async fn seed_log(audit_url: &str, rows: u64) -> anyhow::Result<f64> {
                 .send(IngestBatch {
                     batch_seq: b + 1,
                     attempts,
+                    admin_events: Vec::new(),
                 })
                 .await
                 .is_err()

@@ -18,7 +18,7 @@ pub mod auth {
     }
 }
 
-/// `audit.v1`: the login-attempt log.
+/// `audit.v1`: the login-attempt log and the admin events.
 pub mod audit {
     /// Version 1 of the audit API.
     pub mod v1 {
@@ -90,6 +90,42 @@ pub mod audit {
                 Self::ALL.into_iter().find(|k| k.code() == code)
             }
         }
+
+        impl AdminAction {
+            /// Every action an event can record (all but `Unspecified`).
+            pub const ALL: [Self; 8] = [
+                Self::Activate,
+                Self::Deactivate,
+                Self::GrantAdmin,
+                Self::RevokeAdmin,
+                Self::Unlock,
+                Self::Logout,
+                Self::ResendVerification,
+                Self::Delete,
+            ];
+
+            /// The spelling the log stores and REST shows (`grant_admin`);
+            /// empty for `Unspecified`.
+            pub fn code(self) -> &'static str {
+                match self {
+                    Self::Unspecified => "",
+                    Self::Activate => "activate",
+                    Self::Deactivate => "deactivate",
+                    Self::GrantAdmin => "grant_admin",
+                    Self::RevokeAdmin => "revoke_admin",
+                    Self::Unlock => "unlock",
+                    Self::Logout => "logout",
+                    Self::ResendVerification => "resend_verification",
+                    Self::Delete => "delete",
+                }
+            }
+
+            /// The action spelled `code`; `None` for anything else (the
+            /// empty string included).
+            pub fn from_code(code: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|a| a.code() == code)
+            }
+        }
     }
 }
 
@@ -122,5 +158,36 @@ mod tests {
         assert_eq!(AttemptKind::Unspecified.code(), "login");
         assert_eq!(AttemptKind::from_code("unspecified"), None);
         assert_eq!(AttemptKind::from_code(""), None);
+    }
+
+    #[test]
+    fn admin_action_codes_are_the_enum_names_in_lower_case() {
+        use super::audit::v1::AdminAction;
+        for action in AdminAction::ALL {
+            let name = action.as_str_name().strip_prefix("ADMIN_ACTION_").unwrap();
+            assert_eq!(action.code(), name.to_lowercase());
+            assert_eq!(AdminAction::from_code(action.code()), Some(action));
+        }
+        assert_eq!(AdminAction::from_code(""), None);
+        assert_eq!(AdminAction::from_code("DELETE"), None);
+    }
+
+    #[test]
+    fn an_admin_event_never_decodes_as_an_attempt() {
+        // A forwarder from before admin events reads every outbox row as an
+        // attempt; an admin event must fail to decode there rather than be
+        // sent (and stored) as a login attempt.
+        use super::audit::v1::{AdminAction, AdminEvent, Attempt};
+        use prost::Message as _;
+        for action in AdminAction::ALL {
+            let event = AdminEvent {
+                event_id: "0190b1f4-0000-7000-8000-000000000001".into(),
+                action: action as i32,
+                target_id: 7,
+                ..Default::default()
+            };
+            let bytes = event.encode_to_vec();
+            assert!(Attempt::decode(bytes.as_slice()).is_err(), "{action:?}");
+        }
     }
 }

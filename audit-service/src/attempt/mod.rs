@@ -10,9 +10,9 @@ mod filter;
 mod ingest;
 mod page;
 
-#[cfg(test)]
-pub use filter::IpRange;
-pub use filter::{Filter, ip_key};
+pub use filter::{Filter, IpRange, ip_key};
+pub(crate) use ingest::clean;
+pub use ingest::{MAX_AGE_MICROS, MAX_FUTURE_MICROS};
 pub use page::{Cursor, Order, Page, parse_limit};
 
 use prost_types::Timestamp;

@@ -122,33 +122,48 @@ pub(super) fn push_listing<DB>(
     if let Some(until) = filter.until {
         qb.push(" AND occurred_at < ").push_bind(until);
     }
-    if let Some(c) = page.cursor {
-        // Past the cursor: before it newest first, after it oldest first.
-        let (past, past_or_at) = match page.order {
-            Order::NewestFirst => ("<", "<="),
-            Order::OldestFirst => (">", ">="),
-        };
-        match keyset {
-            Keyset::RowValue => {
-                qb.push(format_args!(" AND (occurred_at, id) {past} ("))
-                    .push_bind(c.occurred_at)
-                    .push(", ")
-                    .push_bind(c.id)
-                    .push(")");
-            }
-            Keyset::Expanded => {
-                qb.push(format_args!(" AND occurred_at {past_or_at} "))
-                    .push_bind(c.occurred_at)
-                    .push(format_args!(" AND (occurred_at {past} "))
-                    .push_bind(c.occurred_at)
-                    .push(format_args!(" OR id {past} "))
-                    .push_bind(c.id)
-                    .push(")");
-            }
-        }
-    }
+    push_keyset(qb, page.cursor, page.order, keyset);
     qb.push(format_args!(" ORDER BY {} LIMIT ", page.order.sql()))
         .push_bind(i64::from(page.fetch));
+}
+
+/// Appends the keyset condition: rows past `cursor` in `order`, by
+/// `(occurred_at, id)`. Nothing without a cursor.
+pub(super) fn push_keyset<DB>(
+    qb: &mut QueryBuilder<DB>,
+    cursor: Option<Cursor>,
+    order: Order,
+    keyset: Keyset,
+) where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let Some(c) = cursor else {
+        return;
+    };
+    // Past the cursor: before it newest first, after it oldest first.
+    let (past, past_or_at) = match order {
+        Order::NewestFirst => ("<", "<="),
+        Order::OldestFirst => (">", ">="),
+    };
+    match keyset {
+        Keyset::RowValue => {
+            qb.push(format_args!(" AND (occurred_at, id) {past} ("))
+                .push_bind(c.occurred_at)
+                .push(", ")
+                .push_bind(c.id)
+                .push(")");
+        }
+        Keyset::Expanded => {
+            qb.push(format_args!(" AND occurred_at {past_or_at} "))
+                .push_bind(c.occurred_at)
+                .push(format_args!(" AND (occurred_at {past} "))
+                .push_bind(c.occurred_at)
+                .push(format_args!(" OR id {past} "))
+                .push_bind(c.id)
+                .push(")");
+        }
+    }
 }
 
 /// Up to `page.fetch` rows of the page: `select` (the [`AttemptRow`]

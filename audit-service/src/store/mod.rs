@@ -12,9 +12,12 @@
 //! - `listing`: a page's SQL (filters, keyset, order) and its row type.
 //! - `insert`: the insert error, multi-row INSERTs and `IN`-list lookups.
 //! - `suspicion`: the suspicious-activity rule and the queries applying it.
+//! - `admin_events`: the admin-event table's insert and listing, generic
+//!   over the backend (each gives its dialect).
 //! - `sqlite`, `postgres` (with `pg_copy`), `mysql`: one module per backend,
 //!   its connection options, dialect and insert path.
 
+mod admin_events;
 mod insert;
 mod listing;
 mod mysql;
@@ -27,7 +30,12 @@ mod suspicion;
 
 use listing::Keyset;
 
-use crate::attempt::{Cursor, Filter, Micros, NewAttempt, Order, Page, StoredAttempt};
+use std::collections::HashSet;
+
+use crate::{
+    admin_event::{AdminEventPage, AdminFilter, NewAdminEvent},
+    attempt::{Cursor, Filter, Micros, NewAttempt, Order, Page, StoredAttempt},
+};
 
 pub use insert::InsertError;
 pub use suspicion::SuspicionRule;
@@ -112,6 +120,72 @@ impl Store {
             Self::Sqlite(s) => Ok(s.insert_batch(attempts).await?),
             Self::Postgres(s) => s.insert_batch(attempts, batch_ends).await,
             Self::Mysql(s) => Ok(s.insert_batch(attempts).await?),
+        }
+    }
+
+    /// Stores admin events in one transaction committed before returning;
+    /// returns the event ids that were new (duplicates by `event_id`,
+    /// within `events` or from earlier, are skipped).
+    pub async fn insert_admin_events(
+        &self,
+        events: &[NewAdminEvent],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        match self {
+            Self::Sqlite(s) => {
+                admin_events::insert_admin_events(&s.db.pool, &sqlite::ADMIN, events).await
+            }
+            Self::Postgres(s) => {
+                admin_events::insert_admin_events(&s.db.pool, &postgres::ADMIN, events).await
+            }
+            Self::Mysql(s) => {
+                admin_events::insert_admin_events(&s.db.pool, &mysql::ADMIN, events).await
+            }
+        }
+    }
+
+    /// One page of admin events matching `filter` in `order`, starting
+    /// after `cursor`.
+    pub async fn list_admin_events(
+        &self,
+        filter: &AdminFilter,
+        limit: u32,
+        cursor: Option<Cursor>,
+        order: Order,
+    ) -> Result<AdminEventPage, sqlx::Error> {
+        match self {
+            Self::Sqlite(s) => {
+                admin_events::list_admin_events(
+                    &s.db.pool,
+                    &sqlite::ADMIN,
+                    filter,
+                    limit,
+                    cursor,
+                    order,
+                )
+                .await
+            }
+            Self::Postgres(s) => {
+                admin_events::list_admin_events(
+                    &s.db.pool,
+                    &postgres::ADMIN,
+                    filter,
+                    limit,
+                    cursor,
+                    order,
+                )
+                .await
+            }
+            Self::Mysql(s) => {
+                admin_events::list_admin_events(
+                    &s.db.pool,
+                    &mysql::ADMIN,
+                    filter,
+                    limit,
+                    cursor,
+                    order,
+                )
+                .await
+            }
         }
     }
 

@@ -9,7 +9,9 @@ use sqlx::{
 };
 
 use super::{
+    admin_events::{AdminSql, admin_select},
     insert::{in_queries, insert_queries, stored_attempts},
+    listing::Keyset,
     opening::{ACQUIRE_TIMEOUT, Opening as _},
     pooled::{Pooled, UpkeepSql},
     suspicion::{SuspicionRule, judge_batch},
@@ -33,6 +35,17 @@ const SELECT_IDS: &str = "SELECT id, event_id FROM login_attempts WHERE event_id
 // silently store something else. A duplicate that slipped in between the
 // check above and this insert (a concurrent producer) is absorbed here.
 const ON_DUPLICATE: &str = " ON DUPLICATE KEY UPDATE event_id = event_id";
+
+/// Admin events in MySQL/MariaDB's dialect; the row-value keyset is
+/// spelled out, as for attempts.
+pub(super) const ADMIN: AdminSql = AdminSql {
+    begin: "BEGIN",
+    uuid_cast: "",
+    existing: "SELECT event_id FROM admin_events WHERE event_id IN (",
+    on_duplicate: ON_DUPLICATE,
+    select: admin_select!("event_id"),
+    keyset: Keyset::Expanded,
+};
 
 const UPKEEP: UpkeepSql = UpkeepSql {
     // MySQL allows ORDER BY/LIMIT on a single-table DELETE (not LIMIT in a

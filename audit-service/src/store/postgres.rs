@@ -9,7 +9,9 @@ use sqlx::{
 };
 
 use super::{
+    admin_events::{AdminSql, admin_select},
     insert::{InsertError, stored_attempts},
+    listing::Keyset,
     opening::{ACQUIRE_TIMEOUT, Opening as _},
     pg_copy,
     pooled::{Pooled, UpkeepSql},
@@ -52,6 +54,16 @@ const UPKEEP: UpkeepSql = UpkeepSql {
     set_ip_key: "UPDATE login_attempts SET ip_key = $1 WHERE id = $2",
     heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, $1) \
         ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+};
+
+/// Admin events in PostgreSQL's dialect (event ids are `uuid`).
+pub(super) const ADMIN: AdminSql = AdminSql {
+    begin: "BEGIN",
+    uuid_cast: "::uuid",
+    existing: "SELECT event_id::text FROM admin_events WHERE event_id IN (",
+    on_duplicate: " ON CONFLICT (event_id) DO NOTHING",
+    select: admin_select!("event_id::text AS event_id"),
+    keyset: Keyset::RowValue,
 };
 
 /// A listing's columns, completed by `listing::push_listing`.

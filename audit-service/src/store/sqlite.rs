@@ -13,6 +13,7 @@ use sqlx::{
 };
 
 use super::{
+    admin_events::{AdminSql, admin_select},
     insert::{insert_queries, stored_attempts},
     listing::{AttemptRow, IpPath, Keyset, PageQuery, push_listing},
     opening::{ACQUIRE_TIMEOUT, Opening as _, open_error},
@@ -33,6 +34,16 @@ const UPKEEP: UpkeepSql = UpkeepSql {
     set_ip_key: "UPDATE login_attempts SET ip_key = ? WHERE id = ?",
     heartbeat: "INSERT INTO readiness_heartbeat (id, written_at) VALUES (1, ?) \
         ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+};
+
+/// Admin events in SQLite's dialect.
+pub(super) const ADMIN: AdminSql = AdminSql {
+    begin: "BEGIN IMMEDIATE",
+    uuid_cast: "",
+    existing: "SELECT event_id FROM admin_events WHERE event_id IN (",
+    on_duplicate: " ON CONFLICT (event_id) DO NOTHING",
+    select: admin_select!("event_id"),
+    keyset: Keyset::RowValue,
 };
 
 /// Rows of an IP range from which a page reads the newest rows first (see

@@ -76,6 +76,7 @@ pub fn batch(batch_seq: u64, attempts: Vec<Attempt>) -> IngestBatch {
     IngestBatch {
         batch_seq,
         attempts,
+        admin_events: Vec::new(),
     }
 }
 
@@ -231,6 +232,7 @@ impl TestApp {
                 Ok(Some(IngestAck {
                     batch_seq,
                     inserted,
+                    ..
                 })) => acks.push((batch_seq, inserted)),
                 Ok(None) => return IngestOutcome { acks, error: None },
                 Err(status) => {

@@ -158,7 +158,10 @@ impl<S: AuthStore> AuthApi<S> {
         } else {
             return Err(Error::Invalid(vec![FieldError::required("refresh")]));
         };
-        let revoked_sessions = self.store.logout_user(user_id, now).await?;
+        let revoked_sessions = self
+            .store
+            .logout_user(user_id, now, crate::store::no_admin_events)
+            .await?;
         tracing::info!(user_id, revoked_sessions, "all sessions logged out");
         Ok(pb::LogoutAllResponse { revoked_sessions })
     }

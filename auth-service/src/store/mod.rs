@@ -25,10 +25,10 @@ mod sql;
 mod sqlite;
 
 pub use records::{
-    AccountChange, AccountDetail, AccountFilter, AccountView, ChangeOutcome, CodePurpose,
-    DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation, NameCollision,
-    NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, ReservedTry,
-    Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
+    AccountChange, AccountDetail, AccountFilter, AccountView, AdminEventEntry, ChangeOutcome,
+    CodePurpose, DjangoAccount, DjangoImport, KeptSession, LoginEffects, LoginReservation,
+    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxKind, OutboxRow, PasswordSet,
+    Registration, ReservedTry, Rotation, SigningKeyRow, StoredCode, Tally, TokenOwner, User,
 };
 
 /// A store on either backend's pool; the backend is a type parameter so
@@ -335,8 +335,14 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         now: i64,
         window: i64,
     ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
-    /// Clears the account's lock and counters (all IPs); returns rows removed.
-    fn unlock_account(&self, user_id: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Clears the account's lock and counters (all IPs) and writes the
+    /// admin events `record` makes of the rows removed into the outbox, in
+    /// one transaction; returns rows removed.
+    fn unlock_account(
+        &self,
+        user_id: i64,
+        record: impl FnOnce(u64) -> Vec<AdminEventEntry> + Send,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Accounts matching `filter`, newest (highest id) first.
     fn list_accounts(
         &self,
@@ -356,12 +362,16 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     /// (PostgreSQL: rows locked `FOR UPDATE`, in id order; SQLite: the write
     /// lock, taken as it begins), so changes from every replica at one
     /// instant are decided one after another, each seeing the earlier ones.
+    /// A change made also writes the admin events `record` makes of the
+    /// account as it was and the sessions revoked into the outbox, in that
+    /// transaction; a refused change writes none.
     fn change_account<E: Send>(
         &self,
         user_id: i64,
         change: AccountChange,
         now: i64,
         decide: impl FnOnce(&AccountView, &[i64]) -> Result<(), E> + Send,
+        record: impl FnOnce(&AccountView, u64) -> Vec<AdminEventEntry> + Send,
     ) -> impl Future<Output = Result<ChangeOutcome<E>, StoreError>> + Send;
     /// Forgets counters whose window began before `before` and that block
     /// nothing any more, and clients last known before `known_before`.
@@ -399,12 +409,21 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// Revokes every refresh token of the user and records `now` as the
-    /// user's `sessions_revoked_at`; returns how many families.
+    /// user's `sessions_revoked_at`, and writes the admin events `record`
+    /// makes of the families revoked into the outbox, in one transaction;
+    /// returns how many families.
     fn logout_user(
         &self,
         user_id: i64,
         now: i64,
+        record: impl FnOnce(u64) -> Vec<AdminEventEntry> + Send,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Writes one admin event into the outbox on its own: for an action
+    /// whose effect is outside the database (a mail sent).
+    fn record_admin_event(
+        &self,
+        event: &AdminEventEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes a password change or reset attempt to the outbox and sets the
     /// password with all that goes with it (see [`PasswordSet`]), in one
     /// transaction; false (and nothing written) when a reset's code was
@@ -437,7 +456,8 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         limit: i64,
         now: i64,
     ) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
-    /// Moves outbox row `seq` to `refused_attempts` with audit-service's
+    /// Moves outbox row `seq` (an attempt or an admin event, which keeps its
+    /// kind) to `refused_attempts` with audit-service's
     /// `refusal`, in one transaction: kept for an operator, out of the way
     /// of the rows behind it.
     fn outbox_set_aside(
@@ -483,6 +503,13 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     /// the start-up check: a ping passes on a database that answers reads
     /// but refuses every write, and then every request that writes fails.
     fn check_writable(&self, now: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A `record` argument for a change that is no administrator's action
+/// (a user ending their own sessions, the older operator commands): no
+/// admin event.
+pub fn no_admin_events(_: u64) -> Vec<AdminEventEntry> {
+    Vec::new()
 }
 
 /// Maps a unique violation to the request field it concerns.

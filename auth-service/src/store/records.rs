@@ -329,12 +329,60 @@ pub struct Tally {
     pub due_at: i64,
 }
 
+/// An administrator's action for the outbox (an encoded
+/// `audit.v1.AdminEvent`), written in the transaction of the change it
+/// records: a committed change always has its event, a rolled-back one
+/// never does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminEventEntry {
+    /// The event's UUIDv7.
+    pub event_id: String,
+    /// Protobuf encoding of the event.
+    pub payload: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// What an outbox row's payload is (its `kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// An `audit.v1.Attempt` (`attempt`, also every row from before kinds).
+    Attempt,
+    /// An `audit.v1.AdminEvent` (`admin_event`).
+    AdminEvent,
+}
+
+impl OutboxKind {
+    /// The spelling in the `kind` column.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Attempt => "attempt",
+            Self::AdminEvent => "admin_event",
+        }
+    }
+}
+
+impl TryFrom<String> for OutboxKind {
+    type Error = String;
+
+    fn try_from(code: String) -> Result<Self, String> {
+        match code.as_str() {
+            "attempt" => Ok(Self::Attempt),
+            "admin_event" => Ok(Self::AdminEvent),
+            _ => Err(format!("unknown outbox kind {code:?}")),
+        }
+    }
+}
+
 /// An outbox row read for forwarding.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     /// Insertion order.
     pub seq: i64,
-    /// Protobuf encoding of the (first) attempt.
+    /// What the payload is.
+    #[sqlx(try_from = "String")]
+    pub kind: OutboxKind,
+    /// Protobuf encoding of the (first) attempt, or of the admin event.
     pub payload: Vec<u8>,
     /// How many attempts the row stands for.
     pub tally_count: i64,

@@ -427,8 +427,14 @@ async fn logout_everywhere_records_its_instant<S: AuthStore>(store: S) {
     };
     assert_eq!(revoked_at(user).await, None);
 
-    store.logout_user(user, NOW + 10).await.unwrap();
-    store.logout_user(user, NOW + 5).await.unwrap();
+    store
+        .logout_user(user, NOW + 10, no_admin_events)
+        .await
+        .unwrap();
+    store
+        .logout_user(user, NOW + 5, no_admin_events)
+        .await
+        .unwrap();
 
     assert_eq!(revoked_at(user).await, Some(NOW + 10));
     assert_eq!(revoked_at(user + 1000).await, None);
@@ -555,7 +561,13 @@ async fn a_login_recorded_after_a_deactivation_stores_nothing<S: AuthStore>(stor
         is_staff: None,
     };
     let done = store
-        .change_account(user, change, NOW + 1, |_, _| Ok::<(), ()>(()))
+        .change_account(
+            user,
+            change,
+            NOW + 1,
+            |_, _| Ok::<(), ()>(()),
+            |_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert!(

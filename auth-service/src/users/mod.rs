@@ -3,7 +3,9 @@
 //! `auth-service user …`, on one set of rules.
 //!
 //! Each action takes the [`Actor`] (who, and from where) and the instant it
-//! runs at, and records an [`events::AdminEvent`] once done. A change that
+//! runs at, and writes an [`events::AdminEvent`] into the outbox in the
+//! transaction that makes the change (on to audit-service, beside the
+//! login attempts), logging it once committed. A change that
 //! could leave the system without an active administrator is decided in
 //! the store's one transaction ([`AuthStore::change_account`]) by
 //! [`rules::check`], so concurrent changes are decided one after another.
@@ -20,9 +22,10 @@ pub mod rules;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use uuid::Uuid;
 
 pub use actor::{Actor, Who};
-pub use events::{AdminAction, AdminEvent};
+pub use events::{AdminAction, AdminEvent, Details};
 pub use query::{ListRequest, UserQuery};
 
 use crate::{
@@ -30,7 +33,10 @@ use crate::{
     domain::FieldError,
     error::Error,
     mail::Mailer,
-    store::{AccountChange, AccountDetail, AccountView, AuthStore, ChangeOutcome, CodePurpose},
+    store::{
+        AccountChange, AccountDetail, AccountView, AdminEventEntry, AuthStore, ChangeOutcome,
+        CodePurpose,
+    },
     throttle,
 };
 
@@ -144,7 +150,6 @@ impl<S: AuthStore> UserAdmin<S> {
             is_active: flags.is_active,
             is_staff: flags.is_staff,
         };
-        let (before, revoked) = self.change(actor, user_id, change, now).await?;
         let actions = [
             flags.is_active.map(|on| {
                 if on {
@@ -161,8 +166,23 @@ impl<S: AuthStore> UserAdmin<S> {
                 }
             }),
         ];
-        for action in actions.into_iter().flatten() {
-            event(action, actor, &before, now).record();
+        // One event per flag changed, each counting the sessions the change
+        // ended where it ends them (deactivating).
+        let planned: Vec<(Uuid, AdminAction)> = actions
+            .into_iter()
+            .flatten()
+            .map(|action| (Uuid::now_v7(), action))
+            .collect();
+        let (before, revoked) = self
+            .change(actor, user_id, change, now, |before, revoked| {
+                flag_events(&planned, actor, before, revoked, now)
+                    .iter()
+                    .map(AdminEvent::outbox_entry)
+                    .collect()
+            })
+            .await?;
+        for event in flag_events(&planned, actor, &before, revoked, now) {
+            event.record();
         }
         Ok(Done {
             account: self.detail(user_id, now).await?,
@@ -174,8 +194,26 @@ impl<S: AuthStore> UserAdmin<S> {
     /// client address. [`Done::count`]: the counters cleared.
     pub async fn unlock(&self, actor: &Actor, user_id: i64, now: i64) -> Result<Done, Error> {
         let before = self.detail(user_id, now).await?;
-        let cleared = self.store.unlock_account(user_id).await?;
-        event(AdminAction::Unlock, actor, &before.account, now).record();
+        let id = Uuid::now_v7();
+        let event = |cleared: u64| {
+            let details = Details {
+                counters_cleared: Some(cleared),
+                ..Details::default()
+            };
+            AdminEvent::new(
+                id,
+                AdminAction::Unlock,
+                actor,
+                &before.account,
+                now,
+                details,
+            )
+        };
+        let cleared = self
+            .store
+            .unlock_account(user_id, |cleared| vec![event(cleared).outbox_entry()])
+            .await?;
+        event(cleared).record();
         Ok(Done {
             account: self.detail(user_id, now).await?,
             count: cleared,
@@ -187,8 +225,26 @@ impl<S: AuthStore> UserAdmin<S> {
     /// sessions that were open.
     pub async fn log_out(&self, actor: &Actor, user_id: i64, now: i64) -> Result<Done, Error> {
         let before = self.detail(user_id, now).await?;
-        let revoked = self.store.logout_user(user_id, now).await?;
-        event(AdminAction::Logout, actor, &before.account, now).record();
+        let id = Uuid::now_v7();
+        let event = |revoked: u64| {
+            let details = Details {
+                sessions_revoked: Some(revoked),
+                ..Details::default()
+            };
+            AdminEvent::new(
+                id,
+                AdminAction::Logout,
+                actor,
+                &before.account,
+                now,
+                details,
+            )
+        };
+        let revoked = self
+            .store
+            .logout_user(user_id, now, |revoked| vec![event(revoked).outbox_entry()])
+            .await?;
+        event(revoked).record();
         Ok(Done {
             account: self.detail(user_id, now).await?,
             count: revoked,
@@ -199,6 +255,12 @@ impl<S: AuthStore> UserAdmin<S> {
     /// its email, under the code rules (one a minute per account), and
     /// waits for the mail server to take it. Returns the account and when
     /// the code expires.
+    ///
+    /// The action is the mail, which no transaction covers: its event is
+    /// written once the mail server has taken the message (a code stored
+    /// but never mailed is no action done). Should writing it fail, the
+    /// call fails though the mail went out; the log line is then the only
+    /// record.
     pub async fn resend_verification(
         &self,
         actor: &Actor,
@@ -254,8 +316,22 @@ impl<S: AuthStore> UserAdmin<S> {
                 "The mail server did not take the message; try again in a minute.",
             ));
         }
-        event(AdminAction::ResendVerification, actor, account, now).record();
-        Ok((detail, now + codes::CODE_TTL_SECS))
+        let expires_at = now + codes::CODE_TTL_SECS;
+        let details = Details {
+            code_expires_at: Some(expires_at),
+            ..Details::default()
+        };
+        let event = AdminEvent::new(
+            Uuid::now_v7(),
+            AdminAction::ResendVerification,
+            actor,
+            account,
+            now,
+            details,
+        );
+        event.record();
+        self.store.record_admin_event(&event.outbox_entry()).await?;
+        Ok((detail, expires_at))
     }
 
     /// Deletes the account (see [`AccountChange::Delete`]) and returns it
@@ -267,29 +343,56 @@ impl<S: AuthStore> UserAdmin<S> {
         user_id: i64,
         now: i64,
     ) -> Result<AccountView, Error> {
-        let (before, _) = self
-            .change(actor, user_id, AccountChange::Delete, now)
+        let id = Uuid::now_v7();
+        let event = |before: &AccountView, revoked: u64| {
+            let details = Details {
+                sessions_revoked: Some(revoked),
+                ..Details::default()
+            };
+            AdminEvent::new(id, AdminAction::Delete, actor, before, now, details).outbox_entry()
+        };
+        let (before, revoked) = self
+            .change(
+                actor,
+                user_id,
+                AccountChange::Delete,
+                now,
+                |before, revoked| vec![event(before, revoked)],
+            )
             .await?;
-        event(AdminAction::Delete, actor, &before, now).record();
+        let details = Details {
+            sessions_revoked: Some(revoked),
+            ..Details::default()
+        };
+        AdminEvent::new(id, AdminAction::Delete, actor, &before, now, details).record();
         Ok(before)
     }
 
-    /// Applies `change` under [`rules::check`]; the account before, and the
-    /// sessions the change revoked.
+    /// Applies `change` under [`rules::check`], writing the outbox rows
+    /// `record` makes (of the account before and the sessions revoked) in
+    /// its transaction; the account before, and the sessions the change
+    /// revoked.
     async fn change(
         &self,
         actor: &Actor,
         user_id: i64,
         change: AccountChange,
         now: i64,
+        record: impl FnOnce(&AccountView, u64) -> Vec<AdminEventEntry> + Send,
     ) -> Result<(AccountView, u64), Error> {
         let acting = actor.admin_id();
         let outcome = self
             .store
-            .change_account(user_id, change, now, |target, admins| {
-                rules::check(change, target, admins, acting)
-                    .map_err(|refusal| (refusal, target.username.clone()))
-            })
+            .change_account(
+                user_id,
+                change,
+                now,
+                |target, admins| {
+                    rules::check(change, target, admins, acting)
+                        .map_err(|refusal| (refusal, target.username.clone()))
+                },
+                record,
+            )
             .await?;
         match outcome {
             ChangeOutcome::Changed {
@@ -305,20 +408,25 @@ impl<S: AuthStore> UserAdmin<S> {
     }
 }
 
-/// The event of `action` on `target` by `actor` at `at`.
-fn event<'a>(
-    action: AdminAction,
+/// The events of an update's `planned` actions on `before` (the account
+/// before the change, which revoked `revoked` sessions).
+fn flag_events<'a>(
+    planned: &[(Uuid, AdminAction)],
     actor: &'a Actor,
-    target: &'a AccountView,
-    at: i64,
-) -> AdminEvent<'a> {
-    AdminEvent {
-        action,
-        actor,
-        target_id: target.id,
-        target_username: &target.username,
-        at,
-    }
+    before: &'a AccountView,
+    revoked: u64,
+    now: i64,
+) -> Vec<AdminEvent<'a>> {
+    planned
+        .iter()
+        .map(|&(id, action)| {
+            let details = Details {
+                sessions_revoked: (action == AdminAction::Deactivate).then_some(revoked),
+                ..Details::default()
+            };
+            AdminEvent::new(id, action, actor, before, now, details)
+        })
+        .collect()
 }
 
 fn not_found(user_id: i64) -> Error {

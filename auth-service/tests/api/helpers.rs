@@ -11,7 +11,7 @@ use auth_service::{
     error::Error,
     hasher::PasswordHasher,
     mail::Mailer,
-    store::{AuthStore, NewUser, PgStore, SqliteStore},
+    store::{AuthStore, NewUser, OutboxKind, PgStore, SqliteStore},
     throttle::{BruteForcePolicy, RateLimits},
     tokens::{TokenPolicy, TokenService},
     users::Actor,
@@ -164,7 +164,21 @@ impl<S: AuthStore> Rules<S> {
             .await
             .unwrap()
             .iter()
+            .filter(|row| row.kind == OutboxKind::Attempt)
             .map(|row| proto::audit::v1::Attempt::decode(row.payload.as_slice()).unwrap())
+            .collect()
+    }
+
+    /// The admin events waiting in the outbox, oldest first.
+    pub async fn admin_events(&self) -> Vec<proto::audit::v1::AdminEvent> {
+        use prost::Message as _;
+        self.store
+            .outbox_oldest(10_000, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|row| row.kind == OutboxKind::AdminEvent)
+            .map(|row| proto::audit::v1::AdminEvent::decode(row.payload.as_slice()).unwrap())
             .collect()
     }
 

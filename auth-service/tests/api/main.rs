@@ -27,8 +27,10 @@ macro_rules! on_every_backend {
 }
 
 mod admin;
+mod admin_events;
 mod brute_force;
 mod django;
+mod forwarding;
 mod grpc;
 mod helpers;
 mod identities;

@@ -52,6 +52,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::users::unlock))
         .routes(routes!(admin::users::logout))
         .routes(routes!(admin::users::resend_verification))
+        .routes(routes!(admin::events::list))
         .routes(routes!(jwks))
         .routes(routes!(health))
         .routes(routes!(crate::readiness::readyz))

@@ -25,6 +25,7 @@ macro_rules! on_every_backend {
 mod abuse;
 mod accounts;
 mod admin;
+mod admin_events;
 mod algorithms;
 mod compat;
 mod contract;

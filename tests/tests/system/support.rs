@@ -145,6 +145,7 @@ pub(crate) async fn ingest(sys: &TestSystem, attempts: Vec<Attempt>) {
         .map(|(i, chunk)| IngestBatch {
             batch_seq: u64::try_from(i).unwrap(),
             attempts: chunk.to_vec(),
+            admin_events: Vec::new(),
         })
         .collect();
     let n = batches.len();

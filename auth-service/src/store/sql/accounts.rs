@@ -7,8 +7,8 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Executor};
 use super::{Backend, Param, Value};
 use crate::{
     store::{
-        AccountChange, AccountDetail, AccountFilter, AccountView, ChangeOutcome, SqlStore,
-        StoreError,
+        AccountChange, AccountDetail, AccountFilter, AccountView, AdminEventEntry, ChangeOutcome,
+        SqlStore, StoreError,
     },
     throttle,
 };
@@ -116,6 +116,7 @@ where
         change: AccountChange,
         now: i64,
         decide: impl FnOnce(&AccountView, &[i64]) -> Result<(), E> + Send,
+        record: impl FnOnce(&AccountView, u64) -> Vec<AdminEventEntry> + Send,
     ) -> Result<ChangeOutcome<E>, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *conn, DB::BEGIN_WRITE).await?;
@@ -189,6 +190,7 @@ where
                 u64::try_from(live).unwrap_or(0)
             }
         };
+        Self::insert_admin_events(&mut tx, &record(&before, revoked_sessions)).await?;
         tx.commit().await?;
         Ok(ChangeOutcome::Changed {
             before,

@@ -31,10 +31,10 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{
-    AccountChange, AccountDetail, AccountFilter, AccountView, AuthStore, ChangeOutcome,
-    CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation, NameCollision,
-    NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration, Rotation,
-    SigningKeyRow, SqlStore, StoreError, StoredCode, User,
+    AccountChange, AccountDetail, AccountFilter, AccountView, AdminEventEntry, AuthStore,
+    ChangeOutcome, CodePurpose, DjangoAccount, DjangoImport, LoginEffects, LoginReservation,
+    NameCollision, NewRefreshToken, NewUser, OutboxEntry, OutboxRow, PasswordSet, Registration,
+    Rotation, SigningKeyRow, SqlStore, StoreError, StoredCode, User,
 };
 use crate::{
     domain::LoginLookup,
@@ -195,8 +195,12 @@ where
     async fn rate_hit(&self, key: &str, now: i64, window: i64) -> Result<(i64, i64), StoreError> {
         SqlStore::rate_hit(self, key, now, window).await
     }
-    async fn unlock_account(&self, user_id: i64) -> Result<u64, StoreError> {
-        SqlStore::unlock_account(self, user_id).await
+    async fn unlock_account(
+        &self,
+        user_id: i64,
+        record: impl FnOnce(u64) -> Vec<AdminEventEntry> + Send,
+    ) -> Result<u64, StoreError> {
+        SqlStore::unlock_account(self, user_id, record).await
     }
     async fn list_accounts(&self, filter: &AccountFilter) -> Result<Vec<AccountView>, StoreError> {
         SqlStore::list_accounts(self, filter).await
@@ -214,8 +218,9 @@ where
         change: AccountChange,
         now: i64,
         decide: impl FnOnce(&AccountView, &[i64]) -> Result<(), E> + Send,
+        record: impl FnOnce(&AccountView, u64) -> Vec<AdminEventEntry> + Send,
     ) -> Result<ChangeOutcome<E>, StoreError> {
-        SqlStore::change_account(self, user_id, change, now, decide).await
+        SqlStore::change_account(self, user_id, change, now, decide, record).await
     }
     async fn throttle_prune(
         &self,
@@ -241,8 +246,16 @@ where
     async fn live_refresh_owner(&self, jti: &str, now: i64) -> Result<Option<i64>, StoreError> {
         SqlStore::live_refresh_owner(self, jti, now).await
     }
-    async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
-        SqlStore::logout_user(self, user_id, now).await
+    async fn logout_user(
+        &self,
+        user_id: i64,
+        now: i64,
+        record: impl FnOnce(u64) -> Vec<AdminEventEntry> + Send,
+    ) -> Result<u64, StoreError> {
+        SqlStore::logout_user(self, user_id, now, record).await
+    }
+    async fn record_admin_event(&self, event: &AdminEventEntry) -> Result<(), StoreError> {
+        SqlStore::record_admin_event(self, event).await
     }
     async fn record_password_set(
         &self,

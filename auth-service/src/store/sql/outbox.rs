@@ -1,11 +1,12 @@
-//! The attempt outbox: login attempts written in the transaction that
-//! decided them, read in order by the forwarder, removed once audit-service
-//! has them (or set aside when it refuses one).
+//! The outbox: login attempts written in the transaction that decided
+//! them, and admin events in the transaction of the change each records,
+//! read in order by the forwarder, removed once audit-service has them (or
+//! set aside when it refuses one). The `kind` column tells the two apart.
 
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Backend, Param, Value};
-use crate::store::{OutboxEntry, OutboxRow, SqlStore, StoreError};
+use crate::store::{AdminEventEntry, OutboxEntry, OutboxKind, OutboxRow, SqlStore, StoreError};
 
 impl<DB> SqlStore<DB>
 where
@@ -65,6 +66,35 @@ where
         Ok(())
     }
 
+    /// Writes admin events into the caller's transaction, a row each.
+    pub(in crate::store) async fn insert_admin_events(
+        conn: &mut DB::Connection,
+        events: &[AdminEventEntry],
+    ) -> Result<(), sqlx::Error> {
+        for event in events {
+            sqlx::query(
+                "INSERT INTO attempt_outbox (event_id, payload, created_at, kind)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&event.event_id)
+            .bind(&event.payload)
+            .bind(event.created_at)
+            .bind(OutboxKind::AdminEvent.code())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_admin_event(
+        &self,
+        event: &AdminEventEntry,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write().await?;
+        Self::insert_admin_events(&mut conn, std::slice::from_ref(event)).await?;
+        Ok(())
+    }
+
     pub(super) async fn outbox_oldest(
         &self,
         limit: i64,
@@ -88,7 +118,7 @@ where
             .await?;
         }
         Ok(sqlx::query_as(
-            "SELECT seq, payload, tally_count, last_at FROM attempt_outbox
+            "SELECT seq, kind, payload, tally_count, last_at FROM attempt_outbox
                      WHERE tally_key IS NULL ORDER BY seq LIMIT $1",
         )
         .bind(limit)
@@ -122,8 +152,9 @@ where
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query(
             "INSERT INTO refused_attempts
-                        (event_id, payload, created_at, refused_at, refusal, tally_count, last_at)
-                     SELECT event_id, payload, created_at, $2, $3, tally_count, last_at
+                        (event_id, payload, created_at, refused_at, refusal, tally_count, last_at,
+                         kind)
+                     SELECT event_id, payload, created_at, $2, $3, tally_count, last_at, kind
                      FROM attempt_outbox WHERE seq = $1
                      ON CONFLICT (event_id) DO NOTHING",
         )

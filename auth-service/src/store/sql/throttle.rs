@@ -12,8 +12,8 @@ use sqlx::{ColumnIndex, Executor};
 use super::{Backend, Param, Value};
 use crate::{
     store::{
-        LoginEffects, LoginReservation, NewRefreshToken, OutboxEntry, ReservedTry, SqlStore,
-        StoreError,
+        AdminEventEntry, LoginEffects, LoginReservation, NewRefreshToken, OutboxEntry, ReservedTry,
+        SqlStore, StoreError,
     },
     throttle::{self, BruteForcePolicy, Counter, LoginKeys, Update},
 };
@@ -199,14 +199,22 @@ where
         Ok((c.hits, start))
     }
 
-    pub(super) async fn unlock_account(&self, user_id: i64) -> Result<u64, StoreError> {
+    pub(super) async fn unlock_account(
+        &self,
+        user_id: i64,
+        record: impl FnOnce(u64) -> Vec<AdminEventEntry> + Send,
+    ) -> Result<u64, StoreError> {
         let mut conn = self.write().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let done = sqlx::query("DELETE FROM throttle WHERE key = $1 OR key LIKE $2")
             .bind(throttle::account_key(user_id))
             .bind(format!("{}%", throttle::pair_prefix(user_id)))
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
-        Ok(DB::rows_affected(&done))
+        let cleared = DB::rows_affected(&done);
+        Self::insert_admin_events(&mut tx, &record(cleared)).await?;
+        tx.commit().await?;
+        Ok(cleared)
     }
 
     pub(super) async fn throttle_prune(

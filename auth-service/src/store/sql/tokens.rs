@@ -8,7 +8,7 @@ use sqlx::{ColumnIndex, Executor};
 
 use super::{Backend, Param, Value};
 use crate::{
-    store::{NewRefreshToken, Rotation, SqlStore, StoreError, TokenOwner},
+    store::{AdminEventEntry, NewRefreshToken, Rotation, SqlStore, StoreError, TokenOwner},
     throttle::Limit,
 };
 
@@ -96,10 +96,16 @@ where
         .await?)
     }
 
-    pub(super) async fn logout_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
+    pub(super) async fn logout_user(
+        &self,
+        user_id: i64,
+        now: i64,
+        record: impl FnOnce(u64) -> Vec<AdminEventEntry> + Send,
+    ) -> Result<u64, StoreError> {
         let mut conn = self.write().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let revoked = Self::revoke_sessions(&mut tx, user_id, now).await?;
+        Self::insert_admin_events(&mut tx, &record(revoked)).await?;
         tx.commit().await?;
         Ok(revoked)
     }

@@ -8,7 +8,12 @@
 //! - [`item`]: an account, and each action's reply, as clients see them.
 //! - [`forms`]: the PATCH body.
 //! - [`users`]: the handlers.
+//!
+//! Beside them, [`events`]: the admin events those actions record
+//! (`GET /api/admin/events/`), read from audit-service like the attempt
+//! log.
 
+pub mod events;
 pub mod forms;
 pub mod item;
 pub mod query;

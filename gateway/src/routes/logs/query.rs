@@ -292,7 +292,7 @@ impl LogsQuery {
 
 /// An address (IPv4-mapped IPv6 folded to IPv4) or a CIDR block, in
 /// canonical text.
-fn parse_ip_or_cidr(raw: &str) -> Option<String> {
+pub(crate) fn parse_ip_or_cidr(raw: &str) -> Option<String> {
     let raw = raw.trim();
     if let Ok(ip) = raw.parse::<IpAddr>() {
         return Some(ip.to_canonical().to_string());
@@ -300,7 +300,7 @@ fn parse_ip_or_cidr(raw: &str) -> Option<String> {
     raw.parse::<IpNet>().ok().map(|net| net.trunc().to_string())
 }
 
-fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
+pub(crate) fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.unix_timestamp(),
         // Always 0..1e9, so it fits.
