@@ -6,13 +6,12 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use system_tests::processes::{
-    Processes, audit_service_env, auth_service_env, build_binaries, free_addr, gateway_env, set,
-    spawn, wait_listening,
+    Processes, audit_service_env, auth_replica_env, build_binaries, free_addr, gateway_env, spawn,
+    wait_listening, wrong_password_burst,
 };
-use tokio::sync::Barrier;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_auth_replicas_on_one_database_check_no_more_passwords_than_one() {
@@ -39,12 +38,7 @@ async fn two_auth_replicas_on_one_database_check_no_more_passwords_than_one() {
     let mut gateways = Vec::new();
     for replica in 0..2 {
         let (auth, gateway) = (free_addr(), free_addr());
-        let mail = dir.path().join(format!("mail{replica}"));
-        let env = auth_service_env(auth, audit, dir.path());
-        let env = set(env, "AUTH_DATABASE_URL", auth_db.clone());
-        let env = set(env, "MAIL_DIR", mail.display().to_string());
-        // Longer than the burst lasts, so the count is exact.
-        let env = set(env, "AUTH_BF_PAIR_BASE_DELAY", "120s");
+        let env = auth_replica_env(auth, audit, dir.path(), &auth_db, replica);
         procs.0.push(spawn("auth-service", &env));
         wait_listening(auth, "auth-service");
         procs
@@ -60,25 +54,7 @@ async fn two_auth_replicas_on_one_database_check_no_more_passwords_than_one() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let n = 100;
-    let barrier = Arc::new(Barrier::new(n));
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let request = http
-                .post(format!("http://{}/api/accounts/login/", gateways[i % 2]))
-                .json(&serde_json::json!({"username": "ria", "password": format!("guess-{i}")}))
-                .send();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                request.await.unwrap().status().as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
+    let statuses = wrong_password_burst(&http, &gateways, "ria", 100).await;
     let checked = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(
