@@ -248,7 +248,11 @@ pub async fn wrong_password_burst(
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                request.await.expect("the gateway answers").status().as_u16()
+                request
+                    .await
+                    .expect("the gateway answers")
+                    .status()
+                    .as_u16()
             })
         })
         .collect();

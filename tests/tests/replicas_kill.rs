@@ -90,8 +90,7 @@ async fn client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_every_attempt_once()
-{
+async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_every_attempt_once() {
     let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
         return;
     };
@@ -177,6 +176,13 @@ async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_eve
     }
     gateway1_down.store(true, Ordering::SeqCst);
     let before_kill = answered.load(Ordering::SeqCst);
+    // What the outbox held then (either replica's rows: it has no owner,
+    // so the survivor's forwarder drains them all); for the report.
+    let auth_pool = sqlx::PgPool::connect(&auth_db).await.unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempt_outbox")
+        .fetch_one(&auth_pool)
+        .await
+        .unwrap();
 
     let mut answers = Vec::new();
     for task in load {
@@ -259,16 +265,20 @@ async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_eve
     assert!(
         per_request.values().all(|&n| n == 1),
         "a request logged twice: {:?}",
-        per_request.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+        per_request
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .collect::<Vec<_>>()
     );
     assert!(per_event.values().all(|&n| n == 1), "an event stored twice");
     eprintln!(
         "replicas_kill: {} answered logins ({} attempts, {} through the killed replica \
-         failed), {} answered before the kills, {} rows in the log",
+         failed), {} answered before the kills, {} in the outbox then, {} rows in the log",
         answers.len(),
         ids.len(),
         odd.len(),
         before_kill,
+        pending,
         log.len()
     );
 }
