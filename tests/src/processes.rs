@@ -197,24 +197,21 @@ pub fn auth_replica_env(
     set(env, "AUTH_BF_PAIR_BASE_DELAY", "120s")
 }
 
-/// A TCP front for `backends`, as a Kubernetes Service is for its pods:
-/// each new connection goes to the next backend in turn, or past it to the
-/// first one that accepts (a killed pod refuses, its peers take over).
-/// Serves until the calling test's runtime ends.
+/// A TCP front for `backends`, as a Kubernetes Service is for its pods
+/// when it prefers the pod on its own node: each new connection goes to the
+/// first backend that accepts it, so while the first lives everything goes
+/// there, and once it is killed (it refuses) the next takes over. Serves
+/// until the calling test's runtime ends.
 pub async fn service_proxy(backends: Vec<SocketAddr>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
     let addr = listener.local_addr().expect("a bound port");
     tokio::spawn(async move {
-        let mut next = 0usize;
         while let Ok((mut client, _)) = listener.accept().await {
-            let start = next;
-            next = next.wrapping_add(1);
             let backends = backends.clone();
             tokio::spawn(async move {
-                for k in 0..backends.len() {
-                    let backend = backends[(start + k) % backends.len()];
+                for backend in backends {
                     if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
                         // Ends when either side closes or is reset.
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;

@@ -1,14 +1,17 @@
 //! Two auth-service and two audit-service processes (the real binaries) on
 //! one PostgreSQL server, the way Kubernetes runs them: the auth replicas
 //! share the auth database (limits, outbox), the audit replicas share the
-//! log database, and both auth replicas reach audit-service through one
-//! address that spreads connections over the audit replicas (the test's
-//! stand-in for a Kubernetes Service). Under login load from several
-//! clients through both gateways, one auth-service and one audit-service
-//! are SIGKILLed; the load goes on on the survivors. Then every login a
-//! gateway answered as an attempt is in the log exactly once, no event is
-//! stored twice, and a limit reached through both replicas holds on the
-//! survivor.
+//! log database. Each auth replica reaches audit-service through an
+//! address that prefers one audit replica and fails over to the other (the
+//! test's stand-in for a Kubernetes Service): auth 0 streams to audit 0,
+//! auth 1 to audit 1, so both audit replicas ingest at once. Under login
+//! load from several clients through both gateways, auth-service 1 and
+//! audit-service 0 are SIGKILLed: the surviving auth-service loses its
+//! audit-service and must fail over, and must drain what the dead replica
+//! left in the shared outbox. The load goes on on the survivors. Then
+//! every login a gateway answered as an attempt is in the log exactly
+//! once, no event is stored twice, and a limit reached through both
+//! replicas holds on the survivor.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -123,13 +126,19 @@ async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_eve
         procs.0.push(spawn("audit-service", &env));
         wait_listening(*audit, &format!("audit-service {i}"));
     }
-    let audit_service = service_proxy(audits.to_vec()).await;
     let mut gateways = Vec::new();
+    let auth0_metrics = free_addr();
     for replica in 0..2 {
         let (auth, gateway) = (free_addr(), free_addr());
+        let audit_service = service_proxy(vec![audits[replica], audits[(replica + 1) % 2]]).await;
         let env = auth_replica_env(auth, audit_service, dir.path(), &auth_db, replica);
         // The load's wrong passwords all come from this one address.
         let env = set(env, "AUTH_BF_IP_FAILURES", "100000");
+        let env = if replica == 0 {
+            set(env, "AUTH_METRICS_ADDR", auth0_metrics.to_string())
+        } else {
+            env
+        };
         procs.0.push(spawn("auth-service", &env));
         wait_listening(auth, &format!("auth-service {replica}"));
         let env = gateway_env(gateway, auth, audit_service);
@@ -243,6 +252,24 @@ async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_eve
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
+    // The survivor's forwarder lost its audit-service and reconnected.
+    let metrics = http
+        .get(format!("http://{auth0_metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let reconnects: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("forwarder_reconnects_total "))
+        .expect("forwarder_reconnects_total on /metrics")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(reconnects >= 1.0, "auth-service 0 never failed over");
+
     let mut per_request: HashMap<&str, usize> = HashMap::new();
     let mut per_event: HashMap<&str, usize> = HashMap::new();
     for r in &log {
@@ -273,12 +300,14 @@ async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_eve
     assert!(per_event.values().all(|&n| n == 1), "an event stored twice");
     eprintln!(
         "replicas_kill: {} answered logins ({} attempts, {} through the killed replica \
-         failed), {} answered before the kills, {} in the outbox then, {} rows in the log",
+         failed), {} answered before the kills, {} in the outbox then, {} rows in the log, \
+         {} reconnects of the survivor's forwarder",
         answers.len(),
         ids.len(),
         odd.len(),
         before_kill,
         pending,
-        log.len()
+        log.len(),
+        reconnects
     );
 }
