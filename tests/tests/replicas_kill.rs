@@ -117,13 +117,17 @@ async fn two_auth_and_two_audit_replicas_lose_one_of_each_under_load_and_log_eve
     let mut procs = Processes::default();
     // procs.0: [audit0, audit1, auth0, gateway0, auth1, gateway1]
     let audits = [free_addr(), free_addr()];
-    for (i, audit) in audits.iter().enumerate() {
+    // Started together on the empty log database, as a Deployment starts
+    // its pods: both run the migrations at once.
+    for audit in audits {
         let env = set(
-            audit_service_env(*audit, dir.path()),
+            audit_service_env(audit, dir.path()),
             "AUDIT_DATABASE_URL",
             audit_db.clone(),
         );
         procs.0.push(spawn("audit-service", &env));
+    }
+    for (i, audit) in audits.iter().enumerate() {
         wait_listening(*audit, &format!("audit-service {i}"));
     }
     let mut gateways = Vec::new();
