@@ -32,9 +32,9 @@ use system_tests::processes::{
 };
 
 /// Load clients, each its own account.
-const CLIENTS: usize = 4;
+const CLIENTS: usize = 6;
 /// Logins per client; every third is a wrong password.
-const LOGINS: usize = 24;
+const LOGINS: usize = 40;
 /// Answered logins (all clients together) before the kills.
 const KILL_AFTER: usize = CLIENTS * LOGINS / 3;
 
