@@ -179,6 +179,87 @@ pub fn gateway_env(
     ]
 }
 
+/// The environment of auth-service replica `replica` on `addr`, one of
+/// several sharing the auth database `auth_db` (PostgreSQL), streaming to
+/// `audit`, each with its own mail folder under `dir`. The account+IP delay
+/// is longer than any test lasts, so a burst's count is exact.
+pub fn auth_replica_env(
+    addr: SocketAddr,
+    audit: SocketAddr,
+    dir: &Path,
+    auth_db: &str,
+    replica: usize,
+) -> Vec<(&'static str, String)> {
+    let mail = dir.join(format!("mail{replica}"));
+    let env = auth_service_env(addr, audit, dir);
+    let env = set(env, "AUTH_DATABASE_URL", auth_db);
+    let env = set(env, "MAIL_DIR", mail.display().to_string());
+    set(env, "AUTH_BF_PAIR_BASE_DELAY", "120s")
+}
+
+/// A TCP front for `backends`, as a Kubernetes Service is for its pods
+/// when it prefers the pod on its own node: each new connection goes to the
+/// first backend that accepts it, so while the first lives everything goes
+/// there, and once it is killed (it refuses) the next takes over. Serves
+/// until the calling test's runtime ends.
+pub async fn service_proxy(backends: Vec<SocketAddr>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("a bound port");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let backends = backends.clone();
+            tokio::spawn(async move {
+                for backend in backends {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                        // Ends when either side closes or is reset.
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `n` wrong passwords for `username` from this one address, spread in turn
+/// over `gateways` and released at the same instant; their HTTP statuses.
+pub async fn wrong_password_burst(
+    http: &reqwest::Client,
+    gateways: &[SocketAddr],
+    username: &str,
+    n: usize,
+) -> Vec<u16> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let request = http
+                .post(format!(
+                    "http://{}/api/accounts/login/",
+                    gateways[i % gateways.len()]
+                ))
+                .json(&serde_json::json!({"username": username, "password": format!("guess-{i}")}))
+                .send();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request
+                    .await
+                    .expect("the gateway answers")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("the request task ends"));
+    }
+    statuses
+}
+
 /// `env` with `name` set to `value` (replaced when present).
 pub fn set(
     mut env: Vec<(&'static str, String)>,
