@@ -15,8 +15,9 @@ use crate::error::Error;
 
 /// Makes producer text storable instead of rejecting it, so no attempt is
 /// ever lost to formatting: NUL (which PostgreSQL text refuses) is dropped,
-/// and overlong text is cut at a character boundary.
-fn clean(text: String, max_chars: usize) -> String {
+/// and overlong text is cut at a character boundary. Filters go through it
+/// too, so a filter value means what the same text sent at ingest would.
+pub(super) fn clean(text: String, max_chars: usize) -> String {
     if !text.contains('\0') && text.len() <= max_chars {
         return text;
     }
