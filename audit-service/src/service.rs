@@ -2,8 +2,8 @@
 
 use common::shutdown::Shutdown;
 use proto::audit::v1::{
-    IngestAck, IngestBatch, ListAttemptsRequest, ListAttemptsResponse, TailEvent, TailRequest,
-    audit_service_server::AuditService,
+    CountAttemptsRequest, CountAttemptsResponse, IngestAck, IngestBatch, ListAttemptsRequest,
+    ListAttemptsResponse, TailEvent, TailRequest, audit_service_server::AuditService,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
-    attempt::{Cursor, Filter, Order, parse_limit},
+    attempt::{CountQuery, Cursor, Filter, Order, now_micros, parse_limit},
     error::Error,
     store::Store,
     tail::{TAIL_BUFFER, TailHub, tail_stream},
@@ -113,6 +113,21 @@ impl AuditService for AuditApi {
                 attempts: page.attempts.into_iter().map(Into::into).collect(),
                 next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
             }))
+        }
+        .instrument(span)
+        .await
+        .map_err(|e: Error| e.into())
+    }
+
+    async fn count_attempts(
+        &self,
+        request: Request<CountAttemptsRequest>,
+    ) -> Result<Response<CountAttemptsResponse>, Status> {
+        let span = tracing::info_span!("count_attempts", request_id = %request_id(&request));
+        async move {
+            let query = CountQuery::parse(request.get_ref(), now_micros())?;
+            let counted = self.store.count(&query).await?;
+            Ok(Response::new(query.response(&counted)))
         }
         .instrument(span)
         .await

@@ -116,6 +116,8 @@ pub enum Rpc {
     ResetPassword,
     /// `audit.v1.AuditService/ListAttempts`.
     ListAttempts,
+    /// `audit.v1.AuditService/CountAttempts`.
+    CountAttempts,
     /// `auth.v1.AdminService/ListUsers`.
     ListUsers,
     /// `auth.v1.AdminService/GetUser`.

@@ -73,7 +73,45 @@ pub(super) fn push_listing<DB>(
     for<'t> i64: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    let filter = page.filter;
+    push_filters(qb, page.filter, ip_path);
+    if let Some(c) = page.cursor {
+        // Past the cursor: before it newest first, after it oldest first.
+        let (past, past_or_at) = match page.order {
+            Order::NewestFirst => ("<", "<="),
+            Order::OldestFirst => (">", ">="),
+        };
+        match keyset {
+            Keyset::RowValue => {
+                qb.push(format_args!(" AND (occurred_at, id) {past} ("))
+                    .push_bind(c.occurred_at)
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+            Keyset::Expanded => {
+                qb.push(format_args!(" AND occurred_at {past_or_at} "))
+                    .push_bind(c.occurred_at)
+                    .push(format_args!(" AND (occurred_at {past} "))
+                    .push_bind(c.occurred_at)
+                    .push(format_args!(" OR id {past} "))
+                    .push_bind(c.id)
+                    .push(")");
+            }
+        }
+    }
+    qb.push(format_args!(" ORDER BY {} LIMIT ", page.order.sql()))
+        .push_bind(i64::from(page.fetch));
+}
+
+/// Appends the listing's filters (`AND` terms) to a query that ends in a
+/// `WHERE` clause: what a listing, and a count, select.
+pub(super) fn push_filters<DB>(qb: &mut QueryBuilder<DB>, filter: &Filter, ip_path: IpPath)
+where
+    DB: Database,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
     if let Some(successful) = filter.successful {
         qb.push(" AND successful = ").push_bind(successful);
     }
@@ -122,33 +160,6 @@ pub(super) fn push_listing<DB>(
     if let Some(until) = filter.until {
         qb.push(" AND occurred_at < ").push_bind(until);
     }
-    if let Some(c) = page.cursor {
-        // Past the cursor: before it newest first, after it oldest first.
-        let (past, past_or_at) = match page.order {
-            Order::NewestFirst => ("<", "<="),
-            Order::OldestFirst => (">", ">="),
-        };
-        match keyset {
-            Keyset::RowValue => {
-                qb.push(format_args!(" AND (occurred_at, id) {past} ("))
-                    .push_bind(c.occurred_at)
-                    .push(", ")
-                    .push_bind(c.id)
-                    .push(")");
-            }
-            Keyset::Expanded => {
-                qb.push(format_args!(" AND occurred_at {past_or_at} "))
-                    .push_bind(c.occurred_at)
-                    .push(format_args!(" AND (occurred_at {past} "))
-                    .push_bind(c.occurred_at)
-                    .push(format_args!(" OR id {past} "))
-                    .push_bind(c.id)
-                    .push(")");
-            }
-        }
-    }
-    qb.push(format_args!(" ORDER BY {} LIMIT ", page.order.sql()))
-        .push_bind(i64::from(page.fetch));
 }
 
 /// Up to `page.fetch` rows of the page: `select` (the [`AttemptRow`]

@@ -46,6 +46,7 @@ macro_rules! on_every_backend {
     };
 }
 
+mod count;
 mod filters;
 mod helpers;
 mod ingest;

@@ -17,7 +17,8 @@ use gateway::{Application, Config};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proto::{
     audit::v1::{
-        IngestAck, IngestBatch, ListAttemptsRequest, ListAttemptsResponse,
+        CountAttemptsRequest, CountAttemptsResponse, IngestAck, IngestBatch, ListAttemptsRequest,
+        ListAttemptsResponse,
         audit_service_server::{AuditService, AuditServiceServer},
     },
     auth::v1::{
@@ -230,9 +231,10 @@ impl AuthService for FakeAuth {
 }
 
 /// A fake audit-service: `ListAttempts` answers an empty last page by
-/// default.
+/// default, `CountAttempts` no buckets.
 pub struct FakeAudit {
     pub list: Rpc<ListAttemptsRequest, ListAttemptsResponse>,
+    pub count: Rpc<CountAttemptsRequest, CountAttemptsResponse>,
 }
 
 #[tonic::async_trait]
@@ -252,6 +254,13 @@ impl AuditService for FakeAudit {
         request: Request<ListAttemptsRequest>,
     ) -> Result<Response<ListAttemptsResponse>, Status> {
         self.list.handle(request)
+    }
+
+    async fn count_attempts(
+        &self,
+        request: Request<CountAttemptsRequest>,
+    ) -> Result<Response<CountAttemptsResponse>, Status> {
+        self.count.handle(request)
     }
 
     type TailStream = std::pin::Pin<
@@ -370,6 +379,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let auth = Arc::new(FakeAuth::new(key.jwk.clone()));
     let audit = Arc::new(FakeAudit {
         list: Rpc::new(|_| Ok(ListAttemptsResponse::default())),
+        count: Rpc::new(|_| Ok(CountAttemptsResponse::default())),
     });
     let auth_url = serve_grpc(
         tonic::transport::Server::builder().add_service(AuthServiceServer::from_arc(auth.clone())),

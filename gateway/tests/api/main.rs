@@ -7,6 +7,7 @@
 mod accounts;
 mod body;
 mod client_context;
+mod counts;
 mod helpers;
 mod jwt;
 mod login;
