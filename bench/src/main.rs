@@ -454,6 +454,7 @@ Environment (a .env file in the working directory is read first):
   BENCH_SEED_ROWS=N     rows of history bulk-inserted first (default 0)
   BENCH_STREAMS=N       concurrent Ingest streams (default 1)
   BENCH_BACKENDS=LIST   of sqlite,postgres,mysql (default all three)
+  BENCH_SQLITE_DIR=DIR  keep the SQLite database there (default: a temporary folder)
   TEST_POSTGRES_URL     server for a fresh PostgreSQL database (unset: skipped)
   TEST_MYSQL_URL        server for a fresh MySQL/MariaDB database (unset: skipped)
 
@@ -482,9 +483,13 @@ async fn bench_all() -> anyhow::Result<()> {
     let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres,mysql".into());
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let dir = tempfile::tempdir()?;
+    // A folder of the caller's keeps the database for a look afterwards
+    // (`sqlite3 …/bench.db 'EXPLAIN QUERY PLAN …'`).
+    let sqlite_dir = std::env::var_os("BENCH_SQLITE_DIR")
+        .map_or_else(|| dir.path().to_owned(), std::path::PathBuf::from);
     let mut targets: Vec<(&'static str, seed::Dialect, String)> = Vec::new();
     if wanted.contains(&"sqlite") {
-        let path = dir.path().join("bench.db");
+        let path = sqlite_dir.join("bench.db");
         targets.push((
             "sqlite",
             seed::Dialect::Sqlite,
