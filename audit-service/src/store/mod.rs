@@ -164,10 +164,7 @@ impl Store {
     pub async fn count(&self, query: &CountQuery) -> Result<Vec<(i64, BucketCounts)>, sqlx::Error> {
         match self {
             Self::Sqlite(s) => s.count(query).await,
-            Self::Postgres(s) => {
-                counting::fetch_counts(&s.db.pool, &counting::STANDARD, query, IpPath::Planner)
-                    .await
-            }
+            Self::Postgres(s) => s.count(query).await,
             Self::Mysql(s) => {
                 counting::fetch_counts(&s.db.pool, &counting::MYSQL, query, IpPath::Planner).await
             }
