@@ -24,18 +24,30 @@ pub(super) struct CountDialect {
     /// The integer type sums are cast to, so they decode as `i64`:
     /// PostgreSQL sums `BIGINT` as `NUMERIC` and MySQL as `DECIMAL`.
     pub(super) int: &'static str,
+    /// The table, with any hint the engine needs to read it well.
+    pub(super) table: &'static str,
 }
 
 /// SQLite (and PostgreSQL's sums, see [`per_bucket_query`]).
 pub(super) const STANDARD: CountDialect = CountDialect {
     div: "/",
     int: "BIGINT",
+    table: "login_attempts",
 };
 
 /// MySQL and MariaDB.
+///
+/// With every index a filter can lead to named, and only them: measured at
+/// 1 M rows, MariaDB 10.11 read the whole table (1.4 s) for a day's range
+/// holding an eighth of it, where the time index takes 0.2 s. It still picks
+/// among the named ones by cost (an email filter seeks the email index), but
+/// never scans the table.
 pub(super) const MYSQL: CountDialect = CountDialect {
     div: "DIV",
     int: "SIGNED",
+    table: "login_attempts FORCE INDEX (login_attempts_recent, login_attempts_email, \
+            login_attempts_ip_key, login_attempts_identifier, login_attempts_user, \
+            login_attempts_reason, login_attempts_kind, login_attempts_suspicious)",
 };
 
 /// A row of the count: the bucket's index from the first bucket, then
@@ -68,13 +80,13 @@ where
     for<'t> i64: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    let CountDialect { div, int } = dialect;
+    let CountDialect { div, int, table } = dialect;
     let mut qb = QueryBuilder::<DB>::new("SELECT CAST((occurred_at - ");
     qb.push_bind(query.origin)
         .push(format_args!(") {div} "))
         .push_bind(query.width)
         .push(format_args!(
-            " AS {int}), {} FROM login_attempts WHERE 1 = 1",
+            " AS {int}), {} FROM {table} WHERE 1 = 1",
             sums(int)
         ));
     push_filters(&mut qb, &query.filter, ip_path);

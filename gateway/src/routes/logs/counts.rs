@@ -161,7 +161,7 @@ impl Counts {
                    At most 10,000 buckets are answered (a wider range is refused naming \
                    `bucket`), and a bucket is at most 366 days.",
     params(
-        ("bucket" = String, Query, pattern = "^[0-9]+[smhd]?$", description = "Bucket width: a whole number and a unit, `s`, `m`, `h` or `d` (`30s`, `1m`, `1h`, `1d`); a bare number is seconds."),
+        ("bucket" = String, Query, pattern = "^[1-9][0-9]*[smhd]?$", example = "1h", description = "Bucket width: a whole number and a unit, `s`, `m`, `h` or `d` (`30s`, `1m`, `1h`, `1d`); a bare number is seconds."),
         ("successful" = Option<bool>, Query, description = "Only successes, or only failures."),
         ("ip" = Option<String>, Query, description = "A client IP or CIDR block."),
         ("email" = Option<String>, Query, description = "The account's email, any case."),
