@@ -6,13 +6,15 @@
 //! spreads a large group over two) before it is acked,
 //! and duplicates by `event_id` are skipped,
 //! so at-least-once delivery yields exactly-once storage. Readers page
-//! through the log newest first with `ListAttempts`.
+//! through the log newest first with `ListAttempts`, and count it per time
+//! bucket with `CountAttempts` (a chart's data).
 //!
 //! Layout:
 //! - [`config`]: the environment-derived [`Config`].
 //! - `attempt`: domain types and their conversion from and to protobuf.
-//! - `store`: the database behind one `Store` enum: listing, insert and the
-//!   suspicious-activity rule shared, one module per backend (map in `store/mod.rs`).
+//! - `store`: the database behind one `Store` enum: listing, counting,
+//!   insert and the suspicious-activity rule shared, one module per backend
+//!   (map in `store/mod.rs`).
 //! - `service`: the gRPC handlers.
 //! - `ingest`: one producer's stream, group-committed and acked in order.
 //! - `tail`: the fan-out of committed attempts to live tails.

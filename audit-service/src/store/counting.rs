@@ -28,7 +28,7 @@ pub(super) struct CountDialect {
     pub(super) table: &'static str,
 }
 
-/// SQLite (and PostgreSQL's sums, see [`per_bucket_query`]).
+/// SQLite (PostgreSQL counts per bucket, see [`per_bucket_query`]).
 pub(super) const STANDARD: CountDialect = CountDialect {
     div: "/",
     int: "BIGINT",
