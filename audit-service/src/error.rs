@@ -1,6 +1,7 @@
 //! The service's one error type and its one mapping to gRPC status codes.
 
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// Why a request could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,17 @@ pub enum Error {
         /// The attempt's event id, canonical.
         event_id: String,
     },
+    /// A request field out of bounds, with a message made for the value
+    /// given. Sent with a `google.rpc.BadRequest` field violation as well,
+    /// so a caller (the gateway) can show it under the field's name.
+    #[error("{field}: {reason}")]
+    FieldViolation {
+        /// The request field, e.g. `bucket`.
+        field: &'static str,
+        /// What is wrong with it: a sentence that reads on its own, under
+        /// the field's name.
+        reason: String,
+    },
     /// The log database failed. Details are logged, never sent to the caller.
     #[error("log database error")]
     Database(#[from] sqlx::Error),
@@ -37,6 +49,11 @@ impl Error {
             reason,
         }
     }
+
+    /// A [`Error::FieldViolation`] of `field`.
+    pub fn field(field: &'static str, reason: String) -> Self {
+        Self::FieldViolation { field, reason }
+    }
 }
 
 impl From<Error> for Status {
@@ -45,6 +62,11 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } | Error::InvalidAttempt { .. } => {
                 Status::invalid_argument(err.to_string())
             }
+            Error::FieldViolation { field, ref reason } => Status::with_error_details(
+                Code::InvalidArgument,
+                err.to_string(),
+                ErrorDetails::with_bad_request_violation(field, reason.clone()),
+            ),
             // Unavailable tells producers to retry later: their batch was not
             // acked, so resending it loses and duplicates nothing.
             Error::Database(source) => {

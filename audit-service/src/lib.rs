@@ -7,7 +7,8 @@
 //! spreads a large group over two) before it is acked,
 //! and duplicates by `event_id` are skipped,
 //! so at-least-once delivery yields exactly-once storage. Readers page
-//! through the log newest first with `ListAttempts`. Administrators'
+//! through the log newest first with `ListAttempts`, and count it per time
+//! bucket with `CountAttempts` (a chart's data). Administrators'
 //! actions (admin events) ride the same stream into a table of their own,
 //! listed with `ListAdminEvents`.
 //!
@@ -17,8 +18,9 @@
 //! - `admin_event`: administrators' actions (admin events), which arrive
 //!   on the same stream and are listed with `ListAdminEvents`, validated
 //!   and converted as attempts are; stored in a table of their own.
-//! - `store`: the database behind one `Store` enum: listing, insert and the
-//!   suspicious-activity rule shared, one module per backend (map in `store/mod.rs`).
+//! - `store`: the database behind one `Store` enum: listing, counting,
+//!   insert and the suspicious-activity rule shared, one module per backend
+//!   (map in `store/mod.rs`).
 //! - `service`: the gRPC handlers.
 //! - `ingest`: one producer's stream, group-committed and acked in order.
 //! - `tail`: the fan-out of committed attempts to live tails.

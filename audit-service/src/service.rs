@@ -2,8 +2,9 @@
 
 use common::shutdown::Shutdown;
 use proto::audit::v1::{
-    IngestAck, IngestBatch, ListAdminEventsRequest, ListAdminEventsResponse, ListAttemptsRequest,
-    ListAttemptsResponse, TailEvent, TailRequest, audit_service_server::AuditService,
+    CountAttemptsRequest, CountAttemptsResponse, IngestAck, IngestBatch, ListAdminEventsRequest,
+    ListAdminEventsResponse, ListAttemptsRequest, ListAttemptsResponse, TailEvent, TailRequest,
+    audit_service_server::AuditService,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -12,7 +13,7 @@ use tracing::Instrument as _;
 
 use crate::{
     admin_event::AdminFilter,
-    attempt::{Cursor, Filter, Order, parse_limit},
+    attempt::{CountQuery, Cursor, Filter, Order, now_micros, parse_limit},
     error::Error,
     store::Store,
     tail::{TAIL_BUFFER, TailHub, tail_stream},
@@ -142,6 +143,21 @@ impl AuditService for AuditApi {
                 events: page.events.into_iter().map(Into::into).collect(),
                 next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
             }))
+        }
+        .instrument(span)
+        .await
+        .map_err(|e: Error| e.into())
+    }
+
+    async fn count_attempts(
+        &self,
+        request: Request<CountAttemptsRequest>,
+    ) -> Result<Response<CountAttemptsResponse>, Status> {
+        let span = tracing::info_span!("count_attempts", request_id = %request_id(&request));
+        async move {
+            let query = CountQuery::parse(request.get_ref(), now_micros())?;
+            let counted = self.store.count(&query).await?;
+            Ok(Response::new(query.response(&counted)))
         }
         .instrument(span)
         .await

@@ -15,7 +15,8 @@
 //! as n auth-service replicas would), which is the timed ingest; the
 //! batches are made before the clock starts, so the run holds them all in
 //! memory (a few hundred MB per million rows). Then `ListAttempts` pages of
-//! 100 are timed for each filter. Backends whose URL variable is unset are
+//! 100 are timed for each filter, and `CountAttempts` (the chart's buckets)
+//! over ranges ending now. Backends whose URL variable is unset are
 //! skipped; `BENCH_BACKENDS=sqlite,postgres` picks some.
 //!
 //! `audit-bench --help` lists the variables. For "a page of 100 out of 10 million":
@@ -31,7 +32,7 @@ mod seed;
 use audit_service::{Application, Config};
 use prost_types::Timestamp;
 use proto::audit::v1::{
-    Attempt, IngestBatch, ListAttemptsRequest, RejectReason,
+    Attempt, AttemptFilter, CountAttemptsRequest, IngestBatch, ListAttemptsRequest, RejectReason,
     audit_service_client::AuditServiceClient,
 };
 
@@ -39,6 +40,8 @@ use proto::audit::v1::{
 const BATCH: usize = 500;
 /// Timed calls per query.
 const QUERY_RUNS: usize = 50;
+/// Timed calls per count: each reads every row of its range.
+const COUNT_RUNS: usize = 10;
 const REASONS: [RejectReason; 3] = [
     RejectReason::BadPassword,
     RejectReason::UnknownUser,
@@ -109,6 +112,8 @@ struct Result {
     seeded: (u64, f64),
     ingest: Duration,
     queries: Vec<(&'static str, Duration, Duration)>,
+    /// Per count: name, median, slowest, and the attempts it counted.
+    counts: Vec<(&'static str, Duration, Duration, u64)>,
 }
 
 async fn bench(
@@ -201,6 +206,27 @@ async fn bench(
         let p95 = samples[QUERY_RUNS * 95 / 100];
         timings.push((name, median, p95));
     }
+    let mut counts = Vec::new();
+    for (name, request) in count_queries() {
+        // One untimed call first: the range's pages come into the cache
+        // as they would for an admin who opened the chart a moment ago.
+        client.count_attempts(request.clone()).await?;
+        let mut samples = Vec::with_capacity(COUNT_RUNS);
+        let mut attempts = 0;
+        for _ in 0..COUNT_RUNS {
+            let t = Instant::now();
+            let reply = client.count_attempts(request.clone()).await?.into_inner();
+            samples.push(t.elapsed());
+            attempts = reply.buckets.iter().map(|b| b.successes + b.failures).sum();
+        }
+        samples.sort();
+        counts.push((
+            name,
+            samples[COUNT_RUNS / 2],
+            samples[COUNT_RUNS - 1],
+            attempts,
+        ));
+    }
     server.abort();
     Ok(Result {
         backend,
@@ -208,7 +234,82 @@ async fn bench(
         seeded: (seed_rows, seed_rate),
         ingest,
         queries: timings,
+        counts,
     })
+}
+
+/// The timed counts: the chart's default (the last day), in hours and in
+/// minutes, unfiltered and with the filters a chart would add; and a week.
+/// Without `since` and `until` the range is the day before now, so it
+/// holds the ingested hour and 23 hours of the seeded history.
+fn count_queries() -> Vec<(&'static str, CountAttemptsRequest)> {
+    let count = |bucket: i64, filter: AttemptFilter| CountAttemptsRequest {
+        filter: Some(filter),
+        bucket: Some(prost_types::Duration {
+            seconds: bucket,
+            nanos: 0,
+        }),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    vec![
+        ("24 h by 1 h", count(3_600, AttemptFilter::default())),
+        ("24 h by 1 m", count(60, AttemptFilter::default())),
+        (
+            "24 h by 1 h, failures",
+            count(
+                3_600,
+                AttemptFilter {
+                    successful: Some(false),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "24 h by 1 h, suspicious",
+            count(
+                3_600,
+                AttemptFilter {
+                    suspicious: Some(true),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "24 h by 1 h, ip in /16",
+            count(
+                3_600,
+                AttemptFilter {
+                    ip: Some("10.1.0.0/16".to_owned()),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "24 h by 1 h, one email",
+            count(
+                3_600,
+                AttemptFilter {
+                    email: Some("user42@example.com".to_owned()),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "7 d by 1 h",
+            count(
+                3_600,
+                AttemptFilter {
+                    since: Some(Timestamp {
+                        seconds: now - 7 * 86_400,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+            ),
+        ),
+    ]
 }
 
 /// The timed listings: every filter of the API, alone or as an admin would
@@ -354,6 +455,7 @@ Environment (a .env file in the working directory is read first):
   BENCH_SEED_ROWS=N     rows of history bulk-inserted first (default 0)
   BENCH_STREAMS=N       concurrent Ingest streams (default 1)
   BENCH_BACKENDS=LIST   of sqlite,postgres,mysql (default all three)
+  BENCH_SQLITE_DIR=DIR  keep the SQLite database there (default: a temporary folder)
   TEST_POSTGRES_URL     server for a fresh PostgreSQL database (unset: skipped)
   TEST_MYSQL_URL        server for a fresh MySQL/MariaDB database (unset: skipped)
 
@@ -382,9 +484,13 @@ async fn bench_all() -> anyhow::Result<()> {
     let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres,mysql".into());
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let dir = tempfile::tempdir()?;
+    // A folder of the caller's keeps the database for a look afterwards
+    // (`sqlite3 …/bench.db 'EXPLAIN QUERY PLAN …'`).
+    let sqlite_dir = std::env::var_os("BENCH_SQLITE_DIR")
+        .map_or_else(|| dir.path().to_owned(), std::path::PathBuf::from);
     let mut targets: Vec<(&'static str, seed::Dialect, String)> = Vec::new();
     if wanted.contains(&"sqlite") {
-        let path = dir.path().join("bench.db");
+        let path = sqlite_dir.join("bench.db");
         targets.push((
             "sqlite",
             seed::Dialect::Sqlite,
@@ -438,6 +544,22 @@ async fn bench_all() -> anyhow::Result<()> {
                 name,
                 median.as_secs_f64() * 1e3,
                 p95.as_secs_f64() * 1e3
+            );
+        }
+    }
+    println!(
+        "\n{:<9} {:<28} {:>12} {:>12} {:>10}",
+        "backend", "count", "median ms", "max ms", "attempts"
+    );
+    for r in &results {
+        for (name, median, p95, attempts) in &r.counts {
+            println!(
+                "{:<9} {:<28} {:>12.2} {:>12.2} {:>10}",
+                r.backend,
+                name,
+                median.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3,
+                attempts
             );
         }
     }

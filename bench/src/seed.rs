@@ -123,6 +123,10 @@ fn select_list(d: &Spelling, start: i64, step: i64) -> String {
         "CASE WHEN {success} THEN '' WHEN i % 100 = 1 THEN 'locked_out' \
          WHEN i % 2 = 0 THEN 'bad_password' ELSE 'unknown_user' END"
     );
+    // Not `n % 50 = 0`: n is i times an odd constant modulo 100,000, so
+    // n % 50 = 0 only when i % 50 = 0, and such rows are successes
+    // (i % 10 = 0): it flagged nothing.
+    let flagged_ip = format!("{} % 50 = 0", div("n", "50"));
     let ip = cat(&[
         "'10.'",
         &div("n", "65536"),
@@ -135,7 +139,7 @@ fn select_list(d: &Spelling, start: i64, step: i64) -> String {
         "SELECT {event_id}, {start} + i * {step}, {who}, \
          CASE WHEN {success} OR (i % 2 = 0 AND i % 100 <> 1) THEN w END, NULL, {who}, {who}, \
          {success}, {reason}, {ip}, 'bench/1.0', {request_id}, \
-         NOT ({success}) AND n % 50 = 0, {ip_key}",
+         NOT ({success}) AND {flagged_ip}, {ip_key}",
         event_id = uuid(cat(&["'00000000-0000-7000-8000-'", &hex("i", 12)])),
         request_id = cat(&["'00000000-0000-4000-8000-'", &hex("i", 12)]),
         ip_key = cat(&["'00000000000000000000ffff'", &hex("(167772160 + n)", 8)]),

@@ -118,6 +118,8 @@ pub enum Rpc {
     ListAttempts,
     /// `audit.v1.AuditService/ListAdminEvents`.
     ListAdminEvents,
+    /// `audit.v1.AuditService/CountAttempts`.
+    CountAttempts,
     /// `auth.v1.AdminService/ListUsers`.
     ListUsers,
     /// `auth.v1.AdminService/GetUser`.

@@ -25,7 +25,7 @@
 //! - `routes`: the router and the handlers, one folder per resource:
 //!   `accounts/` (`forms`: the request bodies, documented and read as one
 //!   type each; `replies`; `signup`; `session`), `logs/` (`query`,
-//!   `item`, `list`, `export`, `stream`) and `admin/` (`query`, `item`,
+//!   `item`, `export`, `stream`, `list`, `counts`) and `admin/` (`query`, `item`,
 //!   `forms`, `users`: user administration). Each module imports only those
 //!   before it, so `gateway/src` has no import cycle.
 

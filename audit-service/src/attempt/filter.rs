@@ -6,7 +6,9 @@ use ipnet::IpNet;
 use prost_types::Timestamp;
 use proto::audit::v1 as pb;
 
-use super::{Micros, StoredAttempt, fold_email, timestamp_to_micros};
+use super::{
+    MAX_EMAIL_CHARS, Micros, StoredAttempt, fold_email, ingest::clean, timestamp_to_micros,
+};
 use crate::error::Error;
 
 /// Which attempts a listing or a tail returns; `None` fields do not filter.
@@ -132,10 +134,16 @@ impl Filter {
         Ok(Self {
             successful: req.successful,
             ip,
-            email_lower: req.email.as_deref().map(fold_email),
+            // Text as ingest stores it: without NUL (which PostgreSQL
+            // text refuses, failing the whole query) and cut where ingest
+            // cuts, so a value matches the attempts sent with it.
+            email_lower: req
+                .email
+                .clone()
+                .map(|e| fold_email(&clean(e, MAX_EMAIL_CHARS))),
             since: time("since", req.since.as_ref())?,
             until: time("until", req.until.as_ref())?,
-            identifier: req.identifier.clone(),
+            identifier: req.identifier.clone().map(|i| clean(i, MAX_EMAIL_CHARS)),
             user_id: req.user_id,
             reason,
             suspicious: req.suspicious,

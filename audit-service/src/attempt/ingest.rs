@@ -16,7 +16,8 @@ use crate::error::Error;
 /// Makes producer text storable instead of rejecting it, so no attempt is
 /// ever lost to formatting: NUL (which PostgreSQL text refuses) is dropped,
 /// and overlong text is cut at a character boundary. Admin events are
-/// cleaned the same way.
+/// cleaned the same way, and filters go through it too, so a filter value
+/// means what the same text sent at ingest would.
 pub(crate) fn clean(text: String, max_chars: usize) -> String {
     if !text.contains('\0') && text.len() <= max_chars {
         return text;

@@ -4,12 +4,15 @@
 //! here, so the stores can trust every value they are given:
 //! - `ingest`: validating an ingested attempt ([`NewAttempt::parse`]);
 //! - `filter`: the filters of a listing or tail, and IP keys and ranges;
-//! - `page`: page sizes and keyset cursors.
+//! - `page`: page sizes and keyset cursors;
+//! - `count`: a count's range and buckets, and the answer's buckets.
 
+mod count;
 mod filter;
 mod ingest;
 mod page;
 
+pub use count::{BucketCounts, CountQuery};
 pub use filter::{Filter, IpRange, ip_key};
 pub(crate) use ingest::clean;
 pub use ingest::{MAX_AGE_MICROS, MAX_FUTURE_MICROS};

@@ -73,7 +73,21 @@ pub(super) fn push_listing<DB>(
     for<'t> i64: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    let filter = page.filter;
+    push_filters(qb, page.filter, ip_path);
+    push_keyset(qb, page.cursor, page.order, keyset);
+    qb.push(format_args!(" ORDER BY {} LIMIT ", page.order.sql()))
+        .push_bind(i64::from(page.fetch));
+}
+
+/// Appends the listing's filters (`AND` terms) to a query that ends in a
+/// `WHERE` clause: what a listing, and a count, select.
+pub(super) fn push_filters<DB>(qb: &mut QueryBuilder<DB>, filter: &Filter, ip_path: IpPath)
+where
+    DB: Database,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
     if let Some(successful) = filter.successful {
         qb.push(" AND successful = ").push_bind(successful);
     }
@@ -122,9 +136,6 @@ pub(super) fn push_listing<DB>(
     if let Some(until) = filter.until {
         qb.push(" AND occurred_at < ").push_bind(until);
     }
-    push_keyset(qb, page.cursor, page.order, keyset);
-    qb.push(format_args!(" ORDER BY {} LIMIT ", page.order.sql()))
-        .push_bind(i64::from(page.fetch));
 }
 
 /// Appends the keyset condition: rows past `cursor` in `order`, by

@@ -10,6 +10,7 @@
 //!   (migrations and IP-key backfill on opening, retention deletes, the
 //!   readiness heartbeat, pool usage), and a `Debug` without secrets.
 //! - `listing`: a page's SQL (filters, keyset, order) and its row type.
+//! - `counting`: attempts per time bucket, filtered by the listing's SQL.
 //! - `insert`: the insert error, multi-row INSERTs and `IN`-list lookups.
 //! - `suspicion`: the suspicious-activity rule and the queries applying it.
 //! - `admin_events`: the admin-event table's insert and listing, generic
@@ -18,6 +19,7 @@
 //!   its connection options, dialect and insert path.
 
 mod admin_events;
+mod counting;
 mod insert;
 mod listing;
 mod mysql;
@@ -28,13 +30,15 @@ mod postgres;
 mod sqlite;
 mod suspicion;
 
-use listing::Keyset;
+use listing::{IpPath, Keyset};
 
 use std::collections::HashSet;
 
 use crate::{
     admin_event::{AdminEventPage, AdminFilter, NewAdminEvent},
-    attempt::{Cursor, Filter, Micros, NewAttempt, Order, Page, StoredAttempt},
+    attempt::{
+        BucketCounts, CountQuery, Cursor, Filter, Micros, NewAttempt, Order, Page, StoredAttempt,
+    },
 };
 
 pub use insert::InsertError;
@@ -227,6 +231,18 @@ impl Store {
             }
         };
         Ok(listing::page_from_rows(rows, limit))
+    }
+
+    /// The attempts of each bucket of `query` that holds any, by bucket
+    /// index (0 is the bucket starting at `query.origin`), in index order.
+    pub async fn count(&self, query: &CountQuery) -> Result<Vec<(i64, BucketCounts)>, sqlx::Error> {
+        match self {
+            Self::Sqlite(s) => s.count(query).await,
+            Self::Postgres(s) => s.count(query).await,
+            Self::Mysql(s) => {
+                counting::fetch_counts(&s.db.pool, &counting::MYSQL, query, IpPath::Planner).await
+            }
+        }
     }
 
     /// A write (the heartbeat row, at `now` in Unix seconds), for readiness

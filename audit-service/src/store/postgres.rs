@@ -10,6 +10,7 @@ use sqlx::{
 
 use super::{
     admin_events::{AdminSql, admin_select},
+    counting::{CountRow, from_row, per_bucket_query},
     insert::{InsertError, stored_attempts},
     listing::Keyset,
     opening::{ACQUIRE_TIMEOUT, Opening as _},
@@ -19,7 +20,7 @@ use super::{
 };
 use std::collections::{HashMap, HashSet};
 
-use crate::attempt::{NewAttempt, StoredAttempt};
+use crate::attempt::{BucketCounts, CountQuery, NewAttempt, StoredAttempt};
 
 /// Pool size per replica; ingest is one transaction per batch and listing is
 /// an admin action, so a handful of connections is plenty.
@@ -143,6 +144,31 @@ impl PgStore {
             Ok(ids) => Ok([stored, stored_attempts(second, &ids.unwrap_or_default())].concat()),
             Err(source) => Err(InsertError { stored, source }),
         }
+    }
+
+    /// The non-empty buckets of `query` (see `counting::per_bucket_query`).
+    ///
+    /// Planned for its own values each time (an unnamed statement): a plan
+    /// made for unknown ones (after five runs of a named statement) could
+    /// read a /16's IP-key range for each bucket. And without JIT, in a
+    /// transaction of its own: the plan's cost, per bucket times buckets,
+    /// is far above `jit_inline_above_cost`, and compiling with inlining
+    /// took 1.5 s at 10 M rows for a query that runs in 0.2 s.
+    pub(super) async fn count(
+        &self,
+        query: &CountQuery,
+    ) -> Result<Vec<(i64, BucketCounts)>, sqlx::Error> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::raw_sql("SET LOCAL jit = off")
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<CountRow> = per_bucket_query(query)
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(from_row).collect())
     }
 
     /// A second connection, if one is idle and answers right now. It never

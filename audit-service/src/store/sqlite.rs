@@ -14,13 +14,14 @@ use sqlx::{
 
 use super::{
     admin_events::{AdminSql, admin_select},
+    counting::{self, fetch_counts},
     insert::{insert_queries, stored_attempts},
     listing::{AttemptRow, IpPath, Keyset, PageQuery, push_listing},
     opening::{ACQUIRE_TIMEOUT, Opening as _, open_error},
     pooled::{Pooled, UpkeepSql},
     suspicion::{SuspicionRule, judge_batch},
 };
-use crate::attempt::{Filter, NewAttempt, StoredAttempt};
+use crate::attempt::{BucketCounts, CountQuery, Filter, NewAttempt, StoredAttempt};
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -226,6 +227,17 @@ impl SqliteStore {
     pub(super) async fn list(&self, page: &PageQuery<'_>) -> Result<Vec<AttemptRow>, sqlx::Error> {
         let ip_path = self.ip_path(page.filter).await?;
         self.list_via(page, ip_path).await
+    }
+
+    /// The non-empty buckets of `query`. An IP range goes the way a page
+    /// of it would (see [`Self::ip_path`]): a dense range is read through
+    /// the time index, a sparse one through its own.
+    pub(super) async fn count(
+        &self,
+        query: &CountQuery,
+    ) -> Result<Vec<(i64, BucketCounts)>, sqlx::Error> {
+        let ip_path = self.ip_path(&query.filter).await?;
+        fetch_counts(&self.db.pool, &counting::STANDARD, query, ip_path).await
     }
 
     /// [`Self::ip_path`] with the threshold `dense`.

@@ -265,6 +265,18 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// One `CountAttempts` call.
+    pub async fn count(
+        &self,
+        request: proto::audit::v1::CountAttemptsRequest,
+    ) -> Result<proto::audit::v1::CountAttemptsResponse, Status> {
+        self.client()
+            .await
+            .count_attempts(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Every record matching `request`, following cursors to the end.
     pub async fn list_all(&self, mut request: ListAttemptsRequest) -> Vec<AttemptRecord> {
         let mut all = Vec::new();

@@ -47,6 +47,7 @@ macro_rules! on_every_backend {
 }
 
 mod admin_events;
+mod count;
 mod filters;
 mod helpers;
 mod ingest;

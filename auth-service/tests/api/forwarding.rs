@@ -86,6 +86,13 @@ impl AuditService for FakeAudit {
     ) -> Result<Response<ListAdminEventsResponse>, Status> {
         Err(Status::unimplemented("not used by the forwarder"))
     }
+
+    async fn count_attempts(
+        &self,
+        _: Request<proto::audit::v1::CountAttemptsRequest>,
+    ) -> Result<Response<proto::audit::v1::CountAttemptsResponse>, Status> {
+        Err(Status::unimplemented("not used by the forwarder"))
+    }
 }
 
 /// Waits (up to 10 s) until `check` holds.

@@ -43,6 +43,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::password::confirm_reset))
         .routes(routes!(logs::list::list))
         .routes(routes!(logs::stream::stream))
+        .routes(routes!(logs::counts::counts))
         .routes(routes!(admin::users::list))
         .routes(routes!(
             admin::users::get,

@@ -17,8 +17,8 @@ use gateway::{Application, Config};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proto::{
     audit::v1::{
-        IngestAck, IngestBatch, ListAdminEventsRequest, ListAdminEventsResponse,
-        ListAttemptsRequest, ListAttemptsResponse,
+        CountAttemptsRequest, CountAttemptsResponse, IngestAck, IngestBatch,
+        ListAdminEventsRequest, ListAdminEventsResponse, ListAttemptsRequest, ListAttemptsResponse,
         audit_service_server::{AuditService, AuditServiceServer},
     },
     auth::v1::{
@@ -231,10 +231,11 @@ impl AuthService for FakeAuth {
 }
 
 /// A fake audit-service: `ListAttempts` and `ListAdminEvents` answer an
-/// empty last page by default.
+/// empty last page by default, `CountAttempts` no buckets.
 pub struct FakeAudit {
     pub list: Rpc<ListAttemptsRequest, ListAttemptsResponse>,
     pub events: Rpc<ListAdminEventsRequest, ListAdminEventsResponse>,
+    pub count: Rpc<CountAttemptsRequest, CountAttemptsResponse>,
 }
 
 #[tonic::async_trait]
@@ -261,6 +262,13 @@ impl AuditService for FakeAudit {
         request: Request<ListAdminEventsRequest>,
     ) -> Result<Response<ListAdminEventsResponse>, Status> {
         self.events.handle(request)
+    }
+
+    async fn count_attempts(
+        &self,
+        request: Request<CountAttemptsRequest>,
+    ) -> Result<Response<CountAttemptsResponse>, Status> {
+        self.count.handle(request)
     }
 
     type TailStream = std::pin::Pin<
@@ -380,6 +388,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let audit = Arc::new(FakeAudit {
         list: Rpc::new(|_| Ok(ListAttemptsResponse::default())),
         events: Rpc::new(|_| Ok(ListAdminEventsResponse::default())),
+        count: Rpc::new(|_| Ok(CountAttemptsResponse::default())),
     });
     let auth_url = serve_grpc(
         tonic::transport::Server::builder().add_service(AuthServiceServer::from_arc(auth.clone())),

@@ -8,6 +8,7 @@ mod accounts;
 mod admin_events;
 mod body;
 mod client_context;
+mod counts;
 mod helpers;
 mod jwt;
 mod login;

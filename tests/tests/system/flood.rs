@@ -125,5 +125,20 @@ async fn a_flood_of_refused_logins_is_stored_as_counted_records(backend: Backend
         .map(|item| item["count"].as_u64().unwrap())
         .sum();
     assert_eq!(listed as usize, throttled);
+    // So do the chart's counts: attempts, not records.
+    let (status, counts) = sys
+        .get(
+            "/api/accounts/logs/login/attemps/counts/?bucket=1d&reason=rate_limited",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 200, "{counts}");
+    let counted: u64 = counts["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["failures"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, throttled);
     sys.shutdown().await;
 }

@@ -9,9 +9,11 @@ on_every_backend!(
     log_listing_requires_an_admin,
     log_listing_pages_newest_first_without_gaps_or_repeats,
     log_listing_filters_by_outcome_email_ip_and_time,
+    log_counts_sum_attempts_per_bucket_for_admins_only,
 );
 
 const PATH: &str = "/api/accounts/logs/login/attemps/";
+const COUNTS: &str = "/api/accounts/logs/login/attemps/counts/";
 
 async fn log_listing_requires_an_admin(backend: Backend) {
     let Some(sys) = TestSystem::start(backend).await else {
@@ -153,6 +155,112 @@ async fn log_listing_filters_by_outcome_email_ip_and_time(backend: Backend) {
         let param = bad.split('=').next().unwrap();
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.get(param).is_some(), "{bad}: {body}");
+    }
+    sys.shutdown().await;
+}
+
+/// `(successes, failures, suspicious)` summed over a counts answer's
+/// buckets.
+fn totals(body: &serde_json::Value) -> (u64, u64, u64) {
+    body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold((0, 0, 0), |(s, f, x), b| {
+            (
+                s + b["successes"].as_u64().unwrap(),
+                f + b["failures"].as_u64().unwrap(),
+                x + b["suspicious"].as_u64().unwrap(),
+            )
+        })
+}
+
+async fn log_counts_sum_attempts_per_bucket_for_admins_only(backend: Backend) {
+    let Some(sys) = TestSystem::start(backend).await else {
+        return;
+    };
+    sys.active_user("nora", "nora@example.com", "nora-pass-1")
+        .await;
+    let user = sys.login("nora", "nora-pass-1").await;
+    let admin = sys.admin_token().await;
+    for name in ["ghost", "nora"] {
+        let (status, _) = sys
+            .post_json(
+                "/api/accounts/login/",
+                json!({"username": name, "password": "x-password"}),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    sys.wait_for_attempts(4).await;
+
+    let (status, body) = sys.get(&format!("{COUNTS}?bucket=1h"), None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "not_authenticated");
+    let (status, body) = sys
+        .get(
+            &format!("{COUNTS}?bucket=1h"),
+            Some(user["access"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "permission_denied");
+
+    // The last day in hours: every attempt, in hourly buckets from the
+    // start of an hour.
+    let (status, body) = sys.get(&format!("{COUNTS}?bucket=1h"), Some(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bucket_seconds"], 3_600);
+    assert_eq!(totals(&body), (2, 2, 0));
+    let buckets = body["buckets"].as_array().unwrap();
+    assert!((24..=25).contains(&buckets.len()), "{}", buckets.len());
+    assert_eq!(buckets[0]["start"], body["since"]);
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b["start"].as_str().unwrap().ends_with(":00:00Z")),
+        "{body}"
+    );
+
+    // The listing's filters.
+    let (_, body) = sys
+        .get(
+            &format!("{COUNTS}?bucket=1d&successful=false"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(totals(&body), (0, 2, 0));
+    let (_, body) = sys
+        .get(
+            &format!("{COUNTS}?bucket=1m&email=NORA@example.com&since=2000-01-01T00:00:00Z&until=2000-01-01T01:00:00Z"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(totals(&body), (0, 0, 0));
+    assert_eq!(body["buckets"].as_array().unwrap().len(), 60);
+    let (_, body) = sys
+        .get(
+            &format!("{COUNTS}?bucket=1d&email=NORA@example.com"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(totals(&body), (1, 1, 0));
+
+    // Refusals, from the gateway and from audit-service alike, name the
+    // field.
+    for (query, field) in [
+        ("bucket=0", "bucket"),
+        ("bucket=-1h", "bucket"),
+        ("bucket=1x", "bucket"),
+        ("", "bucket"),
+        ("bucket=1s", "bucket"),
+        ("bucket=367d", "bucket"),
+        ("bucket=1h&since=2999-01-01T00:00:00Z", "since"),
+        ("bucket=1h&ip=nope", "ip"),
+    ] {
+        let (status, body) = sys.get(&format!("{COUNTS}?{query}"), Some(&admin)).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.get(field).is_some(), "{query}: {body}");
     }
     sys.shutdown().await;
 }

@@ -1,6 +1,8 @@
-//! The listing's query string, validated: page size, cursor, filters and
-//! export format. The live tail reads the same filters, so both build their
-//! audit.v1 request from one [`LogsQuery`] and filter alike.
+//! The log's query strings, validated: the filters every log route takes
+//! ([`LogFilters`], read by one piece of code), and the listing's own page
+//! size, cursor and export format. The listing, the export and the live
+//! tail build their audit.v1 request from one [`LogsQuery`]; the counts read
+//! the same filters next to their bucket.
 
 use std::net::IpAddr;
 
@@ -16,12 +18,10 @@ use crate::{body::parse_bool, error::FieldErrors};
 const DEFAULT_LIMIT: u32 = 50;
 /// Largest page audit-service serves.
 const MAX_LIMIT: u32 = 500;
-/// Longest filter value accepted; nothing legitimate comes close.
+/// Longest parameter value accepted; nothing legitimate comes close.
 const MAX_VALUE_LEN: usize = 1024;
-/// Parameters this endpoint reads; others are ignored.
-const PARAMS: [&str; 13] = [
-    "limit",
-    "cursor",
+/// The filter parameters, shared by every log route.
+pub const FILTER_PARAMS: [&str; 10] = [
     "successful",
     "ip",
     "email",
@@ -32,16 +32,62 @@ const PARAMS: [&str; 13] = [
     "reason",
     "suspicious",
     "kind",
-    "format",
 ];
+/// The listing's parameters besides the filters; others are ignored.
+const PAGE_PARAMS: [&str; 3] = ["limit", "cursor", "format"];
 
-/// The query of one page request, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogsQuery {
-    /// Page size, 1..=500.
-    pub limit: u32,
-    /// Opaque position from a previous page.
-    pub cursor: Option<String>,
+/// The known parameters of a query string, as sent: unknown parameters
+/// ignored, empty values absent, a repeated parameter's last value kept,
+/// values over [`MAX_VALUE_LEN`] refused.
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    /// Reads the parameters of `query` among [`FILTER_PARAMS`] and the
+    /// route's own `extra` ones.
+    pub fn read(query: Option<&str>, extra: &[&'static str]) -> Result<Self, FieldErrors> {
+        let mut raw: Vec<(&'static str, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let Some(name) = FILTER_PARAMS
+                .iter()
+                .chain(extra)
+                .copied()
+                .find(|known| *known == name)
+            else {
+                continue;
+            };
+            raw.retain(|(n, _)| *n != name);
+            if !value.is_empty() {
+                raw.push((name, value.into_owned()));
+            }
+        }
+        let mut errors = FieldErrors::default();
+        for (name, value) in &raw {
+            if value.len() > MAX_VALUE_LEN {
+                errors.add(
+                    *name,
+                    format!("Ensure this field has no more than {MAX_VALUE_LEN} characters."),
+                );
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self(raw))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The value of `name`, if sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The filters of a log route, validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogFilters {
     /// Only successes or only failures.
     pub successful: Option<bool>,
     /// Client IP, or a CIDR block, in canonical form.
@@ -62,66 +108,13 @@ pub struct LogsQuery {
     pub since: Option<OffsetDateTime>,
     /// Attempts before this instant.
     pub until: Option<OffsetDateTime>,
-    /// `?format=`: an export instead of a JSON page.
-    pub format: Option<Format>,
-    /// List oldest first (the old service's order) rather than newest
-    /// first; set by the handler, never by the query string.
-    pub oldest_first: bool,
-    /// The filters as the client wrote them, for the `next` link.
-    filters: Vec<(&'static str, String)>,
 }
 
-impl LogsQuery {
-    /// Validates a raw query string. Unknown parameters are ignored, empty
-    /// values count as absent, and a repeated parameter keeps its last
-    /// value. Every bad parameter is reported, DRF style.
-    pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
-        let mut raw: Vec<(&'static str, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let Some(name) = PARAMS.into_iter().find(|known| *known == name) else {
-                continue;
-            };
-            raw.retain(|(n, _)| *n != name);
-            if !value.is_empty() {
-                raw.push((name, value.into_owned()));
-            }
-        }
-        let get = |name: &str| {
-            raw.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        };
-
-        let mut errors = FieldErrors::default();
-        for (name, value) in &raw {
-            if value.len() > MAX_VALUE_LEN {
-                errors.add(
-                    *name,
-                    format!("Ensure this field has no more than {MAX_VALUE_LEN} characters."),
-                );
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-
-        let limit = match get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
-                Ok(_) => {
-                    errors.add(
-                        "limit",
-                        format!("Ensure this value is between 1 and {MAX_LIMIT}."),
-                    );
-                    DEFAULT_LIMIT
-                }
-                Err(_) => {
-                    errors.add("limit", "A valid integer is required.");
-                    DEFAULT_LIMIT
-                }
-            },
-        };
+impl LogFilters {
+    /// The filters of `params`; each bad one adds its message to `errors`
+    /// (and reads as absent).
+    pub fn read(params: &Params, errors: &mut FieldErrors) -> Self {
+        let get = |name: &str| params.get(name);
         let mut boolean = |name: &'static str| {
             get(name).and_then(|v| {
                 let parsed = parse_bool(v);
@@ -182,19 +175,6 @@ impl LogsQuery {
             }
             kind
         });
-        let format = get("format").and_then(|v| {
-            if v.trim().eq_ignore_ascii_case("json") {
-                return None;
-            }
-            let parsed = Format::parse(v);
-            if parsed.is_none() {
-                errors.add(
-                    "format",
-                    format!("\"{v}\" is not a valid choice. Choose one of: json, csv, ndjson."),
-                );
-            }
-            parsed
-        });
         let mut datetime = |name: &'static str| {
             get(name).and_then(|v| {
                 // An unencoded `+01:00` arrives as ` 01:00`; no valid
@@ -216,18 +196,7 @@ impl LogsQuery {
         {
             errors.add("until", "Must be later than since.");
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-
-        let filters = raw
-            .iter()
-            .filter(|(name, _)| !matches!(*name, "limit" | "cursor" | "format"))
-            .cloned()
-            .collect();
-        Ok(Self {
-            limit,
-            cursor: get("cursor").map(str::to_owned),
+        Self {
             successful,
             ip,
             email: get("email").map(str::to_owned),
@@ -238,31 +207,11 @@ impl LogsQuery {
             kind,
             since,
             until,
-            format,
-            oldest_first: false,
-            filters,
-        })
-    }
-
-    /// The audit-service request for this page.
-    pub fn to_request(&self) -> ListAttemptsRequest {
-        ListAttemptsRequest {
-            limit: self.limit,
-            cursor: self.cursor.clone().unwrap_or_default(),
-            filter: Some(self.filter()),
-            oldest_first: self.oldest_first,
         }
     }
 
-    /// The audit-service tail request with this query's filters.
-    pub fn to_tail_request(&self) -> TailRequest {
-        TailRequest {
-            filter: Some(self.filter()),
-        }
-    }
-
-    /// The filters, as audit.v1 takes them for a listing and a tail alike.
-    fn filter(&self) -> AttemptFilter {
+    /// The filters as audit.v1 takes them, for every log request alike.
+    pub fn to_proto(&self) -> AttemptFilter {
         AttemptFilter {
             successful: self.successful,
             ip: self.ip.clone(),
@@ -276,13 +225,109 @@ impl LogsQuery {
             kind: self.kind.map(|k| k as i32),
         }
     }
+}
+
+/// The query of one page request, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogsQuery {
+    /// Page size, 1..=500.
+    pub limit: u32,
+    /// Opaque position from a previous page.
+    pub cursor: Option<String>,
+    /// Which attempts.
+    pub filters: LogFilters,
+    /// `?format=`: an export instead of a JSON page.
+    pub format: Option<Format>,
+    /// List oldest first (the old service's order) rather than newest
+    /// first; set by the handler, never by the query string.
+    pub oldest_first: bool,
+    /// The filters as the client wrote them, for the `next` link.
+    raw_filters: Vec<(&'static str, String)>,
+}
+
+impl LogsQuery {
+    /// Validates a raw query string. Unknown parameters are ignored, empty
+    /// values count as absent, and a repeated parameter keeps its last
+    /// value. Every bad parameter is reported, DRF style.
+    pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
+        let params = Params::read(query, &PAGE_PARAMS)?;
+        let get = |name: &str| params.get(name);
+
+        let mut errors = FieldErrors::default();
+        let limit = match get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
+                Ok(_) => {
+                    errors.add(
+                        "limit",
+                        format!("Ensure this value is between 1 and {MAX_LIMIT}."),
+                    );
+                    DEFAULT_LIMIT
+                }
+                Err(_) => {
+                    errors.add("limit", "A valid integer is required.");
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+        let filters = LogFilters::read(&params, &mut errors);
+        let format = get("format").and_then(|v| {
+            if v.trim().eq_ignore_ascii_case("json") {
+                return None;
+            }
+            let parsed = Format::parse(v);
+            if parsed.is_none() {
+                errors.add(
+                    "format",
+                    format!("\"{v}\" is not a valid choice. Choose one of: json, csv, ndjson."),
+                );
+            }
+            parsed
+        });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let raw_filters = params
+            .0
+            .iter()
+            .filter(|(name, _)| !PAGE_PARAMS.contains(name))
+            .cloned()
+            .collect();
+        Ok(Self {
+            limit,
+            cursor: get("cursor").map(str::to_owned),
+            filters,
+            format,
+            oldest_first: false,
+            raw_filters,
+        })
+    }
+
+    /// The audit-service request for this page.
+    pub fn to_request(&self) -> ListAttemptsRequest {
+        ListAttemptsRequest {
+            limit: self.limit,
+            cursor: self.cursor.clone().unwrap_or_default(),
+            filter: Some(self.filters.to_proto()),
+            oldest_first: self.oldest_first,
+        }
+    }
+
+    /// The audit-service tail request with this query's filters.
+    pub fn to_tail_request(&self) -> TailRequest {
+        TailRequest {
+            filter: Some(self.filters.to_proto()),
+        }
+    }
 
     /// The query string of the page after this one: same limit and filters,
     /// the given cursor.
     pub fn next_query(&self, cursor: &str) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("limit", &self.limit.to_string());
-        for (name, value) in &self.filters {
+        for (name, value) in &self.raw_filters {
             query.append_pair(name, value);
         }
         query.append_pair("cursor", cursor);
@@ -395,7 +440,10 @@ mod tests {
             ("0", false),
         ] {
             assert_eq!(
-                parse(&format!("successful={raw}")).unwrap().successful,
+                parse(&format!("successful={raw}"))
+                    .unwrap()
+                    .filters
+                    .successful,
                 Some(want)
             );
         }
@@ -474,8 +522,8 @@ mod tests {
     fn empty_and_unknown_parameters_are_ignored() {
         let q = parse("ip=&successful=&foo=bar&limit=").unwrap();
         assert_eq!(q.limit, 50);
-        assert_eq!(q.ip, None);
-        assert_eq!(q.successful, None);
+        assert_eq!(q.filters.ip, None);
+        assert_eq!(q.filters.successful, None);
     }
 
     #[test]
