@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod logs;
+pub mod params;
 
 use std::{collections::HashSet, sync::LazyLock};
 

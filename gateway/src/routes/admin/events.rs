@@ -11,19 +11,20 @@ use axum::{
 };
 use proto::audit::v1::{AdminAction, AdminEventFilter, AdminEventRecord, ListAdminEventsRequest};
 use serde::Serialize;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     auth::AdminUser,
-    body::parse_bool,
     config::PublicUrl,
     context::RequestContext,
     error::{ApiError, FieldErrors, Rpc},
     grpc::call,
     openapi::AdminErrors,
-    routes::logs::{
-        item::rfc3339,
-        query::{parse_ip_or_cidr, timestamp},
+    routes::{
+        logs::{
+            item::rfc3339,
+            query::{parse_ip_or_cidr, timestamp},
+        },
+        params::{Params, next_query},
     },
     state::AppState,
 };
@@ -31,12 +32,6 @@ use crate::{
 /// The path, for building `next` links.
 pub const PATH: &str = "/api/admin/events/";
 
-/// Page size when the client names none.
-const DEFAULT_LIMIT: u32 = 50;
-/// Largest page audit-service serves.
-const MAX_LIMIT: u32 = 500;
-/// Longest value read at all; nothing legitimate comes close.
-const MAX_VALUE_LEN: usize = 1024;
 /// Longest name filter: names are stored at most this long.
 const MAX_NAME_CHARS: usize = 150;
 /// Parameters this endpoint reads; others are ignored.
@@ -150,49 +145,10 @@ impl EventsQuery {
     /// parameters are ignored, empty values count as absent, a repeated
     /// parameter keeps its last value, and every problem is reported.
     pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
-        let mut raw: Vec<(&'static str, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let Some(name) = PARAMS.into_iter().find(|known| *known == name) else {
-                continue;
-            };
-            raw.retain(|(n, _)| *n != name);
-            if !value.is_empty() {
-                raw.push((name, value.into_owned()));
-            }
-        }
-        let get = |name: &str| {
-            raw.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let params = Params::read(query, &PARAMS, &[])?;
+        let get = |name: &str| params.get(name);
         let mut errors = FieldErrors::default();
-        for (name, value) in &raw {
-            if value.len() > MAX_VALUE_LEN {
-                errors.add(
-                    *name,
-                    format!("Ensure this field has no more than {MAX_VALUE_LEN} characters."),
-                );
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-
-        let limit = match get("limit").map(|v| v.trim().parse::<i64>()) {
-            None => DEFAULT_LIMIT,
-            Some(Ok(n)) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
-            Some(Ok(_)) => {
-                errors.add(
-                    "limit",
-                    format!("Ensure this value is between 1 and {MAX_LIMIT}."),
-                );
-                DEFAULT_LIMIT
-            }
-            Some(Err(_)) => {
-                errors.add("limit", "A valid integer is required.");
-                DEFAULT_LIMIT
-            }
-        };
+        let limit = params.limit(&mut errors);
         let action = get("action").and_then(|v| {
             let v = v.trim();
             let action = AdminAction::from_code(v);
@@ -208,17 +164,8 @@ impl EventsQuery {
             }
             action
         });
-        let mut id = |name: &'static str| {
-            get(name).and_then(|v| {
-                let parsed = v.trim().parse::<i64>().ok();
-                if parsed.is_none() {
-                    errors.add(name, "A valid integer is required.");
-                }
-                parsed
-            })
-        };
-        let actor_id = id("actor_id");
-        let target_id = id("target_id");
+        let actor_id = params.integer("actor_id", &mut errors);
+        let target_id = params.integer("target_id", &mut errors);
         let mut name = |field: &'static str| {
             get(field).and_then(|v| {
                 if v.chars().any(char::is_control) {
@@ -237,13 +184,7 @@ impl EventsQuery {
         };
         let actor = name("actor");
         let target = name("target");
-        let operator = get("operator").and_then(|v| {
-            let parsed = parse_bool(v);
-            if parsed.is_none() {
-                errors.add("operator", "Must be a valid boolean.");
-            }
-            parsed
-        });
+        let operator = params.boolean("operator", &mut errors);
         let ip = get("ip").and_then(|v| {
             let parsed = parse_ip_or_cidr(v);
             if parsed.is_none() {
@@ -254,36 +195,12 @@ impl EventsQuery {
             }
             parsed
         });
-        let mut datetime = |name: &'static str| {
-            get(name).and_then(|v| {
-                // An unencoded `+01:00` arrives as ` 01:00` (as in the
-                // attempt listing).
-                let parsed = OffsetDateTime::parse(&v.trim().replace(' ', "+"), &Rfc3339).ok();
-                if parsed.is_none() {
-                    errors.add(
-                        name,
-                        "Datetime has wrong format. Use RFC 3339, e.g. 2024-01-31T12:00:00Z.",
-                    );
-                }
-                parsed
-            })
-        };
-        let since = datetime("since");
-        let until = datetime("until");
-        if let (Some(since), Some(until)) = (since, until)
-            && until <= since
-        {
-            errors.add("until", "Must be later than since.");
-        }
+        let (since, until) = params.time_range(&mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
 
-        let filters = raw
-            .iter()
-            .filter(|(name, _)| !matches!(*name, "limit" | "cursor"))
-            .cloned()
-            .collect();
+        let filters = params.filters(&["limit", "cursor"]);
         Ok(Self {
             request: ListAdminEventsRequest {
                 limit,
@@ -313,13 +230,7 @@ impl EventsQuery {
     /// The query string of the page after this one: same limit and
     /// filters, the given cursor.
     pub fn next_query(&self, cursor: &str) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("limit", &self.request.limit.to_string());
-        for (name, value) in &self.filters {
-            query.append_pair(name, value);
-        }
-        query.append_pair("cursor", cursor);
-        query.finish()
+        next_query(self.request.limit, &self.filters, cursor)
     }
 }
 

@@ -5,14 +5,11 @@
 
 use proto::auth::v1::ListUsersRequest;
 
-use crate::{body::parse_bool, error::FieldErrors};
+use crate::{
+    error::FieldErrors,
+    routes::params::{Params, next_query},
+};
 
-/// Page size when the client names none.
-const DEFAULT_LIMIT: u32 = 50;
-/// Largest page auth-service serves.
-const MAX_LIMIT: u32 = 500;
-/// Longest value read; auth-service allows 254 characters of search text.
-const MAX_VALUE_LEN: usize = 1024;
 /// Parameters this endpoint reads; others are ignored.
 const PARAMS: [&str; 6] = ["q", "is_active", "is_staff", "verified", "limit", "cursor"];
 
@@ -30,68 +27,17 @@ impl UsersQuery {
     /// values count as absent, and a repeated parameter keeps its last
     /// value (as the log listing's query). Every problem is reported.
     pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
-        let mut raw: Vec<(&'static str, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let Some(name) = PARAMS.into_iter().find(|known| *known == name) else {
-                continue;
-            };
-            raw.retain(|(n, _)| *n != name);
-            if !value.is_empty() {
-                raw.push((name, value.into_owned()));
-            }
-        }
-        let get = |name: &str| {
-            raw.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let params = Params::read(query, &PARAMS, &[])?;
+        let get = |name: &str| params.get(name);
         let mut errors = FieldErrors::default();
-        for (name, value) in &raw {
-            if value.len() > MAX_VALUE_LEN {
-                errors.add(
-                    *name,
-                    format!("Ensure this field has no more than {MAX_VALUE_LEN} characters."),
-                );
-            }
-        }
+        let limit = params.limit(&mut errors);
+        let is_active = params.boolean("is_active", &mut errors);
+        let is_staff = params.boolean("is_staff", &mut errors);
+        let verified = params.boolean("verified", &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
-        let limit = match get("limit").map(|v| v.trim().parse::<i64>()) {
-            None => DEFAULT_LIMIT,
-            Some(Ok(n)) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
-            Some(Ok(_)) => {
-                errors.add(
-                    "limit",
-                    format!("Ensure this value is between 1 and {MAX_LIMIT}."),
-                );
-                DEFAULT_LIMIT
-            }
-            Some(Err(_)) => {
-                errors.add("limit", "A valid integer is required.");
-                DEFAULT_LIMIT
-            }
-        };
-        let mut boolean = |name: &'static str| {
-            get(name).and_then(|v| {
-                let parsed = parse_bool(v);
-                if parsed.is_none() {
-                    errors.add(name, "Must be a valid boolean.");
-                }
-                parsed
-            })
-        };
-        let is_active = boolean("is_active");
-        let is_staff = boolean("is_staff");
-        let verified = boolean("verified");
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let filters = raw
-            .iter()
-            .filter(|(name, _)| !matches!(*name, "limit" | "cursor"))
-            .cloned()
-            .collect();
+        let filters = params.filters(&["limit", "cursor"]);
         Ok(Self {
             request: ListUsersRequest {
                 q: get("q").unwrap_or_default().to_owned(),
@@ -113,13 +59,7 @@ impl UsersQuery {
     /// The query string of the page after this one: same limit and
     /// filters, the given cursor.
     pub fn next_query(&self, cursor: &str) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("limit", &self.request.limit.to_string());
-        for (name, value) in &self.filters {
-            query.append_pair(name, value);
-        }
-        query.append_pair("cursor", cursor);
-        query.finish()
+        next_query(self.request.limit, &self.filters, cursor)
     }
 }
 

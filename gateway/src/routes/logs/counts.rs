@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::{
     item::rfc3339,
-    query::{LogFilters, Params},
+    query::{FILTER_PARAMS, LogFilters, Params},
 };
 use crate::{
     auth::AdminUser,
@@ -45,7 +45,7 @@ impl CountsQuery {
     /// form the services' duration settings take. Every bad parameter is
     /// reported, DRF style.
     pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
-        let params = Params::read(query, &["bucket"])?;
+        let params = Params::read(query, &FILTER_PARAMS, &["bucket"])?;
         let mut errors = FieldErrors::default();
         let filters = LogFilters::read(&params, &mut errors);
         let bucket = match params.get("bucket") {

@@ -10,16 +10,11 @@ use ipnet::IpNet;
 use proto::audit::v1::{
     AttemptFilter, AttemptKind, ListAttemptsRequest, RejectReason, TailRequest,
 };
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
 
-use crate::{body::parse_bool, error::FieldErrors};
+pub use crate::routes::params::Params;
+use crate::{error::FieldErrors, routes::params::next_query};
 
-/// Page size when the client names none.
-const DEFAULT_LIMIT: u32 = 50;
-/// Largest page audit-service serves.
-const MAX_LIMIT: u32 = 500;
-/// Longest parameter value accepted; nothing legitimate comes close.
-const MAX_VALUE_LEN: usize = 1024;
 /// The filter parameters, shared by every log route.
 pub const FILTER_PARAMS: [&str; 10] = [
     "successful",
@@ -35,55 +30,6 @@ pub const FILTER_PARAMS: [&str; 10] = [
 ];
 /// The listing's parameters besides the filters; others are ignored.
 const PAGE_PARAMS: [&str; 3] = ["limit", "cursor", "format"];
-
-/// The known parameters of a query string, as sent: unknown parameters
-/// ignored, empty values absent, a repeated parameter's last value kept,
-/// values over [`MAX_VALUE_LEN`] refused.
-pub struct Params(Vec<(&'static str, String)>);
-
-impl Params {
-    /// Reads the parameters of `query` among [`FILTER_PARAMS`] and the
-    /// route's own `extra` ones.
-    pub fn read(query: Option<&str>, extra: &[&'static str]) -> Result<Self, FieldErrors> {
-        let mut raw: Vec<(&'static str, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let Some(name) = FILTER_PARAMS
-                .iter()
-                .chain(extra)
-                .copied()
-                .find(|known| *known == name)
-            else {
-                continue;
-            };
-            raw.retain(|(n, _)| *n != name);
-            if !value.is_empty() {
-                raw.push((name, value.into_owned()));
-            }
-        }
-        let mut errors = FieldErrors::default();
-        for (name, value) in &raw {
-            if value.len() > MAX_VALUE_LEN {
-                errors.add(
-                    *name,
-                    format!("Ensure this field has no more than {MAX_VALUE_LEN} characters."),
-                );
-            }
-        }
-        if errors.is_empty() {
-            Ok(Self(raw))
-        } else {
-            Err(errors)
-        }
-    }
-
-    /// The value of `name`, if sent.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// The filters of a log route, validated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,17 +61,8 @@ impl LogFilters {
     /// (and reads as absent).
     pub fn read(params: &Params, errors: &mut FieldErrors) -> Self {
         let get = |name: &str| params.get(name);
-        let mut boolean = |name: &'static str| {
-            get(name).and_then(|v| {
-                let parsed = parse_bool(v);
-                if parsed.is_none() {
-                    errors.add(name, "Must be a valid boolean.");
-                }
-                parsed
-            })
-        };
-        let successful = boolean("successful");
-        let suspicious = boolean("suspicious");
+        let successful = params.boolean("successful", errors);
+        let suspicious = params.boolean("suspicious", errors);
         let ip = get("ip").and_then(|v| {
             let parsed = parse_ip_or_cidr(v);
             if parsed.is_none() {
@@ -136,13 +73,7 @@ impl LogFilters {
             }
             parsed
         });
-        let user_id = get("user_id").and_then(|v| {
-            let parsed = v.trim().parse::<i64>().ok();
-            if parsed.is_none() {
-                errors.add("user_id", "A valid integer is required.");
-            }
-            parsed
-        });
+        let user_id = params.integer("user_id", errors);
         // Anything but a known reason is a typo the client should hear
         // about, not an empty result.
         let reason = get("reason").and_then(|v| {
@@ -175,27 +106,7 @@ impl LogFilters {
             }
             kind
         });
-        let mut datetime = |name: &'static str| {
-            get(name).and_then(|v| {
-                // An unencoded `+01:00` arrives as ` 01:00`; no valid
-                // RFC 3339 value has a space there, so take it back.
-                let parsed = OffsetDateTime::parse(&v.trim().replace(' ', "+"), &Rfc3339).ok();
-                if parsed.is_none() {
-                    errors.add(
-                        name,
-                        "Datetime has wrong format. Use RFC 3339, e.g. 2024-01-31T12:00:00Z.",
-                    );
-                }
-                parsed
-            })
-        };
-        let since = datetime("since");
-        let until = datetime("until");
-        if let (Some(since), Some(until)) = (since, until)
-            && until <= since
-        {
-            errors.add("until", "Must be later than since.");
-        }
+        let (since, until) = params.time_range(errors);
         Self {
             successful,
             ip,
@@ -250,27 +161,11 @@ impl LogsQuery {
     /// values count as absent, and a repeated parameter keeps its last
     /// value. Every bad parameter is reported, DRF style.
     pub fn parse(query: Option<&str>) -> Result<Self, FieldErrors> {
-        let params = Params::read(query, &PAGE_PARAMS)?;
+        let params = Params::read(query, &FILTER_PARAMS, &PAGE_PARAMS)?;
         let get = |name: &str| params.get(name);
 
         let mut errors = FieldErrors::default();
-        let limit = match get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
-                Ok(_) => {
-                    errors.add(
-                        "limit",
-                        format!("Ensure this value is between 1 and {MAX_LIMIT}."),
-                    );
-                    DEFAULT_LIMIT
-                }
-                Err(_) => {
-                    errors.add("limit", "A valid integer is required.");
-                    DEFAULT_LIMIT
-                }
-            },
-        };
+        let limit = params.limit(&mut errors);
         let filters = LogFilters::read(&params, &mut errors);
         let format = get("format").and_then(|v| {
             if v.trim().eq_ignore_ascii_case("json") {
@@ -289,12 +184,7 @@ impl LogsQuery {
             return Err(errors);
         }
 
-        let raw_filters = params
-            .0
-            .iter()
-            .filter(|(name, _)| !PAGE_PARAMS.contains(name))
-            .cloned()
-            .collect();
+        let raw_filters = params.filters(&PAGE_PARAMS);
         Ok(Self {
             limit,
             cursor: get("cursor").map(str::to_owned),
@@ -325,13 +215,7 @@ impl LogsQuery {
     /// The query string of the page after this one: same limit and filters,
     /// the given cursor.
     pub fn next_query(&self, cursor: &str) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("limit", &self.limit.to_string());
-        for (name, value) in &self.raw_filters {
-            query.append_pair(name, value);
-        }
-        query.append_pair("cursor", cursor);
-        query.finish()
+        next_query(self.limit, &self.raw_filters, cursor)
     }
 }
 
