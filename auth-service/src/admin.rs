@@ -98,7 +98,16 @@ pub async fn promote(config: &Config, login: &str) -> anyhow::Result<User> {
             .user_by_identifier(&key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no account {login:?}"))?;
-        store.make_staff(user.id).await?;
+        // Through the user administration, so the grant is an admin event.
+        let (users, actor, now) = crate::user_cli::as_operator(config, store)?;
+        let change = crate::users::FlagChange {
+            is_active: None,
+            is_staff: Some(true),
+        };
+        users
+            .update(&actor, user.id, change, now)
+            .await
+            .map_err(crate::user_cli::explain)?;
         Ok(User {
             is_staff: true,
             ..user
@@ -107,7 +116,8 @@ pub async fn promote(config: &Config, login: &str) -> anyhow::Result<User> {
 }
 
 /// Lifts a brute-force lock early: clears the account's lock and its
-/// per-IP delays. Returns how many counters were cleared.
+/// per-IP delays (an admin event, as `auth-service user unlock`). Returns
+/// how many counters were cleared.
 pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
     let key = lookup_key(username)?;
     with_store!(config, |store| {
@@ -115,9 +125,12 @@ pub async fn unlock(config: &Config, username: &str) -> anyhow::Result<u64> {
             .user_by_identifier(&key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no account {username:?}"))?;
-        Ok(store
-            .unlock_account(user.id, crate::store::no_admin_events)
-            .await?)
+        let (users, actor, now) = crate::user_cli::as_operator(config, store)?;
+        let done = users
+            .unlock(&actor, user.id, now)
+            .await
+            .map_err(crate::user_cli::explain)?;
+        Ok(done.count)
     })
 }
 

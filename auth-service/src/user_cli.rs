@@ -79,6 +79,31 @@ pub struct Target {
     pub id: Option<i64>,
 }
 
+/// The user administration as the operator at this command line (`$USER`)
+/// uses it, and the instant it acts at: every operator command that
+/// changes an account goes through it, so each change is an admin event.
+pub(crate) fn as_operator<S: AuthStore>(
+    config: &Config,
+    store: S,
+) -> anyhow::Result<(UserAdmin<S>, Actor, i64)> {
+    let mailer = Mailer::new(
+        config.smtp_url.as_ref().map(|s| s.expose()),
+        config.mail_dir.clone(),
+    )?;
+    let users = UserAdmin::new(
+        store,
+        mailer,
+        config.mail_from.parse()?,
+        config.unverified_ttl,
+    );
+    let actor = Actor::operator(std::env::var("USER").ok().filter(|u| !u.is_empty()));
+    Ok((
+        users,
+        actor,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    ))
+}
+
 /// Runs `command` on the configured database; the text to print.
 pub async fn run(config: &Config, command: UserCommand) -> anyhow::Result<String> {
     let location = common::database::location(config.database_url.expose());
@@ -92,18 +117,7 @@ async fn on_store<S: AuthStore>(
     command: UserCommand,
     location: &str,
 ) -> anyhow::Result<String> {
-    let mailer = Mailer::new(
-        config.smtp_url.as_ref().map(|s| s.expose()),
-        config.mail_dir.clone(),
-    )?;
-    let users = UserAdmin::new(
-        store.clone(),
-        mailer,
-        config.mail_from.parse()?,
-        config.unverified_ttl,
-    );
-    let actor = Actor::operator(std::env::var("USER").ok().filter(|u| !u.is_empty()));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (users, actor, now) = as_operator(config, store.clone())?;
     let flags = |is_active, is_staff| FlagChange {
         is_active,
         is_staff,
@@ -250,7 +264,7 @@ async fn resolve<S: AuthStore>(store: &S, target: &Target) -> anyhow::Result<i64
 }
 
 /// A use case's refusal as one line for an operator.
-fn explain(e: Error) -> anyhow::Error {
+pub(crate) fn explain(e: Error) -> anyhow::Error {
     match e {
         Error::Invalid(fields) => anyhow::anyhow!("{}", fields_text(&fields)),
         Error::Precondition { message, .. } => anyhow::anyhow!("refused: {message}"),

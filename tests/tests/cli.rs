@@ -596,6 +596,23 @@ async fn create_admin_promotes_an_existing_account_on_request() {
     let bob = store.user_by_login("bob").await.unwrap().unwrap();
     assert!(bob.is_staff && bob.is_active);
     assert_eq!(bob.password_hash, "not-a-real-hash");
+
+    // The promotion, and an unlock, are operator events on their way to
+    // the audit log (the refused create-admin above is none).
+    let out = run_in(
+        elsewhere.path(),
+        "auth-service",
+        &["unlock", "--username", "bob"],
+        &env,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM attempt_outbox ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kinds, ["admin_event", "admin_event"]);
 }
 
 #[tokio::test]

@@ -506,8 +506,7 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
 }
 
 /// A `record` argument for a change that is no administrator's action
-/// (a user ending their own sessions, the older operator commands): no
-/// admin event.
+/// (a user ending their own sessions): no admin event.
 pub fn no_admin_events(_: u64) -> Vec<AdminEventEntry> {
     Vec::new()
 }
