@@ -187,6 +187,11 @@ mod tests {
         let err = read(&[("COMPAT", "drf")]).unwrap_err();
         assert_eq!(err.name, "COMPAT");
         assert!(err.to_string().contains("django"), "{err}");
+        // A lookalike (Cyrillic а) or a list is no spelling of django.
+        for bad in ["dj\u{430}ngo", "django,rails", "django2", "1"] {
+            assert!(Compat::parse(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(Compat::parse(Some("DJANGO")).unwrap(), Compat::Django);
     }
 
     #[test]

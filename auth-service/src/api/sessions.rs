@@ -13,10 +13,12 @@ use crate::{
 };
 
 impl<S: AuthStore> AuthApi<S> {
-    /// Rotates a refresh token into a new pair. A token presented again
-    /// within the reuse grace, while the token its first use issued is
-    /// still unused, gets that same refresh token again (two tabs, or a
-    /// retry after a lost answer); any other reuse revokes its family.
+    /// Rotates a refresh token into a new pair (or, with rotation off,
+    /// answers an access token alone: [`Self::refresh_in_place`]). A token
+    /// presented again within the reuse grace, while the token its first
+    /// use issued is still unused, gets that same refresh token again (two
+    /// tabs, or a retry after a lost answer); any other reuse revokes its
+    /// family.
     pub async fn refresh_session(
         &self,
         req: pb::RefreshRequest,

@@ -247,3 +247,97 @@ async fn without_auth_service_tokens_cannot_be_checked_503() {
     assert_eq!(status, 503);
     assert_eq!(headers["retry-after"], "1");
 }
+
+/// A gateway listing in the old service's shape.
+async fn django_listing() -> crate::helpers::TestApp {
+    spawn_app_with(|c| c.shapes.listing = gateway::compat::ListingFormat::Django).await
+}
+
+#[tokio::test]
+async fn the_django_listing_asks_oldest_first_and_joins_every_page_into_one_array() {
+    let app = django_listing().await;
+    app.audit.list.reply_with(|request| {
+        Ok(match request.cursor.as_str() {
+            "" => ListAttemptsResponse {
+                attempts: vec![record(1, false), record(2, true)],
+                next_cursor: "after-2".into(),
+            },
+            _ => ListAttemptsResponse {
+                attempts: vec![record(3, false)],
+                next_cursor: String::new(),
+            },
+        })
+    });
+
+    let response = app
+        .get_authorized(
+            &format!("{LOGS}?limit=2&cursor=x"),
+            &app.key.access_token(true),
+        )
+        .await;
+
+    let (status, headers, body) = parts(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    let ids: Vec<i64> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    let calls = app.audit.list.calls();
+    assert_eq!(calls.len(), 2);
+    let (first, second) = (&calls[0].0, &calls[1].0);
+    assert!(first.oldest_first && second.oldest_first);
+    assert_eq!(
+        (first.limit, first.cursor.as_str()),
+        (500, ""),
+        "limit and cursor ignored"
+    );
+    assert_eq!(second.cursor, "after-2");
+}
+
+#[tokio::test]
+async fn a_django_listing_cut_short_never_parses_as_a_whole_log() {
+    let app = django_listing().await;
+    app.audit
+        .list
+        .reply_with(|request| match request.cursor.as_str() {
+            "" => Ok(ListAttemptsResponse {
+                attempts: vec![record(1, false)],
+                next_cursor: "more".into(),
+            }),
+            _ => Err(tonic::Status::unavailable("log database gone")),
+        });
+
+    let response = app.get_authorized(LOGS, &app.key.access_token(true)).await;
+
+    // The status went out with the first page; the failure can only cut
+    // the body, which must then not be a complete array.
+    assert_eq!(response.status(), 200);
+    match response.text().await {
+        Err(_) => {}
+        Ok(text) => assert!(
+            serde_json::from_str::<serde_json::Value>(&text).is_err(),
+            "a truncated log parsed as whole: {text}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn the_django_listing_refuses_a_bad_filter_before_streaming() {
+    let app = django_listing().await;
+
+    let response = app
+        .get_authorized(
+            &format!("{LOGS}?successful=perhaps"),
+            &app.key.access_token(true),
+        )
+        .await;
+
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, json!({"successful": ["Must be a valid boolean."]}));
+    assert!(app.audit.list.calls().is_empty());
+}

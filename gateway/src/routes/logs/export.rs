@@ -3,8 +3,8 @@
 //!
 //! Exports page through audit-service (500 rows a call) and write each page
 //! to the response body as it arrives, so memory stays at one page however
-//! large the log is, and the next page is fetched only when the client has
-//! taken the last one.
+//! large the log is: the next page is fetched only as the client reads
+//! (the body's backpressure), so a slow client holds one page, not the log.
 
 use axum::{
     body::{Body, Bytes},
