@@ -9,15 +9,13 @@
 
 use std::net::IpAddr;
 
-use prost_types::Timestamp;
 use proto::audit::v1 as pb;
-use uuid::Uuid;
 
 use crate::{
     attempt::{
-        Cursor, IpRange, MAX_AGE_MICROS, MAX_EMAIL_CHARS, MAX_FUTURE_MICROS, MAX_IP_CHARS,
-        MAX_REQUEST_ID_CHARS, MAX_USER_AGENT_CHARS, MAX_USERNAME_CHARS, Micros, clean, ip_key,
-        micros_to_timestamp, timestamp_to_micros,
+        Cursor, IpRange, MAX_EMAIL_CHARS, MAX_IP_CHARS, MAX_REQUEST_ID_CHARS, MAX_USER_AGENT_CHARS,
+        MAX_USERNAME_CHARS, Micros, clean, event_id, filter_time, ip_key, micros_to_timestamp,
+        occurred_at, timestamp_to_micros,
     },
     error::Error,
 };
@@ -97,39 +95,21 @@ impl NewAdminEvent {
     /// event.
     ///
     /// `occurred_at` lies within the bounds attempts have (at most
-    /// [`MAX_AGE_MICROS`] before `now`, [`MAX_FUTURE_MICROS`] after); the
+    /// [`crate::attempt::MAX_AGE_MICROS`] before `now`,
+    /// [`crate::attempt::MAX_FUTURE_MICROS`] after); the
     /// action is a known one; an operator's event has no `actor_id` and an
     /// administrator's has one; `target_id` is an account id (positive);
     /// `ip` is empty or an address.
     pub fn parse(index: usize, raw: pb::AdminEvent, now: Micros) -> Result<Self, Error> {
         let field = |name: &str| format!("admin_events[{index}].{name}");
-        let event_id = Uuid::parse_str(&raw.event_id)
-            .map_err(|_| Error::invalid(field("event_id"), "must be a UUID"))?
-            .hyphenated()
-            .to_string();
+        let event_id = event_id(&raw.event_id, field)?;
         let invalid = |name: &str, reason| Error::InvalidAttempt {
             field: field(name),
             reason,
             event_id: event_id.clone(),
         };
-        let time = |name: &str, ts: &Timestamp| {
-            timestamp_to_micros(ts)
-                .ok_or_else(|| invalid(name, "must be a valid time between years 1 and 9999"))
-        };
-        let occurred_at = raw
-            .occurred_at
-            .as_ref()
-            .ok_or_else(|| invalid("occurred_at", "is required"))
-            .and_then(|ts| time("occurred_at", ts))?;
-        if occurred_at > now.saturating_add(MAX_FUTURE_MICROS) {
-            return Err(invalid(
-                "occurred_at",
-                "is more than 5 minutes ahead of the log's clock",
-            ));
-        }
-        if occurred_at < now.saturating_sub(MAX_AGE_MICROS) {
-            return Err(invalid("occurred_at", "is more than 366 days old"));
-        }
+        let occurred_at = occurred_at(raw.occurred_at.as_ref(), now, false)
+            .map_err(|reason| invalid("occurred_at", reason))?;
         let action = pb::AdminAction::try_from(raw.action)
             .ok()
             .filter(|a| *a != pb::AdminAction::Unspecified)
@@ -154,7 +134,14 @@ impl NewAdminEvent {
         let code_expires_at = raw
             .code_expires_at
             .as_ref()
-            .map(|ts| time("code_expires_at", ts))
+            .map(|ts| {
+                timestamp_to_micros(ts).ok_or_else(|| {
+                    invalid(
+                        "code_expires_at",
+                        "must be a valid time between years 1 and 9999",
+                    )
+                })
+            })
             .transpose()?;
         let actor_name = clean(raw.actor_name, MAX_USERNAME_CHARS);
         let target_username = clean(raw.target_username, MAX_USERNAME_CHARS);
@@ -249,14 +236,6 @@ impl AdminFilter {
         let Some(req) = req else {
             return Ok(Self::default());
         };
-        let time = |name: &str, ts: Option<&Timestamp>| {
-            ts.map(|ts| {
-                timestamp_to_micros(ts).ok_or_else(|| {
-                    Error::invalid(name, "must be a valid time between years 1 and 9999")
-                })
-            })
-            .transpose()
-        };
         // A NUL can match no stored name (ingest drops them) and PostgreSQL
         // refuses it in text, so it is the caller's mistake, said as such.
         let name = |field: &str, raw: Option<&String>| {
@@ -297,8 +276,8 @@ impl AdminFilter {
             target_id: req.target_id,
             target_username_lower: name("target_username", req.target_username.as_ref())?,
             ip,
-            since: time("since", req.since.as_ref())?,
-            until: time("until", req.until.as_ref())?,
+            since: filter_time("since", req.since.as_ref())?,
+            until: filter_time("until", req.until.as_ref())?,
         })
     }
 }
@@ -306,6 +285,7 @@ impl AdminFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attempt::{MAX_AGE_MICROS, MAX_FUTURE_MICROS};
 
     /// The receiving clock in these tests.
     const NOW: Micros = 1_700_000_060_000_000;

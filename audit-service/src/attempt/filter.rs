@@ -91,19 +91,20 @@ impl IpRange {
     }
 }
 
+/// A `since`/`until` bound of a listing's filters (absent: no bound).
+pub(crate) fn filter_time(name: &str, ts: Option<&Timestamp>) -> Result<Option<Micros>, Error> {
+    ts.map(|ts| {
+        timestamp_to_micros(ts)
+            .ok_or_else(|| Error::invalid(name, "must be a valid time between years 1 and 9999"))
+    })
+    .transpose()
+}
+
 impl Filter {
     /// The filters of a listing or tail request (none when absent).
     pub fn parse(req: Option<&pb::AttemptFilter>) -> Result<Self, Error> {
         let Some(req) = req else {
             return Ok(Self::default());
-        };
-        let time = |name: &str, ts: Option<&Timestamp>| {
-            ts.map(|ts| {
-                timestamp_to_micros(ts).ok_or_else(|| {
-                    Error::invalid(name, "must be a valid time between years 1 and 9999")
-                })
-            })
-            .transpose()
         };
         let ip = req
             .ip
@@ -141,8 +142,8 @@ impl Filter {
                 .email
                 .clone()
                 .map(|e| fold_email(&clean(e, MAX_EMAIL_CHARS))),
-            since: time("since", req.since.as_ref())?,
-            until: time("until", req.until.as_ref())?,
+            since: filter_time("since", req.since.as_ref())?,
+            until: filter_time("until", req.until.as_ref())?,
             identifier: req.identifier.clone().map(|i| clean(i, MAX_EMAIL_CHARS)),
             user_id: req.user_id,
             reason,

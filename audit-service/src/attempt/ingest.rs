@@ -13,6 +13,34 @@ use super::{
 };
 use crate::error::Error;
 
+/// A producer's event id in its canonical form (the idempotency key of
+/// attempts and admin events alike); `field` names it in the error.
+pub(crate) fn event_id(raw: &str, field: impl Fn(&str) -> String) -> Result<String, Error> {
+    Ok(Uuid::parse_str(raw)
+        .map_err(|_| Error::invalid(field("event_id"), "must be a UUID"))?
+        .hyphenated()
+        .to_string())
+}
+
+/// When a received event occurred, as the log accepts it: present, a real
+/// time, at most [`MAX_FUTURE_MICROS`] after `now` and (unless `old_ok`:
+/// imported history) at most [`MAX_AGE_MICROS`] before; else why not.
+pub(crate) fn occurred_at(
+    ts: Option<&prost_types::Timestamp>,
+    now: Micros,
+    old_ok: bool,
+) -> Result<Micros, &'static str> {
+    let at = timestamp_to_micros(ts.ok_or("is required")?)
+        .ok_or("must be a valid time between years 1 and 9999")?;
+    if at > now.saturating_add(MAX_FUTURE_MICROS) {
+        return Err("is more than 5 minutes ahead of the log's clock");
+    }
+    if !old_ok && at < now.saturating_sub(MAX_AGE_MICROS) {
+        return Err("is more than 366 days old");
+    }
+    Ok(at)
+}
+
 /// Makes producer text storable instead of rejecting it, so no attempt is
 /// ever lost to formatting: NUL (which PostgreSQL text refuses) is dropped,
 /// and overlong text is cut at a character boundary. Admin events are
@@ -61,36 +89,14 @@ impl NewAttempt {
     /// [`MAX_FUTURE_MICROS`] after `now`.
     pub fn parse(index: usize, raw: pb::Attempt, now: Micros) -> Result<Self, Error> {
         let field = |name: &str| format!("attempts[{index}].{name}");
-        let event_id = Uuid::parse_str(&raw.event_id)
-            .map_err(|_| Error::invalid(field("event_id"), "must be a UUID"))?
-            .hyphenated()
-            .to_string();
+        let event_id = event_id(&raw.event_id, field)?;
         let invalid = |name: &str, reason| Error::InvalidAttempt {
             field: field(name),
             reason,
             event_id: event_id.clone(),
         };
-        let occurred_at = raw
-            .occurred_at
-            .as_ref()
-            .ok_or_else(|| invalid("occurred_at", "is required"))
-            .and_then(|ts| {
-                timestamp_to_micros(ts).ok_or_else(|| {
-                    invalid(
-                        "occurred_at",
-                        "must be a valid time between years 1 and 9999",
-                    )
-                })
-            })?;
-        if occurred_at > now.saturating_add(MAX_FUTURE_MICROS) {
-            return Err(invalid(
-                "occurred_at",
-                "is more than 5 minutes ahead of the log's clock",
-            ));
-        }
-        if !raw.imported && occurred_at < now.saturating_sub(MAX_AGE_MICROS) {
-            return Err(invalid("occurred_at", "is more than 366 days old"));
-        }
+        let occurred_at = occurred_at(raw.occurred_at.as_ref(), now, raw.imported)
+            .map_err(|reason| invalid("occurred_at", reason))?;
         let (count, last_occurred_at) = tally(&raw, occurred_at, now, &invalid)?;
         let reason =
             reason_of(&raw).ok_or_else(|| invalid("reason", "must be one of the known reasons"))?;

@@ -13,9 +13,11 @@ mod ingest;
 mod page;
 
 pub use count::{BucketCounts, CountQuery};
+pub(crate) use filter::filter_time;
 pub use filter::{Filter, IpRange, ip_key};
-pub(crate) use ingest::clean;
+#[cfg(test)]
 pub use ingest::{MAX_AGE_MICROS, MAX_FUTURE_MICROS};
+pub(crate) use ingest::{clean, event_id, occurred_at};
 pub use page::{Cursor, Order, Page, parse_limit};
 
 use prost_types::Timestamp;
