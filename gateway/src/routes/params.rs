@@ -7,7 +7,7 @@
 
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{body::parse_bool, error::FieldErrors};
+use crate::{body::parse_bool, config::PublicUrl, error::FieldErrors};
 
 /// Page size when the client names none.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -160,4 +160,16 @@ pub fn next_query(limit: u32, filters: &[(&'static str, String)], cursor: &str) 
     }
     query.append_pair("cursor", cursor);
     query.finish()
+}
+
+/// A page's `next` link, `path?query`: under `GATEWAY_PUBLIC_URL` when
+/// configured, else a path relative to this server (RFC 3986 relative
+/// reference). Never from the request's `Host`: a client (or a cache keyed
+/// without it) could point an admin's next click anywhere.
+pub fn next_url(public_url: Option<&PublicUrl>, path: &str, query: &str) -> String {
+    let path = format!("{path}?{query}");
+    match public_url {
+        Some(base) => base.join(&path),
+        None => path,
+    }
 }

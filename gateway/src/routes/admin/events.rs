@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::{
     auth::AdminUser,
-    config::PublicUrl,
     context::RequestContext,
     error::{ApiError, FieldErrors, Rpc},
     grpc::call,
@@ -24,7 +23,7 @@ use crate::{
             item::rfc3339,
             query::{parse_ip_or_cidr, timestamp},
         },
-        params::{Params, next_query},
+        params::{Params, next_query, next_url},
     },
     state::AppState,
 };
@@ -283,6 +282,7 @@ pub async fn list(
     let next = (!reply.next_cursor.is_empty()).then(|| {
         next_url(
             state.public_url.as_ref(),
+            PATH,
             &query.next_query(&reply.next_cursor),
         )
     });
@@ -294,15 +294,6 @@ pub async fn list(
         }),
     )
         .into_response())
-}
-
-/// The next page's link (see `logs::list`: never from the request's `Host`).
-fn next_url(public_url: Option<&PublicUrl>, query: &str) -> String {
-    let path = format!("{PATH}?{query}");
-    match public_url {
-        Some(base) => base.join(&path),
-        None => path,
-    }
 }
 
 #[cfg(test)]

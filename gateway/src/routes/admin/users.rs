@@ -24,11 +24,11 @@ use super::{
 use crate::{
     auth::AdminSession,
     body::Fields,
-    config::PublicUrl,
     context::RequestContext,
     error::{ApiError, FieldErrors, Rpc},
     grpc::call,
     openapi::{AdminErrors, UserChangeErrors, UserErrors, UserUpdateErrors},
+    routes::params::next_url,
     routes::{
         accounts::forms::{ALSO_FORMS, JSON},
         logs::item::rfc3339,
@@ -84,15 +84,6 @@ fn user_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     }
 }
 
-/// The next page's link (see `logs::list`: never from the request's `Host`).
-fn next_url(public_url: Option<&PublicUrl>, query: &str) -> String {
-    let path = format!("{LIST_PATH}?{query}");
-    match public_url {
-        Some(base) => base.join(&path),
-        None => path,
-    }
-}
-
 /// `GET /api/admin/users/`.
 #[utoipa::path(
     get,
@@ -134,6 +125,7 @@ pub async fn list(
     let next = (!reply.next_cursor.is_empty()).then(|| {
         next_url(
             state.public_url.as_ref(),
+            LIST_PATH,
             &query.next_query(&reply.next_cursor),
         )
     });
@@ -396,6 +388,7 @@ fn json<T: Serialize>(body: T) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PublicUrl;
 
     #[test]
     fn ids_are_positive_integers_named_id() {
@@ -419,10 +412,13 @@ mod tests {
 
     #[test]
     fn next_links_are_relative_unless_a_public_url_is_configured() {
-        assert_eq!(next_url(None, "cursor=c"), "/api/admin/users/?cursor=c");
+        assert_eq!(
+            next_url(None, LIST_PATH, "cursor=c"),
+            "/api/admin/users/?cursor=c"
+        );
         let base = PublicUrl::parse("https://api.example.com/").unwrap();
         assert_eq!(
-            next_url(Some(&base), "cursor=c"),
+            next_url(Some(&base), LIST_PATH, "cursor=c"),
             "https://api.example.com/api/admin/users/?cursor=c"
         );
     }

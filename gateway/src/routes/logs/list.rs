@@ -18,11 +18,11 @@ use super::{
 use crate::{
     auth::AdminUser,
     compat::ListingFormat,
-    config::PublicUrl,
     context::RequestContext,
     error::{ApiError, Rpc},
     grpc::call,
     openapi::AdminErrors,
+    routes::params::next_url,
     state::AppState,
 };
 
@@ -156,6 +156,7 @@ pub async fn list(
     let next = (!reply.next_cursor.is_empty()).then(|| {
         next_url(
             state.public_url.as_ref(),
+            PATH,
             &query.next_query(&reply.next_cursor),
         )
     });
@@ -173,31 +174,20 @@ pub async fn list(
         .into_response())
 }
 
-/// The next page's link: under `GATEWAY_PUBLIC_URL` when configured,
-/// else a path relative to this server (RFC 3986 relative reference). Never
-/// from the request's `Host`: a client (or a cache keyed without it) could
-/// point an admin's next click anywhere.
-fn next_url(public_url: Option<&PublicUrl>, query: &str) -> String {
-    let path = format!("{PATH}?{query}");
-    match public_url {
-        Some(base) => base.join(&path),
-        None => path,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PublicUrl;
 
     #[test]
     fn next_links_are_relative_unless_a_public_url_is_configured() {
         assert_eq!(
-            next_url(None, "cursor=c"),
+            next_url(None, PATH, "cursor=c"),
             "/api/accounts/logs/login/attemps/?cursor=c"
         );
         let base = PublicUrl::parse("https://api.example.com:8585/").unwrap();
         assert_eq!(
-            next_url(Some(&base), "limit=5&cursor=c"),
+            next_url(Some(&base), PATH, "limit=5&cursor=c"),
             "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
         );
     }
