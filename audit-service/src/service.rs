@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 
 use crate::{
     admin_event::AdminFilter,
-    attempt::{CountQuery, Cursor, Filter, Order, now_micros, parse_limit},
+    attempt::{CountQuery, Filter, PageRequest, now_micros},
     error::Error,
     store::Store,
     tail::{TAIL_BUFFER, TailHub, tail_stream},
@@ -103,14 +103,12 @@ impl AuditService for AuditApi {
         let span = tracing::info_span!("list_attempts", request_id = %request_id(&request));
         async move {
             let req = request.into_inner();
-            let limit = parse_limit(req.limit)?;
-            let cursor = match req.cursor.as_str() {
-                "" => None,
-                raw => Some(Cursor::decode(raw)?),
-            };
+            let at = PageRequest::parse(req.limit, &req.cursor, req.oldest_first)?;
             let filter = Filter::parse(req.filter.as_ref())?;
-            let order = Order::from_oldest_first(req.oldest_first);
-            let page = self.store.list(&filter, limit, cursor, order).await?;
+            let page = self
+                .store
+                .list(&filter, at.limit, at.cursor, at.order)
+                .await?;
             Ok(Response::new(ListAttemptsResponse {
                 attempts: page.attempts.into_iter().map(Into::into).collect(),
                 next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
@@ -128,16 +126,11 @@ impl AuditService for AuditApi {
         let span = tracing::info_span!("list_admin_events", request_id = %request_id(&request));
         async move {
             let req = request.into_inner();
-            let limit = parse_limit(req.limit)?;
-            let cursor = match req.cursor.as_str() {
-                "" => None,
-                raw => Some(Cursor::decode(raw)?),
-            };
+            let at = PageRequest::parse(req.limit, &req.cursor, req.oldest_first)?;
             let filter = AdminFilter::parse(req.filter.as_ref())?;
-            let order = Order::from_oldest_first(req.oldest_first);
             let page = self
                 .store
-                .list_admin_events(&filter, limit, cursor, order)
+                .list_admin_events(&filter, at.limit, at.cursor, at.order)
                 .await?;
             Ok(Response::new(ListAdminEventsResponse {
                 events: page.events.into_iter().map(Into::into).collect(),

@@ -36,6 +36,12 @@ pub fn no_store() -> [(HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
 
+/// A JSON answer no cache keeps ([`no_store`]): personal data, as of now.
+pub fn private_json<T: serde::Serialize>(body: T) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (no_store(), axum::Json(body)).into_response()
+}
+
 /// The headers RFC 6749 section 5.1 requires on a response carrying tokens:
 /// `Cache-Control: no-store` and, for HTTP/1.0 caches, `Pragma: no-cache`.
 pub fn token_response() -> [(HeaderName, HeaderValue); 2] {

@@ -5,6 +5,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -100,12 +101,33 @@ pub fn output_within(cmd: &mut Command, stdin: &str, limit: Duration) -> std::pr
     child.wait_with_output().unwrap()
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, for a child process to bind.
+///
+/// Not `bind(0)`: that hands out a port of the kernel's ephemeral range
+/// (32768-60999 on Linux), which any outgoing connection of any process (a
+/// test's own database pool, a service dialling another) may take as its
+/// local port between this pick and the child's bind: the child then dies
+/// with "Address already in use" (seen once in eight CI runs). Ports below
+/// that range are only ever taken by a listener, so a port this process
+/// hands out once, after checking nothing listens on it, stays free. Each
+/// test binary starts at its own offset, and never repeats a port.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let offset = std::process::id().wrapping_mul(7_919) % COUNT;
+        let _ = NEXT.compare_exchange(u32::MAX, offset, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..COUNT {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + step % COUNT).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// Waits until something accepts connections on `addr`.

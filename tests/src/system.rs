@@ -329,6 +329,13 @@ impl TestSystem {
         body
     }
 
+    /// `POST /api/accounts/login/refresh/` with `refresh` (a token, or
+    /// any JSON value a client might send in its place).
+    pub async fn refresh(&self, refresh: impl serde::Serialize) -> (u16, Value) {
+        self.post_json("/api/accounts/login/refresh/", json!({"refresh": refresh}))
+            .await
+    }
+
     /// audit-service's database URL.
     pub fn audit_database_url(&self) -> &str {
         &self.audit_config.database_url

@@ -18,7 +18,7 @@ pub use filter::{Filter, IpRange, ip_key};
 #[cfg(test)]
 pub use ingest::{MAX_AGE_MICROS, MAX_FUTURE_MICROS};
 pub(crate) use ingest::{clean, event_id, occurred_at};
-pub use page::{Cursor, Order, Page, parse_limit};
+pub use page::{Cursor, Order, Page, PageRequest};
 
 use prost_types::Timestamp;
 use proto::audit::v1 as pb;

@@ -51,11 +51,37 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// The page size a request asks for, with 0 meaning the default.
-pub fn parse_limit(limit: u32) -> Result<u32, Error> {
+fn parse_limit(limit: u32) -> Result<u32, Error> {
     match limit {
         0 => Ok(DEFAULT_LIMIT),
         1..=MAX_LIMIT => Ok(limit),
         _ => Err(Error::invalid("limit", "must be between 1 and 500")),
+    }
+}
+
+/// Where a listing request starts: page size, position, order; read from
+/// the three fields every audit.v1 listing request has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Rows at most.
+    pub limit: u32,
+    /// After this row; `None`: from the start.
+    pub cursor: Option<Cursor>,
+    /// Which way.
+    pub order: Order,
+}
+
+impl PageRequest {
+    /// `limit` 0 is the default size, `cursor` empty the first page.
+    pub fn parse(limit: u32, cursor: &str, oldest_first: bool) -> Result<Self, Error> {
+        Ok(Self {
+            limit: parse_limit(limit)?,
+            cursor: match cursor {
+                "" => None,
+                raw => Some(Cursor::decode(raw)?),
+            },
+            order: Order::from_oldest_first(oldest_first),
+        })
     }
 }
 

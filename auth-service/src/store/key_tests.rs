@@ -130,20 +130,7 @@ async fn keys_are_added_once_per_change_on_postgres() {
     keys_are_added_once_per_change(replicas).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_key_superseding_the_same_key_is_not_added_on_sqlite() {
-    let (_dir, store) = super::tests::sqlite().await;
-    a_second_key_superseding_the_same_key_is_not_added(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_key_superseding_the_same_key_is_not_added_on_postgres() {
-    let Some(server) = common::testing::server_url("TEST_POSTGRES_URL") else {
-        return;
-    };
-    let url = common::testing::fresh_postgres(&server).await;
-    a_second_key_superseding_the_same_key_is_not_added(PgStore::connect(&url).await.unwrap()).await;
-}
+super::tests::on_both_stores!(a_second_key_superseding_the_same_key_is_not_added);
 
 /// A row as the service wrote it before migration 0012: no `alg`, no
 /// `supersedes`.

@@ -5,6 +5,30 @@
 
 use super::*;
 
+/// Declares `rule::on_sqlite` and `rule::on_postgres` tests for each
+/// `async fn rule<S: AuthStore>(store: S)`, each on a fresh database.
+macro_rules! on_both_stores {
+    ($($rule:ident),* $(,)?) => {
+        $(
+            mod $rule {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    let (_dir, store) = crate::store::tests::sqlite().await;
+                    super::$rule(store).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    if let Some(store) = crate::store::tests::postgres().await {
+                        super::$rule(store).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(super) use on_both_stores;
+
 pub(super) const NOW: i64 = 1_800_000_000;
 
 pub(super) async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -14,7 +38,7 @@ pub(super) async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-async fn postgres() -> Option<PgStore> {
+pub(super) async fn postgres() -> Option<PgStore> {
     let server = common::testing::server_url("TEST_POSTGRES_URL")?;
     let url = common::testing::fresh_postgres(&server).await;
     Some(PgStore::connect(&url).await.unwrap())
@@ -358,19 +382,7 @@ async fn reuse_grace_rules<S: AuthStore>(store: S) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reuse_grace_keeps_its_rules_on_sqlite() {
-    let (_dir, store) = sqlite().await;
-    reuse_grace_rules(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reuse_grace_keeps_its_rules_on_postgres() {
-    let Some(store) = postgres().await else {
-        return;
-    };
-    reuse_grace_rules(store).await;
-}
+on_both_stores!(reuse_grace_rules);
 
 /// Turns an account off behind the service's back, as an operator would.
 trait Disable {
@@ -397,19 +409,7 @@ impl Disable for PgStore {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_keeps_its_rules_on_sqlite() {
-    let (_dir, store) = sqlite().await;
-    rotation_rules(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_keeps_its_rules_on_postgres() {
-    let Some(store) = postgres().await else {
-        return;
-    };
-    rotation_rules(store).await;
-}
+on_both_stores!(rotation_rules);
 
 /// Logging out everywhere records when, and a later call with an earlier
 /// clock (another replica) does not move it back.
@@ -440,19 +440,7 @@ async fn logout_everywhere_records_its_instant<S: AuthStore>(store: S) {
     assert_eq!(revoked_at(user + 1000).await, None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_everywhere_records_its_instant_on_sqlite() {
-    let (_dir, store) = sqlite().await;
-    logout_everywhere_records_its_instant(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_everywhere_records_its_instant_on_postgres() {
-    let Some(store) = postgres().await else {
-        return;
-    };
-    logout_everywhere_records_its_instant(store).await;
-}
+on_both_stores!(logout_everywhere_records_its_instant);
 
 /// A refused attempt for the outbox, tallied under `key` until `due_at`.
 fn refusal(key: &str, due_at: i64, micros: i64) -> OutboxEntry {
@@ -531,19 +519,7 @@ async fn refusals_are_tallied_per_key_until_due<S: AuthStore>(store: S) {
     assert_eq!(store.refused_len().await.unwrap(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_are_tallied_per_key_until_due_on_sqlite() {
-    let (_dir, store) = sqlite().await;
-    refusals_are_tallied_per_key_until_due(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_are_tallied_per_key_until_due_on_postgres() {
-    let Some(store) = postgres().await else {
-        return;
-    };
-    refusals_are_tallied_per_key_until_due(store).await;
-}
+on_both_stores!(refusals_are_tallied_per_key_until_due);
 
 /// A login whose password was checked before a deactivation committed, and
 /// whose record comes after it, stores no session (one the deactivation
@@ -626,16 +602,4 @@ async fn a_login_recorded_after_a_deactivation_stores_nothing<S: AuthStore>(stor
     assert_eq!(after.account.last_login_at, Some(NOW), "not a login");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_recorded_after_a_deactivation_stores_nothing_on_sqlite() {
-    let (_dir, store) = sqlite().await;
-    a_login_recorded_after_a_deactivation_stores_nothing(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_recorded_after_a_deactivation_stores_nothing_on_postgres() {
-    let Some(store) = postgres().await else {
-        return;
-    };
-    a_login_recorded_after_a_deactivation_stores_nothing(store).await;
-}
+on_both_stores!(a_login_recorded_after_a_deactivation_stores_nothing);

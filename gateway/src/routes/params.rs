@@ -162,6 +162,18 @@ pub fn next_query(limit: u32, filters: &[(&'static str, String)], cursor: &str) 
     query.finish()
 }
 
+/// The `next` link of a page whose listing answered `cursor` (none on the
+/// last page, whose cursor is empty); `query` makes the next page's query
+/// string from the cursor.
+pub fn next_link(
+    public_url: Option<&PublicUrl>,
+    path: &str,
+    cursor: &str,
+    query: impl FnOnce(&str) -> String,
+) -> Option<String> {
+    (!cursor.is_empty()).then(|| next_url(public_url, path, &query(cursor)))
+}
+
 /// A page's `next` link, `path?query`: under `GATEWAY_PUBLIC_URL` when
 /// configured, else a path relative to this server (RFC 3986 relative
 /// reference). Never from the request's `Host`: a client (or a cache keyed
@@ -171,5 +183,31 @@ pub fn next_url(public_url: Option<&PublicUrl>, path: &str, query: &str) -> Stri
     match public_url {
         Some(base) => base.join(&path),
         None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "/api/accounts/logs/login/attemps/";
+
+    #[test]
+    fn next_links_are_relative_unless_a_public_url_is_configured() {
+        let query = |cursor: &str| format!("limit=5&cursor={cursor}");
+        assert_eq!(
+            next_link(None, PATH, "c", query).as_deref(),
+            Some("/api/accounts/logs/login/attemps/?limit=5&cursor=c")
+        );
+        let base = PublicUrl::parse("https://api.example.com:8585/").unwrap();
+        assert_eq!(
+            next_link(Some(&base), PATH, "c", query).as_deref(),
+            Some("https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c")
+        );
+    }
+
+    #[test]
+    fn the_last_page_has_no_next_link() {
+        assert_eq!(next_link(None, PATH, "", |_| unreachable!()), None);
     }
 }

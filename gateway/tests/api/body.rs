@@ -189,50 +189,46 @@ async fn unparsable_json_is_a_400_with_a_short_reason() {
     assert!(app.auth.register.calls().is_empty());
 }
 
+/// Bodies it cannot read: JSON that is not an object (400), another media
+/// type or none (415), over 64 KiB (413); each with the original's message,
+/// and none reaches auth-service.
 #[tokio::test]
-async fn json_that_is_not_an_object_is_a_400() {
+async fn unreadable_bodies_are_refused_with_the_originals_messages() {
     let app = spawn_app().await;
+    let big = format!("{{\"username\": \"{}\"}}", "a".repeat(70_000));
+    let cases = [
+        (
+            Some("application/json"),
+            "[1, 2]".to_owned(),
+            400,
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+        ),
+        (
+            Some("text/plain; charset=utf-8"),
+            "username=x".to_owned(),
+            415,
+            json!({"detail": "Unsupported media type \"text/plain; charset=utf-8\" in request."}),
+        ),
+        (
+            None,
+            "username=x".to_owned(),
+            415,
+            json!({"detail": "Unsupported media type \"\" in request."}),
+        ),
+        (
+            Some("application/json"),
+            big,
+            413,
+            json!({"detail": "Request body too large (limit 65536 bytes)."}),
+        ),
+    ];
+    for (content_type, body, status, expected) in cases {
+        let response = app.post_raw(REGISTER, content_type, body).await;
 
-    let response = app
-        .post_raw(REGISTER, Some("application/json"), "[1, 2]")
-        .await;
-
-    let (status, _, body) = parts(response).await;
-    assert_eq!(status, 400);
-    assert_eq!(
-        body,
-        json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
-    );
-}
-
-#[tokio::test]
-async fn other_media_types_are_415() {
-    let app = spawn_app().await;
-
-    let response = app
-        .post_raw(REGISTER, Some("text/plain; charset=utf-8"), "username=x")
-        .await;
-
-    let (status, _, body) = parts(response).await;
-    assert_eq!(status, 415);
-    assert_eq!(
-        body,
-        json!({"detail": "Unsupported media type \"text/plain; charset=utf-8\" in request."})
-    );
-}
-
-#[tokio::test]
-async fn a_body_without_a_content_type_is_415() {
-    let app = spawn_app().await;
-
-    let response = app.post_raw(REGISTER, None, "username=x").await;
-
-    let (status, _, body) = parts(response).await;
-    assert_eq!(status, 415);
-    assert_eq!(
-        body,
-        json!({"detail": "Unsupported media type \"\" in request."})
-    );
+        let (got, _, answer) = parts(response).await;
+        assert_eq!((got, answer), (status, expected), "{content_type:?}");
+    }
+    assert!(app.auth.register.calls().is_empty());
 }
 
 #[tokio::test]
@@ -244,21 +240,6 @@ async fn no_content_type_and_no_body_is_an_empty_form() {
     let (status, _, body) = parts(response).await;
     assert_eq!(status, 400);
     assert_eq!(body["username"], json!(["This field is required."]));
-}
-
-#[tokio::test]
-async fn bodies_over_64_kib_are_413() {
-    let app = spawn_app().await;
-    let big = format!("{{\"username\": \"{}\"}}", "a".repeat(70_000));
-
-    let response = app.post_raw(REGISTER, Some("application/json"), big).await;
-
-    let (status, _, body) = parts(response).await;
-    assert_eq!(status, 413);
-    assert_eq!(
-        body,
-        json!({"detail": "Request body too large (limit 65536 bytes)."})
-    );
 }
 
 #[tokio::test]

@@ -18,7 +18,6 @@ on_every_backend!(
 
 const USERS: &str = "/api/admin/users/";
 const LOGIN: &str = "/api/accounts/login/";
-const REFRESH: &str = "/api/accounts/login/refresh/";
 const LOGS: &str = "/api/accounts/logs/login/attemps/";
 
 /// Requests with one bearer token; each returns status and JSON body.
@@ -363,9 +362,7 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_its_login(backend: Ba
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["is_active"], false);
     assert_eq!(body["active_sessions"], 0);
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&pair["refresh"]).await;
     assert_eq!(status, 401, "the session is over: {body}");
     assert_eq!(login_status(&sys, "sam", "sam-pass-1234").await, 401);
 
@@ -387,9 +384,7 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_its_login(backend: Ba
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["is_active"], true);
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&pair["refresh"]).await;
     assert_eq!(status, 401);
     assert_eq!(login_status(&sys, "sam", "sam-pass-1234").await, 200);
 
@@ -452,9 +447,7 @@ async fn an_admin_unlocks_logs_out_grants_and_resends_verification(backend: Back
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked_sessions"], 1);
     assert_eq!(body["user"]["active_sessions"], 0);
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&pair["refresh"]).await;
     assert_eq!(status, 401);
 
     // Granted admin rights, uma's next login administers too (from the
@@ -532,9 +525,7 @@ async fn deleting_a_user_keeps_its_attempts_in_the_log(backend: Backend) {
     );
     let (status, body) = admin.get(&user(wes)).await;
     assert_refusal(status, &body, 404, "not_found");
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&pair["refresh"]).await;
     assert_eq!(status, 401);
     assert_eq!(login_status(&sys, "wes", "wes-pass-1234").await, 401);
 

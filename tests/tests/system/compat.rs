@@ -43,9 +43,7 @@ async fn refresh_tokens_rotate_by_default(backend: Backend) {
     sys.active_user("rosa", "rosa@example.com", "rosa-pass-12")
         .await;
     let first = sys.login("rosa", "rosa-pass-12").await;
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&first["refresh"]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(keys(&body), ["access", "refresh"]);
     assert_ne!(body["refresh"], first["refresh"], "rotated");
@@ -67,9 +65,7 @@ async fn without_rotation_a_refresh_answers_access_only_and_the_token_keeps_work
     let login = sys.login("root", "admin-pass-123").await;
     let mut accesses = HashSet::new();
     for _ in 0..3 {
-        let (status, body) = sys
-            .post_json(REFRESH, json!({"refresh": login["refresh"]}))
-            .await;
+        let (status, body) = sys.refresh(&login["refresh"]).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(keys(&body), ["access"], "simplejwt's shape: {body}");
         let access = body["access"].as_str().unwrap().to_owned();
@@ -90,20 +86,13 @@ async fn without_rotation_logout_and_a_password_change_still_end_the_session(bac
         .await;
     let one = sys.login("saul", "saul-pass-12").await;
     let two = sys.login("saul", "saul-pass-12").await;
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": one["refresh"]}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(sys.refresh(&one["refresh"]).await.0, 200);
 
     let (status, _) = sys
         .post_json("/api/accounts/logout/", json!({"refresh": one["refresh"]}))
         .await;
     assert_eq!(status, 200);
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": one["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&one["refresh"]).await;
     assert_eq!(
         (status, body),
         (
@@ -112,12 +101,7 @@ async fn without_rotation_logout_and_a_password_change_still_end_the_session(bac
         )
     );
     // The other session is untouched by that logout ...
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": two["refresh"]}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(sys.refresh(&two["refresh"]).await.0, 200);
     // ... and ended by a password change, which also hands out a new pair.
     let resp = sys
         .http
@@ -129,18 +113,8 @@ async fn without_rotation_logout_and_a_password_change_still_end_the_session(bac
         .unwrap();
     assert_eq!(resp.status(), 200);
     let changed: Value = resp.json().await.unwrap();
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": two["refresh"]}))
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": changed["refresh"]}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(sys.refresh(&two["refresh"]).await.0, 401);
+    assert_eq!(sys.refresh(&changed["refresh"]).await.0, 200);
     sys.shutdown().await;
 }
 
@@ -174,12 +148,7 @@ async fn without_rotation_concurrent_refreshes_all_succeed_up_to_the_limit(backe
     }
     // Another session of the user has its own count.
     let other = sys.login("tara", "tara-pass-12").await;
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": other["refresh"]}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(sys.refresh(&other["refresh"]).await.0, 200);
     sys.shutdown().await;
 }
 
@@ -190,24 +159,18 @@ async fn turning_rotation_off_keeps_spent_tokens_spent_and_live_ones_live(backen
     sys.active_user("wade", "wade@example.com", "wade-pass-12")
         .await;
     let first = sys.login("wade", "wade-pass-12").await;
-    let (status, second) = sys
-        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
-        .await;
+    let (status, second) = sys.refresh(&first["refresh"]).await;
     assert_eq!(status, 200);
 
     sys.auth_config.rotate_refresh_tokens = false;
     sys.restart_auth().await;
 
     // Spent under rotation: still spent.
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&first["refresh"]).await;
     assert_eq!(status, 401);
     // Live: now reusable.
     for _ in 0..2 {
-        let (status, body) = sys
-            .post_json(REFRESH, json!({"refresh": second["refresh"]}))
-            .await;
+        let (status, body) = sys.refresh(&second["refresh"]).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(keys(&body), ["access"]);
     }
@@ -609,7 +572,7 @@ async fn token_errors_carry_simplejwts_texts_and_messages(backend: Backend) {
 
     // The refresh endpoint answers as simplejwt's TokenRefreshView: no
     // `messages`.
-    let (status, body) = sys.post_json(REFRESH, json!({"refresh": "junk"})).await;
+    let (status, body) = sys.refresh(&"junk").await;
     assert_eq!(
         (status, body),
         (
@@ -617,7 +580,7 @@ async fn token_errors_carry_simplejwts_texts_and_messages(backend: Backend) {
             json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})
         )
     );
-    let (status, body) = sys.post_json(REFRESH, json!({"refresh": access})).await;
+    let (status, body) = sys.refresh(&access).await;
     assert_eq!(
         (status, body),
         (

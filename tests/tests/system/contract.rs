@@ -284,11 +284,9 @@ async fn refreshes_with_one_token_at_one_instant_all_get_the_same_successor(back
         .collect();
     assert_eq!(accesses.len(), 8, "each answer has its own access token");
     // The family lives: the one successor rotates on.
-    let (status, next) = sys.post_json(REFRESH, json!({"refresh": successor})).await;
+    let (status, next) = sys.refresh(&successor).await;
     assert_eq!(status, 200, "{next}");
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": next["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&next["refresh"]).await;
     assert_eq!(status, 200);
     sys.shutdown().await;
 }
@@ -304,21 +302,15 @@ async fn a_reuse_after_the_grace_revokes_the_family(backend: Backend) {
     sys.active_user("late", "late@example.com", "late-pass-12")
         .await;
     let pair = sys.login("late", "late-pass-12").await;
-    let (status, fresh) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, fresh) = sys.refresh(&pair["refresh"]).await;
     assert_eq!(status, 200);
 
     // Times are whole seconds: 2.2 s is past a 1 s grace whatever the phase.
     tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&pair["refresh"]).await;
 
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": fresh["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&fresh["refresh"]).await;
     assert_eq!(
         status, 401,
         "the unused successor is revoked with its family"
@@ -350,9 +342,7 @@ async fn a_zero_grace_turns_the_grace_off(backend: Backend) {
     assert_eq!(count(&replies, 200), 1, "{replies:?}");
     assert_eq!(count(&replies, 401), 3, "{replies:?}");
     let winner = replies.iter().find(|r| r.status == 200).unwrap();
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": winner.body["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&winner.body["refresh"]).await;
     assert_eq!(status, 401, "the reuse revoked the family");
     sys.shutdown().await;
 }

@@ -20,7 +20,6 @@ on_every_backend!(
 const CHANGE: &str = "/api/accounts/password/change/";
 const RESET: &str = "/api/accounts/password/reset/";
 const CONFIRM: &str = "/api/accounts/password/reset/confirm/";
-const REFRESH: &str = "/api/accounts/login/refresh/";
 const LOGS: &str = "/api/accounts/logs/login/attemps/";
 
 async fn change(sys: &TestSystem, access: &str, old: &str, new: &str) -> (u16, Value) {
@@ -103,9 +102,7 @@ async fn a_change_keeps_only_the_callers_session_and_is_logged_as_its_own_kind(b
 
     // Every earlier session is over ...
     for old in [&laptop, &phone] {
-        let (status, body) = sys
-            .post_json(REFRESH, json!({"refresh": token(old, "refresh")}))
-            .await;
+        let (status, body) = sys.refresh(&token(old, "refresh")).await;
         assert_eq!(status, 401, "{body}");
     }
     // ... and an access token from before cannot change it again.
@@ -122,9 +119,7 @@ async fn a_change_keeps_only_the_callers_session_and_is_logged_as_its_own_kind(b
         "{body}"
     );
     // The fresh pair is the caller's session.
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": token(&fresh, "refresh")}))
-        .await;
+    let (status, body) = sys.refresh(&token(&fresh, "refresh")).await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = sys
         .post_json(
@@ -284,9 +279,7 @@ async fn a_reset_by_the_mailed_code_ends_every_session_and_the_code_is_single_us
         )
     );
 
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": token(&session, "refresh")}))
-        .await;
+    let (status, _) = sys.refresh(&token(&session, "refresh")).await;
     assert_eq!(status, 401);
     sys.login("fred", "tiger-lamp-42").await;
     let (status, body) = confirm(&code, "other-pass-77").await;

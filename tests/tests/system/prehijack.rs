@@ -37,6 +37,21 @@ async fn register(sys: &TestSystem, username: &str, email: &str, password: &str)
     .await
 }
 
+/// Registers an account, which must be accepted.
+async fn registered(sys: &TestSystem, username: &str, email: &str, password: &str) {
+    let (status, body) = register(sys, username, email, password).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Verifies `email` with `code` and the password it registered with.
+async fn verify(sys: &TestSystem, email: &str, code: &str, password: &str) -> (u16, Value) {
+    sys.post_json(
+        VERIFY,
+        json!({"email": email, "code": code, "password": password}),
+    )
+    .await
+}
+
 /// Asks for a code for `email` and returns it: the `nth` mail to it.
 async fn mailed_code(sys: &TestSystem, email: &str, nth: usize) -> String {
     let (status, _) = sys.post_json(CODE, json!({"email": email})).await;
@@ -59,6 +74,15 @@ async fn accounts_with_email(sys: &TestSystem, email: &str) -> i64 {
     .await
 }
 
+async fn accounts_named(sys: &TestSystem, username: &str) -> i64 {
+    auth_count(
+        sys,
+        "SELECT COUNT(*) FROM users WHERE username_lower = $1",
+        username,
+    )
+    .await
+}
+
 /// Makes the account of `email` look `secs` older, as time passing would.
 async fn backdate(sys: &TestSystem, email: &str, secs: i64) {
     let changed = auth_sql(
@@ -76,10 +100,7 @@ async fn the_owner_registering_anew_replaces_the_attackers_unverified_account(ba
     };
     // The attacker registers the victim's address with their own password
     // and asks for a code (which goes to the victim's mailbox).
-    assert_eq!(
-        register(&sys, "mallory", VICTIM, ATTACKER_PASSWORD).await.0,
-        201
-    );
+    registered(&sys, "mallory", VICTIM, ATTACKER_PASSWORD).await;
     mailed_code(&sys, VICTIM, 1).await;
 
     // The owner registers: not "email already exists", but a fresh account.
@@ -87,12 +108,7 @@ async fn the_owner_registering_anew_replaces_the_attackers_unverified_account(ba
     assert_eq!(status, 201, "{body}");
     assert_eq!(accounts_with_email(&sys, VICTIM).await, 1);
     let code = mailed_code(&sys, VICTIM, 2).await;
-    let (status, body) = sys
-        .post_json(
-            VERIFY,
-            json!({"email": VICTIM, "code": code, "password": "victim-pass-42"}),
-        )
-        .await;
+    let (status, body) = verify(&sys, VICTIM, &code, "victim-pass-42").await;
     assert_eq!((status, &body["message"]), (200, &json!("user-activated")));
 
     // The attacker's account and password are gone; the owner's work.
@@ -100,15 +116,7 @@ async fn the_owner_registering_anew_replaces_the_attackers_unverified_account(ba
     assert_eq!(login_status(&sys, VICTIM, ATTACKER_PASSWORD).await, 401);
     assert_eq!(login_status(&sys, "victim", "victim-pass-42").await, 200);
     // The attacker's username is free again.
-    assert_eq!(
-        auth_count(
-            &sys,
-            "SELECT COUNT(*) FROM users WHERE username_lower = $1",
-            "mallory"
-        )
-        .await,
-        0
-    );
+    assert_eq!(accounts_named(&sys, "mallory").await, 0);
     sys.shutdown().await;
 }
 
@@ -124,12 +132,7 @@ async fn the_owner_registering_replaces_an_unverified_lookalike_of_the_email_and
     };
     // A username spelling an address nobody holds yet is allowed...
     let squatter = ("victim@example.com", "mallory2@example.net");
-    assert_eq!(
-        register(&sys, squatter.0, squatter.1, ATTACKER_PASSWORD)
-            .await
-            .0,
-        201
-    );
+    registered(&sys, squatter.0, squatter.1, ATTACKER_PASSWORD).await;
     // ...until the address's owner registers it.
     let (status, body) = register(&sys, "victim", VICTIM, "victim-pass-42").await;
     assert_eq!(status, 201, "{body}");
@@ -138,12 +141,7 @@ async fn the_owner_registering_replaces_an_unverified_lookalike_of_the_email_and
 
     // The same for a lookalike of another address.
     let lookalike = "owner@ex\u{0430}mple.com";
-    assert_eq!(
-        register(&sys, "mallory", lookalike, ATTACKER_PASSWORD)
-            .await
-            .0,
-        201
-    );
+    registered(&sys, "mallory", lookalike, ATTACKER_PASSWORD).await;
     let (status, body) = register(&sys, "owner", "owner@example.com", "owner-pass-42").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(login_status(&sys, "mallory", ATTACKER_PASSWORD).await, 401);
@@ -160,12 +158,7 @@ async fn the_owner_registering_replaces_an_unverified_lookalike_of_the_email_and
 
     // Verified, the owner's names hold against everyone.
     let code = mailed_code(&sys, VICTIM, 1).await;
-    let (status, _) = sys
-        .post_json(
-            VERIFY,
-            json!({"email": VICTIM, "code": code, "password": "victim-pass-42"}),
-        )
-        .await;
+    let (status, _) = verify(&sys, VICTIM, &code, "victim-pass-42").await;
     assert_eq!(status, 200);
     for (username, email) in [
         ("mallory", "victim@ex\u{0430}mple.com"),
@@ -182,10 +175,7 @@ async fn verifying_someone_elses_registration_ends_in_a_new_password(backend: Ba
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
-    assert_eq!(
-        register(&sys, "mallory", VICTIM, ATTACKER_PASSWORD).await.0,
-        201
-    );
+    registered(&sys, "mallory", VICTIM, ATTACKER_PASSWORD).await;
     // The owner does not register; they ask for a code and verify.
     let code = mailed_code(&sys, VICTIM, 1).await;
 
@@ -210,12 +200,7 @@ async fn verifying_someone_elses_registration_ends_in_a_new_password(backend: Ba
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     // A guess at the password is a wrong code, and keeps the code.
-    let (status, body) = sys
-        .post_json(
-            VERIFY,
-            json!({"email": VICTIM, "code": code, "password": "guess-pass-1"}),
-        )
-        .await;
+    let (status, body) = verify(&sys, VICTIM, &code, "guess-pass-1").await;
     assert_eq!(
         (status, body),
         (400, json!({"status": "failed", "message": "code-wrong"}))
@@ -257,32 +242,17 @@ async fn a_wrong_password_with_the_right_code_counts_a_try_and_keeps_the_code(ba
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
-    assert_eq!(
-        register(&sys, "nell", "nell@example.com", "nell-pass-42")
-            .await
-            .0,
-        201
-    );
+    registered(&sys, "nell", "nell@example.com", "nell-pass-42").await;
     let code = mailed_code(&sys, "nell@example.com", 1).await;
 
     for _ in 0..5 {
-        let (status, body) = sys
-            .post_json(
-                VERIFY,
-                json!({"email": "nell@example.com", "code": code, "password": "nell-pass-43"}),
-            )
-            .await;
+        let (status, body) = verify(&sys, "nell@example.com", &code, "nell-pass-43").await;
         assert_eq!(
             (status, body),
             (400, json!({"status": "failed", "message": "code-wrong"}))
         );
     }
-    let (status, body) = sys
-        .post_json(
-            VERIFY,
-            json!({"email": "nell@example.com", "code": code, "password": "nell-pass-42"}),
-        )
-        .await;
+    let (status, body) = verify(&sys, "nell@example.com", &code, "nell-pass-42").await;
 
     assert_eq!(
         (status, &body["message"]),
@@ -317,12 +287,7 @@ async fn a_burst_of_registrations_for_one_email_leaves_one_account(backend: Back
     let mut survivor = None;
     for (i, reply) in replies.iter().enumerate() {
         let name = format!("racer{i}");
-        let n = auth_count(
-            &sys,
-            "SELECT COUNT(*) FROM users WHERE username_lower = $1",
-            &name,
-        )
-        .await;
+        let n = accounts_named(&sys, &name).await;
         if n == 1 {
             assert_eq!(reply.status, 201);
             survivor = Some(i);
@@ -330,12 +295,7 @@ async fn a_burst_of_registrations_for_one_email_leaves_one_account(backend: Back
     }
     let i = survivor.expect("one racer's account remains");
     let code = mailed_code(&sys, "race@example.com", 1).await;
-    let (status, body) = sys
-        .post_json(
-            VERIFY,
-            json!({"email": "race@example.com", "code": code, "password": format!("racer-pass-{i}")}),
-        )
-        .await;
+    let (status, body) = verify(&sys, "race@example.com", &code, &format!("racer-pass-{i}")).await;
     assert_eq!((status, &body["message"]), (200, &json!("user-activated")));
     sys.shutdown().await;
 }
@@ -344,12 +304,7 @@ async fn a_username_held_by_an_unverified_account_is_refused_until_its_ttl(backe
     let Some(sys) = TestSystem::start(backend).await else {
         return;
     };
-    assert_eq!(
-        register(&sys, "olive", "olive@example.com", "olive-pass-42")
-            .await
-            .0,
-        201
-    );
+    registered(&sys, "olive", "olive@example.com", "olive-pass-42").await;
     let code = mailed_code(&sys, "olive@example.com", 1).await;
 
     // Someone else cannot take the pending username...
@@ -360,12 +315,7 @@ async fn a_username_held_by_an_unverified_account_is_refused_until_its_ttl(backe
     // ... until the unverified account is older than the TTL (24 h); it can
     // no longer be verified then either.
     backdate(&sys, "olive@example.com", 24 * 3600 + 5).await;
-    let (status, body) = sys
-        .post_json(
-            VERIFY,
-            json!({"email": "olive@example.com", "code": code, "password": "olive-pass-42"}),
-        )
-        .await;
+    let (status, body) = verify(&sys, "olive@example.com", &code, "olive-pass-42").await;
     assert_eq!(
         (status, body),
         (400, json!({"status": "failed", "message": "code-wrong"}))
@@ -391,19 +341,9 @@ async fn the_sweeper_deletes_unverified_accounts_past_their_ttl(backend: Backend
     else {
         return;
     };
-    assert_eq!(
-        register(&sys, "stale", "stale@example.com", "stale-pass-42")
-            .await
-            .0,
-        201
-    );
+    registered(&sys, "stale", "stale@example.com", "stale-pass-42").await;
     mailed_code(&sys, "stale@example.com", 1).await;
-    assert_eq!(
-        register(&sys, "fresh", "fresh@example.com", "fresh-pass-42")
-            .await
-            .0,
-        201
-    );
+    registered(&sys, "fresh", "fresh@example.com", "fresh-pass-42").await;
     sys.active_user("kept", "kept@example.com", "kept-pass-4242")
         .await;
     backdate(&sys, "kept@example.com", 48 * 3600).await;
@@ -444,12 +384,7 @@ async fn code_alone_verifies_only_when_the_operator_allows_it(backend: Backend) 
     else {
         return;
     };
-    assert_eq!(
-        register(&sys, "old", "old@example.com", "old-client-42")
-            .await
-            .0,
-        201
-    );
+    registered(&sys, "old", "old@example.com", "old-client-42").await;
     let code = mailed_code(&sys, "old@example.com", 1).await;
 
     let (status, body) = sys

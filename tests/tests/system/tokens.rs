@@ -32,24 +32,16 @@ async fn a_reused_refresh_token_revokes_its_family(backend: Backend) {
     sys.active_user("hank", "hank@example.com", "hank-pass-12")
         .await;
     let first = sys.login("hank", "hank-pass-12").await;
-    let (status, second) = sys
-        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
-        .await;
+    let (status, second) = sys.refresh(&first["refresh"]).await;
     assert_eq!(status, 200);
     // The holder has moved on (a reuse before that, within the reuse grace,
     // would get `second` again: see contract.rs).
-    let (status, second) = sys
-        .post_json(REFRESH, json!({"refresh": second["refresh"]}))
-        .await;
+    let (status, second) = sys.refresh(&second["refresh"]).await;
     assert_eq!(status, 200);
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": first["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&first["refresh"]).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
     // The thief's reuse also ends the legitimate holder's newer token.
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": second["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&second["refresh"]).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
     sys.shutdown().await;
 }
@@ -67,18 +59,14 @@ async fn logout_ends_one_session_and_logout_all_ends_every_session(backend: Back
         .post_json("/api/accounts/logout/", json!({"refresh": one["refresh"]}))
         .await;
     assert_eq!((status, body), (200, json!({"status": "success"})));
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": one["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&one["refresh"]).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
     let (status, _) = sys
         .post_json("/api/accounts/logout/", json!({"refresh": one["refresh"]}))
         .await;
     assert_eq!(status, 401);
     // The other session is untouched.
-    let (status, two) = sys
-        .post_json(REFRESH, json!({"refresh": two["refresh"]}))
-        .await;
+    let (status, two) = sys.refresh(&two["refresh"]).await;
     assert_eq!(status, 200);
 
     // Logout everywhere with an access token.
@@ -94,9 +82,7 @@ async fn logout_ends_one_session_and_logout_all_ends_every_session(backend: Back
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["revoked_sessions"], 2);
     for pair in [&two, &three] {
-        let (status, _) = sys
-            .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-            .await;
+        let (status, _) = sys.refresh(&pair["refresh"]).await;
         assert_eq!(status, 401);
     }
 
@@ -109,9 +95,7 @@ async fn logout_ends_one_session_and_logout_all_ends_every_session(backend: Back
         )
         .await;
     assert_eq!(status, 200);
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": four["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&four["refresh"]).await;
     assert_eq!(status, 401);
     // A bad bearer is refused, not ignored.
     let resp = sys
@@ -158,10 +142,7 @@ async fn alg_none_tokens_are_rejected(backend: Backend) {
     let mut header = decode_part(&refresh, 0);
     header["alg"] = json!("none");
     let forged = format!("{}.{}.", b64(&header), b64(&decode_part(&refresh, 1)));
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": forged})).await.0,
-        401
-    );
+    assert_eq!(sys.refresh(&forged).await.0, 401);
     sys.shutdown().await;
 }
 
@@ -194,10 +175,7 @@ async fn hs256_tokens_keyed_with_the_public_key_are_rejected(backend: Backend) {
             &jsonwebtoken::EncodingKey::from_secret(&secret),
         )
         .unwrap();
-        assert_eq!(
-            sys.post_json(REFRESH, json!({"refresh": forged})).await.0,
-            401
-        );
+        assert_eq!(sys.refresh(&forged).await.0, 401);
     }
     sys.shutdown().await;
 }
@@ -245,7 +223,7 @@ async fn expired_tokens_are_rejected(backend: Backend) {
     let (access, refresh) = issue_at(&sys, "root", unix_now() - 3 * 86_400).await;
     let (status, body) = sys.get(LOGS, Some(&access)).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
-    let (status, body) = sys.post_json(REFRESH, json!({"refresh": refresh})).await;
+    let (status, body) = sys.refresh(&refresh).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
     sys.shutdown().await;
 }
@@ -258,16 +236,11 @@ async fn tokens_of_the_wrong_type_are_rejected(backend: Backend) {
     let pair = sys.login("root", "admin-pass-123").await;
     let (status, body) = sys.get(LOGS, Some(pair["refresh"].as_str().unwrap())).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
-    let (status, body) = sys.post_json(REFRESH, json!({"refresh": access})).await;
+    let (status, body) = sys.refresh(&access).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
     // Control: each in its own place works.
     assert_eq!(sys.get(LOGS, Some(&access)).await.0, 200);
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(sys.refresh(&pair["refresh"]).await.0, 200);
     sys.shutdown().await;
 }
 
@@ -283,7 +256,7 @@ async fn a_refresh_family_refreshing_too_often_is_refused(backend: Backend) {
         .await;
     let mut refresh = sys.login("mia", "mia-pass-123").await["refresh"].clone();
     for _ in 0..3 {
-        let (status, body) = sys.post_json(REFRESH, json!({"refresh": refresh})).await;
+        let (status, body) = sys.refresh(&refresh).await;
         assert_eq!(status, 200, "{body}");
         refresh = body["refresh"].clone();
     }
@@ -292,12 +265,7 @@ async fn a_refresh_family_refreshing_too_often_is_refused(backend: Backend) {
     assert!(wait <= 60);
     // Another session of the same user is its own family.
     let other = sys.login("mia", "mia-pass-123").await;
-    assert_eq!(
-        sys.post_json(REFRESH, json!({"refresh": other["refresh"]}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(sys.refresh(&other["refresh"]).await.0, 200);
     sys.shutdown().await;
 }
 
@@ -338,9 +306,7 @@ async fn rotated_keys_sign_new_tokens_while_old_ones_still_verify(backend: Backe
     assert_eq!(decode_part(&new_access, 0)["kid"], json!(new_kid));
     assert_eq!(sys.get(LOGS, Some(&new_access)).await.0, 200);
     assert_eq!(sys.get(LOGS, Some(&old_access)).await.0, 200);
-    let (status, _) = sys
-        .post_json(REFRESH, json!({"refresh": old_pair["refresh"]}))
-        .await;
+    let (status, _) = sys.refresh(&old_pair["refresh"]).await;
     assert_eq!(status, 200);
     let (_, published) = sys.get("/.well-known/jwks.json", None).await;
     assert_eq!(published["keys"].as_array().unwrap().len(), 2);
@@ -357,9 +323,7 @@ async fn a_deactivated_users_refresh_token_stops_working(backend: Backend) {
     // An operator disables the account directly in the database.
     let sql = "UPDATE users SET is_active = FALSE WHERE username_lower = 'olga'";
     assert_eq!(auth_sql(&sys, sql, vec![]).await, 1);
-    let (status, body) = sys
-        .post_json(REFRESH, json!({"refresh": pair["refresh"]}))
-        .await;
+    let (status, body) = sys.refresh(&pair["refresh"]).await;
     assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
     sys.shutdown().await;
 }

@@ -5,9 +5,8 @@
 //! authorisation (an administrator's access token).
 
 use axum::{
-    Json,
     extract::{RawQuery, State},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use proto::audit::v1::{AdminAction, AdminEventFilter, AdminEventRecord, ListAdminEventsRequest};
 use serde::Serialize;
@@ -23,7 +22,7 @@ use crate::{
             item::rfc3339,
             query::{parse_ip_or_cidr, timestamp},
         },
-        params::{Params, next_query, next_url},
+        params::{Params, next_link, next_query},
     },
     state::AppState,
 };
@@ -279,21 +278,16 @@ pub async fn list(
             .list_admin_events(ctx.grpc_request(query.to_request())),
     )
     .await?;
-    let next = (!reply.next_cursor.is_empty()).then(|| {
-        next_url(
-            state.public_url.as_ref(),
-            PATH,
-            &query.next_query(&reply.next_cursor),
-        )
-    });
-    Ok((
-        crate::headers::no_store(),
-        Json(AdminEventsPage {
-            results: reply.events.into_iter().map(Into::into).collect(),
-            next,
-        }),
-    )
-        .into_response())
+    let next = next_link(
+        state.public_url.as_ref(),
+        PATH,
+        &reply.next_cursor,
+        |cursor| query.next_query(cursor),
+    );
+    Ok(crate::headers::private_json(AdminEventsPage {
+        results: reply.events.into_iter().map(Into::into).collect(),
+        next,
+    }))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`query`]: the listing's query string, validated.
 //! - [`item`]: an account, and each action's reply, as clients see them.
 //! - [`forms`]: the PATCH body.
+//! - [`target`]: the account a handler acts on, and who acts.
 //! - [`users`]: the handlers.
 //!
 //! Beside them, [`events`]: the admin events those actions record
@@ -17,4 +18,5 @@ pub mod events;
 pub mod forms;
 pub mod item;
 pub mod query;
+pub mod target;
 pub mod users;

@@ -5,30 +5,30 @@
 //! auth-service checks again against the database.
 
 use axum::{
-    Json,
-    extract::{Path, RawQuery, State, rejection::PathRejection},
-    response::{IntoResponse, Response},
+    extract::{RawQuery, State},
+    response::Response,
 };
 use proto::auth::v1::{
     DeleteUserRequest, GetUserRequest, LogoutUserRequest, ResendVerificationRequest,
     UnlockUserRequest, UpdateUserRequest,
 };
 use serde::Serialize;
-use tonic::metadata::MetadataValue;
 
 use super::{
     forms::UserUpdateForm,
     item::{DeleteReply, LogoutReply, UnlockReply, UserDetailItem, UserItem, VerificationReply},
     query::UsersQuery,
+    target::{UserAction, for_admin},
 };
 use crate::{
     auth::AdminSession,
     body::Fields,
     context::RequestContext,
-    error::{ApiError, FieldErrors, Rpc},
+    error::{ApiError, Rpc},
     grpc::call,
+    headers::private_json,
     openapi::{AdminErrors, UserChangeErrors, UserErrors, UserUpdateErrors},
-    routes::params::next_url,
+    routes::params::next_link,
     routes::{
         accounts::forms::{ALSO_FORMS, JSON},
         logs::item::rfc3339,
@@ -48,40 +48,6 @@ pub struct UsersPage {
     /// has `GATEWAY_PUBLIC_URL`, else a path.
     #[schema(format = "uri-reference")]
     pub next: Option<String>,
-}
-
-/// `message` as a call of auth-service for the administrator of `session`:
-/// the request context as every call carries it, and the access token.
-fn for_admin<T>(
-    ctx: &RequestContext,
-    session: &AdminSession,
-    message: T,
-) -> Result<tonic::Request<T>, ApiError> {
-    let mut request = ctx.grpc_request(message);
-    // A token that verified is base64url and dots, so this only fails on a bug.
-    let token =
-        MetadataValue::try_from(session.token.expose()).map_err(|_| ApiError::TokenNotValid)?;
-    request
-        .metadata_mut()
-        .insert(common::metadata::ACCESS_TOKEN, token);
-    Ok(request)
-}
-
-/// The `{id}` of the path: a positive integer, else 400 naming `id`.
-fn user_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    let invalid = |message: &str| {
-        let mut errors = FieldErrors::default();
-        errors.add("id", message);
-        ApiError::Validation(errors)
-    };
-    let Ok(Path(raw)) = path else {
-        return Err(invalid("A valid integer is required."));
-    };
-    match raw.trim().parse::<i64>() {
-        Ok(id) if id >= 1 => Ok(id),
-        Ok(_) => Err(invalid("Ensure this value is greater than or equal to 1.")),
-        Err(_) => Err(invalid("A valid integer is required.")),
-    }
 }
 
 /// `GET /api/admin/users/`.
@@ -122,21 +88,16 @@ pub async fn list(
             .list_users(for_admin(&ctx, &session, query.to_request())?),
     )
     .await?;
-    let next = (!reply.next_cursor.is_empty()).then(|| {
-        next_url(
-            state.public_url.as_ref(),
-            LIST_PATH,
-            &query.next_query(&reply.next_cursor),
-        )
-    });
-    Ok((
-        crate::headers::no_store(),
-        Json(UsersPage {
-            results: reply.users.into_iter().map(UserItem::from).collect(),
-            next,
-        }),
-    )
-        .into_response())
+    let next = next_link(
+        state.public_url.as_ref(),
+        LIST_PATH,
+        &reply.next_cursor,
+        |cursor| query.next_query(cursor),
+    );
+    Ok(private_json(UsersPage {
+        results: reply.users.into_iter().map(UserItem::from).collect(),
+        next,
+    }))
 }
 
 /// `GET /api/admin/users/{id}/`.
@@ -153,19 +114,12 @@ pub async fn list(
         UserErrors,
     )
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    session: AdminSession,
-    ctx: RequestContext,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let user_id = user_id(path)?;
+pub async fn get(action: UserAction) -> Result<Response, ApiError> {
     let reply = call(
         Rpc::GetUser,
-        state
-            .admin
-            .clone()
-            .get_user(for_admin(&ctx, &session, GetUserRequest { user_id })?),
+        action.admin().get_user(action.request(GetUserRequest {
+            user_id: action.user_id,
+        })?),
     )
     .await?;
     Ok(detail_response(reply.user.unwrap_or_default()))
@@ -191,29 +145,19 @@ pub async fn get(
         UserUpdateErrors,
     )
 )]
-pub async fn update(
-    State(state): State<AppState>,
-    session: AdminSession,
-    ctx: RequestContext,
-    path: Result<Path<String>, PathRejection>,
-    fields: Fields,
-) -> Result<Response, ApiError> {
-    let user_id = user_id(path)?;
+pub async fn update(action: UserAction, fields: Fields) -> Result<Response, ApiError> {
     let UserUpdateForm {
         is_active,
         is_staff,
     } = fields.parse()?;
     let request = UpdateUserRequest {
-        user_id,
+        user_id: action.user_id,
         is_active,
         is_staff,
     };
     let reply = call(
         Rpc::UpdateUser,
-        state
-            .admin
-            .clone()
-            .update_user(for_admin(&ctx, &session, request)?),
+        action.admin().update_user(action.request(request)?),
     )
     .await?;
     Ok(detail_response(reply.user.unwrap_or_default()))
@@ -236,30 +180,21 @@ pub async fn update(
         UserChangeErrors,
     )
 )]
-pub async fn delete(
-    State(state): State<AppState>,
-    session: AdminSession,
-    ctx: RequestContext,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let user_id = user_id(path)?;
+pub async fn delete(action: UserAction) -> Result<Response, ApiError> {
     let reply = call(
         Rpc::DeleteUser,
-        state
-            .admin
-            .clone()
-            .delete_user(for_admin(&ctx, &session, DeleteUserRequest { user_id })?),
+        action
+            .admin()
+            .delete_user(action.request(DeleteUserRequest {
+                user_id: action.user_id,
+            })?),
     )
     .await?;
-    Ok((
-        crate::headers::no_store(),
-        Json(DeleteReply {
-            deleted: UserItem::from(reply.user.unwrap_or_default()),
-            login_attempts_kept: reply.login_attempts_kept,
-            detail: reply.note,
-        }),
-    )
-        .into_response())
+    Ok(private_json(DeleteReply {
+        deleted: UserItem::from(reply.user.unwrap_or_default()),
+        login_attempts_kept: reply.login_attempts_kept,
+        detail: reply.note,
+    }))
 }
 
 /// `POST /api/admin/users/{id}/unlock/`.
@@ -276,22 +211,17 @@ pub async fn delete(
         UserErrors,
     )
 )]
-pub async fn unlock(
-    State(state): State<AppState>,
-    session: AdminSession,
-    ctx: RequestContext,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let user_id = user_id(path)?;
+pub async fn unlock(action: UserAction) -> Result<Response, ApiError> {
     let reply = call(
         Rpc::UnlockUser,
-        state
-            .admin
-            .clone()
-            .unlock_user(for_admin(&ctx, &session, UnlockUserRequest { user_id })?),
+        action
+            .admin()
+            .unlock_user(action.request(UnlockUserRequest {
+                user_id: action.user_id,
+            })?),
     )
     .await?;
-    Ok(json(UnlockReply {
+    Ok(private_json(UnlockReply {
         user: UserDetailItem::from(reply.user.unwrap_or_default()),
         cleared_counters: reply.cleared_counters,
     }))
@@ -314,22 +244,17 @@ pub async fn unlock(
         UserErrors,
     )
 )]
-pub async fn logout(
-    State(state): State<AppState>,
-    session: AdminSession,
-    ctx: RequestContext,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let user_id = user_id(path)?;
+pub async fn logout(action: UserAction) -> Result<Response, ApiError> {
     let reply = call(
         Rpc::LogoutUser,
-        state
-            .admin
-            .clone()
-            .logout_user(for_admin(&ctx, &session, LogoutUserRequest { user_id })?),
+        action
+            .admin()
+            .logout_user(action.request(LogoutUserRequest {
+                user_id: action.user_id,
+            })?),
     )
     .await?;
-    Ok(json(LogoutReply {
+    Ok(private_json(LogoutReply {
         user: UserDetailItem::from(reply.user.unwrap_or_default()),
         revoked_sessions: reply.revoked_sessions,
     }))
@@ -354,72 +279,22 @@ pub async fn logout(
         crate::openapi::Throttled,
     )
 )]
-pub async fn resend_verification(
-    State(state): State<AppState>,
-    session: AdminSession,
-    ctx: RequestContext,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let user_id = user_id(path)?;
+pub async fn resend_verification(action: UserAction) -> Result<Response, ApiError> {
     let reply = call(
         Rpc::ResendVerification,
-        state.admin.clone().resend_verification(for_admin(
-            &ctx,
-            &session,
-            ResendVerificationRequest { user_id },
-        )?),
+        action
+            .admin()
+            .resend_verification(action.request(ResendVerificationRequest {
+                user_id: action.user_id,
+            })?),
     )
     .await?;
-    Ok(json(VerificationReply {
+    Ok(private_json(VerificationReply {
         user: UserDetailItem::from(reply.user.unwrap_or_default()),
         code_expires_at: reply.code_expires_at.and_then(rfc3339),
     }))
 }
 
 fn detail_response(user: proto::auth::v1::UserDetail) -> Response {
-    json(UserDetailItem::from(user))
-}
-
-/// A JSON answer no cache keeps: it describes one account now.
-fn json<T: Serialize>(body: T) -> Response {
-    (crate::headers::no_store(), Json(body)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::PublicUrl;
-
-    #[test]
-    fn ids_are_positive_integers_named_id() {
-        let path = |raw: &str| Ok(Path(raw.to_owned()));
-        assert_eq!(user_id(path("42")).unwrap(), 42);
-        for bad in [
-            "0",
-            "-1",
-            "abc",
-            "1.5",
-            "",
-            "99999999999999999999",
-            "4\u{0}2",
-        ] {
-            let Err(ApiError::Validation(errors)) = user_id(path(bad)) else {
-                panic!("{bad:?} accepted");
-            };
-            assert_eq!(errors.fields().collect::<Vec<_>>(), ["id"], "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn next_links_are_relative_unless_a_public_url_is_configured() {
-        assert_eq!(
-            next_url(None, LIST_PATH, "cursor=c"),
-            "/api/admin/users/?cursor=c"
-        );
-        let base = PublicUrl::parse("https://api.example.com/").unwrap();
-        assert_eq!(
-            next_url(Some(&base), LIST_PATH, "cursor=c"),
-            "https://api.example.com/api/admin/users/?cursor=c"
-        );
-    }
+    private_json(UserDetailItem::from(user))
 }

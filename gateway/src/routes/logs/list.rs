@@ -4,9 +4,8 @@
 //! first, which `LOG_LISTING_FORMAT=django` brings back (streamed).
 
 use axum::{
-    Json,
     extract::{RawQuery, State},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use serde::Serialize;
 
@@ -22,7 +21,7 @@ use crate::{
     error::{ApiError, Rpc},
     grpc::call,
     openapi::AdminErrors,
-    routes::params::next_url,
+    routes::params::next_link,
     state::AppState,
 };
 
@@ -153,42 +152,18 @@ pub async fn list(
             .list_attempts(ctx.grpc_request(query.to_request())),
     )
     .await?;
-    let next = (!reply.next_cursor.is_empty()).then(|| {
-        next_url(
-            state.public_url.as_ref(),
-            PATH,
-            &query.next_query(&reply.next_cursor),
-        )
-    });
-    Ok((
-        crate::headers::no_store(),
-        Json(Page {
-            results: reply
-                .attempts
-                .into_iter()
-                .map(|record| AttemptItem::new(record, state.shapes.reasons))
-                .collect(),
-            next,
-        }),
-    )
-        .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::PublicUrl;
-
-    #[test]
-    fn next_links_are_relative_unless_a_public_url_is_configured() {
-        assert_eq!(
-            next_url(None, PATH, "cursor=c"),
-            "/api/accounts/logs/login/attemps/?cursor=c"
-        );
-        let base = PublicUrl::parse("https://api.example.com:8585/").unwrap();
-        assert_eq!(
-            next_url(Some(&base), PATH, "limit=5&cursor=c"),
-            "https://api.example.com:8585/api/accounts/logs/login/attemps/?limit=5&cursor=c"
-        );
-    }
+    let next = next_link(
+        state.public_url.as_ref(),
+        PATH,
+        &reply.next_cursor,
+        |cursor| query.next_query(cursor),
+    );
+    Ok(crate::headers::private_json(Page {
+        results: reply
+            .attempts
+            .into_iter()
+            .map(|record| AttemptItem::new(record, state.shapes.reasons))
+            .collect(),
+        next,
+    }))
 }
